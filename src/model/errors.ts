@@ -44,8 +44,9 @@ export class MissingTensorError extends ModelFormatError {
 /** The file contains a tensor that the config does not call for (a sign of a config/weights mismatch). */
 export class UnexpectedTensorError extends ModelFormatError {
   readonly tensor: string;
-  constructor(tensor: string, source?: string) {
-    super(`unexpected tensor "${tensor}": the config does not use it (wrong config.json for these weights?)`, source);
+  /** `hint`, when given, says which config key makes the tensor unnecessary (e.g. "the config has qkv_bias=false"). */
+  constructor(tensor: string, source?: string, hint?: string) {
+    super(`unexpected tensor "${tensor}": the config does not use it${hint ? ` (${hint})` : ''} (wrong config.json for these weights?)`, source);
     this.tensor = tensor;
   }
 }
