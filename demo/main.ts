@@ -1,6 +1,8 @@
 // The demo page, first version: reports the browser's WebGPU adapter and shows the bundled models'
-// configs with the state each layer carries. Prefill/decode and the live charts come with the engine.
+// configs with the state each layer carries, and loads and validates their weights. Prefill/decode and the live charts come with the engine.
 import { parseConfig, type LactConfig } from '../src/model/config.ts';
+import { CONFIG_FILE, loadModel, WEIGHTS_FILE, type LoadedModel } from '../src/model/load.ts';
+import { UrlSource } from '../src/model/source.ts';
 import { stateBytesPerLayer } from '../src/model/state-size.ts';
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -64,19 +66,36 @@ function showConfig(raw: Record<string, unknown>, cfg: LactConfig): void {
   ]);
 }
 
-async function loadModel(entry: ModelEntry): Promise<void> {
+function showWeights(model: LoadedModel): void {
+  let params = 0;
+  for (const t of model.weights.values()) params += t.data.length;
+  const table = $<HTMLTableElement>('weights-table');
+  fillTable(table, [
+    ['tensors', String(model.weights.size)],
+    ['parameters', params.toLocaleString('en-US')],
+    ['tokenizer', `${model.tokenizer.kind}, ${model.tokenizer.vocabSize} ids`],
+    ...Object.entries(model.metadata).map(([k, v]): [string, string] => [`metadata: ${k}`, v]),
+  ]);
+  table.dataset.tensors = String(model.weights.size);
+}
+
+/** Shows the config at once (it is small), then loads and validates the weights. */
+async function showModel(entry: ModelEntry): Promise<void> {
   const status = $('model-status');
-  setStatus(status, 'loading', `Loading ${entry.path}config.json…`);
+  $<HTMLTableElement>('weights-table').hidden = true;
   try {
-    const res = await fetch(`${entry.path}config.json`);
-    if (!res.ok) throw new Error(`${entry.path}config.json: HTTP ${res.status}`);
-    const raw = (await res.json()) as Record<string, unknown>;
-    const cfg = parseConfig(raw, `${entry.path}config.json`);
-    showConfig(raw, cfg);
+    const source = new UrlSource(entry.path);
+    setStatus(status, 'loading', `Loading ${source.locate(CONFIG_FILE)}…`);
+    const raw = JSON.parse(await source.readText(CONFIG_FILE)) as Record<string, unknown>;
+    showConfig(raw, parseConfig(raw, source.locate(CONFIG_FILE)));
+    setStatus(status, 'loading', `Loading and validating ${source.locate(WEIGHTS_FILE)}…`);
+    const model = await loadModel(source);
+    showWeights(model);
     setStatus(status, 'ok', `${entry.name}: ${entry.description}`);
     status.dataset.model = entry.name;
   } catch (err) {
-    setStatus(status, 'error', `Could not load ${entry.name}: ${(err as Error).message}`);
+    const e = err as Error;
+    setStatus(status, 'error', `Could not load ${entry.name}: ${e.name}: ${e.message}`);
   }
 }
 
@@ -89,8 +108,8 @@ async function main(): Promise<void> {
     const models = (await res.json()) as ModelEntry[];
     select.replaceChildren(...models.map((m, i) => new Option(m.name, String(i))));
     select.disabled = false;
-    select.addEventListener('change', () => void loadModel(models[Number(select.value)]));
-    await loadModel(models[0]);
+    select.addEventListener('change', () => void showModel(models[Number(select.value)]));
+    await showModel(models[0]);
   } catch (err) {
     setStatus($('model-status'), 'error', `No bundled models found: ${(err as Error).message}`);
   }

@@ -150,6 +150,10 @@ export function parseConfig(raw: unknown, source?: string): LactConfig {
   mustEqual(cfg, 'lr_parameterization', ['mamba'], source);
   mustEqual(cfg, 'ttt_loss_type', ['dot_product'], source);
   mustEqual(cfg, 'ttt_prenorm', [false], source);
+  // Variants of the official layer that the spec (and so every engine here) does not implement:
+  // refusing them beats silently computing a different model.
+  mustEqual(cfg, 'no_v_silu', [false], source);
+  mustEqual(cfg, 'ttt_nope', [false], source);
   mustEqual(cfg, 'hidden_act', ['swish', 'silu'], source);
 
   const tok = cfg.tokenizer ?? 'tokenizer.json';

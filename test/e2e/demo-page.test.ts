@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectedTensors, parseConfig } from '../../src/model/config.ts';
 import { launchChromium } from '../helpers/browser.ts';
 import { startDemo, type DemoServer } from '../helpers/serve-demo.ts';
 
@@ -30,6 +31,10 @@ describe('demo page in headless Chromium (the README demo command)', () => {
     // Every key of the bundled config.json is shown with its value.
     const rows = await page.$$eval('#config-table tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent ?? '')));
     expect(Object.fromEntries(rows)).toEqual(Object.fromEntries(Object.entries(config).map(([k, v]) => [k, JSON.stringify(v)])));
+
+    // The weights were fetched, parsed and checked against the config: one tensor per expected name.
+    const expected = expectedTensors(parseConfig(config));
+    expect(await page.getAttribute('#weights-table', 'data-tensors')).toBe(String(expected.size));
 
     // Chromium here runs WebGPU on SwiftShader: the page finds an adapter and says so.
     await page.waitForSelector('#gpu-status:not([data-state="checking"])');

@@ -221,6 +221,8 @@ describe('loadModel: every failure is a named error that says where', () => {
       [{ ...TINY_BASE, num_attn_heads: 3 }, 'num_attn_heads', /3 does not divide hidden_size 64/],
       [{ ...TINY_BASE, hidden_size: -64 }, 'hidden_size', /must be at least 1, got -64/],
       [{ ...TINY_BASE, lr_parameterization: 'linear' }, 'lr_parameterization', /"linear" is not supported/],
+      [{ ...TINY_BASE, ttt_nope: true }, 'ttt_nope', /true is not supported/],
+      [{ ...TINY_BASE, no_v_silu: true }, 'no_v_silu', /true is not supported/],
       [{ ...TINY_BASE, num_hidden_layers: '2' }, 'num_hidden_layers', /must be an integer, got "2"/],
       [{ ...TINY_BASE, use_momentum: 'yes' }, 'use_momentum', /must be true or false/],
       [{ ...TINY_BASE, eos_token_id: 999 }, 'eos_token_id', /\[0, 258\)/],
