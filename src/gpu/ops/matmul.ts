@@ -1,0 +1,122 @@
+/**
+ * One matmul launch, built once (pipeline, params, bind group) and encoded per block. See
+ * shaders/matmul.wgsl for the math; here: strides, tile choice and the dispatch grid.
+ */
+import source from '../../../shaders/matmul.wgsl?raw';
+import type { BlockParams } from '../block.ts';
+import { dispatch, type GpuContext, type Kernel, type Resource, type WeightStorage } from '../context.ts';
+
+/** Element strides of a [batch, rows, cols] view of a buffer. */
+export interface View {
+  readonly off?: number;
+  readonly batch?: number;
+  readonly row: number;
+  readonly col: number;
+}
+
+export interface MatmulSpec {
+  /** M is fixed, or 'rows': the block's token count at encode time. */
+  readonly M: number | 'rows';
+  readonly N: number;
+  readonly K: number;
+  readonly batch?: number;
+  /** A as [batch, M, K]. */
+  readonly a: View;
+  /** B as [batch, N, K] (a Linear weight [N, K] is { row: K, col: 1 }). */
+  readonly b: View;
+  /** C as [batch, M, N]. */
+  readonly c: View;
+  readonly alpha?: number;
+  /** C = alpha·AB + beta·C (beta = 1: accumulate, e.g. a residual add). */
+  readonly beta?: number;
+  /** Element offset of the bias in the bias buffer, when there is one. */
+  readonly biasOff?: number;
+  /** Read only A's last block row (M must be 1): the LM head after a prefill. */
+  readonly lastRow?: boolean;
+  /** How B is stored (A and C are always f32). */
+  readonly weight?: WeightStorage;
+}
+
+/** Register tile per invocation (TM x TN) and workgroup shape (WGX x WGY invocations). */
+export interface MatmulTiles {
+  readonly tm: number;
+  readonly tn: number;
+  readonly wgx: number;
+  readonly wgy: number;
+}
+
+/** Shapes measured fastest on the CPU backends (4x4 register tiles, no shared memory). */
+export const CPU_TILES: MatmulTiles = { tm: 4, tn: 4, wgx: 8, wgy: 8 };
+/** For M = 1 (decode): one row, four columns per invocation. */
+export const ROW_TILES: MatmulTiles = { tm: 1, tn: 4, wgx: 64, wgy: 1 };
+
+export function matmulKernel(ctx: GpuContext, weight: WeightStorage, tiles: MatmulTiles): Kernel {
+  return ctx.kernel({
+    shader: 'matmul.wgsl',
+    source,
+    entry: 'main',
+    bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw'],
+    defines: { TM: tiles.tm, TN: tiles.tn, WGX: tiles.wgx, WGY: tiles.wgy, W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed' },
+  });
+}
+
+const FLAG_BIAS = 1, FLAG_M_ROWS = 2, FLAG_LAST_ROW = 4;
+
+export interface MatmulBuffers {
+  readonly a: Resource;
+  readonly b: Resource;
+  readonly c: Resource;
+  readonly bias?: Resource;
+}
+
+export class MatmulOp {
+  private readonly wide: Kernel;
+  private readonly narrow: Kernel;
+  private readonly group: GPUBindGroup;
+
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly label: string,
+    readonly spec: MatmulSpec,
+    bufs: MatmulBuffers,
+    block: BlockParams,
+    private readonly tiles: { wide: MatmulTiles; narrow: MatmulTiles } = { wide: CPU_TILES, narrow: ROW_TILES },
+  ) {
+    const w = spec.weight ?? 'f32';
+    this.wide = matmulKernel(ctx, w, tiles.wide);
+    this.narrow = matmulKernel(ctx, w, tiles.narrow);
+    let flags = 0;
+    if (bufs.bias) flags |= FLAG_BIAS;
+    if (spec.M === 'rows') flags |= FLAG_M_ROWS;
+    if (spec.lastRow) flags |= FLAG_LAST_ROW;
+    const v = (x: View): [number, number, number, number] => [x.off ?? 0, x.batch ?? 0, x.row, x.col];
+    const params = ctx.uniform(`${label} params`, [
+      ['u32', spec.M === 'rows' ? 0 : spec.M], ['u32', spec.N], ['u32', spec.K], ['u32', flags],
+      ...v(spec.a).map((x) => ['u32', x] as const),
+      ...v(spec.b).map((x) => ['u32', x] as const),
+      ...v(spec.c).map((x) => ['u32', x] as const),
+      ['f32', spec.alpha ?? 1], ['f32', spec.beta ?? 0], ['u32', spec.biasOff ?? 0], ['u32', 0],
+    ]);
+    // Both tile variants share one bind group layout, so one bind group serves both pipelines.
+    this.group = ctx.bind(this.wide, [params, block.buffer, bufs.a, bufs.b, bufs.bias ?? bufs.a, bufs.c]);
+  }
+
+  /** Records the launch; `rows` is the block's token count (used when M is 'rows'). */
+  encode(pass: GPUComputePassEncoder, rows: number): void {
+    const M = this.spec.M === 'rows' ? rows : this.spec.M;
+    const t = M <= 2 ? this.tiles.narrow : this.tiles.wide;
+    const k = M <= 2 ? this.narrow : this.wide;
+    const x = Math.ceil(this.spec.N / (t.tn * t.wgx));
+    const y = Math.ceil(M / (t.tm * t.wgy));
+    const z = this.spec.batch ?? 1;
+    const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) throw new RangeError(`${this.label}: grid ${x}x${y}x${z} exceeds ${max} per dimension`);
+    dispatch(pass, k, this.group, x, y, z);
+  }
+
+  /** Floating-point operations of one launch. */
+  flops(rows: number): number {
+    const M = this.spec.M === 'rows' ? rows : this.spec.M;
+    return 2 * M * this.spec.N * this.spec.K * (this.spec.batch ?? 1);
+  }
+}

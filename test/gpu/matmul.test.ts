@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlockParams } from '../../src/gpu/block.ts';
+import type { GpuContext, WeightStorage } from '../../src/gpu/context.ts';
+import { CPU_TILES, MatmulOp, ROW_TILES, type MatmulSpec, type MatmulTiles } from '../../src/gpu/ops/matmul.ts';
+import { f16BitsToFloat32 } from '../../src/model/safetensors.ts';
+import { gaussian, rng } from '../helpers/random-model.ts';
+import { maxRelError, openTestGpu, readF32, runPass, toF16Bits, upload, zeros } from '../helpers/gpu.ts';
+
+/** CPU twin: the same strided definition in f64. */
+function matmulRef(s: MatmulSpec, M: number, a: Float32Array, b: ArrayLike<number>, c0: Float32Array, bias: Float32Array | null, rowsForLast = 1): Float32Array {
+  const out = Float32Array.from(c0);
+  const batch = s.batch ?? 1;
+  for (let z = 0; z < batch; z++) {
+    for (let m = 0; m < M; m++) {
+      for (let n = 0; n < s.N; n++) {
+        let acc = 0;
+        const am = s.lastRow ? rowsForLast - 1 : m;
+        for (let k = 0; k < s.K; k++) {
+          acc += a[(s.a.off ?? 0) + z * (s.a.batch ?? 0) + am * s.a.row + k * s.a.col] * b[(s.b.off ?? 0) + z * (s.b.batch ?? 0) + n * s.b.row + k * s.b.col];
+        }
+        const ci = (s.c.off ?? 0) + z * (s.c.batch ?? 0) + m * s.c.row + n * s.c.col;
+        let v = (s.alpha ?? 1) * acc;
+        if (bias) v += bias[(s.biasOff ?? 0) + n];
+        if ((s.beta ?? 0) !== 0) v += (s.beta ?? 0) * c0[ci];
+        out[ci] = v;
+      }
+    }
+  }
+  return out;
+}
+
+function randn(n: number, seed: number): Float32Array {
+  const g = gaussian(rng(seed));
+  return Float32Array.from({ length: n }, () => g());
+}
+
+describe('matmul.wgsl against its CPU twin', () => {
+  let ctx: GpuContext;
+  let block: BlockParams;
+  beforeAll(async () => {
+    ctx = (await openTestGpu()).ctx;
+    block = new BlockParams(ctx);
+  });
+  afterAll(() => ctx?.device.destroy());
+
+  async function check(label: string, spec: MatmulSpec, sizes: { a: number; b: number; c: number }, opts: { rows?: number; tiles?: { wide: MatmulTiles; narrow: MatmulTiles }; bias?: number } = {}) {
+    const a = randn(sizes.a, 1), bF = randn(sizes.b, 2), c0 = randn(sizes.c, 3);
+    const bias = opts.bias ? randn(opts.bias, 4) : null;
+    const w = spec.weight ?? 'f32';
+    let bData: Float32Array | Uint16Array = bF;
+    let bEff: ArrayLike<number> = bF;
+    if (w !== 'f32') {
+      const bits = toF16Bits(bF);
+      bData = bits;
+      bEff = Array.from(bits, f16BitsToFloat32);
+    }
+    const rows = opts.rows ?? 1;
+    const M = spec.M === 'rows' ? rows : spec.M;
+    const bufB = ctx.allocator.upload('b', 'weights', w === 'f32' ? bData : bits32(bData as Uint16Array));
+    const bufC = upload(ctx, c0);
+    const op = new MatmulOp(ctx, label, spec, { a: upload(ctx, a), b: bufB, c: bufC, bias: bias ? upload(ctx, bias) : undefined }, block, opts.tiles);
+    block.write(rows, 0);
+    await runPass(ctx, (pass) => op.encode(pass, rows));
+    const got = await readF32(ctx, bufC, sizes.c);
+    const want = matmulRef(spec, M, a, bEff, c0, bias, rows);
+    const err = maxRelError(got, want);
+    expect(err, label).toBeLessThan(2e-5);
+    return err;
+  }
+
+  function bits32(h: Uint16Array): Uint16Array {
+    // Packed f16 and native f16 share the same bytes: two halves per u32, padded to 4 bytes.
+    const out = new Uint16Array(h.length + (h.length % 2));
+    out.set(h);
+    return out;
+  }
+
+  it('Linear layout (x W^T + bias), shapes off the tile grid, every weight storage', async () => {
+    for (const weight of ['f32', 'f16', 'f16-packed'] as WeightStorage[]) {
+      if (weight === 'f16' && !ctx.features.shaderF16) continue; // reported by the next test
+      for (const [M, N, K] of [[1, 37, 19], [2, 5, 3], [13, 70, 33], [64, 64, 64]]) {
+        await check(`${weight} ${M}x${N}x${K}`, { M: 'rows', N, K, a: { row: K, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 }, weight }, { a: M * K, b: N * K, c: M * N }, { rows: M, bias: N });
+      }
+    }
+  });
+
+  it('lavapipe has shader-f16, so the native-f16 path above ran', () => {
+    if (process.env.TTT_WEBGPU_BACKEND === undefined) expect(ctx.features.shaderF16).toBe(true);
+  });
+
+  it('transposed A, B and C through strides, batched, with alpha and beta (accumulate)', async () => {
+    const [Bt, M, N, K] = [3, 9, 11, 7];
+    // A stored [batch, K, M] (transposed), B stored [batch, K, N] (transposed), C written transposed [batch, N, M].
+    await check('transposed', {
+      M, N, K, batch: Bt,
+      a: { batch: M * K, row: 1, col: M },
+      b: { batch: N * K, row: 1, col: N },
+      c: { batch: M * N, row: 1, col: M },
+      alpha: 0.5, beta: -1.5,
+    }, { a: Bt * M * K, b: Bt * N * K, c: Bt * M * N });
+  });
+
+  it('offsets and head-interleaved rows (the fast-weight layout [T, heads*df])', async () => {
+    const [H, T, df, dh] = [2, 10, 6, 12];
+    await check('heads', {
+      M: T, N: dh, K: df, batch: H,
+      a: { off: 0, batch: df, row: H * df, col: 1 },
+      b: { batch: dh * df, row: df, col: 1 },
+      c: { off: 5, batch: dh, row: H * dh, col: 1 },
+    }, { a: T * H * df, b: H * dh * df, c: 5 + T * H * dh });
+  });
+
+  it('last-row mode reads only the block\'s final row (the prefill LM head)', async () => {
+    const [rows, N, K] = [6, 21, 8];
+    await check('last row', { M: 1, N, K, lastRow: true, a: { row: K, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 } }, { a: rows * K, b: N * K, c: N }, { rows });
+  });
+
+  it('other tile shapes give the same result (the shape is a parameter)', async () => {
+    for (const wide of [{ tm: 2, tn: 8, wgx: 4, wgy: 16 }, { tm: 8, tn: 1, wgx: 32, wgy: 2 }, CPU_TILES]) {
+      await check(`tiles ${JSON.stringify(wide)}`, { M: 'rows', N: 45, K: 17, a: { row: 17, col: 1 }, b: { row: 17, col: 1 }, c: { row: 45, col: 1 } }, { a: 23 * 17, b: 45 * 17, c: 23 * 45 }, { rows: 23, tiles: { wide, narrow: ROW_TILES } });
+    }
+  });
+});
