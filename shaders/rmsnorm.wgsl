@@ -1,0 +1,60 @@
+// RMSNorm over rows: y = x / sqrt(mean(x^2) + eps) * w. A row may hold several vectors ("segments", e.g.
+// q and k of a qkv row, each with its own weights at w[seg * n]); input and output may be the same
+// buffer: the IN_PLACE variant binds it once (two bindings of one buffer may be assumed not to alias
+// by the shader compiler, which breaks in-place updates). The residual add that
+// precedes a norm is fused into the producing matmul (beta = 1), so the norm reads the summed stream.
+// One workgroup per (row, segment); the sum of squares is reduced with subgroup operations where the
+// adapter has them, through workgroup memory otherwise.
+#if SUBGROUPS
+enable subgroups;
+#endif
+struct Params { n: u32, segments: u32, inStride: u32, inOff: u32, outStride: u32, outOff: u32, segStride: u32, eps: f32 }
+struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+
+const WG: u32 = 64u;
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read_write> x: array<f32>;
+#if IN_PLACE
+fn store(i: u32, v: f32) { x[i] = v; }
+#else
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+fn store(i: u32, v: f32) { y[i] = v; }
+#endif
+
+var<workgroup> partial: array<f32, WG>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32
+#if SUBGROUPS
+  , @builtin(subgroup_invocation_id) sgLane: u32
+#endif
+) {
+  let row = wid.x;
+  let seg = wid.y;
+  if (row >= blk.rows) { return; }
+  let xin = row * p.inStride + p.inOff + seg * p.segStride;
+  let yout = row * p.outStride + p.outOff + seg * p.segStride;
+  var ss = 0.0;
+  for (var i = lid; i < p.n; i += WG) { let v = x[xin + i]; ss = fma(v, v, ss); }
+#if SUBGROUPS
+  // Subgroup totals land in their first lane's slot; the layout of subgroups within the workgroup is
+  // not specified, so every slot is summed rather than indexing by a computed subgroup id.
+  ss = subgroupAdd(ss);
+  partial[lid] = select(0.0, ss, sgLane == 0u);
+  workgroupBarrier();
+  var total = 0.0;
+  for (var s = 0u; s < WG; s++) { total += partial[s]; }
+#else
+  partial[lid] = ss;
+  workgroupBarrier();
+  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+    if (lid < stride) { partial[lid] += partial[lid + stride]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+#endif
+  let inv = inverseSqrt(total / f32(p.n) + p.eps);
+  for (var i = lid; i < p.n; i += WG) { store(yout + i, x[xin + i] * inv * w[seg * p.n + i]); }
+}

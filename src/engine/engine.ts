@@ -1,0 +1,363 @@
+/**
+ * The GPU engine: one LaCT-family model on one device, with constant-size state for TTT and
+ * sliding-window models and a growing (capped) KV cache for the full-attention baseline.
+ *
+ * Tokens go through in blocks. A block is at most `maxRows` tokens and never crosses a fast-weight chunk
+ * boundary, so a prompt that ends mid-chunk leaves its tail pending and the chunk update runs in the
+ * block that completes the chunk. A decode step is a block of one token: prefill and decode share one
+ * data path (`encodeBlock`), one command buffer per block, and nothing is read back but what the caller
+ * asked for (the sampled id, or logits in tests).
+ */
+import type { LactConfig, WeightMap } from '../model/config.ts';
+import { BlockParams } from '../gpu/block.ts';
+import type { GpuContext, WeightStorage } from '../gpu/context.ts';
+import type { MemoryReport } from '../gpu/allocator.ts';
+import { AttentionOp, KvCache } from '../gpu/ops/attention.ts';
+import { EmbedOp } from '../gpu/ops/embed.ts';
+import { FastWeightLayer, gateColumns } from '../gpu/ops/fast-weights.ts';
+import { LinearOp } from '../gpu/ops/linear.ts';
+import { CPU_TILES, ROW_TILES, type MatmulTiles } from '../gpu/ops/matmul.ts';
+import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
+import { RopeOp } from '../gpu/ops/rope.ts';
+import { SampleOp, validateSamplingParams, type SamplingParams } from '../gpu/ops/sample.ts';
+import { SwigluOp } from '../gpu/ops/swiglu.ts';
+import { uploadMatrix, uploadVector, type WeightParts } from '../gpu/weights.ts';
+import { ContextOverflowError, EngineDestroyedError, InvalidTokenError } from './errors.ts';
+import { arrangeWeights } from './model-weights.ts';
+
+/** eps of q_norm and k_norm (the library RMSNorm default; block norms use config.normEps). */
+const INNER_NORM_EPS = 1e-5;
+
+export type EngineMode = 'ttt' | 'sliding-window' | 'full-attention';
+
+export interface EngineOptions {
+  /** Weight storage: 'f16' halves memory (native f16 with `shader-f16`, packed u32 pairs without); 'f32' is exact. Default 'f16'. */
+  readonly weights?: 'f32' | 'f16';
+  /** Largest block of tokens per command buffer (default: the chunk size, capped at 512; 64 without fast weights). */
+  readonly maxRows?: number;
+  /** Full attention only: the KV cache's capacity in positions (default 4096). */
+  readonly maxContext?: number;
+  /** Split weights and KV pages at this many bytes (default: the device's maxStorageBufferBindingSize). */
+  readonly maxBindingBytes?: number;
+  /** Matmul register tiles: `wide` for blocks of 3+ rows, `narrow` for decode. */
+  readonly tiles?: { readonly wide: MatmulTiles; readonly narrow: MatmulTiles };
+  /** Keep every row's logits of a block readable (tests; costs maxRows·vocab floats). */
+  readonly allLogits?: boolean;
+}
+
+export interface FeedOptions {
+  /** Sample the next token on the GPU after the last fed token; only its id is read back. */
+  readonly sample?: SamplingParams;
+  /** Read back logits: of the last fed token, or of every fed token (needs `allLogits` at creation). */
+  readonly logits?: 'last' | 'all';
+}
+
+export interface FeedResult {
+  /** The sampled next token, when `sample` was given. */
+  readonly token: number | null;
+  /** [fed or 1, vocab] logits, when asked for. */
+  readonly logits: Float32Array | null;
+}
+
+export interface EngineInfo {
+  readonly mode: EngineMode;
+  readonly weights: WeightStorage;
+  readonly subgroups: boolean;
+  readonly maxRows: number;
+  readonly maxBindingBytes: number;
+  readonly capacity: number;
+}
+
+interface LayerOps {
+  attnNorm: RmsNormOp;
+  qkv: LinearOp;
+  qkNorm: RmsNormOp | null;
+  gates: LinearOp | null;
+  fast: FastWeightLayer | null;
+  rope: RopeOp;
+  attention: AttentionOp;
+  oProj: LinearOp;
+  mlpNorm: RmsNormOp;
+  gateUp: LinearOp;
+  swiglu: SwigluOp;
+  down: LinearOp;
+}
+
+/** Counts dispatches as they are recorded (for the per-step figure the engine reports). */
+class CountingPass {
+  count = 0;
+  constructor(readonly pass: GPUComputePassEncoder) {}
+  get encoder(): GPUComputePassEncoder {
+    const self = this;
+    return new Proxy(this.pass, {
+      get(target, prop) {
+        if (prop === 'dispatchWorkgroups') {
+          return (x: number, y?: number, z?: number) => {
+            self.count++;
+            target.dispatchWorkgroups(x, y, z);
+          };
+        }
+        const v = Reflect.get(target, prop) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  }
+}
+
+export class LactEngine {
+  readonly config: LactConfig;
+  readonly info: EngineInfo;
+  private readonly block: BlockParams;
+  private readonly tokens: GPUBuffer;
+  private readonly x: GPUBuffer;
+  private readonly logitsBuf: GPUBuffer;
+  private readonly readback: GPUBuffer;
+  private readonly embed: EmbedOp;
+  private readonly layers: LayerOps[];
+  private readonly finalNorm: RmsNormOp;
+  private readonly headLast: LinearOp;
+  private readonly headAll: LinearOp | null;
+  private readonly sampler: SampleOp;
+  private pos = 0;
+  private queue: Promise<unknown> = Promise.resolve();
+  private destroyed: string | null = null;
+  /** Dispatches recorded by the last block. */
+  lastDispatches = 0;
+
+  private constructor(readonly ctx: GpuContext, config: LactConfig, weights: WeightMap, opts: EngineOptions) {
+    this.config = config;
+    const c = config, D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize;
+    const mode: EngineMode = c.useFastWeights ? 'ttt' : c.windowSize === null ? 'full-attention' : 'sliding-window';
+    const maxRows = opts.maxRows ?? (c.useFastWeights ? Math.min(c.chunkSize, 512) : 64);
+    const maxBinding = opts.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize;
+    const storage: WeightStorage = opts.weights === 'f32' ? 'f32' : ctx.features.shaderF16 ? 'f16' : 'f16-packed';
+    const capacity = c.windowSize === null ? opts.maxContext ?? 4096 : Infinity;
+    const tiles = opts.tiles ?? { wide: CPU_TILES, narrow: ROW_TILES };
+    this.info = { mode, weights: storage, subgroups: ctx.features.subgroups, maxRows, maxBindingBytes: maxBinding, capacity };
+
+    const t = arrangeWeights(c, weights);
+    const A = ctx.allocator;
+    const act = (label: string, floats: number) => A.create(label, 'activations', floats * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+    const mat = (label: string, data: Float32Array, rows: number, cols: number): WeightParts => uploadMatrix(ctx, label, data, rows, cols, storage, maxBinding);
+    const block = (this.block = new BlockParams(ctx));
+
+    // Activations, shared by every layer (a block runs the layers one after another).
+    this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const x = (this.x = act('x: residual stream [rows, D]', maxRows * D));
+    const a = act('a: normed input [rows, D]', maxRows * D);
+    const qkv = act('qkv [rows, 3D]', maxRows * 3 * D);
+    const o = act('o: mixer output [rows, D]', maxRows * D);
+    const gu = act('gate|up [rows, 2I]', maxRows * 2 * I);
+    const s = act('swiglu [rows, I]', maxRows * I);
+    const G = c.useFastWeights ? gateColumns(c).total : 0;
+    const gates = G ? act('fast-weight gates [rows, G]', maxRows * G) : null;
+    const logitRows = opts.allLogits ? maxRows : 1;
+    this.logitsBuf = act('logits', logitRows * V);
+    this.readback = A.create('readback', 'scratch', logitRows * V * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+
+    const embeddings = mat('embeddings', t.embeddings, V, D);
+    this.embed = new EmbedOp(ctx, 'embed', D, embeddings, { tokens: this.tokens, x }, block);
+    this.layers = t.layers.map((lt, l) => {
+      const L = `layer ${l}`;
+      const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
+      return {
+        attnNorm: new RmsNormOp(ctx, `${L} attn_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, `${L} attn_norm`, lt.attnNorm), x, y: a }, block),
+        qkv: new LinearOp(ctx, `${L} qkv`, mat(`${L} qkv`, lt.qkv, 3 * D, D), { x: a, y: qkv, bias: lt.qkvBias ? uploadVector(ctx, `${L} qkv bias`, lt.qkvBias) : undefined }, { inStride: D, outStride: 3 * D }, block, tiles),
+        qkNorm: lt.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: uploadVector(ctx, `${L} q/k norm`, lt.qkNorm), x: qkv, y: qkv }, block) : null,
+        gates: lt.gates && gates ? new LinearOp(ctx, `${L} gates`, mat(`${L} gates`, lt.gates, G, D), { x: a, y: gates, bias: uploadVector(ctx, `${L} gates bias`, lt.gatesBias!) }, { inStride: D, outStride: G }, block, tiles) : null,
+        fast: lt.fast && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, lt.fast, { qkv, gates, out: o }, block, maxRows) : null,
+        rope: new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
+        attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, new KvCache(ctx, `${L} kv`, attnSpec), block),
+        oProj: new LinearOp(ctx, `${L} o_proj`, mat(`${L} o_proj`, lt.oProj, D, D), { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
+        mlpNorm: new RmsNormOp(ctx, `${L} mlp_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, `${L} mlp_norm`, lt.mlpNorm), x, y: a }, block),
+        gateUp: new LinearOp(ctx, `${L} gate|up`, mat(`${L} gate|up`, lt.gateUp, 2 * I, D), { x: a, y: gu }, { inStride: D, outStride: 2 * I }, block, tiles),
+        swiglu: new SwigluOp(ctx, `${L} swiglu`, I, { gu, s }, block),
+        down: new LinearOp(ctx, `${L} down`, mat(`${L} down`, lt.down, D, I), { x: s, y: x }, { inStride: I, outStride: D, accumulate: true }, block, tiles),
+      };
+    });
+    this.finalNorm = new RmsNormOp(ctx, 'final norm', { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, 'final norm', t.finalNorm), x, y: a }, block);
+    // Tied embeddings: the LM head reads the embedding table itself (same storage, uploaded once).
+    const headWeights = c.tieWordEmbeddings ? embeddings : mat('lm_head', t.lmHead, V, D);
+    this.headLast = new LinearOp(ctx, 'lm_head (last row)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V, lastRow: true }, block, tiles);
+    this.headAll = opts.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V }, block, tiles) : null;
+    this.sampler = new SampleOp(ctx, 'sample', this.logitsBuf, V);
+  }
+
+  /** Uploads the weights and builds every pipeline and bind group; nothing is created per token. */
+  static async create(ctx: GpuContext, model: { config: LactConfig; weights: WeightMap }, opts: EngineOptions = {}): Promise<LactEngine> {
+    ctx.device.pushErrorScope('out-of-memory');
+    ctx.device.pushErrorScope('validation');
+    let engine: LactEngine;
+    try {
+      engine = new LactEngine(ctx, model.config, model.weights, opts);
+    } finally {
+      const validation = await ctx.device.popErrorScope();
+      const oom = await ctx.device.popErrorScope();
+      if (oom) throw new Error(`out of GPU memory while creating the engine: ${oom.message}`);
+      if (validation) throw new Error(`WebGPU rejected the engine's setup: ${validation.message}`);
+    }
+    return engine;
+  }
+
+  /** Tokens fed so far: the absolute position of the next token. */
+  get position(): number {
+    return this.pos;
+  }
+
+  memory(): MemoryReport {
+    return this.ctx.allocator.report();
+  }
+
+  /** Feeds tokens (a prompt, or one token of decode) and optionally samples the next one. */
+  feed(tokens: readonly number[], opts: FeedOptions = {}): Promise<FeedResult> {
+    const run = this.queue.then(() => this.feedNow(tokens, opts));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  prefill(tokens: readonly number[], opts: FeedOptions = {}): Promise<FeedResult> {
+    return this.feed(tokens, opts);
+  }
+
+  /** One decode step: feed `token`, sample the next on the GPU, read back only its id. */
+  async step(token: number, sampling: SamplingParams): Promise<number> {
+    const r = await this.feed([token], { sample: sampling });
+    return r.token!;
+  }
+
+  /** Greedy or sampled generation after a prompt; `onToken` sees each id as it is read back. */
+  async generate(prompt: readonly number[], maxTokens: number, sampling: SamplingParams, onToken?: (id: number) => void): Promise<number[]> {
+    if (prompt.length === 0) throw new RangeError('generate needs at least one prompt token');
+    const out: number[] = [];
+    let r = await this.feed(prompt, { sample: sampling });
+    for (let i = 0; i < maxTokens; i++) {
+      const id = r.token!;
+      out.push(id);
+      onToken?.(id);
+      if (i + 1 < maxTokens) r = await this.feed([id], { sample: sampling });
+    }
+    return out;
+  }
+
+  /** Forgets everything fed: position 0, fast weights and momentum back to the model's. */
+  reset(): void {
+    this.pos = 0;
+    for (const l of this.layers) l.fast?.reset();
+  }
+
+  destroy(): void {
+    this.destroyed ??= 'destroy() was called';
+    this.ctx.allocator.destroyAll();
+  }
+
+  private async feedNow(tokens: readonly number[], opts: FeedOptions): Promise<FeedResult> {
+    if (this.destroyed) throw new EngineDestroyedError(this.destroyed);
+    const c = this.config;
+    tokens.forEach((t, i) => {
+      if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) throw new InvalidTokenError(t, i, c.vocabSize);
+    });
+    if (tokens.length === 0) throw new RangeError('feed needs at least one token');
+    if (this.pos + tokens.length > this.info.capacity) throw new ContextOverflowError(this.pos, tokens.length, this.info.capacity);
+    const sampling = opts.sample ? validateSamplingParams(opts.sample) : null;
+    if (opts.logits === 'all' && !this.headAll) throw new RangeError('logits: "all" needs an engine created with allLogits: true');
+
+    const all: Float32Array[] = [];
+    let i = 0;
+    let token: number | null = null;
+    let lastLogits: Float32Array | null = null;
+    while (i < tokens.length) {
+      const rows = this.blockRows(this.pos, tokens.length - i);
+      const last = i + rows === tokens.length;
+      const head = opts.logits === 'all' ? 'all' : last && (opts.logits === 'last' || sampling) ? 'last' : 'none';
+      this.encodeBlock(tokens.slice(i, i + rows), head, last ? sampling : null);
+      this.pos += rows;
+      i += rows;
+      if (opts.logits === 'all') all.push(await this.read(rows * c.vocabSize));
+      else if (last && opts.logits === 'last') lastLogits = await this.read(c.vocabSize);
+      if (last && sampling) token = await this.readToken();
+    }
+    const logits = opts.logits === 'all' ? concatF32(all) : lastLogits;
+    return { token, logits };
+  }
+
+  /** Rows of the next block: at most maxRows, and never past the end of the current chunk. */
+  private blockRows(pos: number, remaining: number): number {
+    let rows = Math.min(remaining, this.info.maxRows);
+    if (this.config.useFastWeights) rows = Math.min(rows, this.config.chunkSize - (pos % this.config.chunkSize));
+    return rows;
+  }
+
+  /**
+   * The data path of one block, top to bottom: token → embedding → every layer (attention over the
+   * window + the fast-weight branch, then the MLP) → final norm → LM head → sample.
+   */
+  private encodeBlock(tokens: readonly number[], head: 'none' | 'last' | 'all', sampling: Required<SamplingParams> | null): void {
+    const c = this.config, rows = tokens.length, pos0 = this.pos;
+    this.block.write(rows, pos0);
+    this.ctx.device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens));
+    const chunkDone = c.useFastWeights && (pos0 + rows) % c.chunkSize === 0;
+
+    const encoder = this.ctx.device.createCommandEncoder({ label: `block @${pos0} x${rows}` });
+    const counting = new CountingPass(encoder.beginComputePass());
+    const pass = counting.encoder;
+    this.embed.encode(pass, rows); //                            x = E[tokens]
+    for (const l of this.layers) {
+      l.attnNorm.encode(pass, rows); //                          a = RMSNorm(x)
+      l.qkv.encode(pass, rows); //                               q|k|v = a Wqkv^T (+ b)
+      l.qkNorm?.encode(pass, rows); //                           q, k = RMSNorm(q), RMSNorm(k)
+      l.gates?.encode(pass, rows); //                            lr | momentum | ttt scale (pre-activation)
+      l.fast?.encodeInputs(pass, rows); //                       fast q, k, v from the un-roped q, k, v
+      l.rope.encode(pass, rows); //                              RoPE(q), RoPE(k)
+      l.attention.encode(pass, rows, pos0); //                   o = windowed softmax attention (writes K/V)
+      if (l.fast) {
+        l.fast.encodeApply(pass, rows); //                       o += ttt_norm(f_W(fast q)) * scale
+        l.fast.encodePending(pass, rows); //                     keep the chunk's fast k, v, lr, beta
+        if (chunkDone) l.fast.encodeLearn(pass); //              W <- renorm(W + Muon(momentum(grad)))
+      }
+      l.oProj.encode(pass, rows); //                             x += o Wo^T
+      l.mlpNorm.encode(pass, rows); //                           a = RMSNorm(x)
+      l.gateUp.encode(pass, rows); //                            g|u = a [Wg; Wu]^T
+      l.swiglu.encode(pass, rows); //                            s = silu(g) * u
+      l.down.encode(pass, rows); //                              x += s Wd^T
+    }
+    if (head !== 'none') {
+      this.finalNorm.encode(pass, rows); //                      a = RMSNorm(x)
+      if (head === 'all') this.headAll!.encode(pass, rows); //   logits = a Wlm^T
+      else this.headLast.encode(pass, rows);
+      if (sampling) this.sampler.encode(pass, sampling, pos0 + rows); // next id, drawn with (seed, position)
+    }
+    pass.end();
+    this.lastDispatches = counting.count;
+    this.ctx.device.queue.submit([encoder.finish()]);
+  }
+
+  private async read(floats: number): Promise<Float32Array> {
+    const enc = this.ctx.device.createCommandEncoder();
+    enc.copyBufferToBuffer(this.logitsBuf, 0, this.readback, 0, floats * 4);
+    this.ctx.device.queue.submit([enc.finish()]);
+    await this.readback.mapAsync(GPUMapMode.READ, 0, floats * 4);
+    const out = new Float32Array(this.readback.getMappedRange(0, floats * 4).slice(0));
+    this.readback.unmap();
+    return out;
+  }
+
+  private async readToken(): Promise<number> {
+    const enc = this.ctx.device.createCommandEncoder();
+    enc.copyBufferToBuffer(this.sampler.result, 0, this.readback, 0, 4);
+    this.ctx.device.queue.submit([enc.finish()]);
+    await this.readback.mapAsync(GPUMapMode.READ, 0, 4);
+    const id = new Uint32Array(this.readback.getMappedRange(0, 4))[0];
+    this.readback.unmap();
+    return id;
+  }
+}
+
+function concatF32(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,28 @@
+/** Errors the engine raises at run time; each leaves the engine usable unless it says otherwise. */
+export class EngineError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+/** Full attention's KV cache is sized at creation; feeding past it is refused before any work is queued. */
+export class ContextOverflowError extends EngineError {
+  constructor(readonly position: number, readonly requested: number, readonly capacity: number) {
+    super(`context overflow: ${requested} more tokens at position ${position} exceed the full-attention cache of ${capacity} positions (create the engine with a larger maxContext)`);
+  }
+}
+
+/** A token id outside the model's vocabulary. */
+export class InvalidTokenError extends EngineError {
+  constructor(readonly token: unknown, readonly index: number, readonly vocabSize: number) {
+    super(`token ${String(token)} at index ${index} is not an integer in [0, ${vocabSize})`);
+  }
+}
+
+/** The engine was destroyed (or its device lost); create a new one. */
+export class EngineDestroyedError extends EngineError {
+  constructor(why: string) {
+    super(`the engine is no longer usable: ${why}`);
+  }
+}

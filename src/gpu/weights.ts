@@ -1,0 +1,70 @@
+/**
+ * Weight upload: once, in the storage the kernels read (f32, or f16 — native or packed two per u32,
+ * the same bytes either way), split by rows into parts whenever a matrix would exceed the device's
+ * storage-binding limit (128 MiB on many devices, lavapipe included).
+ */
+import { float32ToF16Bits } from '../model/safetensors-writer.ts';
+import type { GpuContext, WeightStorage } from './context.ts';
+
+export interface WeightPart {
+  readonly buffer: GPUBuffer;
+  /** First row of the matrix this part holds, and how many. */
+  readonly row0: number;
+  readonly rows: number;
+}
+
+export interface WeightParts {
+  readonly storage: WeightStorage;
+  readonly rows: number;
+  readonly cols: number;
+  readonly parts: readonly WeightPart[];
+}
+
+export function bytesPerWeight(storage: WeightStorage): number {
+  return storage === 'f32' ? 4 : 2;
+}
+
+/** f32 → f16 bits, round to nearest even (the engine's only conversion; done once at load). */
+export function toHalf(data: Float32Array): Uint16Array {
+  const out = new Uint16Array(data.length + (data.length % 2));
+  for (let i = 0; i < data.length; i++) out[i] = float32ToF16Bits(data[i]);
+  return out;
+}
+
+/** Rows per part so that a part fits in `maxBindingBytes` (an even count, so packed halves stay u32-aligned). */
+export function rowsPerPart(cols: number, storage: WeightStorage, maxBindingBytes: number): number {
+  const rowBytes = cols * bytesPerWeight(storage);
+  let rows = Math.floor(maxBindingBytes / rowBytes);
+  if (storage !== 'f32' && cols % 2 === 1) rows -= rows % 2;
+  if (rows < 1) throw new RangeError(`one row of ${cols} weights (${rowBytes} bytes) exceeds the storage binding limit ${maxBindingBytes}`);
+  return rows;
+}
+
+/** A [rows, cols] matrix (row-major f32) uploaded in `storage`, split by rows to fit the binding limit. */
+export function uploadMatrix(ctx: GpuContext, label: string, data: Float32Array, rows: number, cols: number, storage: WeightStorage, maxBindingBytes: number): WeightParts {
+  if (data.length !== rows * cols) throw new RangeError(`${label}: ${data.length} values for [${rows}, ${cols}]`);
+  const per = rowsPerPart(cols, storage, maxBindingBytes);
+  const parts: WeightPart[] = [];
+  for (let row0 = 0; row0 < rows; row0 += per) {
+    const n = Math.min(per, rows - row0);
+    const slice = data.subarray(row0 * cols, (row0 + n) * cols);
+    const bytes = storage === 'f32' ? slice : toHalf(slice);
+    parts.push({ buffer: ctx.allocator.upload(`${label}[${row0}:${row0 + n}]`, 'weights', bytes), row0, rows: n });
+  }
+  return { storage, rows, cols, parts };
+}
+
+/** A small f32 vector (norm weights, biases): always f32. */
+export function uploadVector(ctx: GpuContext, label: string, data: Float32Array): GPUBuffer {
+  return ctx.allocator.upload(label, 'weights', data);
+}
+
+export function concat(arrays: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));
+  let o = 0;
+  for (const a of arrays) {
+    out.set(a, o);
+    o += a.length;
+  }
+  return out;
+}
