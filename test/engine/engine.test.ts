@@ -1,0 +1,133 @@
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { GpuContext } from '../../src/gpu/context.ts';
+import { LactEngine } from '../../src/engine/engine.ts';
+import { ContextOverflowError, EngineDestroyedError, InvalidTokenError } from '../../src/engine/errors.ts';
+import { loadModel, type LoadedModel } from '../../src/model/load.ts';
+import { SafetensorsFile } from '../../src/model/safetensors.ts';
+import { NodeDirectorySource } from '../../src/model/source.ts';
+import { ReferenceModel } from '../../src/reference/index.ts';
+import { maxRelError, openTestGpu } from '../helpers/gpu.ts';
+
+const FIXTURES = ['tiny-all-on', 'tiny-all-off', 'tiny-swa', 'tiny-full'] as const;
+const dir = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
+
+async function fixture(name: string): Promise<{ model: LoadedModel; tokens: number[]; logits: Float32Array }> {
+  const model = await loadModel(new NodeDirectorySource(dir(name)));
+  const golden = SafetensorsFile.parse(await readFile(`${dir(name)}golden.safetensors`));
+  const raw = golden.rawBytes('tokens');
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  const tokens = Array.from({ length: raw.byteLength / 4 }, (_, i) => view.getInt32(4 * i, true));
+  return { model, tokens, logits: golden.float32('logits') };
+}
+
+function argmax(a: ArrayLike<number>, off = 0, n = a.length): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (a[off + i] > a[off + best]) best = i;
+  return best;
+}
+
+describe('GPU engine against the PyTorch fixtures and the CPU reference', () => {
+  let ctx: GpuContext;
+  beforeAll(async () => {
+    ctx = (await openTestGpu()).ctx;
+  });
+  afterAll(() => ctx?.device.destroy());
+
+  for (const name of FIXTURES) {
+    it(`${name}: 100-token prefill logits equal the golden logits (f32 weights, 1e-4)`, async () => {
+      const { model, tokens, logits } = await fixture(name);
+      const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true });
+      const out = await engine.prefill(tokens, { logits: 'all' });
+      const err = maxRelError(out.logits!, logits);
+      expect(err).toBeLessThan(1e-4);
+      engine.destroy();
+    });
+  }
+
+  it('tiny-all-on with f16 weights (native, and packed in u32 as on adapters without shader-f16): within 2e-2 of golden', async () => {
+    const { model, tokens, logits } = await fixture('tiny-all-on');
+    const engine = await LactEngine.create(ctx, model, { weights: 'f16', allLogits: true });
+    expect(engine.info.weights).toBe(ctx.features.shaderF16 ? 'f16' : 'f16-packed');
+    const err = maxRelError((await engine.prefill(tokens, { logits: 'all' })).logits!, logits);
+    expect(err).toBeLessThan(2e-2);
+    engine.destroy();
+  });
+
+  it('weights and KV split across bindings (tiny binding limit) give the same logits', async () => {
+    const { model, tokens, logits } = await fixture('tiny-all-on');
+    const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true, maxBindingBytes: 16 * 1024 });
+    expect(maxRelError((await engine.prefill(tokens, { logits: 'all' })).logits!, logits)).toBeLessThan(1e-4);
+    engine.destroy();
+  });
+
+  it('prefill(n) then step() m times equals prefill(n+m), with the chunk boundary at every offset', async () => {
+    const { model, tokens } = await fixture('tiny-all-on');
+    const C = model.config.chunkSize;
+    const engine = await LactEngine.create(ctx, model, { weights: 'f32' });
+    const total = 2 * C + 5;
+    const whole = (await engine.prefill(tokens.slice(0, total), { logits: 'last' })).logits!;
+    let worst = 0;
+    for (let n = 1; n <= C + 1; n++) {
+      engine.reset();
+      await engine.prefill(tokens.slice(0, n));
+      let last: Float32Array | null = null;
+      for (let i = n; i < total; i++) last = (await engine.feed([tokens[i]], { logits: 'last' })).logits;
+      worst = Math.max(worst, maxRelError(last!, whole));
+    }
+    expect(worst).toBeLessThan(1e-5);
+  });
+
+  it('prefill in blocks smaller than a chunk equals whole-chunk prefill', async () => {
+    const { model, tokens, logits } = await fixture('tiny-all-on');
+    const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true, maxRows: 5 });
+    expect(maxRelError((await engine.prefill(tokens, { logits: 'all' })).logits!, logits)).toBeLessThan(1e-4);
+    engine.destroy();
+  });
+
+  for (const name of ['tiny-all-on', 'tiny-swa', 'tiny-full'] as const) {
+    it(`${name}: greedy generation of 50 tokens equals the CPU reference's`, async () => {
+      const { model, tokens } = await fixture(name);
+      const prompt = tokens.slice(0, 20);
+      const engine = await LactEngine.create(ctx, model, { weights: 'f32' });
+      const got = await engine.generate(prompt, 50, { temperature: 0 });
+      const stream = new ReferenceModel(model.config, model.weights).stream();
+      let logits = stream.run(prompt).subarray((prompt.length - 1) * model.config.vocabSize);
+      const want: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        const id = argmax(logits);
+        want.push(id);
+        logits = stream.step(id);
+      }
+      expect(got).toEqual(want);
+      engine.destroy();
+    });
+  }
+
+  it('state memory is constant in context length for TTT; the full-attention cache is capped and refuses overflow', async () => {
+    const ttt = await LactEngine.create(ctx, (await fixture('tiny-all-on')).model, { weights: 'f32' });
+    const before = ttt.memory();
+    await ttt.prefill(Array.from({ length: 300 }, (_, i) => i % 256));
+    expect(ttt.memory()).toEqual(before);
+    ttt.destroy();
+
+    const full = await LactEngine.create(ctx, (await fixture('tiny-full')).model, { weights: 'f32', maxContext: 40 });
+    await full.prefill(Array.from({ length: 30 }, (_, i) => i));
+    await expect(full.prefill(Array.from({ length: 11 }, (_, i) => i))).rejects.toBeInstanceOf(ContextOverflowError);
+    // Nothing was fed by the refused call: the engine goes on from position 30.
+    expect(full.position).toBe(30);
+    await full.prefill(Array.from({ length: 10 }, (_, i) => i));
+    expect(full.position).toBe(40);
+    full.destroy();
+  });
+
+  it('bad tokens and a destroyed engine are named errors', async () => {
+    const engine = await LactEngine.create(ctx, (await fixture('tiny-all-on')).model, { weights: 'f32' });
+    await expect(engine.prefill([1, 2, 258])).rejects.toBeInstanceOf(InvalidTokenError);
+    await expect(engine.prefill([1.5])).rejects.toBeInstanceOf(InvalidTokenError);
+    expect(engine.position).toBe(0);
+    engine.destroy();
+    await expect(engine.prefill([1])).rejects.toBeInstanceOf(EngineDestroyedError);
+  });
+});
