@@ -361,3 +361,16 @@ function concatF32(parts: readonly Float32Array[]): Float32Array {
   }
   return out;
 }
+
+/**
+ * What a device must allow for this model and these options: the largest single buffer (weights are
+ * split to the binding limit, so the largest is an activation or one binding's worth of weights).
+ */
+export function deviceNeeds(config: LactConfig, opts: EngineOptions = {}, adapterBinding = 128 << 20): { largestBuffer: number } {
+  const c = config, D = c.hiddenSize;
+  const maxRows = opts.maxRows ?? (c.useFastWeights ? Math.min(c.chunkSize, 512) : 64);
+  const wbytes = opts.weights === 'f32' ? 4 : 2;
+  const largestWeight = Math.max(c.vocabSize * D, 2 * c.intermediateSize * D, 3 * D * D) * wbytes;
+  const largestActivation = 4 * maxRows * Math.max(2 * c.intermediateSize, 3 * D, opts.allLogits ? c.vocabSize : 0);
+  return { largestBuffer: Math.max(largestActivation, Math.min(largestWeight, adapterBinding)) };
+}

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { GpuContext } from '../../src/gpu/context.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { openNodeGpu } from '../../src/node/webgpu.ts';
 import { LactEngine } from '../../src/engine/engine.ts';
 import { ContextOverflowError, EngineDestroyedError, InvalidTokenError } from '../../src/engine/errors.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
@@ -53,6 +54,18 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     const err = maxRelError((await engine.prefill(tokens, { logits: 'all' })).logits!, logits);
     expect(err).toBeLessThan(2e-2);
     engine.destroy();
+  });
+
+  it('on SwiftShader (no shader-f16, as in headless Chromium) f16 weights run packed in u32 and match', async () => {
+    const gpu = await openNodeGpu({ backends: ['swiftshader'], requiredFeatures: ['subgroups' as GPUFeatureName], log: true });
+    const sw = new GpuContext(gpu.device);
+    expect(sw.features.shaderF16).toBe(false);
+    const { model, tokens, logits } = await fixture('tiny-all-on');
+    const engine = await LactEngine.create(sw, model, { weights: 'f16', allLogits: true });
+    expect(engine.info.weights).toBe('f16-packed');
+    expect(maxRelError((await engine.prefill(tokens.slice(0, 40), { logits: 'all' })).logits!, logits.subarray(0, 40 * model.config.vocabSize))).toBeLessThan(2e-2);
+    engine.destroy();
+    gpu.device.destroy();
   });
 
   it('weights and KV split across bindings (tiny binding limit) give the same logits', async () => {
