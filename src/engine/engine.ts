@@ -14,7 +14,7 @@ import type { GpuContext, WeightStorage } from '../gpu/context.ts';
 import type { MemoryReport } from '../gpu/allocator.ts';
 import { AttentionOp, KvCache } from '../gpu/ops/attention.ts';
 import { EmbedOp } from '../gpu/ops/embed.ts';
-import { FastWeightLayer, gateColumns } from '../gpu/ops/fast-weights.ts';
+import { FastWeightLayer, FastWeightScratch, gateColumns } from '../gpu/ops/fast-weights.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
 import { CPU_TILES, ROW_TILES, type MatmulTiles } from '../gpu/ops/matmul.ts';
 import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
@@ -156,6 +156,8 @@ export class LactEngine {
     this.readback = A.create('readback', 'scratch', logitRows * V * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
 
     const embeddings = mat('embeddings', t.embeddings, V, D);
+    // The fast-weight intermediates are per block, not per layer: one set serves every layer.
+    const fwScratch = c.useFastWeights ? new FastWeightScratch(ctx, c, maxRows) : null;
     this.embed = new EmbedOp(ctx, 'embed', D, embeddings, { tokens: this.tokens, x }, block);
     this.layers = t.layers.map((lt, l) => {
       const L = `layer ${l}`;
@@ -165,7 +167,7 @@ export class LactEngine {
         qkv: new LinearOp(ctx, `${L} qkv`, mat(`${L} qkv`, lt.qkv, 3 * D, D), { x: a, y: qkv, bias: lt.qkvBias ? uploadVector(ctx, `${L} qkv bias`, lt.qkvBias) : undefined }, { inStride: D, outStride: 3 * D }, block, tiles),
         qkNorm: lt.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: uploadVector(ctx, `${L} q/k norm`, lt.qkNorm), x: qkv, y: qkv }, block) : null,
         gates: lt.gates && gates ? new LinearOp(ctx, `${L} gates`, mat(`${L} gates`, lt.gates, G, D), { x: a, y: gates, bias: uploadVector(ctx, `${L} gates bias`, lt.gatesBias!) }, { inStride: D, outStride: G }, block, tiles) : null,
-        fast: lt.fast && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, lt.fast, { qkv, gates, out: o }, block, maxRows) : null,
+        fast: lt.fast && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, lt.fast, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles }) : null,
         rope: new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
         attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, new KvCache(ctx, `${L} kv`, attnSpec), block),
         oProj: new LinearOp(ctx, `${L} o_proj`, mat(`${L} o_proj`, lt.oProj, D, D), { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),

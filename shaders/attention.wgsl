@@ -1,0 +1,189 @@
+// Causal softmax attention of a block's queries over the KV cache, flash style: each invocation owns one
+// (query row, head, key split), streams its keys once with a running max m, sum l and accumulator acc[DA]
+// in registers, so no score matrix is ever formed.
+//
+// The cache is either a ring of `ring` slots (sliding window; position p in slot p mod ring) or, for full
+// attention, pages of `pageTokens` positions (one launch of `attend` per page, each binding its own K/V
+// buffers). Keys of the block itself are read from qkv, not the cache, because the same launch writes
+// them into the cache (split-0 invocations store their row/head's k and v): a decode step is then one
+// dispatch. No slot written by a launch is read by it: in-block positions come from qkv, and the ring
+// (W + maxRows - 1 slots) is too long for a new key to land on one the block's queries still see.
+//
+// Every launch shape (keys per page, splits, where a page's partials start) is a pure function of the
+// Block uniform and static params, evaluated identically here and in src/gpu/ops/attention.ts; so no
+// per-block uniform is written and blocks may be recorded back to back.
+//
+// When a block has more than one split in total, `attend` writes partials (m, l, acc[DA]) and `combine`
+// merges them; with exactly one, `attend` writes the normalised output itself.
+struct Params {
+  D: u32, heads: u32, window: u32, ring: u32,        // window 0: full attention; ring 0: paged
+  page: u32, pageTokens: u32, splitKeys: u32, splitRows: u32,
+  scale: f32, _a: u32, _b: u32, _c: u32,
+}
+struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+
+const DA: u32 = $DA;
+// Stands in for -inf (WGSL has no infinity literal); exp(NEG - x) is 0 for any real score x.
+const NEG: f32 = -3.0e38;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+// attend: qkv [rows, 3D], this page's K and V [slots, D], out [rows, D], partials.
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+// combine: the same partials read-only, and out. (Resources may share a binding number as long as no
+// entry point uses both.)
+@group(0) @binding(2) var<storage, read> partIn: array<f32>;
+@group(0) @binding(3) var<storage, read_write> outC: array<f32>;
+
+// Lowest position any query of the block sees.
+fn firstKey() -> u32 {
+  if (p.window == 0u || blk.pos0 + 1u <= p.window) { return 0u; }
+  return blk.pos0 + 1u - p.window;
+}
+
+// Positions [x, y) that page i contributes to this block (the ring is one page holding them all).
+fn pageKeys(i: u32) -> vec2u {
+  let lo = firstKey();
+  let end = blk.pos0 + blk.rows;
+  if (p.ring != 0u) { return vec2u(lo, end); }
+  let base = i * p.pageTokens;
+  let a = max(lo, base);
+  let b = min(end, base + p.pageTokens);
+  return vec2u(a, max(a, b));
+}
+
+// Splits of a page's n keys: ~splitKeys each, but only while rows * splits stays within splitRows, as
+// many rows already fill the device and every split costs partials and a combine.
+fn splitsFor(n: u32) -> u32 {
+  if (n == 0u) { return 0u; }
+  return min((n + p.splitKeys - 1u) / p.splitKeys, max(1u, p.splitRows / blk.rows));
+}
+
+fn splitsBefore(page: u32) -> u32 {
+  var s = 0u;
+  for (var k = 0u; k < page; k++) {
+    let r = pageKeys(k);
+    s += splitsFor(r.y - r.x);
+  }
+  return s;
+}
+
+fn totalSplits() -> u32 {
+  if (p.ring != 0u) {
+    let r = pageKeys(0u);
+    return splitsFor(r.y - r.x);
+  }
+  return splitsBefore((blk.pos0 + blk.rows - 1u) / p.pageTokens + 1u);
+}
+
+fn cacheSlot(pos: u32) -> u32 {
+  if (p.ring != 0u) { return pos % p.ring; }
+  return pos - p.page * p.pageTokens;
+}
+
+@compute @workgroup_size(64)
+fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let id = gid.x + gid.y * nwg.x * 64u;
+  let keys = pageKeys(p.page);
+  let n = keys.y - keys.x;
+  let S = splitsFor(n);
+  let H = p.heads;
+  if (id >= S * blk.rows * H) { return; }
+  let head = id % H;
+  let row = (id / H) % blk.rows;
+  let split = id / (H * blk.rows);
+  let t = blk.pos0 + row;
+  let D = p.D;
+  let hOff = head * DA;
+  let qRow = row * 3u * D;
+
+  if (split == 0u && t >= keys.x && t < keys.y) {
+    let dst = cacheSlot(t) * D + hOff;
+    for (var i = 0u; i < DA; i++) {
+      kc[dst + i] = qkv[qRow + D + hOff + i];
+      vc[dst + i] = qkv[qRow + 2u * D + hOff + i];
+    }
+  }
+
+  // This split's slice of the page, clipped to what query t sees.
+  let chunk = (n + S - 1u) / S;
+  var a = keys.x + split * chunk;
+  let b = min(min(keys.y, a + chunk), t + 1u);
+  if (p.window != 0u && t + 1u > p.window) { a = max(a, t + 1u - p.window); }
+
+  var q: array<f32, DA>;
+  var acc: array<f32, DA>;
+  for (var i = 0u; i < DA; i++) {
+    q[i] = qkv[qRow + hOff + i];
+    acc[i] = 0.0;
+  }
+  var m = NEG;
+  var l = 0.0;
+  for (var j = a; j < b; j++) {
+    let cached = j < blk.pos0;
+    var kOff: u32;
+    if (cached) { kOff = cacheSlot(j) * D + hOff; } else { kOff = (j - blk.pos0) * 3u * D + D + hOff; }
+    var s = 0.0;
+    if (cached) {
+      for (var i = 0u; i < DA; i++) { s += q[i] * kc[kOff + i]; }
+    } else {
+      for (var i = 0u; i < DA; i++) { s += q[i] * qkv[kOff + i]; }
+    }
+    s *= p.scale;
+    // Rescale only when the max moves: one exp per key in the common case instead of two.
+    if (s > m) {
+      let c = exp(m - s);
+      l *= c;
+      for (var i = 0u; i < DA; i++) { acc[i] *= c; }
+      m = s;
+    }
+    let w = exp(s - m);
+    l += w;
+    if (cached) {
+      for (var i = 0u; i < DA; i++) { acc[i] += w * vc[kOff + i]; }
+    } else {
+      // v sits D floats after k in the qkv row.
+      for (var i = 0u; i < DA; i++) { acc[i] += w * qkv[kOff + D + i]; }
+    }
+  }
+
+  let T = totalSplits();
+  if (T == 1u) {
+    let o = row * D + hOff;
+    for (var i = 0u; i < DA; i++) { out[o + i] = acc[i] / l; }
+    return;
+  }
+  let slot = ((row * H + head) * T + splitsBefore(p.page) + split) * (DA + 2u);
+  part[slot] = m;
+  part[slot + 1u] = l;
+  for (var i = 0u; i < DA; i++) { part[slot + 2u + i] = acc[i]; }
+}
+
+// One invocation per output element: rescale every split's (m, l, acc) to the common max and normalise.
+@compute @workgroup_size(64)
+fn combine(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let id = gid.x + gid.y * nwg.x * 64u;
+  let D = p.D;
+  if (id >= blk.rows * D) { return; }
+  let T = totalSplits();
+  let row = id / D;
+  let c = id % D;
+  let head = c / DA;
+  let i = c % DA;
+  let base = (row * p.heads + head) * T;
+  var M = NEG;
+  for (var s = 0u; s < T; s++) { M = max(M, partIn[(base + s) * (DA + 2u)]); }
+  var L = 0.0;
+  var A = 0.0;
+  for (var s = 0u; s < T; s++) {
+    let o = (base + s) * (DA + 2u);
+    let w = exp(partIn[o] - M);
+    L += partIn[o + 1u] * w;
+    A += partIn[o + 2u + i] * w;
+  }
+  outC[row * D + c] = A / L;
+}

@@ -1,0 +1,248 @@
+// The elementwise and per-row kernels of the fast-weight branch; every matrix product is a matmul.wgsl
+// launch (src/gpu/ops/fast-weights.ts lays out the strides). Each kernel is its own #if section, chosen
+// by a define, so that no two entry points of one module claim the same binding slots (WGSL compilers
+// differ on whether that is allowed).
+//
+// Layouts (f32, row-major), D = Hf * df:
+//   fqkv  [rows, 3D]        fast q | k | v, same columns as the engine's qkv
+//   act   [rows, G]         activated gates: lr (3Hf) | momentum gate (Hf)? | ttt scale (Hf)?
+//   gu    [rows, Hf, 2dh]   G = x W0^T | U = x W2^T per head
+//   s     [C, Hf, 3dh]      chunk update: G | U | P = V W1, then the three scaled gradient factors
+//   w     [Hf, 3dh, df]     per head W0 rows, W2 rows, then W1 stored transposed
+//   pending [C, 2D + 4Hf]   fk | fv | lr | beta of the chunk being filled
+struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+
+const WG: u32 = 64u;
+// A column offset that says "this gate is absent".
+const NONE: u32 = 0xffffffffu;
+
+fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }
+fn silu(x: f32) -> f32 { return x * sigmoid(x); }
+
+// log(1 + e^x) without log1p: log(1 + e) loses e's low bits when e is small, and the learning rates
+// sit near softplus(inv_softplus(0.001)) = 0.001, where that costs ~1e-4 relative. (u - 1) is the e that
+// 1 + e actually rounded to, which cancels the rounding error (Goldberg's log1p).
+fn softplus(x: f32) -> f32 {
+  if (x > 20.0) { return x; }
+  let e = exp(x);
+  let u = 1.0 + e;
+  if (u == 1.0) { return e; }
+  return log(u) * (e / (u - 1.0));
+}
+
+#if INPUTS
+struct Params { D: u32, Hf: u32, df: u32, G: u32, momCol: u32, scaleCol: u32, qkvSilu: u32, lrShift: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read> gates: array<f32>;
+@group(0) @binding(4) var<storage, read> qkScale: array<f32>;
+@group(0) @binding(5) var<storage, read> qkOffset: array<f32>;
+@group(0) @binding(6) var<storage, read_write> fqkv: array<f32>;
+@group(0) @binding(7) var<storage, read_write> act: array<f32>;
+
+var<workgroup> red: array<vec2f, WG>;
+
+// One workgroup per (row, head): q and k need their head's L2 norm, so both sums of squares are
+// reduced together; the head's five gate columns ride along in the first lanes.
+@compute @workgroup_size(64)
+fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x;
+  let h = wid.y;
+  if (row >= blk.rows) { return; }
+  let D = p.D;
+  let base = row * 3u * D + h * p.df;
+  var ss = vec2f(0.0);
+  for (var i = lid; i < p.df; i += WG) {
+    let c = 2u * (h * p.df + i);
+    var q = qkv[base + i] * qkScale[c] + qkOffset[c];
+    var k = qkv[base + D + i] * qkScale[c + 1u] + qkOffset[c + 1u];
+    var v = qkv[base + 2u * D + i];
+    if (p.qkvSilu != 0u) { q = silu(q); k = silu(k); v = silu(v); }
+    fqkv[base + i] = q;
+    fqkv[base + D + i] = k;
+    fqkv[base + 2u * D + i] = v;
+    ss += vec2f(q * q, k * k);
+  }
+  red[lid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / (sqrt(red[0]) + 1e-5);
+  // Each lane rescales only what it wrote above, so no barrier is needed on fqkv.
+  for (var i = lid; i < p.df; i += WG) {
+    fqkv[base + i] *= inv.x;
+    fqkv[base + D + i] *= inv.y;
+  }
+  let g = row * p.G;
+  if (lid < 3u) {
+    let col = 3u * h + lid;
+    act[g + col] = softplus(gates[g + col] + p.lrShift);
+  } else if (lid == 3u && p.momCol != NONE) {
+    act[g + p.momCol + h] = sigmoid(gates[g + p.momCol + h]);
+  } else if (lid == 4u && p.scaleCol != NONE) {
+    act[g + p.scaleCol + h] = silu(gates[g + p.scaleCol + h]);
+  }
+}
+#endif
+
+#if GLU
+struct Params { Hf: u32, dh: u32, _a: u32, _b: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> gu: array<f32>;
+@group(0) @binding(3) var<storage, read_write> hd: array<f32>;
+
+// hd[r, h, j] = silu(G) * U: the fast MLP's hidden activation, input of the W1 product.
+@compute @workgroup_size(64)
+fn glu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let id = gid.x + gid.y * nwg.x * WG;
+  if (id >= blk.rows * p.Hf * p.dh) { return; }
+  let j = id % p.dh;
+  let src = (id / p.dh) * 2u * p.dh + j;
+  hd[id] = silu(gu[src]) * gu[src + p.dh];
+}
+#endif
+
+#if NORM_ADD
+struct Params { D: u32, df: u32, G: u32, scaleCol: u32, eps: f32, _a: u32, _b: u32, _c: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read> tttNorm: array<f32>;
+@group(0) @binding(4) var<storage, read> act: array<f32>;
+@group(0) @binding(5) var<storage, read_write> o: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+// o[r, h*df + i] += RMSNorm(y[r, head h])_i * ttt_norm_i * scale[r, h]: one workgroup per (row, head).
+@compute @workgroup_size(64)
+fn normAdd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x;
+  let h = wid.y;
+  if (row >= blk.rows) { return; }
+  let base = row * p.D + h * p.df;
+  var ss = 0.0;
+  for (var i = lid; i < p.df; i += WG) { let v = y[base + i]; ss = fma(v, v, ss); }
+  red[lid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  var scale = inverseSqrt(red[0] / f32(p.df) + p.eps);
+  if (p.scaleCol != NONE) { scale *= act[row * p.G + p.scaleCol + h]; }
+  for (var i = lid; i < p.df; i += WG) { o[base + i] += y[base + i] * scale * tttNorm[i]; }
+}
+#endif
+
+#if PENDING
+struct Params { D: u32, C: u32, P: u32, G: u32, gateCols: u32, _a: u32, _b: u32, _c: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> fqkv: array<f32>;
+@group(0) @binding(3) var<storage, read> act: array<f32>;
+@group(0) @binding(4) var<storage, read_write> pending: array<f32>;
+
+// The block's rows land at their place in the chunk, row pos0 % C: a block never crosses a chunk
+// boundary, so the chunk fills in order whatever the block sizes were.
+@compute @workgroup_size(64)
+fn pendingRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let id = gid.x + gid.y * nwg.x * WG;
+  if (id >= blk.rows * p.P) { return; }
+  let r = id / p.P;
+  let col = id % p.P;
+  var v = 0.0;
+  if (col < 2u * p.D) {
+    v = fqkv[r * 3u * p.D + p.D + col];
+  } else if (col - 2u * p.D < p.gateCols) {
+    v = act[r * p.G + col - 2u * p.D];
+  }
+  pending[((blk.pos0 % p.C) + r) * p.P + col] = v;
+}
+#endif
+
+#if GRAD
+struct Params { C: u32, Hf: u32, dh: u32, P: u32, lrCol: u32, _a: u32, _b: u32, _c: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> pending: array<f32>;
+@group(0) @binding(2) var<storage, read_write> s: array<f32>;
+
+// From G = K W0^T, U = K W2^T, P = V W1 (per token i, head h, hidden unit j), in place, the factors
+// whose products with K or V are the negative gradients (FastWeightHead.gradients):
+//   dG * lr0 = P U sig(G) (1 + G (1 - sig(G))) lr0,   dU * lr2 = P silu(G) lr2,   H * lr1 = silu(G) U lr1.
+@compute @workgroup_size(64)
+fn grad(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let id = gid.x + gid.y * nwg.x * WG;
+  if (id >= p.C * p.Hf * p.dh) { return; }
+  let j = id % p.dh;
+  let ih = id / p.dh;
+  let i = ih / p.Hf;
+  let h = ih % p.Hf;
+  let base = ih * 3u * p.dh + j;
+  let g = s[base];
+  let u = s[base + p.dh];
+  let pv = s[base + 2u * p.dh];
+  let lr = i * p.P + p.lrCol + 3u * h;
+  let sg = sigmoid(g);
+  let sl = g * sg;
+  s[base] = pv * u * sg * (1.0 + g * (1.0 - sg)) * pending[lr];
+  s[base + p.dh] = pv * sl * pending[lr + 2u];
+  s[base + 2u * p.dh] = sl * u * pending[lr + 1u];
+}
+#endif
+
+#if RENORM
+struct Params { Hf: u32, dh: u32, df: u32, transposed: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dw: array<f32>;
+@group(0) @binding(2) var<storage, read> targetNorm: array<f32>;
+@group(0) @binding(3) var<storage, read_write> w: array<f32>;
+
+var<workgroup> red: array<f32, WG>;
+
+// W += dW, then each row of W0, W2 and W1 scaled to its initial norm: w / (||w|| + 1e-5) * target.
+// One workgroup per row, numbered per head: W0 rows, W2 rows (storage rows of w), then W1 rows
+// (storage columns of the transposed W1 block). dW has w's layout, or, after Newton-Schulz on tall
+// matrices, each [dh, df] block transposed to [df, dh].
+@compute @workgroup_size(64)
+fn renorm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let t = wid.x + wid.y * nwg.x;
+  let perHead = 2u * p.dh + p.df;
+  if (t >= p.Hf * perHead) { return; }
+  let h = t / perHead;
+  let tr = t % perHead;
+  let S = p.dh * p.df;
+  let headBase = h * 3u * S;
+  let isW1 = tr >= 2u * p.dh;
+  let len = select(p.df, p.dh, isW1);
+  // Element k of this row: its index in w (wi0 + k * ws) and in dw (di0 + k * ds).
+  var wi0: u32; var ws: u32; var di0: u32; var ds: u32;
+  if (!isW1) {
+    let z = 3u * h + tr / p.dh;
+    let r = tr % p.dh;
+    wi0 = headBase + tr * p.df; ws = 1u;
+    if (p.transposed != 0u) { di0 = z * S + r; ds = p.dh; } else { di0 = wi0; ds = 1u; }
+  } else {
+    let r = tr - 2u * p.dh;
+    wi0 = headBase + 2u * S + r; ws = p.df;
+    if (p.transposed != 0u) { di0 = (3u * h + 2u) * S + r * p.dh; ds = 1u; } else { di0 = wi0; ds = p.df; }
+  }
+  var ss = 0.0;
+  for (var k = lid; k < len; k += WG) {
+    let v = w[wi0 + k * ws] + dw[di0 + k * ds];
+    w[wi0 + k * ws] = v;
+    ss = fma(v, v, ss);
+  }
+  red[lid] = ss;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s /= 2u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let scale = targetNorm[t] / (sqrt(red[0]) + 1e-5);
+  for (var k = lid; k < len; k += WG) { w[wi0 + k * ws] *= scale; }
+}
+#endif

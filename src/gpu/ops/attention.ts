@@ -1,0 +1,190 @@
+/**
+ * Causal softmax attention with its KV cache (see shaders/attention.wgsl): a ring of the last
+ * W + maxRows - 1 positions for sliding-window models, or a paged cache of `capacity` positions for full
+ * attention. One `attend` launch per page touched writes the block's own k, v into the cache and attends;
+ * a `combine` launch follows only when the keys were split across invocations or pages.
+ */
+import source from '../../../shaders/attention.wgsl?raw';
+import type { BlockParams } from '../block.ts';
+import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
+
+export interface AttentionSpec {
+  readonly D: number;
+  readonly heads: number;
+  /** Keys seen per query, its own included; null: full attention. */
+  readonly window: number | null;
+  /** The largest block (rows) the engine ever runs. */
+  readonly maxRows: number;
+  /** Full attention only: positions the cache holds. */
+  readonly capacity: number;
+  /** Full attention only: bytes per K or V page (default: the device's maxStorageBufferBindingSize). */
+  readonly maxBindingBytes?: number;
+  /** Keys per split when a page's keys are split across invocations (default 256; small in tests). */
+  readonly splitKeys?: number;
+}
+
+const SPLIT_KEYS = 256;
+/** Splits are taken only while rows * splits <= this: many rows already give enough invocations. */
+const SPLIT_ROWS = 64;
+const WORKGROUP = 64;
+
+function checkSpec(label: string, s: AttentionSpec): void {
+  const posInt = (v: number) => Number.isInteger(v) && v >= 1;
+  if (!posInt(s.D) || !posInt(s.heads) || s.D % s.heads !== 0) throw new RangeError(`${label}: ${s.heads} heads must divide D = ${s.D}`);
+  if (!posInt(s.maxRows)) throw new RangeError(`${label}: maxRows ${s.maxRows}`);
+  if (s.window !== null && !posInt(s.window)) throw new RangeError(`${label}: window ${s.window}`);
+  if (s.window === null && !posInt(s.capacity)) throw new RangeError(`${label}: full attention needs a capacity >= 1, got ${s.capacity}`);
+  if (s.splitKeys !== undefined && !posInt(s.splitKeys)) throw new RangeError(`${label}: splitKeys ${s.splitKeys}`);
+}
+
+/** K and V for one layer: the ring (one page) or the full-attention pages, each page a K and a V buffer. */
+export class KvCache {
+  readonly bytes: number;
+  /** Positions it can hold: Infinity for the ring, which forgets what the window no longer sees. */
+  readonly capacity: number;
+  /** Slots in the ring (position p lives in slot p mod ring), or 0 when paged. */
+  readonly ring: number;
+  /** Positions per page (page i holds [i * pageTokens, (i + 1) * pageTokens)); the ring's slot count. */
+  readonly pageTokens: number;
+  readonly pages: readonly { readonly k: GPUBuffer; readonly v: GPUBuffer }[];
+
+  constructor(ctx: GpuContext, label: string, readonly spec: AttentionSpec) {
+    checkSpec(label, spec);
+    const { D } = spec;
+    const maxBinding = spec.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const pages: { k: GPUBuffer; v: GPUBuffer }[] = [];
+    const make = (name: string, slots: number) => {
+      pages.push({ k: ctx.allocator.create(`${label} K${name}`, 'kv', slots * D * 4, usage), v: ctx.allocator.create(`${label} V${name}`, 'kv', slots * D * 4, usage) });
+    };
+    if (spec.window !== null) {
+      // A block's first query still sees W - 1 earlier keys while the block writes up to maxRows new ones.
+      this.ring = this.pageTokens = spec.window + spec.maxRows - 1;
+      this.capacity = Infinity;
+      if (this.ring * D * 4 > maxBinding) throw new RangeError(`${label}: a ring of ${this.ring} positions x ${D} floats exceeds the ${maxBinding}-byte binding limit`);
+      make('', this.ring);
+    } else {
+      this.ring = 0;
+      this.pageTokens = Math.max(1, Math.floor(maxBinding / (D * 4)));
+      this.capacity = spec.capacity;
+      for (let base = 0, i = 0; base < spec.capacity; base += this.pageTokens, i++) make(` page ${i}`, Math.min(this.pageTokens, spec.capacity - base));
+    }
+    this.pages = pages;
+    this.bytes = pages.reduce((s, pg) => s + pg.k.size + pg.v.size, 0);
+  }
+}
+
+/**
+ * The launch shapes of one block, as the shader derives them from (rows, pos0): which pages it touches,
+ * how many key splits each gets, and the total (1: `attend` writes the output, no combine).
+ */
+class Plan {
+  constructor(
+    private readonly window: number,
+    private readonly ring: number,
+    private readonly pageTokens: number,
+    private readonly splitKeys: number,
+  ) {}
+
+  firstKey(pos0: number): number {
+    return this.window === 0 || pos0 + 1 <= this.window ? 0 : pos0 + 1 - this.window;
+  }
+
+  pageKeys(page: number, rows: number, pos0: number): number {
+    const lo = this.firstKey(pos0), end = pos0 + rows;
+    if (this.ring) return end - lo;
+    const base = page * this.pageTokens;
+    return Math.max(0, Math.min(end, base + this.pageTokens) - Math.max(lo, base));
+  }
+
+  splits(n: number, rows: number): number {
+    return n === 0 ? 0 : Math.min(Math.ceil(n / this.splitKeys), Math.max(1, Math.floor(SPLIT_ROWS / rows)));
+  }
+
+  /** Splits of every page the block reads, pages 0..last (full attention reads from position 0). */
+  launches(rows: number, pos0: number): number[] {
+    const pages = this.ring ? 1 : Math.floor((pos0 + rows - 1) / this.pageTokens) + 1;
+    return Array.from({ length: pages }, (_, i) => this.splits(this.pageKeys(i, rows, pos0), rows));
+  }
+}
+
+export class AttentionOp {
+  private readonly attend: Kernel;
+  private readonly combine: Kernel;
+  private readonly attendGroups: GPUBindGroup[];
+  private readonly combineGroup: GPUBindGroup;
+  private readonly plan: Plan;
+  private readonly da: number;
+
+  constructor(
+    ctx: GpuContext,
+    readonly label: string,
+    readonly spec: AttentionSpec,
+    io: { qkv: GPUBuffer; out: GPUBuffer },
+    readonly kv: KvCache,
+    block: BlockParams,
+  ) {
+    checkSpec(label, spec);
+    const ks = kv.spec;
+    if (ks.D !== spec.D || ks.heads !== spec.heads || ks.window !== spec.window || ks.maxRows < spec.maxRows) {
+      throw new RangeError(`${label}: the KV cache was made for another shape`);
+    }
+    const { D, heads, maxRows } = spec;
+    const da = (this.da = D / heads);
+    const splitKeys = spec.splitKeys ?? SPLIT_KEYS;
+    this.plan = new Plan(spec.window ?? 0, kv.ring, kv.pageTokens, splitKeys);
+
+    // Partials for the largest total split count any block can have; none when every block has one split.
+    const pageSizes = kv.pages.map((pg) => pg.k.size / (D * 4));
+    let slots = 0;
+    for (let rows = 1; rows <= maxRows; rows++) {
+      const maxKeys = kv.ring ? [Math.min(kv.ring, spec.window! + rows - 1)] : pageSizes;
+      const total = maxKeys.reduce((s, n) => s + this.plan.splits(n, rows), 0);
+      if (total > 1) slots = Math.max(slots, rows * total);
+    }
+    const partials = ctx.allocator.create(`${label} partials`, 'scratch', slots * heads * (da + 2) * 4, GPUBufferUsage.STORAGE);
+
+    const defines = { DA: da };
+    this.attend = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attend', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines });
+    this.combine = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'combine', bindings: ['uniform', 'uniform', 'read', 'rw'], defines });
+    const params = kv.pages.map((_, page) =>
+      ctx.uniform(`${label} params page ${page}`, [
+        ['u32', D], ['u32', heads], ['u32', spec.window ?? 0], ['u32', kv.ring],
+        ['u32', page], ['u32', kv.pageTokens], ['u32', splitKeys], ['u32', SPLIT_ROWS],
+        ['f32', 1 / Math.sqrt(da)], ['u32', 0], ['u32', 0], ['u32', 0],
+      ]),
+    );
+    this.attendGroups = kv.pages.map((pg, page) => ctx.bind(this.attend, [params[page], block.buffer, io.qkv, pg.k, pg.v, io.out, partials]));
+    this.combineGroup = ctx.bind(this.combine, [params[0], block.buffer, partials, io.out]);
+  }
+
+  private check(rows: number, pos0: number): void {
+    if (!Number.isInteger(rows) || rows < 1 || rows > this.spec.maxRows) throw new RangeError(`${this.label}: ${rows} rows (maxRows ${this.spec.maxRows})`);
+    if (!Number.isInteger(pos0) || pos0 < 0) throw new RangeError(`${this.label}: position ${pos0}`);
+    if (pos0 + rows > this.kv.capacity) throw new RangeError(`${this.label}: positions up to ${pos0 + rows} exceed the KV cache's capacity of ${this.kv.capacity}`);
+  }
+
+  /**
+   * Records the block: k, v into the cache and attention → out. Blocks must arrive in position order
+   * without gaps (the cache holds only what earlier blocks wrote); rows/pos0 are what block.write() got.
+   */
+  encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void {
+    this.check(rows, pos0);
+    const launches = this.plan.launches(rows, pos0);
+    launches.forEach((splits, page) => {
+      const [x, y] = grid(Math.ceil((splits * rows * this.spec.heads) / WORKGROUP));
+      dispatch(pass, this.attend, this.attendGroups[page], x, y);
+    });
+    if (launches.reduce((a, b) => a + b, 0) > 1) {
+      const [x, y] = grid(Math.ceil((rows * this.spec.D) / WORKGROUP));
+      dispatch(pass, this.combine, this.combineGroup, x, y);
+    }
+  }
+
+  /** Dispatches encode() records: one per page read (the ring is one), plus a combine when split. */
+  dispatches(rows: number, pos0: number): number {
+    this.check(rows, pos0);
+    const launches = this.plan.launches(rows, pos0);
+    return launches.length + (launches.reduce((a, b) => a + b, 0) > 1 ? 1 : 0);
+  }
+}

@@ -1,0 +1,411 @@
+/**
+ * The fast-weight branch of one layer on the GPU (the math: ../shared/spec, and the CPU oracle in
+ * src/reference/fast-weights.ts and layer-math.ts). Per block the engine records, in order:
+ *
+ *   encodeInputs   fq, fk, fv (scale/offset, silu, per-head L2 norm, RoPE) and the activated gates
+ *   encodeApply    out += ttt_norm(f_W(fq)) * ttt_scale, with the weights as of the last chunk
+ *   encodePending  the block's fk, fv, lr, beta into the chunk being filled (row pos0 % C)
+ *   encodeLearn    when that chunk is full: gradient, momentum, Muon, W += dW, row renorm
+ *
+ * Every matrix product is one batched MatmulOp launch over all heads (batch = Hf, or 3·Hf for Muon);
+ * the rest lives in shaders/fast-weights.wgsl and shaders/newton-schulz.wgsl.
+ *
+ * State layout ("packed", f32): one buffer [Hf, 3, dh, df], per head the [dh, df] blocks W0, W2, W1^T.
+ * W1 is kept transposed so that all 3·Hf matrices share one shape: the gradients come out in the same
+ * layout, and Newton-Schulz runs on all of them in one batched launch per product. Momentum uses the same
+ * layout. `packFastWeights` / `unpackFastWeights` convert to and from the checkpoint's [Hf, dh, df] /
+ * [Hf, df, dh] tensors (for tests and save/restore).
+ */
+import fwSource from '../../../shaders/fast-weights.wgsl?raw';
+import nsSource from '../../../shaders/newton-schulz.wgsl?raw';
+import type { LactConfig } from '../../model/config.ts';
+import type { BlockParams } from '../block.ts';
+import { dispatch, grid, type BindingKind, type GpuContext, type Kernel, type Param } from '../context.ts';
+import { CPU_TILES, MatmulOp, ROW_TILES, type MatmulTiles } from './matmul.ts';
+import { RopeOp } from './rope.ts';
+
+export interface FastWeightInit {
+  /** Initial W0 [Hf, dh, df] (low rank already expanded by the caller). */
+  readonly w0: Float32Array;
+  /** Initial W1 [Hf, df, dh]. */
+  readonly w1: Float32Array;
+  /** Initial W2 [Hf, dh, df]. */
+  readonly w2: Float32Array;
+  readonly qkScale: Float32Array; // [D, 2]
+  readonly qkOffset: Float32Array; // [D, 2]
+  readonly tttNorm: Float32Array; // [df]
+}
+
+/** Column offsets of the concatenated gate projection's output [rows, total]: lr (3Hf), momentum (Hf)?, ttt scale (Hf)?. */
+export function gateColumns(c: LactConfig): { lr: number; momentum: number | null; scale: number | null; total: number } {
+  const Hf = c.numFwHeads;
+  const momentum = c.useMomentum ? 3 * Hf : null;
+  const scale = c.learnableTttScale ? 3 * Hf + (c.useMomentum ? Hf : 0) : null;
+  return { lr: 0, momentum, scale, total: 3 * Hf + (c.useMomentum ? Hf : 0) + (c.learnableTttScale ? Hf : 0) };
+}
+
+/** Muon's per-step constants (a, b, c), as the official code has them (not the paper's single triple). */
+export const NS5_COEFFS: ReadonlyArray<readonly [number, number, number]> = [
+  [4.0848, -6.8946, 2.927],
+  [3.9505, -6.3029, 2.6377],
+  [3.7418, -5.5913, 2.3037],
+  [2.8769, -3.1427, 1.2046],
+  [2.8366, -3.0525, 1.2012],
+];
+
+/** lr = softplus(x + inv_softplus(0.001)): the official "mamba" parameterisation's base learning rate. */
+const BASE_LR = 0.001;
+const LR_SHIFT = BASE_LR + Math.log(-Math.expm1(-BASE_LR));
+const TTT_NORM_EPS = 1e-5;
+const NONE = 0xffffffff;
+
+/** Floats per pending row: fk (D) | fv (D) | lr (3Hf) | beta (Hf, zero without momentum), as state-size.ts counts it. */
+export function pendingWidth(c: LactConfig): number {
+  return 2 * c.hiddenSize + 4 * c.numFwHeads;
+}
+
+/** Checkpoint tensors → the packed [Hf, 3, dh, df] layout (W0, W2, W1^T per head). */
+export function packFastWeights(c: LactConfig, w0: ArrayLike<number>, w1: ArrayLike<number>, w2: ArrayLike<number>): Float32Array<ArrayBuffer> {
+  const { numFwHeads: Hf, fwHeadDim: df, fwHidden: dh } = c;
+  const S = dh * df;
+  for (const [name, w] of [['w0', w0], ['w1', w1], ['w2', w2]] as const) {
+    if (w.length !== Hf * S) throw new RangeError(`fast weights: ${name} has ${w.length} values, expected ${Hf * S}`);
+  }
+  const out = new Float32Array(3 * Hf * S);
+  for (let h = 0; h < Hf; h++) {
+    const o = 3 * h * S;
+    for (let e = 0; e < S; e++) {
+      out[o + e] = w0[h * S + e];
+      out[o + S + e] = w2[h * S + e];
+    }
+    for (let r = 0; r < df; r++) for (let j = 0; j < dh; j++) out[o + 2 * S + j * df + r] = w1[h * S + r * dh + j];
+  }
+  return out;
+}
+
+/** The packed layout → w0, w2 [Hf, dh, df] and w1 [Hf, df, dh] (weights or momentum alike). */
+export function unpackFastWeights(c: LactConfig, packed: ArrayLike<number>): { w0: Float32Array; w1: Float32Array; w2: Float32Array } {
+  const { numFwHeads: Hf, fwHeadDim: df, fwHidden: dh } = c;
+  const S = dh * df;
+  const w0 = new Float32Array(Hf * S), w1 = new Float32Array(Hf * S), w2 = new Float32Array(Hf * S);
+  for (let h = 0; h < Hf; h++) {
+    const o = 3 * h * S;
+    for (let e = 0; e < S; e++) {
+      w0[h * S + e] = packed[o + e];
+      w2[h * S + e] = packed[o + S + e];
+    }
+    for (let r = 0; r < df; r++) for (let j = 0; j < dh; j++) w1[h * S + r * dh + j] = packed[o + 2 * S + j * df + r];
+  }
+  return { w0, w1, w2 };
+}
+
+/**
+ * Intermediates of the branch: per-block activations sized by maxRows, and the chunk update's
+ * temporaries. Layers run one after another, so one instance can serve every layer of a model (pass it
+ * to each FastWeightLayer; a layer given none makes its own).
+ */
+export class FastWeightScratch {
+  /** [maxRows, 3D] fast q | k | v (after norm and RoPE). */
+  readonly fqkv: GPUBuffer;
+  /** [maxRows, G] activated gates, same columns as the raw gates. */
+  readonly act: GPUBuffer;
+  /** [maxRows, Hf, 2dh] G | U of the apply. */
+  readonly gu: GPUBuffer;
+  /** [maxRows, Hf, dh] silu(G) * U. */
+  readonly hd: GPUBuffer;
+  /** [maxRows, D] f(fq) per head, before ttt_norm. */
+  readonly y: GPUBuffer;
+  /** [C, Hf, 3dh] G | U | P, then the gradient factors. */
+  readonly s: GPUBuffer;
+  /** [3Hf, dh, df] gradients; also Newton-Schulz's second ping-pong buffer, where its result ends. */
+  readonly grad: GPUBuffer;
+  /** Newton-Schulz only: X [3Hf, m, n] and the [3Hf, m, m] products A and B (m = min(dh, df)). */
+  readonly x0: GPUBuffer | null;
+  readonly nsA: GPUBuffer | null;
+  readonly nsB: GPUBuffer | null;
+
+  constructor(ctx: GpuContext, readonly config: LactConfig, readonly maxRows: number) {
+    const c = config, D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden, C = c.chunkSize;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const act = (label: string, floats: number) => ctx.allocator.create(`fast weights: ${label}`, 'activations', floats * 4, usage);
+    const tmp = (label: string, floats: number) => ctx.allocator.create(`fast weights: ${label}`, 'scratch', floats * 4, usage);
+    this.fqkv = act('fq|fk|fv', maxRows * 3 * D);
+    this.act = act('gates', maxRows * gateColumns(c).total);
+    this.gu = act('G|U', maxRows * Hf * 2 * dh);
+    this.hd = act('silu(G)*U', maxRows * Hf * dh);
+    this.y = act('y', maxRows * D);
+    this.s = tmp('chunk G|U|P', C * Hf * 3 * dh);
+    this.grad = tmp('gradients', 3 * Hf * dh * df);
+    const m = Math.min(dh, df);
+    this.x0 = c.useMuon ? tmp('Newton-Schulz X', 3 * Hf * dh * df) : null;
+    this.nsA = c.useMuon ? tmp('Newton-Schulz A', 3 * Hf * m * m) : null;
+    this.nsB = c.useMuon ? tmp('Newton-Schulz B', 3 * Hf * m * m) : null;
+  }
+
+  /** Whether this scratch fits a layer of config `c` with blocks of up to `maxRows`. */
+  fits(c: LactConfig, maxRows: number): boolean {
+    const a = this.config;
+    return maxRows <= this.maxRows && a.hiddenSize === c.hiddenSize && a.numFwHeads === c.numFwHeads && a.fwHidden === c.fwHidden &&
+      a.chunkSize === c.chunkSize && (a.useMuon || !c.useMuon) && gateColumns(a).total === gateColumns(c).total;
+  }
+}
+
+export interface FastWeightLayerOptions {
+  /** Shared intermediates (one per model); default: the layer makes its own. */
+  readonly scratch?: FastWeightScratch;
+  /** Matmul tiles, as the engine's other matmuls. */
+  readonly tiles?: { readonly wide: MatmulTiles; readonly narrow: MatmulTiles };
+}
+
+type Step = (pass: GPUComputePassEncoder, rows: number) => void;
+
+export class FastWeightLayer {
+  /**
+   * The live state. `weights`: [Hf, 3, dh, df], per head W0, W2, W1^T (see the file comment and
+   * unpackFastWeights); `momentum`: the same layout, null without use_momentum.
+   */
+  readonly state: { readonly weights: GPUBuffer; readonly momentum: GPUBuffer | null };
+  /** The chunk being filled: [C, 2D + 4Hf], rows fk | fv | lr (3Hf) | beta (Hf). */
+  readonly pending: GPUBuffer;
+  readonly scratch: FastWeightScratch;
+
+  private readonly initial: Float32Array<ArrayBuffer>;
+  private readonly inputSteps: Step[] = [];
+  private readonly applySteps: Step[] = [];
+  private readonly pendingSteps: Step[] = [];
+  private readonly learnSteps: Step[] = [];
+  private readonly learnOps: MatmulOp[] = [];
+
+  constructor(
+    private readonly ctx: GpuContext,
+    readonly label: string,
+    readonly config: LactConfig,
+    init: FastWeightInit,
+    io: { qkv: GPUBuffer; gates: GPUBuffer; out: GPUBuffer },
+    block: BlockParams,
+    readonly maxRows: number,
+    opts: FastWeightLayerOptions = {},
+  ) {
+    const c = config;
+    if (!c.useFastWeights) throw new Error(`${label}: the config has no fast-weight branch`);
+    const D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden, C = c.chunkSize;
+    const S = dh * df, Z = 3 * Hf, P = pendingWidth(c);
+    const gc = gateColumns(c), G = gc.total;
+    if (!Number.isInteger(maxRows) || maxRows < 1) throw new RangeError(`${label}: maxRows ${maxRows} must be a positive integer`);
+    // A block never crosses a chunk boundary, so it never has more than C rows.
+    const rowCap = Math.min(maxRows, C);
+    if (rowCap > ctx.limits.maxComputeWorkgroupsPerDimension) throw new RangeError(`${label}: ${rowCap} rows exceed the workgroup grid`);
+    if (init.qkScale.length !== 2 * D || init.qkOffset.length !== 2 * D || init.tttNorm.length !== df) {
+      throw new RangeError(`${label}: qk_scale/qk_offset must hold ${2 * D} values and ttt_norm ${df}`);
+    }
+    const scratch = opts.scratch ?? new FastWeightScratch(ctx, c, rowCap);
+    if (!scratch.fits(c, rowCap)) throw new RangeError(`${label}: the shared scratch was made for another shape`);
+    this.scratch = scratch;
+    const tiles = opts.tiles ?? { wide: CPU_TILES, narrow: ROW_TILES };
+    const A = ctx.allocator;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+
+    this.initial = packFastWeights(c, init.w0, init.w1, init.w2);
+    const weights = A.upload(`${label}: W0|W2|W1^T`, 'fastWeights', this.initial);
+    const momentum = c.useMomentum ? A.create(`${label}: momentum`, 'momentum', Z * S * 4, usage) : null;
+    this.state = { weights, momentum };
+    this.pending = A.create(`${label}: pending chunk`, 'pending', C * P * 4, usage);
+    // Constant: derived from the checkpoint once, like the weights themselves.
+    const targets = A.upload(`${label}: row-norm targets`, 'weights', rowNormTargets(c, this.initial));
+    const qkScale = A.upload(`${label}: qk_scale`, 'weights', init.qkScale);
+    const qkOffset = A.upload(`${label}: qk_offset`, 'weights', init.qkOffset);
+    const tttNorm = A.upload(`${label}: ttt_norm`, 'weights', init.tttNorm);
+    const { fqkv, act, gu, hd, y, s, grad } = scratch;
+
+    const kernel = (source: string, shader: string, entry: string, bindings: BindingKind[], defines: Record<string, boolean | number>) =>
+      ctx.kernel({ shader, source, entry, bindings, defines });
+    const fw = (entry: string, define: string, bindings: BindingKind[]) => kernel(fwSource, 'fast-weights.wgsl', entry, bindings, { [define]: true });
+    const launch = (k: Kernel, params: readonly Param[], resources: GPUBuffer[], size: (rows: number) => [number, number]): Step => {
+      const group = ctx.bind(k, [ctx.uniform(`${label} ${k.spec.entry} params`, params), ...resources]);
+      return (pass, rows) => dispatch(pass, k, group, ...size(rows));
+    };
+    const flat = (n: number): [number, number] => grid(Math.ceil(n / 64));
+    const mm = (name: string, spec: ConstructorParameters<typeof MatmulOp>[2], bufs: ConstructorParameters<typeof MatmulOp>[3]) =>
+      new MatmulOp(ctx, `${label} ${name}`, spec, bufs, block, tiles);
+
+    // Inputs: one workgroup per (row, head), then the fast q, k RoPE (the same rotation as attention).
+    this.inputSteps.push(launch(
+      fw('inputs', 'INPUTS', ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'rw', 'rw']),
+      [['u32', D], ['u32', Hf], ['u32', df], ['u32', G], ['u32', gc.momentum ?? NONE], ['u32', gc.scale ?? NONE], ['u32', c.qkvSilu ? 1 : 0], ['f32', LR_SHIFT]],
+      [block.buffer, io.qkv, io.gates, qkScale, qkOffset, fqkv, act],
+      (rows) => [rows, Hf],
+    ));
+    const rope = new RopeOp(ctx, `${label} fast rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, fqkv, block);
+    this.inputSteps.push((pass, rows) => rope.encode(pass, rows));
+
+    // Apply: [G | U] = fq [W0; W2]^T per head, silu(G) * U, y = (silu(G) * U) W1^T, then norm, scale, add.
+    const applyGU = mm('apply G|U', {
+      M: 'rows', N: 2 * dh, K: df, batch: Hf,
+      a: { batch: df, row: 3 * D, col: 1 },
+      b: { batch: 3 * S, row: df, col: 1 },
+      c: { batch: 2 * dh, row: Hf * 2 * dh, col: 1 },
+    }, { a: fqkv, b: weights, c: gu });
+    const applyY = mm('apply y', {
+      M: 'rows', N: df, K: dh, batch: Hf,
+      a: { batch: dh, row: Hf * dh, col: 1 },
+      b: { off: 2 * S, batch: 3 * S, row: 1, col: df }, // W1[n, k] = W1^T[k, n]
+      c: { batch: df, row: D, col: 1 },
+    }, { a: hd, b: weights, c: y });
+    this.applySteps.push(
+      (pass, rows) => applyGU.encode(pass, rows),
+      launch(fw('glu', 'GLU', ['uniform', 'uniform', 'read', 'rw']), [['u32', Hf], ['u32', dh]], [block.buffer, gu, hd], (rows) => flat(rows * Hf * dh)),
+      (pass, rows) => applyY.encode(pass, rows),
+      launch(
+        fw('normAdd', 'NORM_ADD', ['uniform', 'uniform', 'read', 'read', 'read', 'rw']),
+        [['u32', D], ['u32', df], ['u32', G], ['u32', gc.scale ?? NONE], ['f32', TTT_NORM_EPS]],
+        [block.buffer, y, tttNorm, act, io.out],
+        (rows) => [rows, Hf],
+      ),
+    );
+
+    const gateCols = 3 * Hf + (c.useMomentum ? Hf : 0);
+    this.pendingSteps.push(launch(
+      fw('pendingRows', 'PENDING', ['uniform', 'uniform', 'read', 'read', 'rw']),
+      [['u32', D], ['u32', C], ['u32', P], ['u32', G], ['u32', gateCols]],
+      [block.buffer, fqkv, act, this.pending],
+      (rows) => flat(rows * P),
+    ));
+
+    // Learn. Forward on the chunk's keys/values: s = [G | U | P] per (token, head).
+    const lGU = mm('learn G|U', {
+      M: C, N: 2 * dh, K: df, batch: Hf,
+      a: { batch: df, row: P, col: 1 },
+      b: { batch: 3 * S, row: df, col: 1 },
+      c: { batch: 3 * dh, row: Hf * 3 * dh, col: 1 },
+    }, { a: this.pending, b: weights, c: s });
+    const lP = mm('learn P', {
+      M: C, N: dh, K: df, batch: Hf,
+      a: { off: D, batch: df, row: P, col: 1 },
+      b: { off: 2 * S, batch: 3 * S, row: df, col: 1 }, // P = V W1: B[j, n] = W1[n, j] = W1^T[j, n]
+      c: { off: 2 * dh, batch: 3 * dh, row: Hf * 3 * dh, col: 1 },
+    }, { a: this.pending, b: weights, c: s });
+    // Gradients straight into the packed layout: [dW0; dW2] = [dG | dU]^T K, dW1^T = H^T V.
+    const lW02 = mm('learn dW0|dW2', {
+      M: 2 * dh, N: df, K: C, batch: Hf,
+      a: { batch: 3 * dh, row: 1, col: Hf * 3 * dh },
+      b: { batch: df, row: 1, col: P },
+      c: { batch: 3 * S, row: df, col: 1 },
+    }, { a: s, b: this.pending, c: grad });
+    const lW1 = mm('learn dW1^T', {
+      M: dh, N: df, K: C, batch: Hf,
+      a: { off: 2 * dh, batch: 3 * dh, row: 1, col: Hf * 3 * dh },
+      b: { off: D, batch: df, row: 1, col: P },
+      c: { off: 2 * S, batch: 3 * S, row: df, col: 1 },
+    }, { a: s, b: this.pending, c: grad });
+    const op = (m: MatmulOp): Step => {
+      this.learnOps.push(m);
+      return (pass) => m.encode(pass, C);
+    };
+    this.learnSteps.push(
+      op(lGU),
+      op(lP),
+      launch(fw('grad', 'GRAD', ['uniform', 'read', 'rw']), [['u32', C], ['u32', Hf], ['u32', dh], ['u32', P], ['u32', 2 * D]], [this.pending, s], () => flat(C * Hf * dh)),
+      op(lW02),
+      op(lW1),
+    );
+
+    // Muon on X wide ([m, n], m <= n): tall blocks are read transposed, which the prepare kernel does
+    // while normalising, and the renorm undoes while adding.
+    const transposed = c.useMuon && dh > df;
+    if (c.useMomentum || c.useMuon) {
+      const bindings: BindingKind[] = ['uniform', 'rw'];
+      const resources: GPUBuffer[] = [grad];
+      if (momentum) { bindings.push('read', 'rw'); resources.push(this.pending, momentum); }
+      if (c.useMuon) { bindings.push('rw'); resources.push(scratch.x0!); }
+      const k = kernel(nsSource, 'newton-schulz.wgsl', 'prepare', bindings, { PREPARE: true, MOMENTUM: c.useMomentum, MUON: c.useMuon, B_X0: c.useMomentum ? 4 : 2 });
+      this.learnSteps.push(launch(k,
+        [['u32', S], ['u32', dh], ['u32', df], ['u32', C], ['u32', P], ['u32', 2 * D + 3 * Hf], ['u32', transposed ? 1 : 0]],
+        resources, () => [Z, 1]));
+    }
+    if (c.useMuon) {
+      const m = Math.min(dh, df), n = Math.max(dh, df);
+      const x0 = scratch.x0!, nsA = scratch.nsA!, nsB = scratch.nsB!;
+      const affine = kernel(nsSource, 'newton-schulz.wgsl', 'nsAffine', ['uniform', 'read', 'rw'], { NS_STEP: true });
+      // Ping-pong X0 -> grad -> X0 ...: five steps leave the result in grad, where the renorm reads it.
+      const square = { batch: m * m, row: m, col: 1 };
+      const wide = { batch: m * n, row: n, col: 1 };
+      const xxT = [x0, grad].map((x) => mm('NS A = X X^T', { M: m, N: m, K: n, batch: Z, a: wide, b: wide, c: square }, { a: x, b: x, c: nsA }));
+      const bx = [[x0, grad], [grad, x0]].map(([x, out]) => mm('NS X = B X', {
+        M: m, N: n, K: m, batch: Z, a: square, b: { batch: m * n, row: 1, col: n }, c: wide,
+      }, { a: nsB, b: x, c: out }));
+      NS5_COEFFS.forEach(([ca, cb, cc], step) => {
+        const aa = mm(`NS B += c A A (step ${step})`, { M: m, N: m, K: m, batch: Z, a: square, b: square, c: square, alpha: cc, beta: 1 }, { a: nsA, b: nsA, c: nsB });
+        this.learnSteps.push(
+          op(xxT[step % 2]),
+          launch(affine, [['u32', Z * m * m], ['u32', m], ['f32', ca], ['f32', cb]], [nsA, nsB], () => flat(Z * m * m)),
+          op(aa),
+          op(bx[step % 2]),
+        );
+      });
+    }
+    this.learnSteps.push(launch(
+      fw('renorm', 'RENORM', ['uniform', 'read', 'read', 'rw']),
+      [['u32', Hf], ['u32', dh], ['u32', df], ['u32', transposed ? 1 : 0]],
+      [grad, targets, weights],
+      () => grid(Hf * (2 * dh + df)),
+    ));
+  }
+
+  encodeInputs(pass: GPUComputePassEncoder, rows: number): void {
+    for (const s of this.inputSteps) s(pass, rows);
+  }
+
+  encodeApply(pass: GPUComputePassEncoder, rows: number): void {
+    for (const s of this.applySteps) s(pass, rows);
+  }
+
+  encodePending(pass: GPUComputePassEncoder, rows: number): void {
+    for (const s of this.pendingSteps) s(pass, rows);
+  }
+
+  /** The pending chunk must be full (its last block's encodePending already recorded). */
+  encodeLearn(pass: GPUComputePassEncoder): void {
+    for (const s of this.learnSteps) s(pass, this.config.chunkSize);
+  }
+
+  /** Fast weights back to the checkpoint's, momentum to zero (queue writes, ordered before later submits). */
+  reset(): void {
+    this.ctx.device.queue.writeBuffer(this.state.weights, 0, this.initial);
+    if (this.state.momentum) this.ctx.device.queue.writeBuffer(this.state.momentum, 0, new Float32Array(this.initial.length));
+  }
+
+  /** Dispatches one encode call records (the same for every block size). */
+  dispatches(kind: 'inputs' | 'apply' | 'pending' | 'learn', _rows = 1): number {
+    return { inputs: this.inputSteps, apply: this.applySteps, pending: this.pendingSteps, learn: this.learnSteps }[kind].length;
+  }
+
+  /**
+   * FLOPs of one chunk update, counting the matrix products (2·M·N·K each), which dominate:
+   * 12·C·Hf·dh·df for the gradient, plus with Muon 5 steps × 3Hf × (4·m²·n + 2·m³), m = min(dh, df),
+   * n = max(dh, df). The elementwise and reduction kernels (O(C·Hf·dh + Hf·dh·df)) are not counted.
+   */
+  flops(_kind: 'learn' = 'learn'): number {
+    return this.learnOps.reduce((sum, m) => sum + m.flops(this.config.chunkSize), 0);
+  }
+}
+
+/** Row norms of the initial weights, per head: W0 rows, W2 rows (over df), then W1 rows (over dh). */
+function rowNormTargets(c: LactConfig, packed: Float32Array): Float32Array {
+  const { numFwHeads: Hf, fwHeadDim: df, fwHidden: dh } = c;
+  const S = dh * df, perHead = 2 * dh + df;
+  const out = new Float32Array(Hf * perHead);
+  for (let h = 0; h < Hf; h++) {
+    const o = 3 * h * S;
+    for (let t = 0; t < 2 * dh; t++) {
+      let ss = 0;
+      for (let k = 0; k < df; k++) ss += packed[o + t * df + k] ** 2;
+      out[h * perHead + t] = Math.sqrt(ss);
+    }
+    for (let r = 0; r < df; r++) {
+      let ss = 0;
+      for (let j = 0; j < dh; j++) ss += packed[o + 2 * S + j * df + r] ** 2;
+      out[h * perHead + 2 * dh + r] = Math.sqrt(ss);
+    }
+  }
+  return out;
+}

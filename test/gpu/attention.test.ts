@@ -1,0 +1,166 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlockParams } from '../../src/gpu/block.ts';
+import type { GpuContext } from '../../src/gpu/context.ts';
+import { AttentionOp, KvCache, type AttentionSpec } from '../../src/gpu/ops/attention.ts';
+import type { LactConfig } from '../../src/model/config.ts';
+import { attendRow } from '../../src/reference/layer-math.ts';
+import { gaussian, rng } from '../helpers/random-model.ts';
+import { maxRelError, openTestGpu, readF32, runPass, zeros } from '../helpers/gpu.ts';
+
+const TOL = 2e-5;
+
+/** attendRow reads only the head count and head dim of the config. */
+function headsConfig(spec: AttentionSpec): LactConfig {
+  return { numAttnHeads: spec.heads, attnHeadDim: spec.D / spec.heads } as LactConfig;
+}
+
+/** Reference outputs for rows [pos0, pos0 + rows) of a sequence, with the window applied as model.ts does. */
+function reference(spec: AttentionSpec, qkv: Float32Array, pos0: number, rows: number, window = spec.window): Float64Array {
+  const D = spec.D, c = headsConfig(spec);
+  const keys: Float64Array[] = [], values: Float64Array[] = [];
+  for (let j = 0; j < pos0 + rows; j++) {
+    keys.push(Float64Array.from(qkv.subarray(j * 3 * D + D, j * 3 * D + 2 * D)));
+    values.push(Float64Array.from(qkv.subarray(j * 3 * D + 2 * D, j * 3 * D + 3 * D)));
+  }
+  const q = Float64Array.from(qkv.subarray(pos0 * 3 * D, (pos0 + rows) * 3 * D));
+  const out = new Float64Array(rows * D);
+  for (let r = 0; r < rows; r++) {
+    const t = pos0 + r;
+    const lo = window === null ? 0 : Math.max(0, t - window + 1);
+    attendRow(c, q, r * 3 * D, keys.slice(lo, t + 1), values.slice(lo, t + 1), out, r * D);
+  }
+  return out;
+}
+
+/** Counts the dispatches a recording makes, to hold dispatches() to what encode() does. */
+function counting(pass: GPUComputePassEncoder): { pass: GPUComputePassEncoder; count: () => number } {
+  let n = 0;
+  const proxy = new Proxy(pass, {
+    get(target, prop) {
+      if (prop === 'dispatchWorkgroups') return (x: number, y?: number, z?: number) => { n++; target.dispatchWorkgroups(x, y, z); };
+      const v = Reflect.get(target, prop) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return { pass: proxy, count: () => n };
+}
+
+interface BlockResult { pos0: number; rows: number; got: Float32Array; dispatches: number; err: number }
+
+describe('attention.wgsl against attendRow', () => {
+  let ctx: GpuContext;
+  const measured: Record<string, number> = {};
+  beforeAll(async () => { ctx = (await openTestGpu()).ctx; });
+  afterAll(() => {
+    console.info('attention max errors:', measured);
+    ctx?.device.destroy();
+  });
+
+  /** Feeds a random sequence through one op block by block; returns every block's output and error. */
+  async function run(spec: AttentionSpec, blocks: readonly number[], seed: number): Promise<{ qkv: Float32Array; results: BlockResult[]; maxErr: number }> {
+    const D = spec.D, T = blocks.reduce((a, b) => a + b, 0);
+    const g = gaussian(rng(seed));
+    const qkv = Float32Array.from({ length: T * 3 * D }, () => g());
+    const qkvBuf = zeros(ctx, spec.maxRows * 3 * D, 'activations');
+    const outBuf = zeros(ctx, spec.maxRows * D, 'activations');
+    const block = new BlockParams(ctx);
+    const op = new AttentionOp(ctx, 'attn', spec, { qkv: qkvBuf, out: outBuf }, new KvCache(ctx, 'kv', spec), block);
+    const junk = new Float32Array(spec.maxRows * D).fill(1e3);
+    const results: BlockResult[] = [];
+    let pos0 = 0, maxErr = 0;
+    for (const rows of blocks) {
+      ctx.device.queue.writeBuffer(qkvBuf, 0, qkv, pos0 * 3 * D, rows * 3 * D);
+      // The output must be overwritten, not accumulated into.
+      ctx.device.queue.writeBuffer(outBuf, 0, junk);
+      block.write(rows, pos0);
+      let count = 0;
+      await runPass(ctx, (pass) => {
+        const c = counting(pass);
+        op.encode(c.pass, rows, pos0);
+        count = c.count();
+      });
+      expect(op.dispatches(rows, pos0), `block @${pos0} x${rows}`).toBe(count);
+      const got = await readF32(ctx, outBuf, rows * D);
+      const err = maxRelError(got, reference(spec, qkv, pos0, rows));
+      expect(err, `block @${pos0} x${rows}`).toBeLessThan(TOL);
+      results.push({ pos0, rows, got, dispatches: count, err });
+      maxErr = Math.max(maxErr, err);
+      pos0 += rows;
+    }
+    return { qkv, results, maxErr };
+  }
+
+  it('sliding window: blocks of 16, 16, 5, 1, 1, 16, ... wrap the ring, starting mid-window (2e-5)', async () => {
+    const spec: AttentionSpec = { D: 32, heads: 2, window: 24, maxRows: 16, capacity: 0 };
+    const blocks = [16, 16, 5, 1, 1, 16, 3, 16, 1, 7, 16, 2, 1];
+    const { results, maxErr } = await run(spec, blocks, 1);
+    measured.window = maxErr;
+    // A window this short never splits: a decode step is one dispatch (cache write fused with attention).
+    for (const r of results) expect(r.dispatches).toBe(1);
+  });
+
+  it('fails against a reference whose window is off by one', async () => {
+    const spec: AttentionSpec = { D: 32, heads: 2, window: 24, maxRows: 16, capacity: 0 };
+    const { qkv, results } = await run(spec, [16, 16, 5, 1, 16], 1);
+    const errAt = (w: number) => Math.max(...results.map((r) => maxRelError(r.got, reference(spec, qkv, r.pos0, r.rows, w))));
+    const [short, long] = [errAt(23), errAt(25)];
+    measured.offByOne = Math.min(short, long);
+    expect(short).toBeGreaterThan(1e-2);
+    expect(long).toBeGreaterThan(1e-2);
+  });
+
+  it('decode over a 600-key window: splits and a combine (2e-5)', async () => {
+    const spec: AttentionSpec = { D: 32, heads: 2, window: 600, maxRows: 64, capacity: 0 };
+    const blocks = [...Array(9).fill(64), 8, 8, 3, ...Array(105).fill(1)]; // 700 positions
+    const { results, maxErr } = await run(spec, blocks, 2);
+    measured.longWindow = maxErr;
+    const decode = results.filter((r) => r.rows === 1);
+    // Up to 256 keys: one split, one dispatch; beyond, 2-3 splits and a combine.
+    expect(decode.at(-1)!.pos0).toBe(699);
+    expect(decode.at(-1)!.dispatches).toBe(2);
+    expect(results.find((r) => r.rows === 8)!.dispatches).toBe(2);
+    expect(results[0].dispatches).toBe(1);
+  });
+
+  it('full attention over 4 pages, blocks crossing page boundaries, then decode (2e-5)', async () => {
+    const D = 32;
+    // 40 positions a page: pages [0,40) [40,80) [80,120) [120,150).
+    const base: AttentionSpec = { D, heads: 4, window: null, maxRows: 16, capacity: 150, maxBindingBytes: 40 * D * 4 + 12 };
+    const kv = new KvCache(ctx, 'kv', base);
+    expect(kv.pages.length).toBe(4);
+    expect(kv.pageTokens).toBe(40);
+    expect(kv.bytes).toBe(2 * 150 * D * 4);
+    const blocks = [16, 16, 16, 13, 16, 16, 16, 7, ...Array(20).fill(1)]; // 136 positions
+    const a = await run(base, blocks, 3);
+    // Decode at position 135 reads pages 0..3: four launches and a combine.
+    expect(a.results.at(-1)!.dispatches).toBe(5);
+    expect(a.results[0].dispatches).toBe(1);
+    // Several splits inside each page as well.
+    const b = await run({ ...base, splitKeys: 7 }, blocks, 4);
+    measured.paged = Math.max(a.maxErr, b.maxErr);
+  });
+
+  it('head dim 12 (not a power of two), windowed and full (2e-5)', async () => {
+    const blocks = [8, 3, 1, 8, 1, 1, 8, 2];
+    const w = await run({ D: 36, heads: 3, window: 10, maxRows: 8, capacity: 0 }, blocks, 5);
+    const f = await run({ D: 36, heads: 3, window: null, maxRows: 8, capacity: 64, splitKeys: 5 }, blocks, 6);
+    measured.da12 = Math.max(w.maxErr, f.maxErr);
+  });
+
+  it('throws RangeError past the capacity or maxRows', () => {
+    const spec: AttentionSpec = { D: 8, heads: 2, window: null, maxRows: 8, capacity: 20 };
+    const op = new AttentionOp(ctx, 'attn', spec, { qkv: zeros(ctx, 8 * 24), out: zeros(ctx, 8 * 8) }, new KvCache(ctx, 'kv', spec), new BlockParams(ctx));
+    const enc = ctx.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    expect(() => op.encode(pass, 4, 16)).not.toThrow();
+    expect(() => op.encode(pass, 5, 16)).toThrow(RangeError);
+    expect(() => op.encode(pass, 1, 20)).toThrow(RangeError);
+    expect(() => op.encode(pass, 9, 0)).toThrow(RangeError);
+    pass.end();
+    enc.finish();
+    const ring: AttentionSpec = { D: 8, heads: 2, window: 4, maxRows: 8, capacity: 0 };
+    const rop = new AttentionOp(ctx, 'attn', ring, { qkv: zeros(ctx, 8 * 24), out: zeros(ctx, 8 * 8) }, new KvCache(ctx, 'kv', ring), new BlockParams(ctx));
+    expect(() => rop.dispatches(9, 100)).toThrow(RangeError);
+    expect(rop.dispatches(8, 1_000_000)).toBe(1);
+  });
+});
