@@ -64,7 +64,15 @@ export interface OpenNodeGpuOptions {
   log?: boolean;
 }
 
-export async function openNodeGpu(opts: OpenNodeGpuOptions = {}): Promise<NodeGpu> {
+export interface NodeAdapter {
+  readonly backend: NodeBackend;
+  readonly adapter: GPUAdapter;
+  readonly description: string;
+  readonly features: readonly string[];
+}
+
+/** The first backend that yields an adapter (no device yet: an adapter makes one device only). */
+export async function openNodeAdapter(opts: Pick<OpenNodeGpuOptions, 'backends' | 'log'> = {}): Promise<NodeAdapter> {
   installGlobals();
   const tried: string[] = [];
   const previousIcd = process.env.VK_ICD_FILENAMES;
@@ -88,17 +96,19 @@ export async function openNodeGpu(opts: OpenNodeGpuOptions = {}): Promise<NodeGp
       continue;
     }
     const features = [...adapter.features].map(String).sort();
-    const wanted = (opts.requiredFeatures ?? []).filter((f) => adapter.features.has(f));
-    const device = await adapter.requestDevice({
-      requiredFeatures: wanted,
-      requiredLimits: opts.requiredLimits,
-    });
     const i = adapter.info;
     const description =
       `${backend}: ${i.vendor} ${i.architecture} ${i.device} (${i.description}); ` +
       `features: ${features.join(', ')}; maxStorageBufferBindingSize=${adapter.limits.maxStorageBufferBindingSize}`;
     if (opts.log) process.stderr.write(`[webgpu] ${description}\n`);
-    return { backend, adapter, device, description, features };
+    return { backend, adapter, description, features };
   }
   throw new NoWebGpuAdapterError(tried);
+}
+
+export async function openNodeGpu(opts: OpenNodeGpuOptions = {}): Promise<NodeGpu> {
+  const a = await openNodeAdapter(opts);
+  const wanted = (opts.requiredFeatures ?? []).filter((f) => a.adapter.features.has(f));
+  const device = await a.adapter.requestDevice({ requiredFeatures: wanted, requiredLimits: opts.requiredLimits });
+  return { ...a, device };
 }
