@@ -1,6 +1,8 @@
 /**
  * Decode latency and GPU memory at growing context, TTT beside sliding-window and full attention, on
- * one device in one run (ratios are what the CPU backends can tell; absolute times only on a real GPU).
+ * one device in one run. These CPU backends are noisy, so every (mode, context) pair gets its own engine,
+ * all are prefilled first, and then their decode steps are interleaved round-robin: drift and background
+ * load hit every pair alike, and the ratios between pairs are what the table is for.
  */
 import { LactEngine } from '../src/engine/engine.ts';
 import { GpuContext } from '../src/gpu/context.ts';
@@ -9,44 +11,67 @@ import { BENCH_MODELS } from './models.ts';
 
 const now = () => performance.now();
 
+interface Run {
+  mode: string;
+  context: number;
+  engine: LactEngine;
+  prefillTokS: number;
+  times: number[];
+  dispatches: Set<number>;
+  token: number;
+}
+
 export async function main(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
   const contexts = quick ? [256, 1024] : [1024, 4096, 16384];
-  const steps = quick ? 8 : 16;
+  const rounds = quick ? 8 : 64;
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
   const ctx = new GpuContext(gpu.device);
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- decode ${args.join(' ')}`.trim());
-  const rows: string[] = [];
+  console.log(`model: ${JSON.stringify(BENCH_MODELS.ttt.config)}`);
+
+  const runs: Run[] = [];
   for (const [mode, model] of Object.entries(BENCH_MODELS)) {
-    const engine = await LactEngine.create(ctx, model, { weights: 'f16', maxContext: contexts[contexts.length - 1] + steps + 8, maxRows: 256 });
-    let fed = 0;
-    const prefillTimes: string[] = [];
-    for (const target of contexts) {
+    for (const context of contexts) {
+      const engine = await LactEngine.create(ctx, model, { weights: 'f16', maxContext: context + rounds + 16, maxRows: 256 });
       const t0 = now();
-      while (fed < target) {
-        const n = Math.min(1024, target - fed);
+      for (let fed = 0; fed < context; ) {
+        const n = Math.min(1024, context - fed);
         await engine.prefill(Array.from({ length: n }, (_, i) => (fed + i) % 256));
         fed += n;
       }
       await ctx.device.queue.onSubmittedWorkDone();
-      prefillTimes.push(`${((now() - t0) / 1000).toFixed(1)} s`);
-      // Decode: feed a token, sample on the GPU, read back the id; the first two steps warm up.
-      let tok = 65;
-      for (let i = 0; i < 2; i++) tok = await engine.step(tok, { temperature: 0 });
-      const t1 = now();
-      for (let i = 0; i < steps; i++) tok = await engine.step(tok, { temperature: 0 });
-      const ms = (now() - t1) / steps;
-      fed = engine.position;
-      const mem = engine.memory();
-      rows.push(`| ${mode} | ${target} | ${ms.toFixed(2)} | ${engine.lastDispatches} | ${kib(mem.kv)} | ${kib(mem.fastWeights + mem.momentum + mem.pending)} | ${kib(mem.activations)} | ${kib(mem.weights)} | ${kib(mem.total)} |`);
-      console.log(rows[rows.length - 1]);
+      const prefillTokS = context / ((now() - t0) / 1000);
+      // Warm-up: the first decode steps compile the one-row pipelines.
+      let token = 65;
+      for (let i = 0; i < 4; i++) token = await engine.step(token, { temperature: 0 });
+      runs.push({ mode, context, engine, prefillTokS, times: [], dispatches: new Set(), token });
+      process.stderr.write(`prefilled ${mode} to ${context} (${prefillTokS.toFixed(0)} tok/s)\n`);
     }
-    engine.destroy();
   }
-  console.log('\n| mode | context | decode ms/token | dispatches/step | KV KiB | fast state KiB | activations KiB | weights KiB | total KiB |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
-  for (const r of rows) console.log(r);
+  // Decode: each step feeds one token, samples the next on the GPU and reads back only its id.
+  for (let r = 0; r < rounds; r++) {
+    for (const run of runs) {
+      const t = now();
+      run.token = await run.engine.step(run.token, { temperature: 0 });
+      run.times.push(now() - t);
+      run.dispatches.add(run.engine.lastDispatches);
+    }
+  }
+
+  console.log('\n| mode | context | decode ms/token (median) | (mean) | vs. same mode at first context | prefill tok/s | dispatches/step | KV in use KiB | KV allocated KiB | fast-weight state KiB | activations+scratch KiB | weights KiB | total allocated KiB |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  const base = new Map<string, number>();
+  for (const run of runs) {
+    const sorted = [...run.times].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)];
+    const mean = run.times.reduce((a, b) => a + b, 0) / run.times.length;
+    if (!base.has(run.mode)) base.set(run.mode, median);
+    const mem = run.engine.memory();
+    console.log(`| ${run.mode} | ${run.context} | ${median.toFixed(2)} | ${mean.toFixed(2)} | ${(median / base.get(run.mode)!).toFixed(2)}x | ${run.prefillTokS.toFixed(0)} | ${[...run.dispatches].sort((a, b) => a - b).join(' / ')} | ${kib(run.engine.kvBytesInUse())} | ${kib(mem.kv)} | ${kib(mem.fastWeights + mem.momentum + mem.pending)} | ${kib(mem.activations + mem.scratch)} | ${kib(mem.weights)} | ${kib(mem.total)} |`);
+  }
+  for (const run of runs) run.engine.destroy();
   gpu.device.destroy();
 }
 

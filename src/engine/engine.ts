@@ -22,7 +22,7 @@ import { RopeOp } from '../gpu/ops/rope.ts';
 import { SampleOp, validateSamplingParams, type SamplingParams } from '../gpu/ops/sample.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import { uploadMatrix, uploadVector, type WeightParts } from '../gpu/weights.ts';
-import { ContextOverflowError, EngineDestroyedError, InvalidTokenError } from './errors.ts';
+import { ContextOverflowError, EngineDestroyedError, GpuValidationError, InvalidTokenError, OutOfGpuMemoryError } from './errors.ts';
 import { arrangeWeights } from './model-weights.ts';
 
 /** eps of q_norm and k_norm (the library RMSNorm default; block norms use config.normEps). */
@@ -190,13 +190,19 @@ export class LactEngine {
     ctx.device.pushErrorScope('out-of-memory');
     ctx.device.pushErrorScope('validation');
     let engine: LactEngine;
+    // Each engine owns its buffers (its memory report and destroy() cover only them); pipelines are shared.
+    const own = ctx.fork();
     try {
-      engine = new LactEngine(ctx, model.config, model.weights, opts);
+      engine = new LactEngine(own, model.config, model.weights, opts);
+    } catch (e) {
+      own.allocator.destroyAll();
+      throw e;
     } finally {
       const validation = await ctx.device.popErrorScope();
       const oom = await ctx.device.popErrorScope();
-      if (oom) throw new Error(`out of GPU memory while creating the engine: ${oom.message}`);
-      if (validation) throw new Error(`WebGPU rejected the engine's setup: ${validation.message}`);
+      if (oom || validation) own.allocator.destroyAll();
+      if (oom) throw new OutOfGpuMemoryError('creating the engine', oom.message);
+      if (validation) throw new GpuValidationError("the engine's setup", validation.message);
     }
     return engine;
   }
@@ -206,8 +212,19 @@ export class LactEngine {
     return this.pos;
   }
 
+  /** Live GPU bytes by category (everything the engine allocated; constant after creation). */
   memory(): MemoryReport {
     return this.ctx.allocator.report();
+  }
+
+  /**
+   * Bytes of KV cache holding live positions: the window for TTT and sliding-window models (constant once
+   * full), every position so far for full attention (its cache is allocated up to `maxContext` at creation).
+   */
+  kvBytesInUse(): number {
+    const c = this.config;
+    const held = c.windowSize === null ? this.pos : Math.min(this.pos, c.windowSize);
+    return held * 2 * c.hiddenSize * 4 * c.numLayers;
   }
 
   /** Feeds tokens (a prompt, or one token of decode) and optionally samples the next one. */

@@ -26,3 +26,17 @@ export class EngineDestroyedError extends EngineError {
     super(`the engine is no longer usable: ${why}`);
   }
 }
+
+/** The device ran out of memory creating the engine; everything it had allocated is released. */
+export class OutOfGpuMemoryError extends EngineError {
+  constructor(what: string, detail: string) {
+    super(`out of GPU memory while ${what}: ${detail}`);
+  }
+}
+
+/** WebGPU rejected a setup call (a limit or a shader the adapter cannot take); nothing is left allocated. */
+export class GpuValidationError extends EngineError {
+  constructor(what: string, detail: string) {
+    super(`WebGPU rejected ${what}: ${detail}`);
+  }
+}

@@ -39,16 +39,24 @@ export type Resource = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: 
 export class GpuContext {
   readonly allocator: GpuAllocator;
   readonly features: GpuFeatures;
-  private readonly kernels = new Map<string, Kernel>();
-  private readonly layouts = new Map<string, GPUBindGroupLayout>();
+  private readonly kernels: Map<string, Kernel>;
+  private readonly layouts: Map<string, GPUBindGroupLayout>;
 
-  constructor(readonly device: GPUDevice) {
+  constructor(readonly device: GPUDevice, shared?: GpuContext) {
     this.allocator = new GpuAllocator(device);
+    // Pipelines belong to the device and are shared; buffers belong to whoever made this context.
+    this.kernels = shared ? shared.kernels : new Map();
+    this.layouts = shared ? shared.layouts : new Map();
     this.features = {
       shaderF16: device.features.has('shader-f16'),
       subgroups: device.features.has('subgroups'),
       timestampQuery: device.features.has('timestamp-query'),
     };
+  }
+
+  /** A context on the same device with its own allocator (its own memory report) and the shared pipeline cache. */
+  fork(): GpuContext {
+    return new GpuContext(this.device, this);
   }
 
   get limits(): GPUSupportedLimits {

@@ -148,6 +148,20 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     full.destroy();
   });
 
+  it('two engines on one device keep separate memory; destroying one leaves the other working', async () => {
+    const { model, tokens, logits } = await fixture('tiny-all-on');
+    const a = await LactEngine.create(ctx, model, { weights: 'f32' });
+    const b = await LactEngine.create(ctx, (await fixture('tiny-full')).model, { weights: 'f32' });
+    expect(a.memory().fastWeights).toBeGreaterThan(0);
+    expect(b.memory().fastWeights).toBe(0);
+    b.destroy();
+    const V = model.config.vocabSize;
+    const last = (await a.prefill(tokens.slice(0, 30), { logits: 'last' })).logits!;
+    expect(maxRelError(last, logits.subarray(29 * V, 30 * V))).toBeLessThan(1e-4);
+    a.destroy();
+    expect(a.memory().total).toBe(0);
+  });
+
   it('bad tokens and a destroyed engine are named errors', async () => {
     const engine = await LactEngine.create(ctx, (await fixture('tiny-all-on')).model, { weights: 'f32' });
     await expect(engine.prefill([1, 2, 258])).rejects.toBeInstanceOf(InvalidTokenError);
