@@ -11,7 +11,7 @@
 import type { LactConfig, WeightMap } from '../model/config.ts';
 import { BlockParams } from '../gpu/block.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
-import type { MemoryReport } from '../gpu/allocator.ts';
+import { writeAligned, type MemoryReport } from '../gpu/allocator.ts';
 import { AttentionOp, KvCache } from '../gpu/ops/attention.ts';
 import { EmbedOp } from '../gpu/ops/embed.ts';
 import { FastWeightLayer, FastWeightScratch, gateColumns } from '../gpu/ops/fast-weights.ts';
@@ -22,7 +22,8 @@ import { RopeOp } from '../gpu/ops/rope.ts';
 import { SampleOp, validateSamplingParams, type SamplingParams } from '../gpu/ops/sample.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import { uploadMatrix, uploadVector, type WeightParts } from '../gpu/weights.ts';
-import { ContextOverflowError, EngineDestroyedError, GpuValidationError, InvalidTokenError, OutOfGpuMemoryError } from './errors.ts';
+import { ContextOverflowError, EngineAbortedError, EngineDestroyedError, GpuValidationError, InvalidTokenError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
+import { decodeMemory, encodeMemory, MEMORY_FORMAT, modelIdentity } from './memory-blob.ts';
 import { arrangeWeights } from './model-weights.ts';
 
 /** eps of q_norm and k_norm (the library RMSNorm default; block norms use config.normEps). */
@@ -45,7 +46,33 @@ export interface EngineOptions {
   readonly allLogits?: boolean;
 }
 
+export interface FeedProgress {
+  /** Tokens of this call processed so far (whole blocks whose GPU work has completed). */
+  readonly processed: number;
+  readonly total: number;
+  /** The engine's position after them. */
+  readonly position: number;
+}
+
+export interface EngineStats {
+  readonly position: number;
+  /** Tokens per second of the last multi-token feed (wall clock, submit to completion). */
+  readonly prefillTokensPerSecond: number | null;
+  /** Milliseconds of the last one-token feed, and the mean of the last 32. */
+  readonly decodeMsLast: number | null;
+  readonly decodeMsRolling: number | null;
+  readonly memory: MemoryReport;
+  /** How the times were taken. */
+  readonly timing: string;
+  readonly dispatchesLastBlock: number;
+  readonly info: EngineInfo;
+}
+
 export interface FeedOptions {
+  /** Checked before each block: an abort stops the feed within one block (at most one chunk). */
+  readonly signal?: AbortSignal;
+  /** Called after each completed block. */
+  readonly onProgress?: (p: FeedProgress) => void;
   /** Sample the next token on the GPU after the last fed token; only its id is read back. */
   readonly sample?: SamplingParams;
   /** Read back logits: of the last fed token, or of every fed token (needs `allLogits` at creation). */
@@ -75,6 +102,7 @@ interface LayerOps {
   gates: LinearOp | null;
   fast: FastWeightLayer | null;
   rope: RopeOp;
+  kv: KvCache;
   attention: AttentionOp;
   oProj: LinearOp;
   mlpNorm: RmsNormOp;
@@ -123,6 +151,10 @@ export class LactEngine {
   private destroyed: string | null = null;
   /** Dispatches recorded by the last block. */
   lastDispatches = 0;
+  /** Identifies the model and the state layout, for saved memory: a hash of the config and sampled weights. */
+  readonly modelId: string;
+  private prefillTokS: number | null = null;
+  private decodeMs: number[] = [];
 
   private constructor(readonly ctx: GpuContext, config: LactConfig, weights: WeightMap, opts: EngineOptions) {
     this.config = config;
@@ -162,14 +194,16 @@ export class LactEngine {
     this.layers = t.layers.map((lt, l) => {
       const L = `layer ${l}`;
       const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
+      const kv = new KvCache(ctx, `${L} kv`, attnSpec);
       return {
+        kv,
         attnNorm: new RmsNormOp(ctx, `${L} attn_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, `${L} attn_norm`, lt.attnNorm), x, y: a }, block),
         qkv: new LinearOp(ctx, `${L} qkv`, mat(`${L} qkv`, lt.qkv, 3 * D, D), { x: a, y: qkv, bias: lt.qkvBias ? uploadVector(ctx, `${L} qkv bias`, lt.qkvBias) : undefined }, { inStride: D, outStride: 3 * D }, block, tiles),
         qkNorm: lt.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: uploadVector(ctx, `${L} q/k norm`, lt.qkNorm), x: qkv, y: qkv }, block) : null,
         gates: lt.gates && gates ? new LinearOp(ctx, `${L} gates`, mat(`${L} gates`, lt.gates, G, D), { x: a, y: gates, bias: uploadVector(ctx, `${L} gates bias`, lt.gatesBias!) }, { inStride: D, outStride: G }, block, tiles) : null,
         fast: lt.fast && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, lt.fast, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles }) : null,
         rope: new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
-        attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, new KvCache(ctx, `${L} kv`, attnSpec), block),
+        attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, kv, block),
         oProj: new LinearOp(ctx, `${L} o_proj`, mat(`${L} o_proj`, lt.oProj, D, D), { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
         mlpNorm: new RmsNormOp(ctx, `${L} mlp_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, `${L} mlp_norm`, lt.mlpNorm), x, y: a }, block),
         gateUp: new LinearOp(ctx, `${L} gate|up`, mat(`${L} gate|up`, lt.gateUp, 2 * I, D), { x: a, y: gu }, { inStride: D, outStride: 2 * I }, block, tiles),
@@ -183,6 +217,7 @@ export class LactEngine {
     this.headLast = new LinearOp(ctx, 'lm_head (last row)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V, lastRow: true }, block, tiles);
     this.headAll = opts.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V }, block, tiles) : null;
     this.sampler = new SampleOp(ctx, 'sample', this.logitsBuf, V);
+    this.modelId = modelIdentity(c, weights);
   }
 
   /** Uploads the weights and builds every pipeline and bind group; nothing is created per token. */
@@ -217,6 +252,20 @@ export class LactEngine {
     return this.ctx.allocator.report();
   }
 
+  stats(): EngineStats {
+    const d = this.decodeMs;
+    return {
+      position: this.pos,
+      prefillTokensPerSecond: this.prefillTokS,
+      decodeMsLast: d.length ? d[d.length - 1] : null,
+      decodeMsRolling: d.length ? d.reduce((a, b) => a + b, 0) / d.length : null,
+      memory: this.memory(),
+      timing: 'wall clock from the first submit to the GPU work completing (onSubmittedWorkDone / read-back)',
+      dispatchesLastBlock: this.lastDispatches,
+      info: this.info,
+    };
+  }
+
   /**
    * Bytes of KV cache holding live positions: the window for TTT and sliding-window models (constant once
    * full), every position so far for full attention (its cache is allocated up to `maxContext` at creation).
@@ -239,8 +288,8 @@ export class LactEngine {
   }
 
   /** One decode step: feed `token`, sample the next on the GPU, read back only its id. */
-  async step(token: number, sampling: SamplingParams): Promise<number> {
-    const r = await this.feed([token], { sample: sampling });
+  async step(token: number, sampling: SamplingParams, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    const r = await this.feed([token], { sample: sampling, signal: opts.signal });
     return r.token!;
   }
 
@@ -264,6 +313,102 @@ export class LactEngine {
     for (const l of this.layers) l.fast?.reset();
   }
 
+  /**
+   * The compressed memory as one blob: the model's identity, the position, and per layer the KV window
+   * (positions in order, independent of the ring's layout), fast weights, momentum and the pending chunk.
+   * Its size is constant in context length for TTT and sliding-window models.
+   */
+  saveMemory(): Promise<Uint8Array> {
+    const run = this.queue.then(() => this.saveNow());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Restores a blob from saveMemory (this model, any engine options); MemoryMismatchError otherwise. */
+  loadMemory(blob: Uint8Array): Promise<void> {
+    const run = this.queue.then(() => this.loadNow(blob));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async saveNow(): Promise<Uint8Array> {
+    if (this.destroyed) throw new EngineDestroyedError(this.destroyed);
+    const c = this.config, D = c.hiddenSize, rowBytes = D * 4;
+    const first = c.windowSize === null ? 0 : Math.max(0, this.pos - c.windowSize);
+    const sections: { name: string; bytes: Uint8Array }[] = [];
+    for (const [l, layer] of this.layers.entries()) {
+      for (const which of ['k', 'v'] as const) {
+        const out = new Uint8Array((this.pos - first) * rowBytes);
+        const pages = new Map<number, Uint8Array>(); // each page read back once, then sliced by position
+        for (const [p, page, slot] of this.slots(layer.kv, first, this.pos)) {
+          let bytes = pages.get(page);
+          if (!bytes) pages.set(page, (bytes = await this.readBytes(layer.kv.pages[page][which])));
+          out.set(bytes.subarray(slot * rowBytes, (slot + 1) * rowBytes), (p - first) * rowBytes);
+        }
+        sections.push({ name: `layer${l}.${which}`, bytes: out });
+      }
+      if (layer.fast) {
+        sections.push({ name: `layer${l}.fastWeights`, bytes: await this.readBytes(layer.fast.state.weights) });
+        if (layer.fast.state.momentum) sections.push({ name: `layer${l}.momentum`, bytes: await this.readBytes(layer.fast.state.momentum) });
+        sections.push({ name: `layer${l}.pending`, bytes: await this.readBytes(layer.fast.pending) });
+      }
+    }
+    return encodeMemory({ format: MEMORY_FORMAT, modelId: this.modelId, position: this.pos, firstKvPosition: first }, sections);
+  }
+
+  private async loadNow(blob: Uint8Array): Promise<void> {
+    if (this.destroyed) throw new EngineDestroyedError(this.destroyed);
+    const { header, sections } = decodeMemory(blob);
+    if (header.modelId !== this.modelId) throw new MemoryMismatchError(`this memory was saved by model ${header.modelId}; the engine runs model ${this.modelId}`);
+    const c = this.config, rowBytes = c.hiddenSize * 4;
+    const pos = header.position, first = header.firstKvPosition;
+    if (pos > this.info.capacity) throw new MemoryMismatchError(`the memory holds ${pos} positions; this engine's cache holds ${this.info.capacity}`);
+    const expected = c.windowSize === null ? 0 : Math.max(0, pos - c.windowSize);
+    if (first !== expected) throw new MemoryMismatchError(`corrupt memory: KV starts at ${first}, expected ${expected}`);
+    const need = (name: string, bytes: number): Uint8Array => {
+      const s = sections.get(name);
+      if (!s) throw new MemoryMismatchError(`corrupt memory: section ${name} is missing`);
+      if (s.byteLength !== bytes) throw new MemoryMismatchError(`corrupt memory: section ${name} has ${s.byteLength} bytes, expected ${bytes}`);
+      return s;
+    };
+    // Validate every section before writing anything, so a bad blob leaves the engine as it was.
+    const writes: [GPUBuffer, number, Uint8Array][] = [];
+    for (const [l, layer] of this.layers.entries()) {
+      for (const which of ['k', 'v'] as const) {
+        const data = need(`layer${l}.${which}`, (pos - first) * rowBytes);
+        for (const [p, page, slot] of this.slots(layer.kv, first, pos)) writes.push([layer.kv.pages[page][which], slot * rowBytes, data.subarray((p - first) * rowBytes, (p - first + 1) * rowBytes)]);
+      }
+      if (layer.fast) {
+        writes.push([layer.fast.state.weights, 0, need(`layer${l}.fastWeights`, layer.fast.state.weights.size)]);
+        if (layer.fast.state.momentum) writes.push([layer.fast.state.momentum, 0, need(`layer${l}.momentum`, layer.fast.state.momentum.size)]);
+        writes.push([layer.fast.pending, 0, need(`layer${l}.pending`, layer.fast.pending.size)]);
+      }
+    }
+    for (const [buf, off, data] of writes) writeAligned(this.ctx.device, buf, off, data);
+    await this.ctx.device.queue.onSubmittedWorkDone();
+    this.pos = pos;
+  }
+
+  /** [position, page, slot] of each position in [from, to) in a layer's KV cache. */
+  private *slots(kv: KvCache, from: number, to: number): Generator<[number, number, number]> {
+    for (let p = from; p < to; p++) {
+      if (kv.ring > 0) yield [p, 0, p % kv.ring];
+      else yield [p, Math.floor(p / kv.pageTokens), p % kv.pageTokens];
+    }
+  }
+
+  private async readBytes(buf: GPUBuffer, offset = 0, size = buf.size): Promise<Uint8Array> {
+    const staging = this.ctx.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.ctx.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, offset, staging, 0, size);
+    this.ctx.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Uint8Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
   destroy(): void {
     this.destroyed ??= 'destroy() was called';
     this.ctx.allocator.destroyAll();
@@ -280,20 +425,48 @@ export class LactEngine {
     const sampling = opts.sample ? validateSamplingParams(opts.sample) : null;
     if (opts.logits === 'all' && !this.headAll) throw new RangeError('logits: "all" needs an engine created with allLogits: true');
 
+    const t0 = performance.now();
     const all: Float32Array[] = [];
     let i = 0;
     let token: number | null = null;
     let lastLogits: Float32Array | null = null;
+    // At most two blocks in flight: the CPU records block n+1 while the GPU runs block n, and an abort or
+    // a progress report is never more than one block behind the GPU.
+    let inflight: { done: Promise<void>; end: number } | null = null;
+    const settle = async () => {
+      if (!inflight) return;
+      await inflight.done;
+      opts.onProgress?.({ processed: inflight.end, total: tokens.length, position: this.pos - (i - inflight.end) });
+      inflight = null;
+    };
     while (i < tokens.length) {
+      if (opts.signal?.aborted) {
+        await settle();
+        throw new EngineAbortedError(i, this.pos, opts.signal.reason);
+      }
       const rows = this.blockRows(this.pos, tokens.length - i);
       const last = i + rows === tokens.length;
       const head = opts.logits === 'all' ? 'all' : last && (opts.logits === 'last' || sampling) ? 'last' : 'none';
       this.encodeBlock(tokens.slice(i, i + rows), head, last ? sampling : null);
       this.pos += rows;
       i += rows;
+      const previous = inflight;
+      inflight = { done: this.ctx.device.queue.onSubmittedWorkDone(), end: i };
+      if (previous) {
+        await previous.done;
+        opts.onProgress?.({ processed: previous.end, total: tokens.length, position: this.pos - (i - previous.end) });
+      }
       if (opts.logits === 'all') all.push(await this.read(rows * c.vocabSize));
       else if (last && opts.logits === 'last') lastLogits = await this.read(c.vocabSize);
       if (last && sampling) token = await this.readToken();
+    }
+    await settle();
+    const ms = performance.now() - t0;
+    if (tokens.length === 1) {
+      this.decodeMs.push(ms);
+      if (this.decodeMs.length > 32) this.decodeMs.shift();
+    } else {
+      this.prefillTokS = tokens.length / (ms / 1000);
     }
     const logits = opts.logits === 'all' ? concatF32(all) : lastLogits;
     return { token, logits };

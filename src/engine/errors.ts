@@ -40,3 +40,13 @@ export class GpuValidationError extends EngineError {
     super(`WebGPU rejected ${what}: ${detail}`);
   }
 }
+
+/** A feed was aborted; the engine holds exactly the first `processed` tokens of it (at `position`). */
+export class EngineAbortedError extends EngineError {
+  constructor(readonly processed: number, readonly position: number, reason?: unknown) {
+    super(`aborted after ${processed} tokens of this call (the engine is at position ${position})${reason instanceof Error ? `: ${reason.message}` : ''}`);
+  }
+}
+
+/** A saved memory blob that is corrupt, or belongs to another model or state layout. */
+export class MemoryMismatchError extends EngineError {}
