@@ -6,7 +6,7 @@ import { BlockParams } from '../src/gpu/block.ts';
 import { GpuContext, type WeightStorage } from '../src/gpu/context.ts';
 import { MatmulOp, type MatmulTiles } from '../src/gpu/ops/matmul.ts';
 import { FastWeightLayer, gateColumns } from '../src/gpu/ops/fast-weights.ts';
-import { arrangeWeights } from '../src/engine/model-weights.ts';
+import { referenceWeights } from '../src/reference/weights.ts';
 import { openNodeGpu } from '../src/node/webgpu.ts';
 import { BENCH_MODELS } from './models.ts';
 
@@ -61,11 +61,12 @@ export async function main(args: string[]): Promise<void> {
   // The chunk update of one layer of the benchmark TTT model (C tokens): gradients, momentum, Muon, renorm.
   const model = BENCH_MODELS.ttt;
   const cfg = model.config;
-  const lt = arrangeWeights(cfg, model.weights).layers[0];
+  const f = referenceWeights(cfg, model.weights).layers[0].fast!;
+  const init = { w0: Float32Array.from(f.w0), w1: Float32Array.from(f.w1), w2: Float32Array.from(f.w2), qkScale: Float32Array.from(f.qkScale), qkOffset: Float32Array.from(f.qkOffset), tttNorm: Float32Array.from(f.tttNorm) };
   const D = cfg.hiddenSize, C = cfg.chunkSize;
   const act = (floats: number) => ctx.allocator.create('act', 'activations', floats * 4, S | GPUBufferUsage.COPY_SRC);
   const io = { qkv: act(C * 3 * D), gates: act(C * gateColumns(cfg).total), out: act(C * D) };
-  const fw = new FastWeightLayer(ctx, 'bench fw', cfg, lt.fast!, io, block, C);
+  const fw = new FastWeightLayer(ctx, 'bench fw', cfg, init, io, block, C);
   block.write(C, 0);
   const s = await time(ctx, reps, (p) => fw.encodeLearn(p));
   const flops = fw.flops('learn');

@@ -21,10 +21,9 @@ import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
 import { RopeOp } from '../gpu/ops/rope.ts';
 import { SampleOp, validateSamplingParams, type SamplingParams } from '../gpu/ops/sample.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
-import { uploadMatrix, uploadVector, type WeightParts } from '../gpu/weights.ts';
 import { ContextOverflowError, EngineAbortedError, EngineDestroyedError, GpuValidationError, InvalidTokenError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
-import { decodeMemory, encodeMemory, MEMORY_FORMAT, modelIdentity } from './memory-blob.ts';
-import { arrangeWeights } from './model-weights.ts';
+import { decodeMemory, encodeMemory, MEMORY_FORMAT } from './memory-blob.ts';
+import { GpuWeights } from './model-weights.ts';
 
 /** eps of q_norm and k_norm (the library RMSNorm default; block norms use config.normEps). */
 const INNER_NORM_EPS = 1e-5;
@@ -151,26 +150,24 @@ export class LactEngine {
   private destroyed: string | null = null;
   /** Dispatches recorded by the last block. */
   lastDispatches = 0;
-  /** Identifies the model and the state layout, for saved memory: a hash of the config and sampled weights. */
+  /** Identifies the model, for saved memory: a hash of the config and sampled weights. */
   readonly modelId: string;
   private prefillTokS: number | null = null;
   private decodeMs: number[] = [];
 
-  private constructor(readonly ctx: GpuContext, config: LactConfig, weights: WeightMap, opts: EngineOptions) {
+  private constructor(readonly ctx: GpuContext, config: LactConfig, w: GpuWeights, opts: EngineOptions) {
     this.config = config;
     const c = config, D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize;
     const mode: EngineMode = c.useFastWeights ? 'ttt' : c.windowSize === null ? 'full-attention' : 'sliding-window';
-    const maxRows = opts.maxRows ?? (c.useFastWeights ? Math.min(c.chunkSize, 512) : 64);
-    const maxBinding = opts.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize;
-    const storage: WeightStorage = opts.weights === 'f32' ? 'f32' : ctx.features.shaderF16 ? 'f16' : 'f16-packed';
+    const { maxRows, maxBinding, storage } = engineLayout(ctx, c, opts);
     const capacity = c.windowSize === null ? opts.maxContext ?? 4096 : Infinity;
     const tiles = opts.tiles ?? { wide: CPU_TILES, narrow: ROW_TILES };
     this.info = { mode, weights: storage, subgroups: ctx.features.subgroups, maxRows, maxBindingBytes: maxBinding, capacity };
 
-    const t = arrangeWeights(c, weights);
+    const { modelId, fast } = w.finish();
+    this.modelId = modelId;
     const A = ctx.allocator;
     const act = (label: string, floats: number) => A.create(label, 'activations', floats * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
-    const mat = (label: string, data: Float32Array, rows: number, cols: number): WeightParts => uploadMatrix(ctx, label, data, rows, cols, storage, maxBinding);
     const block = (this.block = new BlockParams(ctx));
 
     // Activations, shared by every layer (a block runs the layers one after another).
@@ -187,57 +184,81 @@ export class LactEngine {
     this.logitsBuf = act('logits', logitRows * V);
     this.readback = A.create('readback', 'scratch', logitRows * V * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
 
-    const embeddings = mat('embeddings', t.embeddings, V, D);
     // The fast-weight intermediates are per block, not per layer: one set serves every layer.
     const fwScratch = c.useFastWeights ? new FastWeightScratch(ctx, c, maxRows) : null;
-    this.embed = new EmbedOp(ctx, 'embed', D, embeddings, { tokens: this.tokens, x }, block);
-    this.layers = t.layers.map((lt, l) => {
+    this.embed = new EmbedOp(ctx, 'embed', D, w.embeddings, { tokens: this.tokens, x }, block);
+    this.layers = w.layers.map((lw, l) => {
+      const init = fast[l];
       const L = `layer ${l}`;
       const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
       const kv = new KvCache(ctx, `${L} kv`, attnSpec);
       return {
         kv,
-        attnNorm: new RmsNormOp(ctx, `${L} attn_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, `${L} attn_norm`, lt.attnNorm), x, y: a }, block),
-        qkv: new LinearOp(ctx, `${L} qkv`, mat(`${L} qkv`, lt.qkv, 3 * D, D), { x: a, y: qkv, bias: lt.qkvBias ? uploadVector(ctx, `${L} qkv bias`, lt.qkvBias) : undefined }, { inStride: D, outStride: 3 * D }, block, tiles),
-        qkNorm: lt.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: uploadVector(ctx, `${L} q/k norm`, lt.qkNorm), x: qkv, y: qkv }, block) : null,
-        gates: lt.gates && gates ? new LinearOp(ctx, `${L} gates`, mat(`${L} gates`, lt.gates, G, D), { x: a, y: gates, bias: uploadVector(ctx, `${L} gates bias`, lt.gatesBias!) }, { inStride: D, outStride: G }, block, tiles) : null,
-        fast: lt.fast && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, lt.fast, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles }) : null,
+        attnNorm: new RmsNormOp(ctx, `${L} attn_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: lw.attnNorm, x, y: a }, block),
+        qkv: new LinearOp(ctx, `${L} qkv`, lw.qkv, { x: a, y: qkv, bias: lw.qkvBias ?? undefined }, { inStride: D, outStride: 3 * D }, block, tiles),
+        qkNorm: lw.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: lw.qkNorm, x: qkv, y: qkv }, block) : null,
+        gates: lw.gates && gates ? new LinearOp(ctx, `${L} gates`, lw.gates, { x: a, y: gates, bias: lw.gatesBias! }, { inStride: D, outStride: G }, block, tiles) : null,
+        fast: init && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles }) : null,
         rope: new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
         attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, kv, block),
-        oProj: new LinearOp(ctx, `${L} o_proj`, mat(`${L} o_proj`, lt.oProj, D, D), { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
-        mlpNorm: new RmsNormOp(ctx, `${L} mlp_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, `${L} mlp_norm`, lt.mlpNorm), x, y: a }, block),
-        gateUp: new LinearOp(ctx, `${L} gate|up`, mat(`${L} gate|up`, lt.gateUp, 2 * I, D), { x: a, y: gu }, { inStride: D, outStride: 2 * I }, block, tiles),
+        oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
+        mlpNorm: new RmsNormOp(ctx, `${L} mlp_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: lw.mlpNorm, x, y: a }, block),
+        gateUp: new LinearOp(ctx, `${L} gate|up`, lw.gateUp, { x: a, y: gu }, { inStride: D, outStride: 2 * I }, block, tiles),
         swiglu: new SwigluOp(ctx, `${L} swiglu`, I, { gu, s }, block),
-        down: new LinearOp(ctx, `${L} down`, mat(`${L} down`, lt.down, D, I), { x: s, y: x }, { inStride: I, outStride: D, accumulate: true }, block, tiles),
+        down: new LinearOp(ctx, `${L} down`, lw.down, { x: s, y: x }, { inStride: I, outStride: D, accumulate: true }, block, tiles),
       };
     });
-    this.finalNorm = new RmsNormOp(ctx, 'final norm', { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: uploadVector(ctx, 'final norm', t.finalNorm), x, y: a }, block);
-    // Tied embeddings: the LM head reads the embedding table itself (same storage, uploaded once).
-    const headWeights = c.tieWordEmbeddings ? embeddings : mat('lm_head', t.lmHead, V, D);
+    this.finalNorm = new RmsNormOp(ctx, 'final norm', { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: w.finalNorm, x, y: a }, block);
+    const headWeights = w.lmHead;
     this.headLast = new LinearOp(ctx, 'lm_head (last row)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V, lastRow: true }, block, tiles);
     this.headAll = opts.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V }, block, tiles) : null;
     this.sampler = new SampleOp(ctx, 'sample', this.logitsBuf, V);
-    this.modelId = modelIdentity(c, weights);
   }
 
-  /** Uploads the weights and builds every pipeline and bind group; nothing is created per token. */
-  static async create(ctx: GpuContext, model: { config: LactConfig; weights: WeightMap }, opts: EngineOptions = {}): Promise<LactEngine> {
-    ctx.device.pushErrorScope('out-of-memory');
-    ctx.device.pushErrorScope('validation');
-    let engine: LactEngine;
+  /** Uploads the weights (a whole in-memory model) and builds every pipeline and bind group. */
+  static create(ctx: GpuContext, model: { config: LactConfig; weights: WeightMap }, opts: EngineOptions = {}): Promise<LactEngine> {
+    return LactEngine.build(ctx, model.config, opts, async (w) => {
+      for (const [name, t] of model.weights) w.write(name, t.shape, t.data);
+    });
+  }
+
+  /**
+   * Uploads tensors as they arrive (from a streamed model file or the cache), so the model is never
+   * whole in JS memory, then builds the engine. `onUpload` reports tensors uploaded of the total.
+   */
+  static fromStream(ctx: GpuContext, stream: { config: LactConfig; tensors: AsyncIterable<{ name: string; shape: readonly number[]; data: Float32Array }> }, opts: EngineOptions & { onUpload?: (p: { tensors: number; total: number }) => void } = {}): Promise<LactEngine> {
+    return LactEngine.build(ctx, stream.config, opts, async (w) => {
+      let n = 0;
+      for await (const t of stream.tensors) {
+        w.write(t.name, t.shape, t.data);
+        opts.onUpload?.({ tensors: ++n, total: w.tensorCount });
+      }
+    });
+  }
+
+  private static async build(ctx: GpuContext, config: LactConfig, opts: EngineOptions, fill: (w: GpuWeights) => Promise<void>): Promise<LactEngine> {
     // Each engine owns its buffers (its memory report and destroy() cover only them); pipelines are shared.
     const own = ctx.fork();
+    const { maxBinding, storage } = engineLayout(own, config, opts);
+    own.device.pushErrorScope('out-of-memory');
+    own.device.pushErrorScope('validation');
+    let engine: LactEngine | null = null;
+    let failure: unknown = null;
     try {
-      engine = new LactEngine(own, model.config, model.weights, opts);
+      const w = new GpuWeights(own, config, storage, maxBinding);
+      await fill(w);
+      engine = new LactEngine(own, config, w, opts);
     } catch (e) {
+      failure = e;
+    }
+    const validation = await own.device.popErrorScope();
+    const oom = await own.device.popErrorScope();
+    if (failure || oom || validation || !engine) {
+      // Nothing half made: every buffer this engine allocated goes back.
       own.allocator.destroyAll();
-      throw e;
-    } finally {
-      const validation = await ctx.device.popErrorScope();
-      const oom = await ctx.device.popErrorScope();
-      if (oom || validation) own.allocator.destroyAll();
       if (oom) throw new OutOfGpuMemoryError('creating the engine', oom.message);
       if (validation) throw new GpuValidationError("the engine's setup", validation.message);
+      throw failure;
     }
     return engine;
   }
@@ -552,6 +573,15 @@ function concatF32(parts: readonly Float32Array[]): Float32Array {
     o += p.length;
   }
   return out;
+}
+
+/** Block size, binding limit and weight storage for a model on a device. */
+function engineLayout(ctx: GpuContext, c: LactConfig, opts: EngineOptions): { maxRows: number; maxBinding: number; storage: WeightStorage } {
+  return {
+    maxRows: opts.maxRows ?? (c.useFastWeights ? Math.min(c.chunkSize, 512) : 64),
+    maxBinding: opts.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize,
+    storage: opts.weights === 'f32' ? 'f32' : ctx.features.shaderF16 ? 'f16' : 'f16-packed',
+  };
 }
 
 /**

@@ -3,7 +3,7 @@
  * position, the named sections and their byte lengths), then the sections back to back. Little-endian
  * f32 throughout, as the GPU holds them.
  */
-import type { LactConfig, WeightMap } from '../model/config.ts';
+import type { LactConfig } from '../model/config.ts';
 import { MemoryMismatchError } from './errors.ts';
 
 export const MEMORY_FORMAT = 1;
@@ -62,24 +62,34 @@ export function decodeMemory(blob: Uint8Array): { header: MemoryHeader; sections
 }
 
 /**
- * A model's identity: FNV-1a (64-bit) over the config and, per tensor, its name, shape and a sample of
- * its values (every element would cost a pass over gigabytes; a sample tells different checkpoints apart).
+ * A model's identity: FNV-1a (64-bit) over the config and, per tensor in name order, its name, shape and
+ * a sample of its values (every element would cost a pass over gigabytes; a sample tells different
+ * checkpoints apart). Tensors may be added in any order (a streamed file's order).
  */
-export function modelIdentity(c: LactConfig, weights: WeightMap): string {
-  let h = 0xcbf29ce484222325n;
-  const mask = 0xffffffffffffffffn;
-  const feed = (bytes: Uint8Array) => {
-    for (const b of bytes) h = ((h ^ BigInt(b)) * 0x100000001b3n) & mask;
-  };
-  const enc = new TextEncoder();
-  feed(enc.encode(JSON.stringify(c)));
-  for (const name of [...weights.keys()].sort()) {
-    const t = weights.get(name)!;
-    feed(enc.encode(`${name}:${t.shape.join('x')}`));
-    const step = Math.max(1, Math.floor(t.data.length / 64));
-    const sample = new Float32Array(Math.ceil(t.data.length / step));
-    for (let i = 0, j = 0; i < t.data.length; i += step, j++) sample[j] = t.data[i];
-    feed(new Uint8Array(sample.buffer));
+export class ModelIdentity {
+  private readonly parts = new Map<string, Uint8Array>();
+
+  constructor(private readonly config: LactConfig) {}
+
+  add(name: string, shape: readonly number[], data: Float32Array): void {
+    const step = Math.max(1, Math.floor(data.length / 64));
+    const sample = new Float32Array(Math.ceil(data.length / step));
+    for (let i = 0, j = 0; i < data.length; i += step, j++) sample[j] = data[i];
+    const head = new TextEncoder().encode(`${name}:${shape.join('x')}`);
+    const bytes = new Uint8Array(head.byteLength + sample.byteLength);
+    bytes.set(head);
+    bytes.set(new Uint8Array(sample.buffer), head.byteLength);
+    this.parts.set(name, bytes);
   }
-  return h.toString(16).padStart(16, '0');
+
+  digest(): string {
+    let h = 0xcbf29ce484222325n;
+    const mask = 0xffffffffffffffffn;
+    const feed = (bytes: Uint8Array) => {
+      for (const b of bytes) h = ((h ^ BigInt(b)) * 0x100000001b3n) & mask;
+    };
+    feed(new TextEncoder().encode(JSON.stringify(this.config)));
+    for (const name of [...this.parts.keys()].sort()) feed(this.parts.get(name)!);
+    return h.toString(16).padStart(16, '0');
+  }
 }

@@ -1,72 +1,150 @@
 /**
- * A checkpoint's tensors arranged the way the kernels want them, still on the CPU: projections that read
- * the same input concatenated into one matrix (one launch instead of three), low-rank initial fast
- * weights expanded, q/k norm weights side by side.
+ * A checkpoint's tensors on the GPU, laid out the way the kernels want them: projections that read the
+ * same input share one matrix (lr/momentum/ttt-scale gates; the MLP's gate and up), q/k norm weights sit
+ * side by side. Buffers are allocated from the config first and each checkpoint tensor is written into
+ * its place as it arrives, so a streamed model never has to be whole in JS memory. Only the initial
+ * fast weights (small: 3·Hf·df·dh per layer) are kept on the CPU, because the fast-weight layers
+ * restore them on reset().
  */
-import type { LactConfig, WeightMap } from '../model/config.ts';
-import { concat } from '../gpu/weights.ts';
+import { expectedTensors, type LactConfig } from '../model/config.ts';
+import type { GpuContext, WeightStorage } from '../gpu/context.ts';
 import type { FastWeightInit } from '../gpu/ops/fast-weights.ts';
+import { allocMatrix, writeRows, type WeightParts } from '../gpu/weights.ts';
+import { writeAligned } from '../gpu/allocator.ts';
+import { ModelIdentity } from './memory-blob.ts';
 
-export interface LayerTensors {
-  attnNorm: Float32Array;
-  qkv: Float32Array; // [3D, D]
-  qkvBias: Float32Array | null;
-  qkNorm: Float32Array | null; // [2D]: q_norm then k_norm
-  /** lr_proj, momentum_proj.0, ttt_scale_proj rows stacked: [G, D], with their biases [G]. */
-  gates: Float32Array | null;
-  gatesBias: Float32Array | null;
-  fast: FastWeightInit | null;
-  oProj: Float32Array; // [D, D]
-  mlpNorm: Float32Array;
-  gateUp: Float32Array; // [2I, D]: gate_proj then up_proj
-  down: Float32Array; // [D, I]
+export interface LayerWeights {
+  attnNorm: GPUBuffer;
+  qkv: WeightParts; // [3D, D]
+  qkvBias: GPUBuffer | null;
+  qkNorm: GPUBuffer | null; // [2D]: q_norm then k_norm
+  gates: WeightParts | null; // [G, D]: lr_proj, momentum_proj.0, ttt_scale_proj
+  gatesBias: GPUBuffer | null;
+  oProj: WeightParts;
+  mlpNorm: GPUBuffer;
+  gateUp: WeightParts; // [2I, D]: gate_proj then up_proj
+  down: WeightParts; // [D, I]
 }
 
-export interface ModelTensors {
-  embeddings: Float32Array;
-  layers: LayerTensors[];
-  finalNorm: Float32Array;
-  lmHead: Float32Array;
-}
+/** Where one checkpoint tensor goes. */
+type Target =
+  | { kind: 'matrix'; m: WeightParts; row0: number }
+  | { kind: 'vector'; buffer: GPUBuffer; offset: number }
+  | { kind: 'cpu' };
 
-export function arrangeWeights(c: LactConfig, w: WeightMap): ModelTensors {
-  const get = (name: string): Float32Array => {
-    const t = w.get(name);
-    if (!t) throw new Error(`tensor ${name} is missing (load the model through loadModel, which validates it)`);
-    return t.data;
-  };
-  const layers: LayerTensors[] = [];
-  for (let i = 0; i < c.numLayers; i++) {
-    const p = `model.layers.${i}.`;
-    const f = c.useFastWeights;
-    const gateNames = f ? ['attn.lr_proj', ...(c.useMomentum ? ['attn.momentum_proj.0'] : []), ...(c.learnableTttScale ? ['attn.ttt_scale_proj'] : [])] : [];
-    layers.push({
-      attnNorm: get(p + 'attn_norm.weight'),
-      qkv: get(p + 'attn.qkv.weight'),
-      qkvBias: c.qkvBias ? get(p + 'attn.qkv.bias') : null,
-      qkNorm: c.attnQkNorm ? concat([get(p + 'attn.q_norm.weight'), get(p + 'attn.k_norm.weight')]) : null,
-      gates: f ? concat(gateNames.map((n) => get(p + n + '.weight'))) : null,
-      gatesBias: f ? concat(gateNames.map((n) => get(p + n + '.bias'))) : null,
-      fast: f ? {
-        w0: initialFastWeight(c, get, p + 'attn.w0'),
-        w1: get(p + 'attn.w1'),
-        w2: initialFastWeight(c, get, p + 'attn.w2'),
-        qkScale: get(p + 'attn.qk_scale'),
-        qkOffset: get(p + 'attn.qk_offset'),
-        tttNorm: get(p + 'attn.ttt_norm.weight'),
-      } : null,
-      oProj: get(p + 'attn.o_proj.weight'),
-      mlpNorm: get(p + 'mlp_norm.weight'),
-      gateUp: concat([get(p + 'mlp.gate_proj.weight'), get(p + 'mlp.up_proj.weight')]),
-      down: get(p + 'mlp.down_proj.weight'),
-    });
+export class GpuWeights {
+  readonly embeddings: WeightParts;
+  readonly lmHead: WeightParts;
+  readonly finalNorm: GPUBuffer;
+  readonly layers: LayerWeights[] = [];
+  private readonly targets = new Map<string, Target>();
+  private readonly cpu = new Map<string, Float32Array>();
+  private readonly written = new Set<string>();
+  private readonly identity: ModelIdentity;
+
+  constructor(private readonly ctx: GpuContext, readonly config: LactConfig, storage: WeightStorage, maxBinding: number) {
+    const c = config, D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize;
+    this.identity = new ModelIdentity(c);
+    const mat = (label: string, rows: number, cols: number) => allocMatrix(ctx, label, rows, cols, storage, maxBinding);
+    const vec = (label: string, n: number) => ctx.allocator.create(label, 'weights', n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
+    const at = (name: string, t: Target) => this.targets.set(name, t);
+
+    this.embeddings = mat('embeddings', V, D);
+    at('model.embeddings.weight', { kind: 'matrix', m: this.embeddings, row0: 0 });
+    // Tied embeddings: the LM head reads the embedding table itself (uploaded once).
+    this.lmHead = c.tieWordEmbeddings ? this.embeddings : mat('lm_head', V, D);
+    if (!c.tieWordEmbeddings) at('lm_head.weight', { kind: 'matrix', m: this.lmHead, row0: 0 });
+    this.finalNorm = vec('final norm', D);
+    at('model.norm.weight', { kind: 'vector', buffer: this.finalNorm, offset: 0 });
+
+    for (let l = 0; l < c.numLayers; l++) {
+      const p = `model.layers.${l}.`, L = `layer ${l}`;
+      const f = c.useFastWeights;
+      const gateNames = f ? ['attn.lr_proj', ...(c.useMomentum ? ['attn.momentum_proj.0'] : []), ...(c.learnableTttScale ? ['attn.ttt_scale_proj'] : [])] : [];
+      const gateRows = gateNames.map((n) => (n === 'attn.lr_proj' ? 3 * c.numFwHeads : c.numFwHeads));
+      const G = gateRows.reduce((a, b) => a + b, 0);
+      const lw: LayerWeights = {
+        attnNorm: vec(`${L} attn_norm`, D),
+        qkv: mat(`${L} qkv`, 3 * D, D),
+        qkvBias: c.qkvBias ? vec(`${L} qkv bias`, 3 * D) : null,
+        qkNorm: c.attnQkNorm ? vec(`${L} q/k norm`, 2 * D) : null,
+        gates: f ? mat(`${L} gates`, G, D) : null,
+        gatesBias: f ? vec(`${L} gates bias`, G) : null,
+        oProj: mat(`${L} o_proj`, D, D),
+        mlpNorm: vec(`${L} mlp_norm`, D),
+        gateUp: mat(`${L} gate|up`, 2 * I, D),
+        down: mat(`${L} down`, D, I),
+      };
+      this.layers.push(lw);
+      at(p + 'attn_norm.weight', { kind: 'vector', buffer: lw.attnNorm, offset: 0 });
+      at(p + 'attn.qkv.weight', { kind: 'matrix', m: lw.qkv, row0: 0 });
+      if (lw.qkvBias) at(p + 'attn.qkv.bias', { kind: 'vector', buffer: lw.qkvBias, offset: 0 });
+      if (lw.qkNorm) {
+        at(p + 'attn.q_norm.weight', { kind: 'vector', buffer: lw.qkNorm, offset: 0 });
+        at(p + 'attn.k_norm.weight', { kind: 'vector', buffer: lw.qkNorm, offset: D });
+      }
+      let row = 0;
+      gateNames.forEach((n, i) => {
+        at(p + n + '.weight', { kind: 'matrix', m: lw.gates!, row0: row });
+        at(p + n + '.bias', { kind: 'vector', buffer: lw.gatesBias!, offset: row });
+        row += gateRows[i];
+      });
+      at(p + 'attn.o_proj.weight', { kind: 'matrix', m: lw.oProj, row0: 0 });
+      at(p + 'mlp_norm.weight', { kind: 'vector', buffer: lw.mlpNorm, offset: 0 });
+      at(p + 'mlp.gate_proj.weight', { kind: 'matrix', m: lw.gateUp, row0: 0 });
+      at(p + 'mlp.up_proj.weight', { kind: 'matrix', m: lw.gateUp, row0: I });
+      at(p + 'mlp.down_proj.weight', { kind: 'matrix', m: lw.down, row0: 0 });
+    }
+    // Everything else the config requires belongs to the fast-weight branch and stays on the CPU.
+    for (const name of expectedTensors(c).keys()) if (!this.targets.has(name)) at(name, { kind: 'cpu' });
   }
-  const embeddings = get('model.embeddings.weight');
-  return { embeddings, layers, finalNorm: get('model.norm.weight'), lmHead: c.tieWordEmbeddings ? embeddings : get('lm_head.weight') };
+
+  /** Names still expected. */
+  get missing(): string[] {
+    return [...this.targets.keys()].filter((n) => !this.written.has(n));
+  }
+
+  get tensorCount(): number {
+    return this.targets.size;
+  }
+
+  /** Puts one checkpoint tensor (f32, transient: not kept unless it is a small fast-weight tensor) in place. */
+  write(name: string, shape: readonly number[], data: Float32Array): void {
+    const t = this.targets.get(name);
+    if (!t) throw new Error(`tensor ${name} is not part of this model (the loader validates names before upload)`);
+    if (this.written.has(name)) throw new Error(`tensor ${name} was written twice`);
+    this.identity.add(name, shape, data);
+    if (t.kind === 'matrix') writeRows(this.ctx, t.m, t.row0, data);
+    else if (t.kind === 'vector') writeAligned(this.ctx.device, t.buffer, t.offset * 4, data);
+    else this.cpu.set(name, Float32Array.from(data));
+    this.written.add(name);
+  }
+
+  /** After every tensor is written: the model's identity and each layer's initial fast weights. */
+  finish(): { modelId: string; fast: (FastWeightInit | null)[] } {
+    const missing = this.missing;
+    if (missing.length) throw new Error(`tensors never arrived: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? '…' : ''}`);
+    const c = this.config;
+    const fast = this.layers.map((_, l) => {
+      if (!c.useFastWeights) return null;
+      const p = `model.layers.${l}.attn.`;
+      const get = (n: string) => this.cpu.get(p + n)!;
+      return {
+        w0: initialFastWeight(c, get, 'w0'),
+        w1: get('w1'),
+        w2: initialFastWeight(c, get, 'w2'),
+        qkScale: get('qk_scale'),
+        qkOffset: get('qk_offset'),
+        tttNorm: get('ttt_norm.weight'),
+      };
+    });
+    this.cpu.clear();
+    return { modelId: this.identity.digest(), fast };
+  }
 }
 
-/** W0 or W2 [Hf, dh, df]: stored whole, or low rank as w_left @ w_right + 0.5·I (accumulated in f64). */
-function initialFastWeight(c: LactConfig, get: (n: string) => Float32Array, name: string): Float32Array {
+/** W0 or W2 [Hf, dh, df]: stored whole, or low rank as w_left @ w_right + 0.5·I. */
+function initialFastWeight(c: LactConfig, get: (n: string) => Float32Array, name: 'w0' | 'w2'): Float32Array {
   const { numFwHeads: Hf, fwHeadDim: df, fwHidden: dh, w0w2LowRank: r } = c;
   if (r <= 0) return get(name);
   const left = get(name + '.w_left'), right = get(name + '.w_right');

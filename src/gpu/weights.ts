@@ -4,6 +4,7 @@
  * storage-binding limit (128 MiB on many devices, lavapipe included).
  */
 import { float32ToF16Bits } from '../model/safetensors-writer.ts';
+import { writeAligned } from './allocator.ts';
 import type { GpuContext, WeightStorage } from './context.ts';
 
 export interface WeightPart {
@@ -67,4 +68,34 @@ export function concat(arrays: readonly Float32Array[]): Float32Array {
     o += a.length;
   }
   return out;
+}
+
+/** An empty [rows, cols] matrix in `storage`, split like `uploadMatrix`, to be filled by `writeRows`. */
+export function allocMatrix(ctx: GpuContext, label: string, rows: number, cols: number, storage: WeightStorage, maxBindingBytes: number): WeightParts {
+  const per = rowsPerPart(cols, storage, maxBindingBytes);
+  const parts: WeightPart[] = [];
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  for (let row0 = 0; row0 < rows; row0 += per) {
+    const n = Math.min(per, rows - row0);
+    parts.push({ buffer: ctx.allocator.create(`${label}[${row0}:${row0 + n}]`, 'weights', n * cols * bytesPerWeight(storage), usage), row0, rows: n });
+  }
+  return { storage, rows, cols, parts };
+}
+
+/**
+ * Writes rows [row0, row0 + n) of a matrix from f32 data (n·cols values), converting to the matrix's
+ * storage and crossing part boundaries. Half storage needs an even row length (u32-aligned writes).
+ */
+export function writeRows(ctx: GpuContext, m: WeightParts, row0: number, data: Float32Array): void {
+  const n = data.length / m.cols;
+  if (!Number.isInteger(n) || row0 < 0 || row0 + n > m.rows) throw new RangeError(`rows [${row0}, ${row0 + n}) do not fit a [${m.rows}, ${m.cols}] matrix`);
+  if (m.storage !== 'f32' && m.cols % 2 === 1) throw new RangeError(`f16 weights need an even row length; this matrix has ${m.cols} columns (load it with weights: 'f32')`);
+  const bytes = bytesPerWeight(m.storage);
+  for (const part of m.parts) {
+    const a = Math.max(row0, part.row0), b = Math.min(row0 + n, part.row0 + part.rows);
+    if (a >= b) continue;
+    const slice = data.subarray((a - row0) * m.cols, (b - row0) * m.cols);
+    const payload = m.storage === 'f32' ? slice : toHalf(slice);
+    writeAligned(ctx.device, part.buffer, (a - part.row0) * m.cols * bytes, payload);
+  }
 }

@@ -148,6 +148,34 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     full.destroy();
   });
 
+  it('fromStream: tensors uploaded one at a time in any order give the same engine (logits, identity)', async () => {
+    const { model, tokens, logits } = await fixture('tiny-all-on');
+    const names = [...model.weights.keys()].reverse();
+    const uploads: number[] = [];
+    async function* stream() {
+      for (const name of names) {
+        const t = model.weights.get(name)!;
+        yield { name, shape: t.shape, data: Float32Array.from(t.data) };
+      }
+    }
+    const streamed = await LactEngine.fromStream(ctx, { config: model.config, tensors: stream() }, { weights: 'f32', allLogits: true, onUpload: (p) => uploads.push(p.tensors) });
+    expect(uploads).toEqual(names.map((_, i) => i + 1));
+    expect(maxRelError((await streamed.prefill(tokens, { logits: 'all' })).logits!, logits)).toBeLessThan(1e-4);
+    const direct = await LactEngine.create(ctx, model, { weights: 'f32' });
+    expect(streamed.modelId).toBe(direct.modelId);
+    const other = await LactEngine.create(ctx, (await fixture('tiny-all-off')).model, { weights: 'f32' });
+    expect(other.modelId).not.toBe(direct.modelId);
+    for (const e of [streamed, direct, other]) e.destroy();
+  });
+
+  it('a stream that ends early is an error naming the missing tensors, and nothing stays allocated', async () => {
+    const { model } = await fixture('tiny-all-on');
+    async function* partial() {
+      for (const [name, t] of [...model.weights].slice(0, 5)) yield { name, shape: t.shape, data: t.data };
+    }
+    await expect(LactEngine.fromStream(ctx, { config: model.config, tensors: partial() }, { weights: 'f32' })).rejects.toThrow(/never arrived/);
+  });
+
   it('two engines on one device keep separate memory; destroying one leaves the other working', async () => {
     const { model, tokens, logits } = await fixture('tiny-all-on');
     const a = await LactEngine.create(ctx, model, { weights: 'f32' });
