@@ -61,6 +61,8 @@ export interface EngineStats {
   readonly decodeMsLast: number | null;
   readonly decodeMsRolling: number | null;
   readonly memory: MemoryReport;
+  /** GPU time of the last feed's compute passes (timestamp queries), when the adapter has them. */
+  readonly gpuMsLast: number | null;
   /** How the times were taken. */
   readonly timing: string;
   readonly dispatchesLastBlock: number;
@@ -110,6 +112,62 @@ interface LayerOps {
   down: LinearOp;
 }
 
+/**
+ * GPU time of each block's compute pass from timestamp queries (adapters with `timestamp-query`): the
+ * pass writes its begin and end ticks into a query set; the feed resolves and reads all its blocks' ticks
+ * once at the end, so timing adds no wait inside the loop.
+ */
+class GpuTimer {
+  static readonly SLOTS = 64;
+  private readonly querySet: GPUQuerySet;
+  private readonly resolve: GPUBuffer;
+  private readonly read: GPUBuffer;
+  private used = 0;
+  private pendingNs = 0;
+
+  constructor(private readonly ctx: GpuContext) {
+    this.querySet = ctx.device.createQuerySet({ type: 'timestamp', count: 2 * GpuTimer.SLOTS });
+    this.resolve = ctx.allocator.create('timestamps', 'scratch', 16 * GpuTimer.SLOTS, GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC);
+    this.read = ctx.allocator.create('timestamps readback', 'scratch', 16 * GpuTimer.SLOTS, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+  }
+
+  /** Pass descriptor for the next block, or undefined when the slots are full (drain() empties them). */
+  writes(): GPUComputePassTimestampWrites | undefined {
+    if (this.used === GpuTimer.SLOTS) return undefined;
+    const i = this.used++;
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * i, endOfPassWriteIndex: 2 * i + 1 };
+  }
+
+  /** Full: the caller drains before the next block. */
+  get full(): boolean {
+    return this.used === GpuTimer.SLOTS;
+  }
+
+  /** Adds the used slots' durations to the running total and frees them. */
+  async drain(): Promise<void> {
+    if (this.used === 0) return;
+    const bytes = 16 * this.used;
+    // Resolved in a command buffer of its own: resolving inside a block's command buffer corrupted the
+    // block's results on Dawn + lavapipe (Dawn converts ticks with an internal compute pass).
+    const enc = this.ctx.device.createCommandEncoder();
+    enc.resolveQuerySet(this.querySet, 0, 2 * this.used, this.resolve, 0);
+    enc.copyBufferToBuffer(this.resolve, 0, this.read, 0, bytes);
+    this.ctx.device.queue.submit([enc.finish()]);
+    await this.read.mapAsync(GPUMapMode.READ, 0, bytes);
+    const ticks = new BigUint64Array(this.read.getMappedRange(0, bytes).slice(0));
+    this.read.unmap();
+    for (let i = 0; i < this.used; i++) if (ticks[2 * i + 1] > ticks[2 * i]) this.pendingNs += Number(ticks[2 * i + 1] - ticks[2 * i]);
+    this.used = 0;
+  }
+
+  /** Total GPU nanoseconds since the last take(), after a drain. */
+  take(): number {
+    const ns = this.pendingNs;
+    this.pendingNs = 0;
+    return ns;
+  }
+}
+
 /** Counts dispatches as they are recorded (for the per-step figure the engine reports). */
 class CountingPass {
   count = 0;
@@ -154,6 +212,8 @@ export class LactEngine {
   readonly modelId: string;
   private prefillTokS: number | null = null;
   private decodeMs: number[] = [];
+  private gpuMs: number | null = null;
+  private readonly timer: GpuTimer | null;
 
   private constructor(readonly ctx: GpuContext, config: LactConfig, w: GpuWeights, opts: EngineOptions) {
     this.config = config;
@@ -213,6 +273,7 @@ export class LactEngine {
     this.headLast = new LinearOp(ctx, 'lm_head (last row)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V, lastRow: true }, block, tiles);
     this.headAll = opts.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', headWeights, { x: a, y: this.logitsBuf }, { inStride: D, outStride: V }, block, tiles) : null;
     this.sampler = new SampleOp(ctx, 'sample', this.logitsBuf, V);
+    this.timer = ctx.features.timestampQuery ? new GpuTimer(ctx) : null;
   }
 
   /** Uploads the weights (a whole in-memory model) and builds every pipeline and bind group. */
@@ -281,7 +342,10 @@ export class LactEngine {
       decodeMsLast: d.length ? d[d.length - 1] : null,
       decodeMsRolling: d.length ? d.reduce((a, b) => a + b, 0) / d.length : null,
       memory: this.memory(),
-      timing: 'wall clock from the first submit to the GPU work completing (onSubmittedWorkDone / read-back)',
+      gpuMsLast: this.gpuMs,
+      timing: this.timer
+        ? 'wall clock from the first submit to completion (onSubmittedWorkDone / read-back); GPU pass time from timestamp queries'
+        : 'wall clock from the first submit to completion (onSubmittedWorkDone / read-back); no timestamp-query on this adapter',
       dispatchesLastBlock: this.lastDispatches,
       info: this.info,
     };
@@ -468,6 +532,7 @@ export class LactEngine {
       const rows = this.blockRows(this.pos, tokens.length - i);
       const last = i + rows === tokens.length;
       const head = opts.logits === 'all' ? 'all' : last && (opts.logits === 'last' || sampling) ? 'last' : 'none';
+      if (this.timer?.full) await this.timer.drain();
       this.encodeBlock(tokens.slice(i, i + rows), head, last ? sampling : null);
       this.pos += rows;
       i += rows;
@@ -483,6 +548,10 @@ export class LactEngine {
     }
     await settle();
     const ms = performance.now() - t0;
+    if (this.timer) {
+      await this.timer.drain();
+      this.gpuMs = this.timer.take() / 1e6;
+    }
     if (tokens.length === 1) {
       this.decodeMs.push(ms);
       if (this.decodeMs.length > 32) this.decodeMs.shift();
@@ -511,7 +580,8 @@ export class LactEngine {
     const chunkDone = c.useFastWeights && (pos0 + rows) % c.chunkSize === 0;
 
     const encoder = this.ctx.device.createCommandEncoder({ label: `block @${pos0} x${rows}` });
-    const counting = new CountingPass(encoder.beginComputePass());
+    const timestampWrites = this.timer?.writes();
+    const counting = new CountingPass(encoder.beginComputePass(timestampWrites ? { timestampWrites } : {}));
     const pass = counting.encoder;
     this.embed.encode(pass, rows); //                            x = E[tokens]
     for (const l of this.layers) {

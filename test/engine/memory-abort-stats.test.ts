@@ -128,6 +128,12 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
     expect(s.memory.fastWeights).toBeGreaterThan(0);
     expect(s.dispatchesLastBlock).toBeGreaterThan(10);
     expect(s.timing).toMatch(/wall clock/);
+    // lavapipe has timestamp-query: the GPU time of the last step is measured, and below its wall time.
+    if (ctx.features.timestampQuery) {
+      expect(s.timing).toMatch(/timestamp queries/);
+      expect(s.gpuMsLast).toBeGreaterThan(0);
+      expect(s.gpuMsLast!).toBeLessThan(s.decodeMsLast! * 1.5);
+    }
     engine.destroy();
   });
 });
