@@ -63,7 +63,12 @@ export interface EngineStats {
   readonly memory: MemoryReport;
   /** GPU time of the last feed's compute passes (timestamp queries), when the adapter has them. */
   readonly gpuMsLast: number | null;
-  /** How the times were taken. */
+  /**
+   * How the times were taken: wall-clock times always end at onSubmittedWorkDone (or the read-back);
+   * 'timestamp-query' when the adapter also gives GPU pass times (`gpuMsLast`).
+   */
+  readonly timingSource: 'timestamp-query' | 'submitted-work-done';
+  /** The same, in words. */
   readonly timing: string;
   readonly dispatchesLastBlock: number;
   readonly info: EngineInfo;
@@ -343,6 +348,7 @@ export class LactEngine {
       decodeMsRolling: d.length ? d.reduce((a, b) => a + b, 0) / d.length : null,
       memory: this.memory(),
       gpuMsLast: this.gpuMs,
+      timingSource: this.timer ? 'timestamp-query' : 'submitted-work-done',
       timing: this.timer
         ? 'wall clock from the first submit to completion (onSubmittedWorkDone / read-back); GPU pass time from timestamp queries'
         : 'wall clock from the first submit to completion (onSubmittedWorkDone / read-back); no timestamp-query on this adapter',

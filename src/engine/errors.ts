@@ -1,13 +1,14 @@
 /** Errors the engine raises at run time; each leaves the engine usable unless it says otherwise. */
 export class EngineError extends Error {
+  override name = 'EngineError';
   constructor(message: string) {
     super(message);
-    this.name = new.target.name;
   }
 }
 
 /** Full attention's KV cache is sized at creation; feeding past it is refused before any work is queued. */
 export class ContextOverflowError extends EngineError {
+  override name = 'ContextOverflowError';
   constructor(readonly position: number, readonly requested: number, readonly capacity: number) {
     super(`context overflow: ${requested} more tokens at position ${position} exceed the full-attention cache of ${capacity} positions (create the engine with a larger maxContext)`);
   }
@@ -15,6 +16,7 @@ export class ContextOverflowError extends EngineError {
 
 /** A token id outside the model's vocabulary. */
 export class InvalidTokenError extends EngineError {
+  override name = 'InvalidTokenError';
   constructor(readonly token: unknown, readonly index: number, readonly vocabSize: number) {
     super(`token ${String(token)} at index ${index} is not an integer in [0, ${vocabSize})`);
   }
@@ -22,6 +24,7 @@ export class InvalidTokenError extends EngineError {
 
 /** The engine was destroyed (or its device lost); create a new one. */
 export class EngineDestroyedError extends EngineError {
+  override name = 'EngineDestroyedError';
   constructor(why: string) {
     super(`the engine is no longer usable: ${why}`);
   }
@@ -29,6 +32,7 @@ export class EngineDestroyedError extends EngineError {
 
 /** The device ran out of memory creating the engine; everything it had allocated is released. */
 export class OutOfGpuMemoryError extends EngineError {
+  override name = 'OutOfGpuMemoryError';
   constructor(what: string, detail: string) {
     super(`out of GPU memory while ${what}: ${detail}`);
   }
@@ -36,6 +40,7 @@ export class OutOfGpuMemoryError extends EngineError {
 
 /** WebGPU rejected a setup call (a limit or a shader the adapter cannot take); nothing is left allocated. */
 export class GpuValidationError extends EngineError {
+  override name = 'GpuValidationError';
   constructor(what: string, detail: string) {
     super(`WebGPU rejected ${what}: ${detail}`);
   }
@@ -43,10 +48,13 @@ export class GpuValidationError extends EngineError {
 
 /** A feed was aborted; the engine holds exactly the first `processed` tokens of it (at `position`). */
 export class EngineAbortedError extends EngineError {
+  override name = 'EngineAbortedError';
   constructor(readonly processed: number, readonly position: number, reason?: unknown) {
     super(`aborted after ${processed} tokens of this call (the engine is at position ${position})${reason instanceof Error ? `: ${reason.message}` : ''}`);
   }
 }
 
 /** A saved memory blob that is corrupt, or belongs to another model or state layout. */
-export class MemoryMismatchError extends EngineError {}
+export class MemoryMismatchError extends EngineError {
+  override name = 'MemoryMismatchError';
+}

@@ -51,7 +51,7 @@ export class GpuAllocator {
 export function writeAligned(device: GPUDevice, buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (bytes.byteLength === 0) return;
-  if (bytes.byteLength % 4 === 0 && bytes.byteOffset % 4 === 0 && !(bytes.buffer instanceof SharedArrayBuffer)) {
+  if (bytes.byteLength % 4 === 0 && bytes.byteOffset % 4 === 0 && !(typeof SharedArrayBuffer !== 'undefined' && bytes.buffer instanceof SharedArrayBuffer)) {
     device.queue.writeBuffer(buffer, offset, bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength);
     return;
   }

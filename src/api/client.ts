@@ -1,0 +1,192 @@
+/**
+ * The page side of the public API: `TttEngine` over an `EngineBackend`, which is either the engine host
+ * itself (in process) or a comlink Remote of it (worker). Signals become `abort(id)` calls; generation is
+ * an async iterator fed by a pushed callback (comlink cannot transfer generators).
+ */
+import { jsHeapBytes } from './js-heap.ts';
+import { EngineDestroyedError } from '../engine/errors.ts';
+import type { EngineBackend, RequestRef } from './host.ts';
+import type {
+  GenerateOptions,
+  GenerateResult,
+  GenerateStream,
+  GeneratedToken,
+  PrefillOptions,
+  PrefillProgress,
+  PrefillResult,
+  TttEngine,
+  TttInfo,
+  TttStats,
+} from './types.ts';
+
+/** Makes a callback callable from where the backend runs (comlink.proxy for a worker; identity in process). */
+export type CallbackWrapper = <A extends unknown[], R>(f: (...args: A) => R) => (...args: A) => R;
+
+function reasonText(reason: unknown): string | undefined {
+  if (reason === undefined) return undefined;
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
+/** The engine's stats with the caller's own heap (the worker cannot see the page's). */
+function withPageHeap(s: TttStats): TttStats {
+  return { ...s, jsHeap: { engine: s.jsHeap.engine, page: jsHeapBytes() } };
+}
+
+export class TttEngineClient implements TttEngine {
+  private nextId = 1;
+  private disposed: Promise<void> | null = null;
+  private readonly listeners = new Set<(s: TttStats) => void>();
+
+  constructor(
+    private readonly backend: EngineBackend,
+    readonly info: TttInfo,
+    private readonly wrap: CallbackWrapper = (f) => f,
+    private readonly afterDispose?: () => void,
+  ) {}
+
+  private destroyedError(): EngineDestroyedError {
+    return new EngineDestroyedError('dispose() was called');
+  }
+
+  /** Sends a request with a fresh id, and forwards the signal's abort (now, or when it fires) as `abort(id)`. */
+  private send<T>(signal: AbortSignal | undefined, run: (req: RequestRef) => Promise<T>): { id: number | null; promise: Promise<T> } {
+    if (this.disposed) return { id: null, promise: Promise.reject(this.destroyedError()) };
+    const req = { id: this.nextId++ };
+    const promise = run(req);
+    if (signal) {
+      const onAbort = () => void this.backend.abort(req.id, reasonText(signal.reason)).catch(() => undefined);
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        const detach = () => signal.removeEventListener('abort', onAbort);
+        promise.then(detach, detach);
+      }
+    }
+    return { id: req.id, promise };
+  }
+
+  prefill(input: string | readonly number[], opts: PrefillOptions = {}): Promise<PrefillResult> {
+    const onProgress = opts.onProgress;
+    return this.send(opts.signal, (req) => this.backend.prefill(input, req, onProgress && this.wrap((p: PrefillProgress) => onProgress(p)))).promise;
+  }
+
+  generate(prompt: string | readonly number[], opts: GenerateOptions = {}): GenerateStream {
+    const { signal, ...wire } = opts;
+    const buffer: GeneratedToken[] = [];
+    let finished = false;
+    let failure: { error: unknown } | null = null;
+    let wake: (() => void) | null = null;
+    const poke = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const onToken = (t: GeneratedToken) => {
+      buffer.push(t);
+      poke();
+    };
+    // Queued now, so requests run in the order they were made, whether or not this one is iterated yet.
+    const { id: reqId, promise: result } = this.send(signal, (req) => this.backend.generate(prompt, wire, req, this.wrap(onToken)));
+    result.then(
+      () => {
+        finished = true;
+        poke();
+      },
+      (error: unknown) => {
+        failure = { error };
+        finished = true;
+        poke();
+      },
+    );
+    const backend = this.backend;
+    async function* iterate(): AsyncGenerator<GeneratedToken, void, undefined> {
+      try {
+        for (;;) {
+          if (buffer.length) {
+            yield buffer.shift()!;
+            continue;
+          }
+          if (finished) {
+            if (failure) throw (failure as { error: unknown }).error;
+            return;
+          }
+          await new Promise<void>((r) => (wake = r));
+        }
+      } finally {
+        if (!finished && reqId !== null) {
+          // The consumer stopped early (break, throw, return()): stop the engine too, and only hand
+          // control back once it has stopped, so the next request starts from a settled state.
+          void backend.abort(reqId, 'the consumer stopped iterating').catch(() => undefined);
+          await result.catch(() => undefined);
+        }
+      }
+    }
+    const it = iterate();
+    return Object.assign(it, { result });
+  }
+
+  stats(): Promise<TttStats> {
+    if (this.disposed) return Promise.reject(this.destroyedError());
+    return this.backend.stats().then(withPageHeap);
+  }
+
+  private readonly fanOut = (raw: TttStats): void => {
+    const s = withPageHeap(raw);
+    for (const l of [...this.listeners]) {
+      try {
+        l(s);
+      } catch (e) {
+        console.error('ttt-web: a stats listener threw', e);
+      }
+    }
+  };
+
+  onStats(listener: (s: TttStats) => void): () => void {
+    if (this.disposed) throw this.destroyedError();
+    this.listeners.add(listener);
+    if (this.listeners.size === 1) void this.backend.setStatsListener(this.wrap(this.fanOut)).catch(() => undefined);
+    return () => {
+      if (this.listeners.delete(listener) && this.listeners.size === 0 && !this.disposed) {
+        void this.backend.setStatsListener(null).catch(() => undefined);
+      }
+    };
+  }
+
+  async saveMemory(): Promise<{ blob: Uint8Array; bytes: number }> {
+    if (this.disposed) throw this.destroyedError();
+    const blob = await this.backend.saveMemory();
+    return { blob, bytes: blob.byteLength };
+  }
+
+  loadMemory(blob: Uint8Array): Promise<void> {
+    if (this.disposed) return Promise.reject(this.destroyedError());
+    return this.backend.loadMemory(blob);
+  }
+
+  reset(): Promise<void> {
+    if (this.disposed) return Promise.reject(this.destroyedError());
+    return this.backend.reset();
+  }
+
+  encode(text: string): Promise<number[]> {
+    if (this.disposed) return Promise.reject(this.destroyedError());
+    return this.backend.encode(text);
+  }
+
+  decode(ids: readonly number[]): Promise<string> {
+    if (this.disposed) return Promise.reject(this.destroyedError());
+    return this.backend.decode(ids);
+  }
+
+  dispose(): Promise<void> {
+    this.disposed ??= (async () => {
+      this.listeners.clear();
+      try {
+        await this.backend.dispose();
+      } finally {
+        this.afterDispose?.();
+      }
+    })();
+    return this.disposed;
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * Opens an engine where it will run (inside the worker, or in process): WebGPU first (so a browser
+ * without it fails before any download), then the model stream's config, tokenizer and safetensors
+ * header (to size the device request, and so a wrong model fails before its weights download), then
+ * the weights, streamed tensor by tensor into GPU buffers (never whole in JS memory).
+ */
+import { deviceNeeds, LactEngine } from '../engine/engine.ts';
+import { GpuContext } from '../gpu/context.ts';
+import { requestEngineDevice, WebGpuUnavailableError } from '../gpu/device.ts';
+import { CachedUrlSource } from '../model/cache.ts';
+import { MemorySource, UrlSource, type ModelSource } from '../model/source.ts';
+import { openModelStream, type LoadProgress as StreamProgress } from '../model/stream.ts';
+import { EngineHost } from './host.ts';
+import type { InProcessOptions, LoadProgress, ModelInput, TttInfo } from './types.ts';
+
+export interface OpenOptions extends InProcessOptions {
+  readonly weights?: 'f16' | 'f32';
+  readonly maxContext?: number;
+  readonly statsEvery?: number;
+  /** Keep URL models in Cache Storage (default true). */
+  readonly cache?: boolean;
+  readonly onProgress?: (p: LoadProgress) => void;
+  /** Recorded in `info.worker`. */
+  readonly inWorker?: boolean;
+}
+
+const HOW_TO_GET_WEBGPU =
+  'Use a browser with WebGPU: Chrome or Edge 113+ on Windows, macOS or ChromeOS, Chrome 121+ on Android, ' +
+  'Safari 26+; on Linux start Chrome/Chromium with --enable-unsafe-webgpu (and --enable-features=Vulkan). ' +
+  'Firefox has WebGPU on Windows from version 141. Check chrome://gpu for blocklisted drivers.';
+
+/** `navigator.gpu` or the given entry point; WebGpuUnavailableError saying what to do when there is none. */
+export async function requestAdapter(gpu: GPU | undefined, where: string): Promise<GPUAdapter> {
+  const entry = gpu ?? (globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu;
+  if (!entry) throw new WebGpuUnavailableError(`WebGPU is not available in this ${where} (navigator.gpu is missing). ${HOW_TO_GET_WEBGPU}`);
+  let adapter: GPUAdapter | null;
+  try {
+    adapter = await entry.requestAdapter({ powerPreference: 'high-performance' });
+  } catch (e) {
+    throw new WebGpuUnavailableError(`requesting a WebGPU adapter failed: ${(e as Error).message}. ${HOW_TO_GET_WEBGPU}`);
+  }
+  if (!adapter) {
+    throw new WebGpuUnavailableError(
+      `WebGPU is present but offers no adapter (the GPU or its driver is blocklisted, or there is no GPU driver). ` +
+        `Update the GPU driver, check chrome://gpu, or enable a software adapter. ${HOW_TO_GET_WEBGPU}`,
+    );
+  }
+  return adapter;
+}
+
+export function describeAdapter(info: GPUAdapterInfo | undefined): string {
+  if (!info) return 'unknown adapter';
+  const parts = [info.vendor, info.architecture, info.device, info.description].filter((s) => s && s.length > 0);
+  return [...new Set(parts)].join(' ') || 'unknown adapter';
+}
+
+function isDirectoryHandle(m: unknown): m is FileSystemDirectoryHandle {
+  return typeof m === 'object' && m !== null && (m as { kind?: unknown }).kind === 'directory' && typeof (m as { getFileHandle?: unknown }).getFileHandle === 'function';
+}
+
+/** The files directly in a picked directory (a model is a flat folder). */
+async function directoryFiles(dir: FileSystemDirectoryHandle): Promise<Map<string, File>> {
+  const files = new Map<string, File>();
+  const entries = (dir as unknown as { values(): AsyncIterable<FileSystemHandle> }).values();
+  for await (const h of entries) {
+    if (h.kind === 'file') files.set(h.name, await (h as FileSystemFileHandle).getFile());
+  }
+  return files;
+}
+
+/** A model input as a source. A URL prefix must already be absolute here when running in a worker. */
+export async function modelSource(model: ModelInput | ModelSource, cache = true, onCacheWarning?: (message: string) => void): Promise<ModelSource> {
+  if (typeof model === 'string') return cache ? new CachedUrlSource(model, { onCacheWarning }) : new UrlSource(model);
+  if (Array.isArray(model)) return new MemorySource(model as File[]);
+  if (isDirectoryHandle(model)) return new MemorySource(await directoryFiles(model), model.name);
+  const s = model as ModelSource;
+  if (typeof s.readBytes === 'function' && typeof s.locate === 'function') return s;
+  throw new TypeError('model must be a URL prefix, an array of Files, or a FileSystemDirectoryHandle');
+}
+
+/** The stream's progress in the API's terms, at most every 100 ms while bytes arrive. */
+function streamProgress(emit: (stage: LoadProgress['stage'], message: string, loaded?: number, total?: number) => void): (p: StreamProgress) => void {
+  let last = 0;
+  return (p) => {
+    if (p.phase === 'config') return;
+    if (p.phase === 'done') return emit('engine', 'weights uploaded; building the engine');
+    const now = Date.now();
+    const end = p.bytesTotal !== null && p.bytesLoaded >= p.bytesTotal;
+    if (now - last < 100 && !end && p.bytesLoaded > 0) return;
+    last = now;
+    const mb = (b: number) => (b / 1048576).toFixed(1);
+    const of = p.bytesTotal === null ? '' : ` of ${mb(p.bytesTotal)}`;
+    emit('weights', `${p.fromCache ? 'reading' : 'downloading'} ${p.file}${p.fromCache ? ' from the cache' : ''}: ${mb(p.bytesLoaded)}${of} MiB, ${p.tensorsLoaded}/${p.tensorsTotal ?? '?'} tensors on the GPU`, p.bytesLoaded, p.bytesTotal ?? undefined);
+  };
+}
+
+export async function openEngineHost(model: ModelInput | ModelSource, opts: OpenOptions = {}): Promise<EngineHost> {
+  const progress = (stage: LoadProgress['stage'], message: string, loaded?: number, total?: number) => {
+    try {
+      const r = opts.onProgress?.({ stage, message, loaded: loaded ?? null, total: total ?? null }) as unknown;
+      if (r instanceof Promise) r.catch(() => undefined);
+    } catch {
+      // A progress listener must not break loading.
+    }
+  };
+  if (opts.weights !== undefined && opts.weights !== 'f16' && opts.weights !== 'f32') throw new RangeError(`weights must be 'f16' or 'f32', got ${String(opts.weights)}`);
+  if (opts.maxContext !== undefined && (!Number.isInteger(opts.maxContext) || opts.maxContext < 1)) throw new RangeError(`maxContext must be a positive integer, got ${opts.maxContext}`);
+  const where = opts.inWorker ? 'worker' : typeof document !== 'undefined' ? 'page' : 'process';
+
+  progress('webgpu', 'requesting a WebGPU adapter');
+  let adapter: GPUAdapter | null = null;
+  if (!opts.device) adapter = opts.adapter ?? (await requestAdapter(opts.gpu, where));
+  const cacheWarning = (message: string): void => {
+    console.warn(`ttt-web: ${message}`);
+    progress('cache', message);
+  };
+  const source = opts.source ?? (await modelSource(model, opts.cache ?? true, cacheWarning));
+  progress('config', `reading ${source.locate('config.json')}, the tokenizer and the weights' header`);
+  const stream = await openModelStream(source, { onProgress: streamProgress(progress) });
+
+  const engineOpts = { weights: opts.weights ?? 'f16', maxContext: opts.maxContext };
+  const owned = !opts.device;
+  let device: GPUDevice | null = opts.device ?? null;
+  try {
+    device ??= await requestEngineDevice(adapter!, deviceNeeds(stream.config, engineOpts, adapter!.limits.maxStorageBufferBindingSize));
+    const engine = await LactEngine.fromStream(new GpuContext(device), stream, engineOpts);
+    const tokenizer = stream.tokenizer;
+    const adapterInfo = adapter?.info ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    const info: TttInfo = {
+      mode: engine.info.mode,
+      weights: engine.info.weights,
+      subgroups: engine.info.subgroups,
+      adapter: describeAdapter(adapterInfo),
+      modelId: engine.modelId,
+      vocabSize: engine.config.vocabSize,
+      tokenizer: tokenizer.kind,
+      bosId: tokenizer.bosId,
+      eosId: tokenizer.eosId,
+      capacity: engine.info.capacity,
+      worker: opts.inWorker ?? false,
+    };
+    const dev = device;
+    const host = new EngineHost(engine, tokenizer, info, { statsEvery: opts.statsEvery, onDispose: owned ? () => dev.destroy() : undefined });
+    void dev.lost.then((l) => {
+      // Our own destroy() (dispose) also resolves `lost`; a borrowed device destroyed by its owner does not go through dispose.
+      if (l.reason !== 'destroyed' || !owned) host.deviceLost(l.message || l.reason);
+    });
+    progress('ready', `ready: ${info.mode}, ${info.weights} weights on ${info.adapter}`);
+    return host;
+  } catch (e) {
+    // Stops a download still under way (a device refused before any tensor was read).
+    await stream.cancel(e).catch(() => undefined);
+    if (owned) device?.destroy();
+    throw e;
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The engine's Web Worker: opens the adapter and device here (WebGPU works in dedicated workers), loads
+ * the model, and serves `EngineBackend` to the page over comlink, so GPU submission, read-backs and
+ * tokenisation never block the page's main thread.
+ *
+ * Callbacks from the page arrive as comlink proxies. Their calls travel on their own MessagePorts, which
+ * are not ordered with respect to the reply to the request itself; each request therefore waits for its
+ * last callback call to be delivered before replying, so a page never sees a token or progress event
+ * after the request's promise has settled. Proxies are released when their request ends.
+ */
+import * as Comlink from 'comlink';
+import type { EngineHost, RequestRef, StatsListener, WireGenerateOptions } from '../api/host.ts';
+import { openEngineHost } from '../api/open.ts';
+import type { GeneratedToken, LoadProgress, ModelInput, PrefillProgress, TttInfo, TttStats } from '../api/types.ts';
+import { installErrorTransfer } from '../api/wire-errors.ts';
+import { EngineDestroyedError } from '../engine/errors.ts';
+
+installErrorTransfer();
+
+export interface WorkerInitOptions {
+  readonly weights?: 'f16' | 'f32';
+  readonly maxContext?: number;
+  readonly statsEvery?: number;
+  readonly cache?: boolean;
+}
+
+type RemoteFn<T> = ((v: T) => unknown) & Partial<Record<typeof Comlink.releaseProxy, () => void>>;
+
+/** A proxied callback whose calls are fire-and-forget, with a way to wait until all have been delivered. */
+function tracked<T>(remote: RemoteFn<T> | undefined): { fn: ((v: T) => void) | undefined; settle: () => Promise<void> } {
+  if (!remote) return { fn: undefined, settle: async () => undefined };
+  let last: Promise<unknown> = Promise.resolve();
+  return {
+    fn: (v: T) => {
+      last = Promise.resolve(remote(v)).catch(() => undefined);
+    },
+    settle: async () => {
+      await last;
+      remote[Comlink.releaseProxy]?.();
+    },
+  };
+}
+
+async function withCallback<T, R>(remote: RemoteFn<T> | undefined, run: (fn: ((v: T) => void) | undefined) => Promise<R>): Promise<R> {
+  const cb = tracked(remote);
+  try {
+    return await run(cb.fn);
+  } finally {
+    await cb.settle();
+  }
+}
+
+let host: EngineHost | null = null;
+let opening: Promise<TttInfo> | null = null;
+let statsRemote: RemoteFn<TttStats> | null = null;
+
+function engine(): EngineHost {
+  if (!host) throw new EngineDestroyedError('the worker has no engine (init() failed or was not called)');
+  return host;
+}
+
+const api = {
+  init(model: ModelInput, opts: WorkerInitOptions, onProgress?: RemoteFn<LoadProgress>): Promise<TttInfo> {
+    opening ??= withCallback(onProgress, async (fn) => {
+      host = await openEngineHost(model, { ...opts, onProgress: fn, inWorker: true });
+      return host.info;
+    });
+    return opening;
+  },
+  prefill(input: string | readonly number[], req: RequestRef, onProgress?: RemoteFn<PrefillProgress>) {
+    return withCallback(onProgress, (fn) => engine().prefill(input, req, fn));
+  },
+  generate(prompt: string | readonly number[], opts: WireGenerateOptions, req: RequestRef, onToken: RemoteFn<GeneratedToken>) {
+    return withCallback(onToken, (fn) => engine().generate(prompt, opts, req, fn!));
+  },
+  abort: (id: number, reason?: string) => engine().abort(id, reason),
+  stats: () => engine().stats(),
+  async setStatsListener(listener: RemoteFn<TttStats> | null): Promise<void> {
+    statsRemote?.[Comlink.releaseProxy]?.();
+    statsRemote = listener;
+    const forward: StatsListener | null = listener && ((s) => void Promise.resolve(listener(s)).catch(() => undefined));
+    await engine().setStatsListener(forward);
+  },
+  async saveMemory(): Promise<Uint8Array> {
+    const blob = await engine().saveMemory();
+    // The blob is the worker's to give away: move it instead of copying.
+    return Comlink.transfer(blob, [blob.buffer]);
+  },
+  loadMemory: (blob: Uint8Array) => engine().loadMemory(blob),
+  reset: () => engine().reset(),
+  encode: (text: string) => engine().encode(text),
+  decode: (ids: readonly number[]) => engine().decode(ids),
+  async dispose(): Promise<void> {
+    statsRemote?.[Comlink.releaseProxy]?.();
+    statsRemote = null;
+    await host?.dispose();
+  },
+};
+
+export type WorkerApi = typeof api;
+
+Comlink.expose(api);
