@@ -97,6 +97,28 @@ async function main(): Promise<void> {
   const got = (await greedy(engine, ' and', 6)).map((t) => t.id);
   check.memory = { bytes, same: JSON.stringify(want) === JSON.stringify(got) };
 
+  // The same model from Files (as a folder picker or a drop gives them) and from a directory handle (OPFS
+  // stands in for showDirectoryPicker, which needs a user gesture): same greedy tokens as from the URL.
+  await engine.reset();
+  const fromUrl = (await greedy(engine, 'Files', 8)).map((t) => t.id);
+  const names = ['config.json', 'model.safetensors'];
+  const files = await Promise.all(names.map(async (n) => new File([await (await fetch(`models/tiny-random-lact/${n}`)).blob()], n)));
+  const fileEngine = await createEngine({ model: files });
+  const fromFiles = (await greedy(fileEngine, 'Files', 8)).map((t) => t.id);
+  await fileEngine.dispose();
+  const root = await navigator.storage.getDirectory();
+  const dir = await root.getDirectoryHandle('ttt-api-check-model', { create: true });
+  for (const f of files) {
+    const w = await (await dir.getFileHandle(f.name, { create: true })).createWritable();
+    await w.write(f);
+    await w.close();
+  }
+  const dirEngine = await createEngine({ model: dir });
+  const fromDir = (await greedy(dirEngine, 'Files', 8)).map((t) => t.id);
+  await dirEngine.dispose();
+  await root.removeEntry('ttt-api-check-model', { recursive: true });
+  check.otherInputs = { fromUrl, fromFiles, fromDir };
+
   // A model that is not there fails in the worker and arrives as the named loader error.
   check.badModel = await createEngine({ model: 'models/does-not-exist/' }).then(
     async (e) => {

@@ -34,6 +34,7 @@ interface Check {
   invalid: ErrorSeen | string;
   mismatch: ErrorSeen | string;
   memory: { bytes: number; same: boolean };
+  otherInputs: { fromUrl: number[]; fromFiles: number[]; fromDir: number[] };
   stats: { position: number; queued: number; memory: { total: number }; jsHeap: { engine: number | null; page: number | null }; timingSource: string; gpuMsLast: number | null };
   pushedStats: number;
   afterDispose: ErrorSeen | string;
@@ -116,6 +117,9 @@ describe('public API through the Web Worker in headless Chromium (SwiftShader)',
     expect(c.stats.timingSource).toBe(c.stats.gpuMsLast === null ? 'submitted-work-done' : 'timestamp-query');
     expect(c.pushedStats).toBeGreaterThanOrEqual(6);
     expect(c.afterDispose).toMatchObject({ name: 'EngineDestroyedError', instance: true });
+    expect(c.otherInputs.fromUrl).toHaveLength(8);
+    expect(c.otherInputs.fromFiles).toEqual(c.otherInputs.fromUrl);
+    expect(c.otherInputs.fromDir).toEqual(c.otherInputs.fromUrl);
     expect(c.badModel).toMatchObject({ name: 'ModelFetchError', instance: true });
     expect((c.badModel as ErrorSeen).message).toMatch(/does-not-exist\/config\.json/);
     expect(errors).toEqual([]);
