@@ -1,0 +1,533 @@
+#!/usr/bin/python3
+"""Reproducible byte-level training / evaluation data from Debian main packages.
+
+Run from the repository root:
+
+    /usr/bin/python3 train/data/build_data.py [--out data] [--debs DIR] [--check]
+
+Inputs: .deb files fetched with `apt-get download` into DIR (default OUT/debs); a .deb already there
+is reused, so the same .debs always give byte-identical outputs. Nothing else is read from the
+network or from the installed system.
+
+Outputs (OUT, default `data/`):
+  train.u16      little-endian uint16 tokens; per document BOS(256) + UTF-8 bytes + EOS(257)
+  val.u16        the same for a deterministic ~1% of the documents (at least 300K tokens)
+  documents.tsv  split, position, document id, tokens, sha256 of the document bytes
+  eval/<manual>.txt  whole GNU Info manuals (cleaned), >= 128,000 characters each
+  manifest.json  .debs used (package, version, sha256), every output (sha256, bytes, sizes), seed
+
+`--check` only verifies an existing OUT (the build always runs the same checks at its end).
+Stdlib + numpy only.
+"""
+
+import argparse
+import functools
+import glob
+import gzip
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+
+SEED = 20250520
+BOS, EOS, VOCAB = 256, 257, 258
+VAL_FRACTION = 0.01
+VAL_MIN_TOKENS = 300_000
+EVAL_MIN_CHARS = 128_000
+
+# Training text: reST sources of two Sphinx documentation trees.
+TRAIN_SOURCES = [
+    # (name, package, path prefix inside the .deb, excluded subtree)
+    ("linux", "linux-doc-6.1", "usr/share/doc/linux-doc-6.1/html/_sources/", "translations/"),
+    ("python", "python3.11-doc", "usr/share/doc/python3.11/html/_sources/", None),
+]
+
+# Long-document evaluation: the GNU Info manuals of these packages (all Debian main).
+EVAL_PACKAGES = [
+    "bash-doc", "zsh-doc", "autoconf-doc", "binutils-doc", "gnu-standards",
+    # the owners of /usr/share/info/* on the machine this was written on (dpkg -S)
+    "bc", "bzip2-doc", "coreutils", "diffutils", "ed", "findutils", "gettext", "gnupg", "grep", "gzip",
+    "libffi-dev", "libgpg-error-dev", "libtasn1-doc", "nettle-dev", "readline-common", "sed", "time",
+    "wget",
+]
+INFO_PREFIX = "usr/share/info/"
+# Never evaluation text: the Python manual is training text (python3.11-doc ships python3.11.info).
+FORBIDDEN_EVAL_PACKAGES = {"python3.11-doc"}
+FORBIDDEN_EVAL_NAME = re.compile(r"python", re.I)
+
+INDEX_NODE = re.compile(r"\b(index|indexes|indices)$", re.I)  # "Concept Index", "Indexes", ...
+INDEX_MARKER = "\x00\x08[index\x00\x08]"
+LICENSE_NODE = re.compile(  # licence texts (not nodes that discuss licensing, e.g. "License Notices")
+    r"^(copying|copying this manual|copying conditions|copying information|library copying|licen[cs]es?"
+    r"|copyright|gnu (free documentation|general public|lesser general public|library general public) "
+    r"licen[cs]e|gnu (gpl|lgpl|fdl))$", re.I)
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+INFO_CONSTRUCT = re.compile("\x00\x08\\[.*?\x00\x08\\]", re.S)  # index / image markers
+NODE_NAME = re.compile(r"Node:[ \t]*(\x7f[^\x7f]*\x7f|[^,\t\n]*)")
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def sha256_bytes(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------
+# .deb handling
+
+
+def deb_field(path, field):
+    return subprocess.run(["dpkg-deb", "-f", path, field], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def compare_versions(a, b):
+    if a == b:
+        return 0
+    lt = subprocess.run(["dpkg", "--compare-versions", a, "lt", b]).returncode == 0
+    return -1 if lt else 1
+
+
+def get_deb(pkg, debs_dir, allow_download=True):
+    """Path of the cached .deb of `pkg` (the highest version there), downloading it if absent."""
+    def cached():
+        out = []
+        for path in glob.glob(os.path.join(debs_dir, glob.escape(pkg) + "_*.deb")):
+            if deb_field(path, "Package") == pkg:
+                out.append((deb_field(path, "Version"), path))
+        return out
+
+    found = cached()
+    if not found:
+        if not allow_download:
+            raise SystemExit(f"missing .deb for {pkg} in {debs_dir}")
+        log(f"apt-get download {pkg}")
+        os.makedirs(debs_dir, exist_ok=True)
+        subprocess.run(["apt-get", "download", pkg], cwd=debs_dir, check=True)
+        found = cached()
+        if not found:
+            raise SystemExit(f"apt-get download {pkg} left no .deb in {debs_dir}")
+    found.sort(key=functools.cmp_to_key(lambda x, y: compare_versions(x[0], y[0])))
+    version, path = found[-1]
+    return {"package": pkg, "version": version, "file": os.path.basename(path), "path": path,
+            "sha256": sha256_file(path), "bytes": os.path.getsize(path)}
+
+
+def deb_members(path, prefix):
+    """{relative path: bytes} of the regular files under `prefix` in the .deb's data archive.
+
+    Symlinks and other non-regular members are returned in the second dict (path -> target)."""
+    proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", path], stdout=subprocess.PIPE)
+    files, links = {}, {}
+    with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+        for m in tar:
+            name = m.name[2:] if m.name.startswith("./") else m.name.lstrip("/")
+            if not name.startswith(prefix) or m.isdir():
+                continue
+            rel = name[len(prefix):]
+            if m.isfile():
+                files[rel] = tar.extractfile(m).read()
+            else:
+                links[rel] = m.linkname
+    if proc.wait() != 0:
+        raise SystemExit(f"dpkg-deb --fsys-tarfile {path} failed")
+    return files, links
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training text
+
+
+def load_training_docs(debs):
+    """Sorted list of (doc id, bytes) and some statistics."""
+    docs, stats, raw = [], {}, {}
+    for name, pkg, prefix, exclude in TRAIN_SOURCES:
+        files, links = deb_members(debs[pkg]["path"], prefix)
+        raw[name] = files
+        n_excl = n_empty = 0
+        for rel in sorted(files):
+            if exclude and (rel.startswith(exclude) or ("/" + exclude) in rel):
+                n_excl += 1
+                continue
+            if not (rel.endswith(".txt") or rel.endswith(".txt.gz") or rel.endswith(".rst")
+                    or rel.endswith(".rst.gz")):
+                continue
+            data = files[rel]
+            if rel.endswith(".gz"):
+                data = gzip.decompress(data)
+                rel = rel[:-3]
+            if not data.strip():
+                n_empty += 1
+                continue
+            docs.append((f"{name}:{rel}", data))
+        stats[name] = {"files": len(files), "symlinks_skipped": len(links), "excluded": n_excl,
+                       "empty": n_empty}
+    docs.sort(key=lambda d: d[0])
+    return docs, stats, raw
+
+
+def shuffle_key(doc_id):
+    return hashlib.sha256(f"{SEED}:{doc_id}".encode()).digest()
+
+
+def encode_docs(docs):
+    """uint16 stream BOS + bytes + EOS per document."""
+    total = sum(len(b) + 2 for _, b in docs)
+    out = np.empty(total, dtype="<u2")
+    pos = 0
+    for _, b in docs:
+        out[pos] = BOS
+        out[pos + 1:pos + 1 + len(b)] = np.frombuffer(b, dtype=np.uint8)
+        out[pos + 1 + len(b)] = EOS
+        pos += len(b) + 2
+    return out
+
+
+def chars(b):
+    return len(b.decode("utf-8", errors="replace"))
+
+
+# ----------------------------------------------------------------------------------------------------
+# GNU Info manuals
+
+
+INFO_FILE = re.compile(r"^(?P<manual>.+?)\.info(?:-(?P<part>\d+))?(?:\.gz)?$")
+
+
+def info_decode(raw):
+    m = re.search(rb"Local Variables:\s*\ncoding:\s*([\w-]+)", raw)
+    enc = m.group(1).decode() if m else "utf-8"
+    try:
+        return raw.decode(enc), enc
+    except (UnicodeDecodeError, LookupError):
+        return raw.decode("utf-8", errors="replace"), enc + "?"
+
+
+def clean_info(parts):
+    """parts: list of decoded texts (main file first, then -1, -2, ...). Returns (text, report)."""
+    kept, dropped_index, dropped_license = [], [], []
+    for text in parts:
+        segments = text.split("\x1f")
+        for seg in segments[1:]:  # segments[0] is the file preamble
+            seg = seg.lstrip("\n")
+            header, _, body = seg.partition("\n")
+            if not header.startswith("File:") or "Node:" not in header:
+                continue  # Indirect:, Tag Table:, End Tag Table, Local Variables
+            m = NODE_NAME.search(header)
+            name = m.group(1).strip("\x7f").strip() if m else ""
+            if INDEX_NODE.search(name) or INDEX_MARKER in body:
+                dropped_index.append(name)
+                continue
+            if LICENSE_NODE.match(name):
+                dropped_license.append(name)
+                continue
+            body = INFO_CONSTRUCT.sub("", body)
+            body = CONTROL.sub("", body)
+            body = "\n".join(line.rstrip() for line in body.split("\n")).strip("\n")
+            if body:
+                kept.append(body)
+    return "\n\n".join(kept) + "\n", {"nodes": len(kept), "dropped_index": dropped_index,
+                                      "dropped_license": dropped_license}
+
+
+def load_eval_manuals(debs):
+    """{manual: (text, info)} for all manuals (no size filter yet)."""
+    manuals = {}
+    for pkg in EVAL_PACKAGES:
+        assert pkg not in FORBIDDEN_EVAL_PACKAGES
+        files, _links = deb_members(debs[pkg]["path"], INFO_PREFIX)
+        groups = {}
+        for rel, data in files.items():
+            m = INFO_FILE.match(rel)
+            if not m or "/" in rel:
+                continue
+            if rel.endswith(".gz"):
+                data = gzip.decompress(data)
+            groups.setdefault(m.group("manual"), []).append((int(m.group("part") or 0), rel, data))
+        for manual, group in sorted(groups.items()):
+            if FORBIDDEN_EVAL_NAME.search(manual):
+                continue
+            group.sort(key=lambda g: g[0])
+            decoded = [info_decode(d) for _, _, d in group]
+            text, rep = clean_info([t for t, _ in decoded])
+            if manual in manuals:
+                raise SystemExit(f"two packages ship the Info manual {manual}")
+            manuals[manual] = (text, {"package": pkg, "files": [r for _, r, _ in group],
+                                      "encoding": sorted({e for _, e in decoded}), **rep})
+    return manuals
+
+
+def python_info_samples(debs, n=40, length=200):
+    """Samples of the cleaned Python Info manual (training text; must not be in the eval set)."""
+    files, _ = deb_members(debs["python3.11-doc"]["path"], INFO_PREFIX)
+    parts = []
+    for rel in sorted(files):
+        if INFO_FILE.match(rel) and FORBIDDEN_EVAL_NAME.search(rel):
+            data = gzip.decompress(files[rel]) if rel.endswith(".gz") else files[rel]
+            parts.append(info_decode(data)[0])
+    if not parts:
+        return []
+    text, _ = clean_info(parts)
+    return text_samples(text, n, length)
+
+
+def text_samples(text, n, length):
+    """n deterministic samples of `length` characters, starting at line starts, not mostly blank."""
+    out = []
+    if len(text) < 2 * length:
+        return out
+    for i in range(n):
+        pos = (len(text) - 2 * length) * (2 * i + 1) // (2 * n)
+        nl = text.find("\n", pos)
+        start = nl + 1 if 0 <= nl < pos + length else pos
+        s = text[start:start + length]
+        if len(s.split()) >= 10:
+            out.append(s)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checks
+
+
+def split_stream(tokens):
+    """(starts, ends) of the documents in a token stream; asserts the BOS ... EOS structure."""
+    tokens = np.asarray(tokens)
+    assert tokens.size == 0 or (int(tokens.min()) >= 0 and int(tokens.max()) < VOCAB), "token range"
+    bos = np.flatnonzero(tokens == BOS)
+    eos = np.flatnonzero(tokens == EOS)
+    assert len(bos) == len(eos), "BOS/EOS count"
+    assert len(bos) == 0 or (bos[0] == 0 and eos[-1] == len(tokens) - 1), "stream edges"
+    assert np.all(bos < eos) and np.all(bos[1:] == eos[:-1] + 1), "BOS/EOS nesting"
+    return bos + 1, eos
+
+
+def check(out_dir, debs_dir, extracted=None):
+    """Verifies the outputs in out_dir. `extracted` reuses the build's in-memory inputs."""
+    t0 = time.time()
+    man = json.load(open(os.path.join(out_dir, "manifest.json")))
+    for rel, info in man["outputs"].items():
+        path = os.path.join(out_dir, rel)
+        assert os.path.getsize(path) == info["bytes"], f"{rel}: size"
+        assert sha256_file(path) == info["sha256"], f"{rel}: sha256 differs from manifest"
+    assert man["seed"] == SEED
+    streams, doc_hashes = {}, {}
+    rows = [line.rstrip("\n").split("\t") for line in open(os.path.join(out_dir, "documents.tsv"))][1:]
+    for split in ("train", "val"):
+        tokens = np.fromfile(os.path.join(out_dir, f"{split}.u16"), dtype="<u2")
+        starts, ends = split_stream(tokens)
+        listed = [r for r in rows if r[0] == split]
+        assert len(listed) == len(starts), f"{split}: documents.tsv count"
+        raw = tokens.astype(np.uint8).tobytes()  # BOS/EOS become 0/1, never a whole doc's bytes
+        hashes = set()
+        for r, s, e in zip(listed, starts, ends):
+            doc = raw[s:e]
+            assert int(r[3]) == e - s + 2, f"{split}: {r[2]} length"
+            assert sha256_bytes(doc) == r[4], f"{split}: {r[2]} sha256"
+            assert not r[2].startswith("linux:translations/") and "/translations/" not in r[2], r[2]
+            hashes.add(r[4])
+        streams[split], doc_hashes[split] = raw, hashes
+        assert len(tokens) == man["outputs"][f"{split}.u16"]["tokens"]
+    assert not doc_hashes["train"] & doc_hashes["val"], "a document is in both train and val"
+    assert len(streams["val"]) >= VAL_MIN_TOKENS, "val too small"
+
+    if extracted is None:
+        debs = {d["package"]: {**d, "path": os.path.join(debs_dir, d["file"])} for d in man["debs"]}
+        for d in debs.values():
+            assert sha256_file(d["path"]) == d["sha256"], f"{d['file']} changed"
+        extracted = {"debs": debs}
+    debs = extracted["debs"]
+
+    # translations/ content is not training text (unless an identical file exists outside it)
+    _, linux_pkg, prefix, exclude = TRAIN_SOURCES[0]
+    files = extracted.get("linux_files")
+    if files is None:
+        files, _ = deb_members(debs[linux_pkg]["path"], prefix)
+    kept = {sha256_bytes(gzip.decompress(b) if r.endswith(".gz") else b)
+            for r, b in files.items() if not r.startswith(exclude)}
+    n_tr = 0
+    for rel, b in files.items():
+        if rel.startswith(exclude):
+            h = sha256_bytes(gzip.decompress(b) if rel.endswith(".gz") else b)
+            n_tr += 1
+            if h not in kept:
+                assert h not in doc_hashes["train"] and h not in doc_hashes["val"], rel
+    assert n_tr > 0, "no translations/ files seen: is the exclusion path right?"
+
+    # eval: no Python manual, nothing verbatim in training, sizes as in the manifest
+    train_all = streams["train"] + streams["val"]
+    eval_texts = {}
+    for manual, info in man["eval"].items():
+        assert not FORBIDDEN_EVAL_NAME.search(manual), manual
+        assert info["package"] not in FORBIDDEN_EVAL_PACKAGES, manual
+        text = open(os.path.join(out_dir, "eval", manual + ".txt"), encoding="utf-8").read()
+        assert len(text) == info["characters"] >= EVAL_MIN_CHARS, manual
+        assert not CONTROL.search(text), f"{manual}: control characters"
+        eval_texts[manual] = text
+        samples = text_samples(text, 8, 200)
+        assert len(samples) >= 4, manual
+        for s in samples:
+            assert s.encode() not in train_all, f"{manual}: eval text found in training: {s[:80]!r}"
+    py = python_info_samples(debs)
+    assert py, "python3.11-doc has no Info manual to check against"
+    for s in py:
+        for manual, text in eval_texts.items():
+            assert s not in text, f"{manual} contains Python manual text"
+    log(f"check: OK ({len(doc_hashes['train'])} train + {len(doc_hashes['val'])} val documents, "
+        f"{len(eval_texts)} eval manuals, {n_tr} translations/ files and {len(py)} python.info "
+        f"samples checked, {time.time() - t0:.1f} s)")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Build
+
+
+def write_bytes(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def build(out_dir, debs_dir):
+    t0 = time.time()
+    os.makedirs(os.path.join(out_dir, "eval"), exist_ok=True)
+    packages = [p for _, p, _, _ in TRAIN_SOURCES] + EVAL_PACKAGES + sorted(FORBIDDEN_EVAL_PACKAGES)
+    debs = {}
+    for pkg in dict.fromkeys(packages):
+        debs[pkg] = get_deb(pkg, debs_dir)
+    log(f"{len(debs)} .debs ready ({sum(d['bytes'] for d in debs.values()) / 1e6:.1f} MB) "
+        f"[{time.time() - t0:.1f} s]")
+
+    # training documents
+    docs, src_stats, raw_files = load_training_docs(debs)
+    seen, unique, dups = set(), [], []
+    for doc_id, data in docs:
+        h = sha256_bytes(data)
+        if h in seen:
+            dups.append(doc_id)
+            continue
+        seen.add(h)
+        unique.append((doc_id, data))
+    docs = sorted(unique, key=lambda d: shuffle_key(d[0]))
+    total_tokens = sum(len(b) + 2 for _, b in docs)
+    target = max(VAL_MIN_TOKENS, int(np.ceil(VAL_FRACTION * total_tokens)))
+    n_val, val_tokens = 0, 0
+    while val_tokens < target:
+        val_tokens += len(docs[n_val][1]) + 2
+        n_val += 1
+    val_docs, train_docs = docs[:n_val], docs[n_val:]
+    for name, st in src_stats.items():
+        st["documents"] = sum(1 for d, _ in docs if d.startswith(name + ":"))
+        st["characters"] = sum(chars(b) for d, b in docs if d.startswith(name + ":"))
+        log(f"{name}: {st['documents']} documents, {st['characters']:,} characters "
+            f"({st['excluded']} excluded, {st['empty']} empty, {st['symlinks_skipped']} symlinks skipped)")
+    if dups:
+        log(f"{len(dups)} exact duplicate documents dropped: {', '.join(dups[:5])}"
+            f"{' ...' if len(dups) > 5 else ''}")
+    invalid = [d for d, b in docs if b.decode("utf-8", errors="replace").encode() != b]
+    if invalid:
+        log(f"{len(invalid)} documents are not valid UTF-8 (kept as raw bytes): {invalid[:5]}")
+
+    outputs, rows = {}, ["split\tposition\tid\ttokens\tsha256"]
+    for split, sdocs in (("train", train_docs), ("val", val_docs)):
+        tokens = encode_docs(sdocs)
+        path = os.path.join(out_dir, f"{split}.u16")
+        write_bytes(path, tokens.tobytes())
+        n_chars = sum(chars(b) for _, b in sdocs)
+        outputs[f"{split}.u16"] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path),
+                                   "tokens": int(tokens.size), "characters": n_chars,
+                                   "documents": len(sdocs)}
+        for i, (doc_id, b) in enumerate(sdocs):
+            rows.append(f"{split}\t{i}\t{doc_id}\t{len(b) + 2}\t{sha256_bytes(b)}")
+        log(f"{split}.u16: {tokens.size:,} tokens, {n_chars:,} characters, {len(sdocs)} documents")
+    path = os.path.join(out_dir, "documents.tsv")
+    write_bytes(path, ("\n".join(rows) + "\n").encode())
+    outputs["documents.tsv"] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path),
+                                "documents": len(rows) - 1}
+
+    # evaluation manuals
+    manuals = load_eval_manuals(debs)
+    eval_info, skipped = {}, {}
+    for f in glob.glob(os.path.join(out_dir, "eval", "*.txt")):
+        os.remove(f)
+    for manual, (text, info) in sorted(manuals.items()):
+        if len(text) < EVAL_MIN_CHARS:
+            skipped[manual] = len(text)
+            continue
+        rel = f"eval/{manual}.txt"
+        path = os.path.join(out_dir, rel)
+        write_bytes(path, text.encode("utf-8"))
+        outputs[rel] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path),
+                        "characters": len(text), "documents": 1}
+        eval_info[manual] = {"characters": len(text), "package": info["package"],
+                             "files": info["files"], "nodes": info["nodes"],
+                             "dropped_index_nodes": info["dropped_index"],
+                             "dropped_license_nodes": info["dropped_license"]}
+        log(f"{rel}: {len(text):,} characters, {info['nodes']} nodes ({info['package']}; dropped "
+            f"{len(info['dropped_index'])} index + {len(info['dropped_license'])} licence nodes)")
+    log(f"eval: {len(eval_info)} manuals >= {EVAL_MIN_CHARS:,} characters, "
+        f"{sum(v['characters'] for v in eval_info.values()):,} characters; too short: "
+        + ", ".join(f"{m} ({n:,})" for m, n in sorted(skipped.items())))
+
+    manifest = {
+        "seed": SEED,
+        "tokenizer": {"type": "byte", "bos": BOS, "eos": EOS, "vocab_size": VOCAB, "dtype": "<u2",
+                      "document": "BOS + UTF-8 bytes + EOS"},
+        "debs": [{k: d[k] for k in ("package", "version", "file", "sha256", "bytes")}
+                 for d in sorted(debs.values(), key=lambda d: d["package"])],
+        "training_sources": {name: {"package": pkg, "path": "/" + prefix,
+                                    "excluded": exclude, **src_stats[name]}
+                             for name, pkg, prefix, exclude in TRAIN_SOURCES},
+        "training_characters": sum(v["characters"] for v in src_stats.values()),
+        "training_tokens": total_tokens,
+        "duplicate_documents_dropped": dups,
+        "val_rule": f"first documents in sha256('{SEED}:'+id) order until >= max({VAL_MIN_TOKENS}, "
+                    f"ceil({VAL_FRACTION} * all tokens)); train = the rest, in the same order",
+        "eval": eval_info,
+        "eval_too_short": skipped,
+        "eval_rule": f"GNU Info manuals from {EVAL_PACKAGES}; parts joined in order; preamble, "
+                     "tag tables, node header lines, index and licence nodes, control characters "
+                     f"dropped; kept if >= {EVAL_MIN_CHARS} characters",
+        "outputs": outputs,
+    }
+    path = os.path.join(out_dir, "manifest.json")
+    write_bytes(path, (json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+                .encode())
+    log(f"manifest.json: {len(debs)} debs, {len(outputs)} outputs, "
+        f"training {manifest['training_characters']:,} characters / {total_tokens:,} tokens")
+    check(out_dir, debs_dir, {"debs": debs, "linux_files": raw_files[TRAIN_SOURCES[0][0]]})
+    log(f"total time {time.time() - t0:.1f} s")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default="data")
+    ap.add_argument("--debs", default=None, help="cache of .debs (default OUT/debs)")
+    ap.add_argument("--check", action="store_true", help="only verify an existing build")
+    args = ap.parse_args()
+    debs_dir = args.debs or os.path.join(args.out, "debs")
+    if args.check:
+        check(args.out, debs_dir)
+    else:
+        build(args.out, debs_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
