@@ -182,6 +182,46 @@ def window_mask(T: int, window: Optional[int], device=None) -> torch.Tensor:
     return m
 
 
+def blocked_window_attention(q, k, v, W: int) -> torch.Tensor:
+    """Sliding-window causal attention (query p sees keys p-W < j <= p) computed block by block.
+
+    The same function as the masked T x T form, but each block of W queries only scores the 2W keys it
+    can see: T*2W scores instead of T*T, which is what makes training on sequences of many windows
+    affordable on a CPU. q, k, v [B, H, T, d] -> [B, H, T, d].
+    """
+    B, H, T, d = q.shape
+    nb = -(-T // W)
+    pad = nb * W - T
+    qp = F.pad(q, (0, 0, 0, pad)).view(B, H, nb, W, d)
+    kp = F.pad(k, (0, 0, W, pad))  # W zero keys in front: block i sees keys [(i-1)W, (i+1)W)
+    vp = F.pad(v, (0, 0, W, pad))
+    kk = torch.cat([kp[:, :, :-W].reshape(B, H, nb, W, d), kp[:, :, W:].reshape(B, H, nb, W, d)], dim=3)
+    vv = torch.cat([vp[:, :, :-W].reshape(B, H, nb, W, d), vp[:, :, W:].reshape(B, H, nb, W, d)], dim=3)
+    r = torch.arange(W, device=q.device)[:, None]
+    j = torch.arange(2 * W, device=q.device)[None, :]
+    allowed = (j > r) & (j <= r + W)                                    # [W, 2W]
+    mask = allowed.unsqueeze(0).repeat(nb, 1, 1)
+    mask[0] &= (j >= W).expand(W, 2 * W)                                # block 0: no keys before 0
+    s = (qp @ kk.transpose(-1, -2)) * (1.0 / math.sqrt(d))              # [B, H, nb, W, 2W]
+    s = s.masked_fill(~mask, float('-inf'))
+    o = torch.softmax(s, dim=-1) @ vv                                   # [B, H, nb, W, d]
+    return o.reshape(B, H, nb * W, d)[:, :, :T]
+
+
+def blocked_causal_attention(q, k, v, block: int) -> torch.Tensor:
+    """Full causal attention, one block of queries at a time against the keys before its end: skips the
+    masked upper triangle (about half the T x T work). q, k, v [B, H, T, d] -> [B, H, T, d]."""
+    T, d = q.shape[2], q.shape[3]
+    outs = []
+    for s0 in range(0, T, block):
+        e = min(s0 + block, T)
+        s = (q[:, :, s0:e] @ k[:, :, :e].transpose(-1, -2)) * (1.0 / math.sqrt(d))   # [B, H, e-s0, e]
+        mask = torch.arange(e, device=q.device)[None, :] <= torch.arange(s0, e, device=q.device)[:, None]
+        s = s.masked_fill(~mask, float('-inf'))
+        outs.append(torch.softmax(s, dim=-1) @ v[:, :, :e])
+    return torch.cat(outs, dim=2)
+
+
 class LaCTSWIGLULayer(nn.Module):
     def __init__(self, c: LactConfig, layer_idx: int = 0):
         super().__init__()
@@ -213,7 +253,9 @@ class LaCTSWIGLULayer(nn.Module):
         # diagnostics (not part of the model): freeze the fast weights, record branch magnitudes
         self.fw_update = True
         self.stats: Optional[Dict[str, float]] = None
-        self.attn_impl = 'auto'  # 'auto' (SDPA when torch has it) or 'manual'
+        # 'auto' (SDPA when torch has it), 'manual' (masked T x T), 'blocked' (windowed models: per block
+        # of W queries only the 2W keys it can see; same function, far less work at T >> W)
+        self.attn_impl = 'auto'
 
     def initial_fast_weights(self):
         w0 = self.w0() if isinstance(self.w0, LowRankFastWeight) else self.w0
@@ -222,6 +264,11 @@ class LaCTSWIGLULayer(nn.Module):
 
     def _attention(self, q, k, v, mask):
         # q, k, v: [B, H, T, d]
+        W = self.c.window_size
+        if self.attn_impl == 'blocked' and W is not None and q.shape[2] > 2 * W:
+            return blocked_window_attention(q, k, v, W)
+        if self.attn_impl == 'blocked' and W is None and q.shape[2] > 2 * self.c.lact_chunk_size:
+            return blocked_causal_attention(q, k, v, self.c.lact_chunk_size)
         use_sdpa = self.attn_impl == 'auto' and hasattr(F, 'scaled_dot_product_attention')
         if use_sdpa:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
