@@ -202,9 +202,14 @@ def blocked_window_attention(q, k, v, W: int) -> torch.Tensor:
     allowed = (j > r) & (j <= r + W)                                    # [W, 2W]
     mask = allowed.unsqueeze(0).repeat(nb, 1, 1)
     mask[0] &= (j >= W).expand(W, 2 * W)                                # block 0: no keys before 0
-    s = (qp @ kk.transpose(-1, -2)) * (1.0 / math.sqrt(d))              # [B, H, nb, W, 2W]
-    s = s.masked_fill(~mask, float('-inf'))
-    o = torch.softmax(s, dim=-1) @ vv                                   # [B, H, nb, W, d]
+    outs = []
+    group = 16  # blocks scored at once: bounds the score tensor on long evaluation sequences
+    for g in range(0, nb, group):
+        e = min(g + group, nb)
+        s = (qp[:, :, g:e] @ kk[:, :, g:e].transpose(-1, -2)) * (1.0 / math.sqrt(d))   # [B, H, n, W, 2W]
+        s = s.masked_fill(~mask[g:e], float('-inf'))
+        outs.append(torch.softmax(s, dim=-1) @ vv[:, :, g:e])                          # [B, H, n, W, d]
+    o = torch.cat(outs, dim=2) if len(outs) > 1 else outs[0]
     return o.reshape(B, H, nb * W, d)[:, :, :T]
 
 

@@ -1,0 +1,126 @@
+"""Long-context quality in PyTorch: mean loss in bits per byte by position bucket over the evaluation
+manuals (data/eval/*.txt), for one or more model folders; and the cross-check against the engine.
+
+    /usr/bin/python3 train/eval_quality.py --models public/models/ttt-lact public/models/ttt-swa \\
+        public/models/ttt-full --max-tokens 65536 --out bench-results/quality-pytorch.json
+    /usr/bin/python3 train/eval_quality.py --models public/models/ttt-lact --docs sed \\
+        --max-tokens 16384 --cross-check sed.nll.f32      # engine's per-position losses (bench/quality.ts --dump)
+
+Each document is BOS + its UTF-8 bytes, run from position 0 in one forward pass (no state is carried
+between passes, so a document is one sequence, as the engine sees it). The loss at position p is
+-log2 P(token p+1 | tokens 0..p). Buckets: 0-512, 512-1K, 1-2K, ... doubling as far as the documents go.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lact.export import load_model  # noqa: E402
+
+
+def bucket_of(p: np.ndarray) -> np.ndarray:
+    b = np.zeros_like(p)
+    big = p >= 512
+    b[big] = np.floor(np.log2(p[big] / 512)).astype(p.dtype) + 1
+    return b
+
+
+def bucket_label(b: int) -> str:
+    k = lambda n: f'{n // 1024}K' if n >= 1024 else str(n)  # noqa: E731
+    lo = 0 if b == 0 else 512 * 2 ** (b - 1)
+    return f'{k(lo)}-{k(512 * 2 ** b)}'
+
+
+@torch.no_grad()
+def position_losses(model, ids: list[int]) -> np.ndarray:
+    """Bits for each predicted position: [len(ids) - 1]."""
+    x = torch.tensor([ids[:-1]], dtype=torch.long)
+    h, _ = model.model(x)
+    w = model.output_weight()
+    target = torch.tensor(ids[1:], dtype=torch.long)
+    out = np.empty(len(ids) - 1, dtype=np.float64)
+    step = 16384  # logits a slice at a time: [T, V] for a long document is large
+    for s in range(0, len(ids) - 1, step):
+        logits = F.linear(h[0, s:s + step], w).double()
+        nll = -F.log_softmax(logits, dim=-1).gather(1, target[s:s + step, None])[:, 0]
+        out[s:s + step] = (nll / math.log(2)).numpy()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--models', nargs='+', required=True)
+    ap.add_argument('--data', default='data/eval')
+    ap.add_argument('--docs', default=None, help='comma-separated manual names (default: all)')
+    ap.add_argument('--max-tokens', type=int, default=65536, help='per document; 0 = whole documents')
+    ap.add_argument('--full-max-tokens', type=int, default=None, help='cap for full-attention models (cost grows as T^2)')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--out', default=None)
+    ap.add_argument('--cross-check', default=None, help="engine's per-position losses (float32 bits) for the one --docs document")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+
+    docs = sorted(f[:-4] for f in os.listdir(a.data) if f.endswith('.txt'))
+    if a.docs:
+        docs = [d for d in docs if d in a.docs.split(',')]
+    results = []
+    for mdir in a.models:
+        model = load_model(mdir, torch.float32).eval()
+        model.set_attn_impl('blocked')
+        c = model.config
+        mode = 'full-attention' if c.window_size is None else 'ttt' if c.use_fast_weights else 'sliding-window'
+        cap = a.max_tokens
+        if mode == 'full-attention' and a.full_max_tokens:
+            cap = min(cap, a.full_max_tokens) if cap else a.full_max_tokens
+        sums: dict[int, float] = {}
+        counts: dict[int, int] = {}
+        per_doc = {}
+        t0 = time.time()
+        for d in docs:
+            data = open(os.path.join(a.data, d + '.txt'), 'rb').read()
+            ids = [c.bos_token_id] + list(data)
+            if cap:
+                ids = ids[:cap + 1]
+            td = time.time()
+            bits = position_losses(model, ids)
+            b = bucket_of(np.arange(len(bits)))
+            ds = np.bincount(b, weights=bits)
+            dc = np.bincount(b)
+            for i in range(len(ds)):
+                sums[i] = sums.get(i, 0.0) + float(ds[i])
+                counts[i] = counts.get(i, 0) + int(dc[i])
+            per_doc[d] = {'tokens': len(bits), 'bits': [float(x / n) for x, n in zip(ds, dc)], 'counts': dc.tolist(),
+                          'seconds': round(time.time() - td, 1)}
+            print(f'{os.path.basename(os.path.normpath(mdir))} {d}: {len(bits)} tokens, {bits.mean():.4f} bits/byte, '
+                  f'{len(bits) / (time.time() - td):.0f} tokens/s', flush=True)
+            if a.cross_check:
+                eng = np.fromfile(a.cross_check, dtype=np.float32).astype(np.float64)
+                n = min(len(eng), len(bits))
+                diff = np.abs(eng[:n] - bits[:n])
+                print(f'cross-check {d} ({n} positions): engine mean {eng[:n].mean():.5f}, PyTorch mean {bits[:n].mean():.5f} '
+                      f'bits/byte; per-position |diff| max {diff.max():.2e}, mean {diff.mean():.2e}', flush=True)
+                per_doc[d]['cross_check'] = {'positions': n, 'engine_mean': float(eng[:n].mean()), 'pytorch_mean': float(bits[:n].mean()),
+                                             'max_abs_diff': float(diff.max()), 'mean_abs_diff': float(diff.mean())}
+        buckets = [{'bucket': bucket_label(i), 'tokens': counts[i], 'bits': sums[i] / counts[i]} for i in sorted(sums)]
+        results.append({'model': mdir, 'mode': mode, 'max_tokens': cap, 'buckets': buckets, 'perDoc': per_doc,
+                        'seconds': round(time.time() - t0, 1), 'source': 'pytorch', 'torch': torch.__version__})
+        print(f'\n{mdir} ({mode})\n| position | tokens | bits/byte |\n| --- | ---: | ---: |')
+        for r in buckets:
+            print(f"| {r['bucket']} | {r['tokens']} | {r['bits']:.4f} |")
+    if a.out:
+        os.makedirs(os.path.dirname(a.out) or '.', exist_ok=True)
+        with open(a.out, 'w') as f:
+            json.dump({'command': 'train/eval_quality.py ' + ' '.join(sys.argv[1:]), 'results': results}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
