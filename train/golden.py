@@ -1,0 +1,83 @@
+"""Golden generations: PyTorch's greedy continuation of fixed prompts for a model folder, which the
+engine's tests reproduce token for token (test/engine/golden-generation.test.ts).
+
+    /usr/bin/python3 train/golden.py public/models/ttt-lact [--tokens 48] [--out FILE]
+
+The prompts are fixed text (below): a short one, one in the style of the training data (reST), and one
+longer than two fast-weight chunks, so the continuation depends on weights the model learned at test
+time. The twin has no incremental decoding: every step reruns the whole sequence from position 0, which
+is exactly the function the engine computes one token at a time. Written to <model>/golden.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lact.export import load_model  # noqa: E402
+
+SHORT = 'The '
+REST = """Installing the module
+=====================
+
+To build the module, run ``make`` in the source directory and then load it with
+``modprobe``. The following options are"""
+# Longer than two 512-token chunks: plain prose about this project, written for this file.
+LONG = ("This document describes how a test-time-training language model keeps its memory. A window of "
+        "recent tokens is attended to exactly, and everything older is compressed into fast weights: small "
+        "multilayer perceptrons, one per head, that are updated by one step of gradient descent at the end "
+        "of every chunk of tokens. ") * 6 + (
+        "The update uses momentum and an orthogonalisation step, and the weights are renormalised after "
+        "each step so that their scale does not drift. Reading the memory is a forward pass of the fast "
+        "weights on the query. The cost of each token is therefore constant, whatever the length of the "
+        "context, and the memory that has to be kept is constant too. In the following sections we show ")
+
+PROMPTS = {'short': SHORT, 'rest': REST, 'long': LONG}
+
+
+@torch.no_grad()
+def greedy(model, ids: list[int], n: int) -> tuple[list[int], list[float]]:
+    """n greedy tokens after ids; also the margin (top-1 minus top-2 logit) at each step."""
+    out, margins = [], []
+    seq = list(ids)
+    for _ in range(n):
+        logits = model(torch.tensor([seq]))[0, -1].double()
+        top = torch.topk(logits, 2)
+        out.append(int(top.indices[0]))
+        margins.append(float(top.values[0] - top.values[1]))
+        seq.append(out[-1])
+    return out, margins
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('model')
+    ap.add_argument('--tokens', type=int, default=48)
+    ap.add_argument('--out', default=None)
+    ap.add_argument('--threads', type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    model = load_model(a.model, torch.float32).eval()
+    c = model.config
+    cases = []
+    for name, text in PROMPTS.items():
+        prompt = [c.bos_token_id] + list(text.encode('utf-8'))
+        ids, margins = greedy(model, prompt, a.tokens)
+        cont = bytes(i for i in ids if i < 256).decode('utf-8', errors='replace')
+        print(f'{name} ({len(prompt)} prompt tokens, smallest top-1 margin {min(margins):.4f}): {cont!r}', flush=True)
+        cases.append({'name': name, 'prompt': prompt, 'greedy': ids, 'margins': [round(m, 5) for m in margins],
+                      'text': cont})
+    out = a.out or os.path.join(a.model, 'golden.json')
+    with open(out, 'w') as f:
+        json.dump({'model': os.path.basename(os.path.normpath(a.model)), 'weights': 'as stored (F16), computed in float32',
+                   'torch': torch.__version__, 'command': 'train/golden.py ' + ' '.join(sys.argv[1:]),
+                   'cases': cases}, f, indent=1)
+        f.write('\n')
+
+
+if __name__ == '__main__':
+    main()
