@@ -340,6 +340,32 @@ def a7_sdpa_matches_manual_attention():
 
 
 @test
+def a9_blocked_attention_equals_manual():
+    # the training/evaluation path (per-block attention, with more than 16 blocks so the grouping is
+    # exercised) is the same function as the masked T x T attention, gradients included
+    from lact.model import blocked_causal_attention, blocked_window_attention, window_mask
+    g = torch.Generator().manual_seed(9)
+    for T, W in ((37, 2), (100, 5), (64, 16)):
+        q, k, v = (torch.randn(2, 3, T, 8, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+        for win in (W, None):
+            s = (q @ k.transpose(-1, -2)) / math.sqrt(8)
+            ref = torch.softmax(s.masked_fill(~window_mask(T, win), float('-inf')), -1) @ v
+            got = blocked_window_attention(q, k, v, W) if win else blocked_causal_attention(q, k, v, W)
+            assert (got - ref).abs().max().item() < 1e-12, (T, W, win)
+            gr = torch.autograd.grad(ref.sum(), (q, k, v))
+            gg = torch.autograd.grad(got.sum(), (q, k, v))
+            assert max((a - b).abs().max().item() for a, b in zip(gr, gg)) < 1e-12, (T, W, win)
+    for name in ('tiny-all-on', 'tiny-full'):
+        model = _fixture_model(name).double()
+        with torch.no_grad():
+            model.set_attn_impl('manual')
+            a = model(torch.tensor([TOKENS]))
+            model.set_attn_impl('blocked')
+            b = model(torch.tensor([TOKENS]))
+        assert (a - b).abs().max().item() < 1e-10, name
+
+
+@test
 def a8_update_is_negative_gradient():
     g = torch.Generator().manual_seed(5)
     N, l, df, dh = 3, 9, 6, 10
