@@ -2,7 +2,7 @@
 # Installs the system packages the tests need: Debian's chromium (Playwright's browser and the
 # SwiftShader Vulkan ICD) and mesa-vulkan-drivers 25 from bookworm-backports (lavapipe; bookworm's own
 # 22.3 is refused by Dawn). Runs only as root on Debian; anywhere else it says what to install and fails.
-# With --torch it also installs Debian's python3-torch and OpenBLAS (for train/, never needed by CI).
+# With --torch it also installs Debian's python3-torch, OpenBLAS and matplotlib (for train/, never needed by CI).
 set -euo pipefail
 
 want_torch=0
@@ -28,7 +28,7 @@ have_all() {
   v=$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)
   case "$v" in 2[5-9].*|[3-9][0-9].*) ;; *) return 1 ;; esac
   if [ "$want_torch" = 1 ]; then
-    /usr/bin/python3 -c 'import torch' 2>/dev/null || return 1
+    /usr/bin/python3 -c 'import torch, matplotlib' 2>/dev/null || return 1
   fi
   return 0
 }
@@ -55,7 +55,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium libvulkan1 fonts-dejavu-core >/dev/null
 apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers >/dev/null
 if [ "$want_torch" = 1 ]; then
-  apt-get install -y -qq --no-install-recommends python3-torch libopenblas0-pthread python3-numpy >/dev/null
+  apt-get install -y -qq --no-install-recommends python3-torch libopenblas0-pthread python3-numpy python3-matplotlib >/dev/null
 fi
 have_all || { echo "ttt-web: system packages still missing after install" >&2; need_manual; }
 echo "ttt-web: system packages ready" >&2
