@@ -27,7 +27,25 @@ export {
   ModelFormatError,
   TokenizerError,
 } from '../model/errors.ts';
-export { cachedModelBytes, clearModelCache, MODEL_CACHE_NAME } from '../model/cache.ts';
+export { MODEL_CACHE_NAME } from '../model/cache-name.ts';
+
+// The cache helpers load their module (and the model-stream code it shares) on first use, so importing
+// the entry point stays small for pages that only start an engine in its worker.
+
+/**
+ * Removes cached model files: all of them, or those under a URL prefix (one model's folder). Returns how
+ * many files were removed (0 where there is no Cache Storage).
+ */
+export async function clearModelCache(prefix?: string, cacheName?: string): Promise<number> {
+  const cache = await import('../model/cache.ts');
+  return cache.clearModelCache(prefix, cacheName);
+}
+
+/** Bytes the cached model files take (their stored body sizes). */
+export async function cachedModelBytes(cacheName?: string): Promise<number> {
+  const cache = await import('../model/cache.ts');
+  return cache.cachedModelBytes(cacheName);
+}
 
 /** Whether this is a page that can start a module worker (the default place for the engine). */
 function workerByDefault(): boolean {

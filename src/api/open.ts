@@ -6,7 +6,7 @@
  */
 import { deviceNeeds, LactEngine } from '../engine/engine.ts';
 import { GpuContext } from '../gpu/context.ts';
-import { requestEngineDevice, WebGpuUnavailableError } from '../gpu/device.ts';
+import { HOW_TO_GET_WEBGPU, requestEngineDevice, WebGpuUnavailableError } from '../gpu/device.ts';
 import { CachedUrlSource } from '../model/cache.ts';
 import { MemorySource, UrlSource, type ModelSource } from '../model/source.ts';
 import { openModelStream, type LoadProgress as StreamProgress } from '../model/stream.ts';
@@ -23,11 +23,6 @@ export interface OpenOptions extends InProcessOptions {
   /** Recorded in `info.worker`. */
   readonly inWorker?: boolean;
 }
-
-const HOW_TO_GET_WEBGPU =
-  'Use a browser with WebGPU: Chrome or Edge 113+ on Windows, macOS or ChromeOS, Chrome 121+ on Android, ' +
-  'Safari 26+; on Linux start Chrome/Chromium with --enable-unsafe-webgpu (and --enable-features=Vulkan). ' +
-  'Firefox has WebGPU on Windows from version 141. Check chrome://gpu for blocklisted drivers.';
 
 /** `navigator.gpu` or the given entry point; WebGpuUnavailableError saying what to do when there is none. */
 export async function requestAdapter(gpu: GPU | undefined, where: string): Promise<GPUAdapter> {

@@ -3,7 +3,11 @@
  * that never asks for a worker (Node, tests) never evaluates `new Worker(...)`.
  */
 import * as Comlink from 'comlink';
-import { WebGpuUnavailableError } from '../gpu/device.ts';
+import { HOW_TO_GET_WEBGPU, WebGpuUnavailableError } from '../gpu/device.ts';
+// Inlined into the library build (a Blob URL made from the bundled worker code), so a consumer's bundler
+// or a plain <script type="module"> needs no worker file, loader or configuration; the dev server serves
+// it as an ordinary module worker.
+import EngineWorker from '../worker/engine-worker.ts?worker&inline';
 import type { WorkerApi } from '../worker/engine-worker.ts';
 import { TttEngineClient, type CallbackWrapper } from './client.ts';
 import type { EngineBackend } from './host.ts';
@@ -13,7 +17,11 @@ import { installErrorTransfer } from './wire-errors.ts';
 export async function createWorkerEngine(opts: CreateEngineOptions): Promise<TttEngine> {
   installErrorTransfer();
   if (typeof Worker === 'undefined') throw new WebGpuUnavailableError('this environment has no Web Workers: create the engine with { worker: false }');
-  const worker = new Worker(new URL('../worker/engine-worker.ts', import.meta.url), { type: 'module', name: 'ttt-web engine' });
+  // Checked on the page too, so a browser without WebGPU fails before a worker (and its code) starts.
+  if (!(globalThis as { navigator?: { gpu?: unknown } }).navigator?.gpu) {
+    throw new WebGpuUnavailableError(`WebGPU is not available in this page (navigator.gpu is missing). ${HOW_TO_GET_WEBGPU}`);
+  }
+  const worker = new EngineWorker({ name: 'ttt-web engine' });
   // A worker that fails to load or crashes reports only through this event; without it init would hang.
   let failed: (e: Error) => void = () => undefined;
   const crashed = new Promise<never>((_, reject) => (failed = reject));

@@ -14,6 +14,12 @@ export interface DeviceNeeds {
   readonly subgroups?: boolean;
 }
 
+/** What a user without WebGPU can do; ends every WebGpuUnavailableError about a missing or refused adapter. */
+export const HOW_TO_GET_WEBGPU =
+  'Use a browser with WebGPU: Chrome or Edge 113+ on Windows, macOS or ChromeOS, Chrome 121+ on Android, ' +
+  'Safari 26+; on Linux start Chrome/Chromium with --enable-unsafe-webgpu (and --enable-features=Vulkan). ' +
+  'Firefox has WebGPU on Windows from version 141. Check chrome://gpu for blocklisted drivers.';
+
 export class WebGpuUnavailableError extends Error {
   constructor(message: string) {
     super(message);

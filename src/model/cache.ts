@@ -15,8 +15,9 @@ import { ModelFetchError } from './errors.ts';
 import { UrlSource } from './source.ts';
 import { announcedSize, checkPlainFileName, fetchModelFile, type ByteStreamSource, type OpenedStream } from './stream.ts';
 
-/** The cache's name; the version changes when the stored format (keys, headers) changes. */
-export const MODEL_CACHE_NAME = 'ttt-web-models-v1';
+import { MODEL_CACHE_NAME } from './cache-name.ts';
+
+export { MODEL_CACHE_NAME };
 
 /** Bytes the cache writer may fall behind the loader before the download waits for it. */
 export const DEFAULT_CACHE_QUEUE_BYTES = 4 << 20;

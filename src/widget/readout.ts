@@ -1,0 +1,51 @@
+/**
+ * The compact numbers under the chat: decode latency, prefill speed, GPU memory and the context position.
+ * Pure formatting, so the element only writes strings, and the same words appear wherever it shows them.
+ */
+import type { TttStats } from '../api/types.ts';
+
+export interface ReadoutText {
+  readonly latency: string;
+  readonly speed: string;
+  readonly memory: string;
+  readonly position: string;
+  /** A longer line for the readout's tooltip: what the numbers are and how they were measured. */
+  readonly title: string;
+}
+
+export const EMPTY_READOUT: ReadoutText = {
+  latency: '– ms/token',
+  speed: '– tok/s',
+  memory: '– GPU',
+  position: '0 tokens',
+  title: 'Decode latency (mean of the last 32 tokens), prompt speed, GPU memory held by the engine, tokens in memory',
+};
+
+/** 1536 → "1.5 KB"; binary units, one decimal below 100. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return `${u === 0 || v >= 100 ? Math.round(v) : v.toFixed(1)} ${units[u]}`;
+}
+
+function fixed(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
+}
+
+export function formatReadout(s: TttStats): ReadoutText {
+  const latency = s.decodeMsRolling ?? s.decodeMsLast;
+  return {
+    latency: latency === null ? EMPTY_READOUT.latency : `${fixed(latency)} ms/token`,
+    speed: s.prefillTokensPerSecond === null ? EMPTY_READOUT.speed : `${fixed(s.prefillTokensPerSecond)} tok/s`,
+    memory: `${formatBytes(s.memory.total)} GPU`,
+    position: `${s.position} ${s.position === 1 ? 'token' : 'tokens'}`,
+    title:
+      `${EMPTY_READOUT.title}. Times: ${s.timing}. ` +
+      `GPU memory: weights ${formatBytes(s.memory.weights)}, KV ${formatBytes(s.memory.kv)}, fast weights ${formatBytes(s.memory.fastWeights)}.`,
+  };
+}
