@@ -259,6 +259,7 @@ export class TttChatElement extends ElementBase {
     this.#running = ctl;
     this.#syncControls();
     const t0 = performance.now();
+    const epoch = this.#epoch;
     let reply: Text | null = null;
     let tokens = 0;
     let detail: TttChatDoneDetail;
@@ -282,16 +283,21 @@ export class TttChatElement extends ElementBase {
       const r = await stream.result;
       detail = { reason: r.reason, prompt: text, text: r.text, generatedTokens: r.generatedTokens, position: r.position, ms: performance.now() - t0 };
     } catch (e) {
-      if (!(e instanceof EngineAbortedError)) {
+      // A generation cut short because the engine was let go (model changed, element removed) was
+      // stopped on purpose, like stop(): whether it ends as an abort or a destroyed engine is a race.
+      const released = epoch !== this.#epoch && e instanceof EngineDestroyedError;
+      if (!(e instanceof EngineAbortedError) && !released) {
         this.#running = null;
         if (this.#state === 'generating') this.#setState('ready');
         this.#report(e);
         throw e;
       }
-      detail = { reason: 'abort', prompt: text, text: reply?.data ?? '', generatedTokens: tokens, position: e.position, ms: performance.now() - t0 };
+      const position = e instanceof EngineAbortedError ? e.position : 0;
+      detail = { reason: 'abort', prompt: text, text: reply?.data ?? '', generatedTokens: tokens, position, ms: performance.now() - t0 };
     }
     this.#running = null;
-    this.#setState('ready');
+    if (epoch === this.#epoch) this.#setState('ready');
+    else this.#syncControls();
     this.dispatchEvent(chatEvent('done', detail));
     return detail;
   }

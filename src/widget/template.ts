@@ -9,7 +9,6 @@ const STYLE = /* css */ `
 :host {
   display: block;
   box-sizing: border-box;
-  color-scheme: light dark;
   font-family: var(--ttt-chat-font-family, system-ui, sans-serif);
   font-size: var(--ttt-chat-font-size, 14px);
   color: var(--ttt-chat-color, CanvasText);
@@ -19,6 +18,8 @@ const STYLE = /* css */ `
   padding: var(--ttt-chat-padding, 12px);
 }
 :host([hidden]) { display: none; }
+/* Without WebGPU only the notice remains: nothing else could work. */
+:host([state='unsupported']) :is([part='output'], form, [part='readout']) { display: none; }
 * { box-sizing: border-box; }
 .box { display: flex; flex-direction: column; gap: var(--ttt-chat-gap, 8px); }
 [part='output'] {

@@ -146,7 +146,9 @@ describe('the npm package: packed tarball → fresh Vite app → <ttt-chat> in h
     app = join(work, 'app');
     const example = join(ROOT, 'examples', 'widget');
     cpSync(example, app, { recursive: true, filter: (src) => !/^(node_modules|dist|public|package-lock\.json)(\/|$)/.test(relative(example, src)) });
-    cpSync(join(ROOT, 'public', 'models', 'tiny-random-lact'), join(app, 'public', 'models', 'tiny-random-lact'), { recursive: true });
+    for (const model of ['tiny-random-lact', 'tiny-random-swa']) {
+      cpSync(join(ROOT, 'public', 'models', model), join(app, 'public', 'models', model), { recursive: true });
+    }
     const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
     const local = (name: string) => `file:${join(ROOT, 'node_modules', name)}`;
     pkg.dependencies = { ...pkg.dependencies, 'ttt-web': `file:${join(work, pack.filename)}`, '@webgpu/types': local('@webgpu/types') };
@@ -254,7 +256,7 @@ describe('the npm package: packed tarball → fresh Vite app → <ttt-chat> in h
     }
   });
 
-  it('from a plain <script type="module"> with no bundler: generates, Stop ends a generation, Reset empties the memory', async () => {
+  it('from a plain <script type="module"> with no bundler: generates, Stop ends a generation, Reset empties the memory, a new model attribute reloads', async () => {
     const page = await browser.newPage();
     await page.addInitScript(recordChatEvents);
     const errors = watchErrors(page);
@@ -279,6 +281,13 @@ describe('the npm package: packed tarball → fresh Vite app → <ttt-chat> in h
       await waitForEvent(page, 'stats', m);
       expect(await page.evaluate(() => document.querySelector('ttt-chat')!.output)).toBe('');
       await expect.poll(() => readout(page).then((o) => o.position)).toBe('0 tokens');
+
+      // A new model attribute lets the old engine (and its worker) go and loads the new one.
+      const k = (await events(page)).length;
+      await page.evaluate(() => (document.querySelector('ttt-chat')!.model = 'public/models/tiny-random-swa/'));
+      await waitForEvent(page, 'ready', k);
+      expect((await events(page)).slice(k).find((e) => e.type === 'ready')!.detail).toMatchObject({ mode: 'sliding-window' });
+      await expect.poll(() => page.workers().length).toBe(1);
       expect(errors).toEqual([]);
     } finally {
       await page.close();
