@@ -65,8 +65,12 @@ for (const entry of ENTRY_TYPES) {
 const js = walk(out).filter((f) => f.endsWith('.js'));
 for (const file of js) {
   const text = readFileSync(file, 'utf8');
-  const bare = [...text.matchAll(/(?:^|[\s;}])(?:import|export)\s*(?:[\w*{}\s,$]+from\s*)?['"]([^'"./][^'"]*)['"]|import\(\s*['"]([^'"./][^'"]*)['"]\s*\)/gm)].map((m) => m[1] ?? m[2]);
-  if (bare.length) fail(`${relative(root, file)} imports ${bare.join(', ')}: a plain <script type="module"> could not load it (bundle it in vite.lib.config.ts)`);
+  const bare = [
+    ...text.matchAll(/(?:^|[\s;}])(?:import|export)\s*(?:[\w*{}\s,$]+from\s*)?['"]([^'"./][^'"]*)['"]|import\(\s*(?:\/\*(?:(?!\*\/)[^])*\*\/\s*)*['"`]([^'"`./][^'"`]*)['"`]\s*\)/gm),
+  ].map((m) => m[1] ?? m[2]);
+  if (bare.length) {
+    fail(`${relative(root, file)} imports ${bare.join(', ')}: a plain <script type="module"> could not load it, nor webpack or esbuild bundle it for a browser (bundle it, or stub it in vite.lib.config.ts)`);
+  }
 }
 if (!readFileSync(join(out, 'widget.js'), 'utf8').includes('customElements')) {
   fail('dist/lib/widget.js does not register <ttt-chat> itself: package.json sideEffects would let bundlers drop the registration');

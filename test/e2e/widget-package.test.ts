@@ -152,12 +152,21 @@ describe('the npm package: packed tarball → fresh Vite app → <ttt-chat> in h
     const pkg = JSON.parse(readFileSync(join(app, 'package.json'), 'utf8'));
     const local = (name: string) => `file:${join(ROOT, 'node_modules', name)}`;
     pkg.dependencies = { ...pkg.dependencies, 'ttt-web': `file:${join(work, pack.filename)}`, '@webgpu/types': local('@webgpu/types') };
-    pkg.devDependencies = { vite: local('vite'), typescript: local('typescript') };
+    pkg.devDependencies = { vite: local('vite'), typescript: local('typescript'), esbuild: local('esbuild') };
     writeFileSync(join(app, 'package.json'), JSON.stringify(pkg, null, 2));
     timed(times, 'install', () =>
       run('npm', ['install', '--offline', '--cache', join(work, 'npm-cache'), '--install-links=false', '--no-audit', '--no-fund', '--loglevel=error'], app),
     );
     timed(times, 'vite build', () => run(process.execPath, [join(app, 'node_modules', 'vite', 'bin', 'vite.js'), 'build', '--logLevel', 'warn'], app));
+    // A second bundler, with no configuration either: esbuild (webpack, like it, refuses node: imports
+    // and needs the worker inlined; it is not available offline here).
+    timed(times, 'esbuild', () =>
+      run(join(app, 'node_modules', '.bin', 'esbuild'), ['src/main.ts', '--bundle', '--format=esm', '--splitting', '--outdir=esbuild-out', '--log-level=warning'], app),
+    );
+    writeFileSync(
+      join(app, 'esbuild-out', 'index.html'),
+      readFileSync(join(app, 'index.html'), 'utf8').replace('/src/main.ts', './main.js').replace('model="models/', 'model="../public/models/'),
+    );
 
     server = await serveStatic({ '/': join(app, 'dist'), '/app/': app });
     browser = await launchChromium();
@@ -288,6 +297,20 @@ describe('the npm package: packed tarball → fresh Vite app → <ttt-chat> in h
       await waitForEvent(page, 'ready', k);
       expect((await events(page)).slice(k).find((e) => e.type === 'ready')!.detail).toMatchObject({ mode: 'sliding-window' });
       await expect.poll(() => page.workers().length).toBe(1);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
+  it('bundled by esbuild instead of Vite: generates through the UI', async () => {
+    const page = await browser.newPage();
+    await page.addInitScript(recordChatEvents);
+    const errors = watchErrors(page);
+    try {
+      const r = await generateThroughUi(page, new URL('app/esbuild-out/index.html', server.url).href, 6);
+      expect(r.mine.filter((e) => e.type === 'token').length).toBeGreaterThan(0);
+      expect(r.readout.memory).toMatch(/^\d+(\.\d+)? (KB|MB) GPU$/);
       expect(errors).toEqual([]);
     } finally {
       await page.close();
