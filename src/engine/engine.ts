@@ -61,6 +61,11 @@ export interface EngineStats {
   readonly decodeMsLast: number | null;
   readonly decodeMsRolling: number | null;
   readonly memory: MemoryReport;
+  /**
+   * Bytes of `memory.kv` that hold live positions: the window for TTT and sliding-window models, every
+   * position so far for full attention (whose cache is allocated up to `maxContext` at creation).
+   */
+  readonly kvBytesInUse: number;
   /** GPU time of the last feed's compute passes (timestamp queries), when the adapter has them. */
   readonly gpuMsLast: number | null;
   /**
@@ -347,6 +352,7 @@ export class LactEngine {
       decodeMsLast: d.length ? d[d.length - 1] : null,
       decodeMsRolling: d.length ? d.reduce((a, b) => a + b, 0) / d.length : null,
       memory: this.memory(),
+      kvBytesInUse: this.kvBytesInUse(),
       gpuMsLast: this.gpuMs,
       timingSource: this.timer ? 'timestamp-query' : 'submitted-work-done',
       timing: this.timer

@@ -126,6 +126,9 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
     expect(s.decodeMsRolling).toBeGreaterThan(0);
     expect(s.memory.total).toBe(engine.memory().total);
     expect(s.memory.fastWeights).toBeGreaterThan(0);
+    // The window (24 positions) is full at 75: every allocated KV byte holds a live position.
+    expect(s.kvBytesInUse).toBe(24 * 2 * 64 * 4 * 2);
+    expect(s.kvBytesInUse).toBeLessThanOrEqual(s.memory.kv);
     expect(s.dispatchesLastBlock).toBeGreaterThan(10);
     expect(s.timing).toMatch(/wall clock/);
     // lavapipe has timestamp-query: the GPU time of the last step is measured, and below its wall time.

@@ -1,0 +1,96 @@
+/**
+ * What the demo offers: the bundled models (public/models/index.json) and documents
+ * (public/docs/index.json), read and checked once, so the rest of the page can trust their fields.
+ */
+
+export type ModelMode = 'ttt' | 'sliding-window' | 'full-attention';
+const MODES: readonly ModelMode[] = ['ttt', 'sliding-window', 'full-attention'];
+
+export const MODE_LABEL: Record<ModelMode, string> = {
+  ttt: 'TTT (fast weights + window)',
+  'sliding-window': 'sliding window only',
+  'full-attention': 'full attention',
+};
+
+export interface ModelEntry {
+  readonly name: string;
+  /** URL prefix of config.json and model.safetensors, relative to the page. */
+  readonly path: string;
+  readonly mode: ModelMode;
+  /** Models of one family share dimensions and tokenizer: the ones Compare puts side by side. */
+  readonly family: string;
+  readonly description: string;
+}
+
+export interface DocEntry {
+  readonly id: string;
+  readonly title: string;
+  /** gzip file under docs/. */
+  readonly file: string;
+  /** Uncompressed UTF-8 bytes. */
+  readonly bytes: number;
+  readonly gzipBytes: number;
+  readonly origin: string;
+  readonly licence: string;
+}
+
+async function fetchJson(url: string): Promise<unknown> {
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+  return res.json();
+}
+
+function field(obj: Record<string, unknown>, key: string, where: string): string {
+  const v = obj[key];
+  if (typeof v !== 'string' || v === '') throw new Error(`${where}: "${key}" must be a non-empty string`);
+  return v;
+}
+
+/** The model index; an entry without `mode`/`family` (the older format) is refused with a message. */
+export async function loadModelIndex(url = 'models/index.json'): Promise<ModelEntry[]> {
+  const raw = await fetchJson(url);
+  if (!Array.isArray(raw) || raw.length === 0) throw new Error(`${url}: expected a non-empty array of models`);
+  return raw.map((item: unknown, i) => {
+    const where = `${url} entry ${i}`;
+    if (!item || typeof item !== 'object') throw new Error(`${where}: not an object`);
+    const o = item as Record<string, unknown>;
+    const mode = field(o, 'mode', where);
+    if (!MODES.includes(mode as ModelMode)) throw new Error(`${where}: mode must be one of ${MODES.join(', ')}, got ${mode}`);
+    const path = field(o, 'path', where);
+    return {
+      name: field(o, 'name', where),
+      path: path.endsWith('/') ? path : `${path}/`,
+      mode: mode as ModelMode,
+      family: field(o, 'family', where),
+      description: typeof o.description === 'string' ? o.description : '',
+    };
+  });
+}
+
+export async function loadDocIndex(url = 'docs/index.json'): Promise<DocEntry[]> {
+  const raw = await fetchJson(url);
+  if (!Array.isArray(raw)) throw new Error(`${url}: expected an array of documents`);
+  return raw.map((item: unknown, i) => {
+    const where = `${url} entry ${i}`;
+    const o = (item ?? {}) as Record<string, unknown>;
+    return {
+      id: field(o, 'id', where),
+      title: field(o, 'title', where),
+      file: field(o, 'file', where),
+      bytes: Number(o.bytes) || 0,
+      gzipBytes: Number(o.gzipBytes) || 0,
+      origin: typeof o.origin === 'string' ? o.origin : '',
+      licence: typeof o.licence === 'string' ? o.licence : '',
+    };
+  });
+}
+
+/**
+ * The model Compare runs beside `selected`: the full-attention model of its family, or (for a
+ * full-attention model) the family's TTT model. Null when the family has no such model.
+ */
+export function comparePartner(models: readonly ModelEntry[], selected: ModelEntry): ModelEntry | null {
+  const family = models.filter((m) => m.family === selected.family && m.name !== selected.name);
+  const want: ModelMode = selected.mode === 'full-attention' ? 'ttt' : 'full-attention';
+  return family.find((m) => m.mode === want) ?? null;
+}

@@ -1,0 +1,188 @@
+/**
+ * One run's panel: its prefill progress, its readouts (position, speeds, GPU memory by category) and its
+ * streamed output. Every readout keeps its raw number in `data-value` beside the formatted text.
+ */
+import type { TttStats } from '../src/api/index.ts';
+import { MODE_LABEL, type ModelEntry } from './catalog.ts';
+
+const MB = 1024 * 1024;
+const sig3 = new Intl.NumberFormat('en-US', { maximumSignificantDigits: 3 });
+const int = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+
+export const formatMb = (bytes: number): string => `${sig3.format(bytes / MB)} MB`;
+export const formatInt = (n: number): string => int.format(n);
+export const formatMs = (ms: number): string => `${ms < 10 ? ms.toFixed(2) : ms.toFixed(1)} ms`;
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < MB) return `${sig3.format(bytes / 1024)} KB`;
+  return formatMb(bytes);
+}
+
+export function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '–';
+  if (seconds < 60) return `${Math.ceil(seconds)} s`;
+  const m = Math.floor(seconds / 60);
+  return `${m} min ${Math.round(seconds - m * 60)} s`;
+}
+
+/** GPU bytes in the four categories the charts and readouts use. */
+export interface MemoryBreakdown {
+  readonly weights: number;
+  /** KV cache bytes holding live positions (full attention reserves more up front: `kvReserved`). */
+  readonly kv: number;
+  /** Fast weights, their momentum and the pending chunk: the compressed long memory. */
+  readonly fastWeights: number;
+  /** Activations and scratch buffers. */
+  readonly other: number;
+  readonly kvReserved: number;
+  readonly total: number;
+}
+
+export function memoryBreakdown(s: TttStats): MemoryBreakdown {
+  const m = s.memory;
+  return {
+    weights: m.weights,
+    kv: s.kvBytesInUse,
+    fastWeights: m.fastWeights + m.momentum + m.pending,
+    other: m.activations + m.scratch,
+    kvReserved: m.kv,
+    total: m.total,
+  };
+}
+
+const READOUTS = [
+  ['position', 'position'],
+  ['prefill-tps', 'prefill tokens/s'],
+  ['decode-ms', 'decode ms/token (last)'],
+  ['decode-ms-rolling', 'decode ms/token (mean of 32)'],
+  ['mem-weights', 'GPU MB: weights'],
+  ['mem-kv', 'GPU MB: KV cache in use'],
+  ['mem-fast', 'GPU MB: fast weights'],
+  ['mem-other', 'GPU MB: other'],
+  ['mem-total', 'GPU MB: total allocated'],
+  ['kv-reserved', 'KV cache reserved'],
+  ['weights-storage', 'weights on the GPU'],
+  ['features', 'kernels use'],
+  ['timing', 'times measured by'],
+  ['saved', 'saved memory'],
+] as const;
+export type ReadoutName = (typeof READOUTS)[number][0];
+
+export class RunPanel {
+  readonly el: HTMLElement;
+  private readonly values = new Map<ReadoutName, HTMLElement>();
+  private readonly bar: HTMLProgressElement;
+  private readonly progressText: HTMLElement;
+  private readonly out: HTMLElement;
+  private readonly context: HTMLElement;
+  private generated: HTMLElement | null = null;
+
+  constructor(parent: HTMLElement, readonly entry: ModelEntry, readonly color: string) {
+    const el = (this.el = document.createElement('article'));
+    el.className = 'run';
+    el.dataset.model = entry.name;
+    el.dataset.mode = entry.mode;
+    const h = document.createElement('h3');
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    swatch.style.background = color;
+    const mode = document.createElement('small');
+    mode.textContent = MODE_LABEL[entry.mode];
+    h.append(swatch, `${entry.name} `, mode);
+
+    const progress = document.createElement('div');
+    progress.className = 'prefill';
+    this.bar = document.createElement('progress');
+    this.bar.max = 1;
+    this.bar.value = 0;
+    this.progressText = document.createElement('span');
+    this.progressText.className = 'prefill-text';
+    progress.append(this.bar, this.progressText);
+
+    const dl = document.createElement('dl');
+    dl.className = 'readouts';
+    for (const [name, label] of READOUTS) {
+      const dt = document.createElement('dt');
+      dt.textContent = label;
+      const dd = document.createElement('dd');
+      dd.dataset.readout = name;
+      dd.textContent = '–';
+      this.values.set(name, dd);
+      dl.append(dt, dd);
+    }
+
+    const out = (this.out = document.createElement('pre'));
+    out.className = 'output';
+    this.context = document.createElement('span');
+    this.context.className = 'context';
+    out.append(this.context);
+
+    el.append(h, progress, dl, out);
+    parent.append(el);
+  }
+
+  set(name: ReadoutName, text: string, value?: number): void {
+    const dd = this.values.get(name)!;
+    dd.textContent = text;
+    if (value === undefined) delete dd.dataset.value;
+    else dd.dataset.value = String(value);
+  }
+
+  /** The readouts that come from the engine's stats. */
+  showStats(s: TttStats): void {
+    this.set('position', formatInt(s.position), s.position);
+    if (s.prefillTokensPerSecond !== null) this.set('prefill-tps', formatInt(s.prefillTokensPerSecond), s.prefillTokensPerSecond);
+    if (s.decodeMsLast !== null) this.set('decode-ms', formatMs(s.decodeMsLast), s.decodeMsLast);
+    if (s.decodeMsRolling !== null) this.set('decode-ms-rolling', formatMs(s.decodeMsRolling), s.decodeMsRolling);
+    const m = memoryBreakdown(s);
+    this.set('mem-weights', formatMb(m.weights), m.weights / MB);
+    this.set('mem-kv', formatMb(m.kv), m.kv / MB);
+    this.set('mem-fast', formatMb(m.fastWeights), m.fastWeights / MB);
+    this.set('mem-other', formatMb(m.other), m.other / MB);
+    this.set('mem-total', formatMb(m.total), m.total / MB);
+    const cap = s.info.capacity;
+    this.set('kv-reserved', Number.isFinite(cap) ? `${formatMb(m.kvReserved)} for ${formatInt(cap)} positions (maxContext)` : `${formatMb(m.kvReserved)}: the window, at any length`, m.kvReserved / MB);
+    this.set('weights-storage', s.info.weights);
+    const f16 = s.info.weights === 'f16' ? 'native f16' : s.info.weights === 'f16-packed' ? 'f16 unpacked in the shader (no shader-f16)' : 'f32 only';
+    this.set('features', `${f16}; subgroups: ${s.info.subgroups ? 'yes' : 'no'}; GPU timestamps: ${s.timingSource === 'timestamp-query' ? 'yes' : 'no'}`);
+    this.set('timing', s.timingSource === 'timestamp-query' ? 'wall clock, + GPU timestamps' : 'wall clock (no GPU timestamps)');
+  }
+
+  progress(done: number, total: number, text: string): void {
+    this.bar.max = Math.max(1, total);
+    this.bar.value = Math.min(done, total);
+    this.bar.dataset.done = String(done);
+    this.bar.dataset.total = String(total);
+    this.progressText.textContent = text;
+  }
+
+  /** The end of what the model read, dimmed, so that the generated text reads as its continuation. */
+  setContext(text: string): void {
+    this.context.textContent = text;
+  }
+
+  /** Starts the output of one generation: its prompt (if any), then a span the tokens stream into. */
+  beginGeneration(prompt: string): void {
+    if (prompt) {
+      const p = document.createElement('span');
+      p.className = 'prompt';
+      p.textContent = prompt;
+      this.out.append(p);
+    }
+    this.generated = document.createElement('span');
+    this.generated.className = 'generated';
+    this.out.append(this.generated);
+  }
+
+  appendGenerated(text: string): void {
+    if (!text) return;
+    if (!this.generated) this.beginGeneration('');
+    this.generated!.append(text);
+    this.out.scrollTop = this.out.scrollHeight;
+  }
+
+  remove(): void {
+    this.el.remove();
+  }
+}
