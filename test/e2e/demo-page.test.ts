@@ -258,7 +258,7 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     }
   });
 
-  it('a model that cannot be loaded shows the error and what to try; another model still loads', async () => {
+  it('a model that cannot be loaded shows the error and what to try; another model loads and reads pasted text and a file', async () => {
     const page = await browser.newPage();
     const index = JSON.parse(readFileSync('public/models/index.json', 'utf8')) as unknown[];
     const broken = { name: 'broken-model', path: 'models/does-not-exist/', mode: 'ttt', family: 'broken', description: 'missing files' };
@@ -274,6 +274,26 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     await page.selectOption('#model', '1');
     await waitIdle(page, 90_000);
     expect((await statusOf(page)).state).toBe('ready');
+
+    // The other inputs: an empty text box says what to do; pasted text repeated to a length; a file whole.
+    await page.uncheck('#compare');
+    await page.fill('#max-tokens', '2');
+    await page.check('input[name="source"][value="paste"]');
+    await page.click('#start');
+    await waitIdle(page);
+    expect(await statusOf(page)).toMatchObject({ state: 'error', message: expect.stringMatching(/InputError: the text box is empty/), hint: expect.stringMatching(/paste some text/) });
+    await page.fill('#paste', 'To be, or not to be. ');
+    await page.fill('#tokens', '50');
+    await page.click('#start');
+    await waitIdle(page);
+    expect((await statusOf(page)).state).toBe('done');
+    expect(await page.getAttribute('.run progress', 'data-total')).toBe('51'); // BOS + 50
+    await page.setInputFiles('#file', { name: 'note.txt', mimeType: 'text/plain', buffer: Buffer.from('Line one.\nLine two.\n') });
+    await page.check('input[name="length"][value="whole"]');
+    await page.click('#start');
+    await waitIdle(page);
+    expect((await statusOf(page)).state).toBe('done');
+    expect(await page.getAttribute('.run progress', 'data-total')).toBe('21'); // BOS + 20 bytes
     await page.close();
   });
 });
