@@ -289,6 +289,7 @@ export class TttChatElement extends ElementBase {
       if (!(e instanceof EngineAbortedError) && !released) {
         this.#running = null;
         if (this.#state === 'generating') this.#setState('ready');
+        else this.#syncControls();
         this.#report(e);
         throw e;
       }

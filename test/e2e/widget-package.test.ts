@@ -317,6 +317,27 @@ describe('the npm package: packed tarball → fresh Vite app → <ttt-chat> in h
     }
   });
 
+  it('a model that cannot be loaded: an error event with the loader\'s named error; the widget stays usable', async () => {
+    const page = await browser.newPage();
+    await page.addInitScript(recordChatEvents);
+    const errors = watchErrors(page);
+    try {
+      await page.goto(`${server.url}?model=models/missing/`);
+      expect(await waitForState(page, ['ready', 'error', 'unsupported'])).toBe('error');
+      const err = (await events(page)).filter((e) => e.type === 'error');
+      expect(err).toHaveLength(1);
+      expect(err[0].detail).toMatchObject({ name: 'ModelFetchError', unsupported: false });
+      expect(await page.locator('ttt-chat [part="status"]').textContent()).toContain('ModelFetchError');
+      expect(await page.locator('ttt-chat [part~="generate"]').isDisabled()).toBe(false);
+      // Pointing it at a model that exists loads that one.
+      await page.evaluate(() => (document.querySelector('ttt-chat')!.model = 'models/tiny-random-lact/'));
+      expect(await waitForState(page, ['ready'])).toBe('ready');
+      expect(errors.filter((e) => !/^404 .*\/models\/missing\//.test(e))).toEqual([]);
+    } finally {
+      await page.close();
+    }
+  });
+
   it('without WebGPU: says so in the widget, fires error { unsupported }, starts no worker', async () => {
     const page = await browser.newPage();
     await page.addInitScript(() => {
