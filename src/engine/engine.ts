@@ -21,7 +21,7 @@ import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
 import { RopeOp } from '../gpu/ops/rope.ts';
 import { SampleOp, validateSamplingParams, type SamplingParams } from '../gpu/ops/sample.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
-import { ContextOverflowError, EngineAbortedError, EngineDestroyedError, GpuValidationError, InvalidTokenError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
+import { ContextOverflowError, EngineAbortedError, EngineDestroyedError, EngineError, GpuValidationError, InvalidTokenError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
 import { decodeMemory, encodeMemory, MEMORY_FORMAT } from './memory-blob.ts';
 import { GpuWeights } from './model-weights.ts';
 
@@ -375,7 +375,24 @@ export class LactEngine {
 
   /** Feeds tokens (a prompt, or one token of decode) and optionally samples the next one. */
   feed(tokens: readonly number[], opts: FeedOptions = {}): Promise<FeedResult> {
-    const run = this.queue.then(() => this.feedNow(tokens, opts));
+    return this.enqueue(() => this.feedNow(tokens, opts));
+  }
+
+  /**
+   * Runs `work` after everything queued before it. A failure caused by a lost device (a read-back that
+   * rejects with AbortError, a submit that does nothing) becomes EngineDestroyedError, and so does every
+   * later call: callers see one named error, never the browser's raw one or a hang.
+   */
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work).catch(async (e: unknown) => {
+      if (e instanceof EngineError) throw e;
+      const lost = await Promise.race([this.ctx.device.lost, new Promise<null>((r) => setTimeout(() => r(null), 100))]);
+      if (lost) {
+        this.destroyed ??= `the GPU device was lost (${lost.message || lost.reason})`;
+        throw new EngineDestroyedError(this.destroyed);
+      }
+      throw e;
+    });
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -416,16 +433,12 @@ export class LactEngine {
    * Its size is constant in context length for TTT and sliding-window models.
    */
   saveMemory(): Promise<Uint8Array> {
-    const run = this.queue.then(() => this.saveNow());
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.enqueue(() => this.saveNow());
   }
 
   /** Restores a blob from saveMemory (this model, any engine options); MemoryMismatchError otherwise. */
   loadMemory(blob: Uint8Array): Promise<void> {
-    const run = this.queue.then(() => this.loadNow(blob));
-    this.queue = run.catch(() => undefined);
-    return run;
+    return this.enqueue(() => this.loadNow(blob));
   }
 
   private async saveNow(): Promise<Uint8Array> {
