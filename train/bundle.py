@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument('run', help='a finished train/train.py output folder (has summary.json and model/)')
     ap.add_argument('name')
     ap.add_argument('--description', default=None)
+    ap.add_argument('--family', default='docs', help='models of one family share sizes; the demo compares within it')
     ap.add_argument('--data', default='data')
     ap.add_argument('--root', default='public/models')
     a = ap.parse_args()
@@ -86,7 +87,7 @@ Bundled with `/usr/bin/python3 train/bundle.py {a.run} {a.name}`.
     if entry is None:
         entry = {'name': a.name}
         index.append(entry)
-    entry.update({'path': f'models/{a.name}/', 'mode': mode,
+    entry.update({'path': f'models/{a.name}/', 'mode': mode, 'family': a.family,
                   'description': a.description or f'{what}; {summary["parameters"]:,} parameters, trained on {summary["tokens"]:,} bytes of documentation'})
     with open(index_path, 'w') as f:
         json.dump(index, f, indent=2)
