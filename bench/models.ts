@@ -25,8 +25,20 @@ export const BENCH_BASE = {
   tokenizer: 'byte',
 };
 
+/** The raw config.json of each benchmark model (bench/model-folder.ts writes them to disk). */
+export const BENCH_CONFIGS = {
+  ttt: { ...BENCH_BASE },
+  'sliding-window': { ...BENCH_BASE, use_fast_weights: false },
+  'full-attention': { ...BENCH_BASE, use_fast_weights: false, window_size: null },
+} as const;
+
+/** The seed of every benchmark model: the three share their attention and MLP weights. */
+export const BENCH_SEED = 11;
+
+export type BenchMode = keyof typeof BENCH_CONFIGS;
+
 export const BENCH_MODELS = {
-  ttt: randomModel({ ...BENCH_BASE }, 11),
-  'sliding-window': randomModel({ ...BENCH_BASE, use_fast_weights: false }, 11),
-  'full-attention': randomModel({ ...BENCH_BASE, use_fast_weights: false, window_size: null }, 11),
+  ttt: randomModel(BENCH_CONFIGS.ttt, BENCH_SEED),
+  'sliding-window': randomModel(BENCH_CONFIGS['sliding-window'], BENCH_SEED),
+  'full-attention': randomModel(BENCH_CONFIGS['full-attention'], BENCH_SEED),
 } as const;
