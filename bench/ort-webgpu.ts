@@ -1,0 +1,218 @@
+/**
+ * onnxruntime-web's WebGPU execution provider in Node, on a Dawn device we open (src/node/webgpu.ts), and
+ * a KV-cache decoder over the graph train/export_onnx.py writes. Used by the ORT-vs-engine correctness
+ * test (test/ort/ort-full-attention.test.ts) and the benchmark (bench/ort.ts).
+ *
+ * What ORT 1.30 needs in Node (each found by running it; see also shared notes):
+ * - `navigator.gpu` must exist (initEp checks it before anything else) and `env.webgpu.adapter` set, or it
+ *   asks `navigator.gpu` for an adapter of its own; the device goes in the EP options
+ *   (`{ name: 'webgpu', device }`), checked with `instanceof GPUDevice` (Dawn's globals provide it).
+ * - Dawn's `GPUQueue.writeBuffer` rejects views over a SharedArrayBuffer, and ORT's wasm memory is always
+ *   shared: such writes get a copy.
+ * - The event loop must stay alive while ORT waits on Dawn. ORT compiles its pipelines with
+ *   `createComputePipelineAsync`; if nothing else keeps Node's loop alive, the loop goes idle and Node's
+ *   `DrainTasks` blocks until V8's background jobs finish, which, right after ORT's 26 MB wasm module is
+ *   instantiated, means TurboFan tiering up the module for minutes on this machine: the first
+ *   `session.run` took 90-210 s instead of 1.5 s. A 1 s no-op interval while ORT work is in flight fixes it.
+ */
+import type { InferenceSession, Tensor } from 'onnxruntime-web';
+import type { NodeGpu } from '../src/node/webgpu.ts';
+
+export type Ort = typeof import('onnxruntime-web');
+
+let shimsInstalled = false;
+let ortPromise: Promise<Ort> | null = null;
+
+function installShims(adapter: GPUAdapter): void {
+  if (shimsInstalled) return;
+  shimsInstalled = true;
+  const gpuStub = { requestAdapter: async () => adapter, getPreferredCanvasFormat: () => 'bgra8unorm' };
+  const nav = (globalThis as { navigator?: object }).navigator;
+  if (nav === undefined) Object.defineProperty(globalThis, 'navigator', { value: { gpu: gpuStub }, configurable: true, writable: true });
+  else if (!('gpu' in nav)) Object.defineProperty(nav, 'gpu', { value: gpuStub, configurable: true });
+
+  const proto = GPUQueue.prototype;
+  const original = proto.writeBuffer;
+  proto.writeBuffer = function writeBuffer(this: GPUQueue, buffer: GPUBuffer, bufferOffset: number, data: GPUAllowSharedBufferSource, dataOffset?: number, size?: number): undefined {
+    if (data instanceof SharedArrayBuffer) return original.call(this, buffer, bufferOffset, new Uint8Array(data).slice(), dataOffset, size);
+    if (ArrayBuffer.isView(data) && data.buffer instanceof SharedArrayBuffer) {
+      // Offsets and size count elements of a typed array, bytes of anything else: keep the element type.
+      const bpe = 'BYTES_PER_ELEMENT' in data ? (data as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT : 1;
+      const copy = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+      return original.call(this, buffer, bufferOffset, copy, dataOffset === undefined ? undefined : dataOffset * bpe, size === undefined ? undefined : size * bpe);
+    }
+    return original.call(this, buffer, bufferOffset, data, dataOffset, size);
+  } as GPUQueue['writeBuffer'];
+}
+
+/** onnxruntime-web's WebGPU build, set up for Node on `gpu`'s adapter (one adapter per process). */
+export function loadOrtWebGpu(gpu: NodeGpu): Promise<Ort> {
+  installShims(gpu.adapter);
+  ortPromise ??= import('onnxruntime-web/webgpu').then((ort) => {
+    // One wasm thread: ORT's threads would be web workers competing for the 2 cores the GPU emulation uses.
+    ort.env.wasm.numThreads = 1;
+    ort.env.webgpu.adapter = gpu.adapter;
+    ort.env.logLevel = 'error';
+    return ort;
+  });
+  return ortPromise;
+}
+
+let awake = 0;
+let keepAlive: ReturnType<typeof setInterval> | null = null;
+
+/** Runs `work` with Node's event loop held awake (see the header: ORT's async pipelines otherwise stall). */
+export async function withLoopAwake<T>(work: () => Promise<T>): Promise<T> {
+  if (awake++ === 0) keepAlive = setInterval(() => {}, 1000);
+  try {
+    return await work();
+  } finally {
+    if (--awake === 0 && keepAlive) {
+      clearInterval(keepAlive);
+      keepAlive = null;
+    }
+  }
+}
+
+/** Live and peak bytes of the GPU buffers created on one device (ORT's: it reports none itself). */
+export class GpuBufferBytes {
+  live = 0;
+  peak = 0;
+  created = 0;
+
+  constructor(device: GPUDevice) {
+    const create = device.createBuffer.bind(device);
+    // An own property on this device only: other devices (the engine's) are not counted or slowed.
+    Object.defineProperty(device, 'createBuffer', {
+      configurable: true,
+      value: (desc: GPUBufferDescriptor): GPUBuffer => {
+        const buf = create(desc);
+        const size = buf.size;
+        this.live += size;
+        this.created += 1;
+        this.peak = Math.max(this.peak, this.live);
+        const destroy = buf.destroy.bind(buf);
+        let gone = false;
+        Object.defineProperty(buf, 'destroy', {
+          configurable: true,
+          value: (): undefined => {
+            if (!gone) this.live -= size;
+            gone = true;
+            return destroy();
+          },
+        });
+        return buf;
+      },
+    });
+  }
+}
+
+export interface OrtDecoderShape {
+  readonly layers: number;
+  readonly heads: number;
+  readonly headDim: number;
+  readonly vocab: number;
+}
+
+export interface OrtDecoderOptions {
+  /** The graph from train/export_onnx.py. */
+  readonly onnx: Uint8Array;
+  /** The model.safetensors its external initializers point into (absent for an `--embed` export). */
+  readonly safetensors?: Uint8Array;
+  readonly shape: OrtDecoderShape;
+  /** Keep the logits on the GPU too (prefill timing without reading back [T, V] floats). */
+  readonly logitsOnGpu?: boolean;
+}
+
+export interface OrtFeedResult {
+  /** [T, V] logits when read back, else null. */
+  readonly logits: Float32Array | null;
+  /** The logits tensor when kept on the GPU (the caller disposes it), else null. */
+  readonly gpuLogits: Tensor | null;
+}
+
+/**
+ * Prefill, then decode, through one ONNX session: present K/V stay GPU buffers ('gpu-buffer' outputs)
+ * fed back as the next run's past, so the cache never leaves the GPU between steps.
+ */
+export class OrtKvDecoder {
+  private past: Tensor[];
+  private position = 0;
+
+  private constructor(
+    private readonly ort: Ort,
+    readonly session: InferenceSession,
+    readonly shape: OrtDecoderShape,
+  ) {
+    this.past = this.emptyPast();
+  }
+
+  static async create(ort: Ort, device: GPUDevice, opts: OrtDecoderOptions): Promise<OrtKvDecoder> {
+    const presents: Record<string, 'gpu-buffer' | 'cpu'> = { logits: opts.logitsOnGpu ? 'gpu-buffer' : 'cpu' };
+    for (let i = 0; i < opts.shape.layers; i++) {
+      presents[`present_key_${i}`] = 'gpu-buffer';
+      presents[`present_value_${i}`] = 'gpu-buffer';
+    }
+    // onnxruntime-common's EP option type names `device` as unknown GPUDevice; Dawn's is the real thing.
+    const webgpu = { name: 'webgpu', device } as InferenceSession.WebGpuExecutionProviderOption;
+    const session = await withLoopAwake(() =>
+      ort.InferenceSession.create(opts.onnx, {
+        executionProviders: [webgpu],
+        preferredOutputLocation: presents,
+        externalData: opts.safetensors ? [{ path: 'model.safetensors', data: opts.safetensors }] : undefined,
+        logSeverityLevel: 3,
+      }),
+    );
+    return new OrtKvDecoder(ort, session, opts.shape);
+  }
+
+  get pos(): number {
+    return this.position;
+  }
+
+  /** Bytes of the K/V cache held now: 2 · layers · heads · positions · headDim · 4 (f32). */
+  kvBytes(): number {
+    const s = this.shape;
+    return 2 * s.layers * s.heads * this.position * s.headDim * 4;
+  }
+
+  /** Feeds tokens at the next positions; returns their logits ([T, V], read back unless kept on the GPU). */
+  async feed(tokens: readonly number[]): Promise<OrtFeedResult> {
+    const T = tokens.length;
+    const ort = this.ort;
+    const feeds: Record<string, Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (t) => BigInt(t)), [1, T]),
+      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(this.position + i)), [1, T]),
+    };
+    for (let i = 0; i < this.shape.layers; i++) {
+      feeds[`past_key_${i}`] = this.past[2 * i];
+      feeds[`past_value_${i}`] = this.past[2 * i + 1];
+    }
+    const out = await withLoopAwake(() => this.session.run(feeds));
+    // The old cache is an input of the run just finished; the presents are new buffers that replace it.
+    for (const t of this.past) if (t.location === 'gpu-buffer') t.dispose();
+    this.past = [];
+    for (let i = 0; i < this.shape.layers; i++) this.past.push(out[`present_key_${i}`], out[`present_value_${i}`]);
+    this.position += T;
+    const logits = out.logits;
+    if (logits.location === 'gpu-buffer') return { logits: null, gpuLogits: logits };
+    return { logits: logits.data as Float32Array, gpuLogits: null };
+  }
+
+  /** Drops the cache (back to position 0). */
+  reset(): void {
+    for (const t of this.past) if (t.location === 'gpu-buffer') t.dispose();
+    this.past = this.emptyPast();
+    this.position = 0;
+  }
+
+  async release(): Promise<void> {
+    this.reset();
+    await this.session.release();
+  }
+
+  private emptyPast(): Tensor[] {
+    const s = this.shape;
+    return Array.from({ length: 2 * s.layers }, () => new this.ort.Tensor('float32', new Float32Array(0), [1, s.heads, 0, s.headDim]));
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * onnxruntime-web's WebGPU execution provider and our engine compute the same full-attention model: the
+ * benchmark's (bench/models.ts), as the graph train/export_onnx.py exported (test/fixtures/
+ * ort-full-attention/model.onnx), whose weights are external references into the very model.safetensors
+ * bytes the engine loads here. Prefill, then decode steps with ORT's present K/V kept on the GPU and fed
+ * back as past: every logit within 1e-4 of the engine's (f32 weights, max |diff| / max |logit|).
+ */
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { benchModelFiles, sha256, type ModelFolderFiles } from '../../bench/model-folder.ts';
+import { GpuBufferBytes, loadOrtWebGpu, OrtKvDecoder, type Ort, type OrtDecoderShape } from '../../bench/ort-webgpu.ts';
+import { LactEngine } from '../../src/engine/engine.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import { loadModel, type LoadedModel } from '../../src/model/load.ts';
+import { SafetensorsFile } from '../../src/model/safetensors.ts';
+import { MemorySource } from '../../src/model/source.ts';
+import { openNodeGpu, type NodeGpu } from '../../src/node/webgpu.ts';
+import { maxRelError, openTestGpu } from '../helpers/gpu.ts';
+
+const FIXTURE = fileURLToPath(new URL('../fixtures/ort-full-attention/', import.meta.url));
+const TEXT = 'The quick brown fox jumps over the lazy dog.';
+const PREFILL = 24;
+const DECODE = 8;
+const TOL = 1e-4;
+
+interface ExportInfo {
+  safetensors_sha256: string;
+  inputs: string[];
+  outputs: string[];
+}
+
+function argmax(a: Float32Array, row: number, V: number): number {
+  let best = 0;
+  for (let i = 1; i < V; i++) if (a[row * V + i] > a[row * V + best]) best = i;
+  return best;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+}
+
+/** [T, V] logits of ORT for `tokens`: one prefill run, then one run per token with the cache fed back. */
+async function ortLogits(ort: Ort, gpu: NodeGpu, onnx: Uint8Array, safetensors: Uint8Array, shape: OrtDecoderShape, tokens: number[]): Promise<Float32Array> {
+  const dec = await OrtKvDecoder.create(ort, gpu.device, { onnx, safetensors, shape });
+  const out = new Float32Array(tokens.length * shape.vocab);
+  const first = await dec.feed(tokens.slice(0, PREFILL));
+  out.set(first.logits!, 0);
+  for (let i = PREFILL; i < tokens.length; i++) {
+    const r = await dec.feed([tokens[i]]);
+    expect(r.logits!.length).toBe(shape.vocab);
+    out.set(r.logits!, i * shape.vocab);
+  }
+  expect(dec.pos).toBe(tokens.length);
+  await dec.release();
+  return out;
+}
+
+describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full attention, same weights', () => {
+  let files: ModelFolderFiles;
+  let model: LoadedModel;
+  let onnx: Uint8Array;
+  let info: ExportInfo;
+  let shape: OrtDecoderShape;
+  let tokens: number[];
+  let engineLogits: Float32Array;
+  let ortGpu: NodeGpu;
+  let ort: Ort;
+  let bytes: GpuBufferBytes;
+  const measured: Record<string, number> = {};
+
+  beforeAll(async () => {
+    files = benchModelFiles('full-attention');
+    model = await loadModel(new MemorySource({ 'config.json': files.config, 'model.safetensors': files.safetensors }, 'bench full-attention'));
+    onnx = new Uint8Array(await readFile(`${FIXTURE}model.onnx`));
+    info = JSON.parse(await readFile(`${FIXTURE}model.onnx.json`, 'utf8')) as ExportInfo;
+    const c = model.config;
+    shape = { layers: c.numLayers, heads: c.numAttnHeads, headDim: c.attnHeadDim, vocab: c.vocabSize };
+    tokens = [c.bosTokenId ?? 0, ...new TextEncoder().encode(TEXT)].slice(0, PREFILL + DECODE);
+
+    // The engine: f32 weights, the prompt as one block, then one token per feed (its decode path).
+    const { ctx } = await openTestGpu();
+    const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true, maxContext: 64 });
+    engineLogits = new Float32Array(tokens.length * c.vocabSize);
+    engineLogits.set((await engine.prefill(tokens.slice(0, PREFILL), { logits: 'all' })).logits!, 0);
+    for (let i = PREFILL; i < tokens.length; i++) engineLogits.set((await engine.feed([tokens[i]], { logits: 'last' })).logits!, i * c.vocabSize);
+    engine.destroy();
+    ctx.device.destroy();
+
+    ortGpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName], log: true });
+    bytes = new GpuBufferBytes(ortGpu.device);
+    ort = await loadOrtWebGpu(ortGpu);
+  });
+
+  afterAll(() => {
+    console.info(Object.entries(measured).map(([k, v]) => `${k}: ${v.toExponential(2)}`).join('\n'));
+    ortGpu?.device.destroy();
+  });
+
+  it('the ONNX graph was exported from these exact weights (sha256 of model.safetensors)', () => {
+    // If this fails, the bench model or the safetensors writer changed: re-export (test/fixtures/ort-full-attention/README.md).
+    expect(sha256(files.safetensors)).toBe(info.safetensors_sha256);
+    expect(info.inputs.slice(0, 2)).toEqual(['input_ids', 'position_ids']);
+    expect(model.config.windowSize).toBeNull();
+    expect(model.config.useFastWeights).toBe(false);
+  });
+
+  it(`prefill ${PREFILL} tokens, then ${DECODE} decode steps on GPU-resident K/V: logits equal the engine's`, async () => {
+    const got = await ortLogits(ort, ortGpu, onnx, files.safetensors, shape, tokens);
+    const rel = maxRelError(got, engineLogits);
+    measured['ORT vs engine max |dlogit| / max |logit|'] = rel;
+    measured['ORT vs engine max |dlogit|'] = maxAbsDiff(got, engineLogits);
+    measured['decode steps only, max |dlogit|'] = maxAbsDiff(got.subarray(PREFILL * shape.vocab), engineLogits.subarray(PREFILL * shape.vocab));
+    expect(rel).toBeLessThan(TOL);
+    for (let t = 0; t < tokens.length; t++) expect(argmax(got, t, shape.vocab)).toBe(argmax(engineLogits, t, shape.vocab));
+    // ORT really ran on our WebGPU device: it made GPU buffers at least as large as the weights.
+    expect(bytes.peak).toBeGreaterThan(files.safetensors.byteLength * 0.9);
+  });
+
+  it('the comparison can fail: o_proj of layer 1 scaled by 1.01 in the bytes ORT reads moves its logits past the tolerance', async () => {
+    // Edited in place in a copy of the file: every tensor keeps its offset, which the graph's external
+    // data references point at.
+    const bumped = files.safetensors.slice();
+    const t = SafetensorsFile.parse(bumped).info('model.layers.1.attn.o_proj.weight');
+    const w = new Float32Array(bumped.buffer, t.fileOffset, t.byteLength / 4);
+    for (let i = 0; i < w.length; i++) w[i] *= 1.01;
+    const got = await ortLogits(ort, ortGpu, onnx, bumped, shape, tokens);
+    const rel = maxRelError(got, engineLogits);
+    measured['bumped weight: ORT vs engine'] = rel;
+    expect(rel).toBeGreaterThan(TOL);
+  });
+});
