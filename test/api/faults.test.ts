@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createEngine, EngineAbortedError, EngineDestroyedError, OutOfGpuMemoryError, type GeneratedToken, type TttEngine } from '../../src/api/index.ts';
-import { FileTruncatedError, HeaderMalformedError, NonFiniteWeightError } from '../../src/model/errors.ts';
+import { ConfigError, FileTruncatedError, HeaderMalformedError, NonFiniteWeightError, TokenizerError, UnsupportedDtypeError } from '../../src/model/errors.ts';
 import { MemorySource, NodeDirectorySource } from '../../src/model/source.ts';
 import { openNodeAdapter } from '../../src/node/webgpu.ts';
 import { readFile } from 'node:fs/promises';
@@ -26,11 +26,13 @@ async function newDevice(): Promise<GPUDevice> {
 }
 
 /** The fixture's files, with model.safetensors changed by `edit`. */
-async function editedModel(edit: (bytes: Uint8Array<ArrayBuffer>) => Uint8Array<ArrayBuffer>): Promise<MemorySource> {
-  const config = await readFile(`${dir}config.json`);
+async function editedModel(edit: (bytes: Uint8Array<ArrayBuffer>) => Uint8Array<ArrayBuffer>, editConfig: (c: Record<string, unknown>) => Record<string, unknown> = (c) => c): Promise<MemorySource> {
+  const config = JSON.stringify(editConfig(JSON.parse(await readFile(`${dir}config.json`, 'utf8')) as Record<string, unknown>));
   const weights = new Uint8Array(await readFile(`${dir}model.safetensors`));
   return new MemorySource([new File([config], 'config.json'), new File([edit(weights)], 'model.safetensors')]);
 }
+
+const same = (b: Uint8Array<ArrayBuffer>) => b;
 
 describe('faults end in named errors and leave a working system', () => {
   it('a device lost in the middle of a generation ends the stream with EngineDestroyedError; a new engine then generates what a fresh one does', async () => {
@@ -59,7 +61,7 @@ describe('faults end in named errors and leave a working system', () => {
     device2.destroy();
   });
 
-  it('bad weights files give their named errors, and the correct model then loads on the same device', async () => {
+  it('bad weights files and configs give their named errors, and the correct model then loads on the same device', async () => {
     const device = await newDevice();
     const headerLen = (b: Uint8Array) => Number(new DataView(b.buffer, b.byteOffset).getBigUint64(0, true));
     const cases: [string, (b: Uint8Array<ArrayBuffer>) => Uint8Array<ArrayBuffer>, abstract new (...a: never[]) => Error][] = [
@@ -91,7 +93,27 @@ describe('faults end in named errors and leave a working system', () => {
         },
         NonFiniteWeightError,
       ],
+      [
+        'an integer dtype',
+        (b) => {
+          const n = headerLen(b);
+          const text = new TextDecoder().decode(b.subarray(8, 8 + n)).replace('"F32"', '"I32"'); // same width, same length
+          const out = b.slice();
+          out.set(new TextEncoder().encode(text), 8);
+          return out;
+        },
+        UnsupportedDtypeError,
+      ],
     ];
+    const configCases: [string, (c: Record<string, unknown>) => Record<string, unknown>, abstract new (...a: never[]) => Error][] = [
+      ['heads that do not divide the width', (c) => ({ ...c, num_attn_heads: 3 }), ConfigError],
+      ['a negative size', (c) => ({ ...c, hidden_size: -64 }), ConfigError],
+      ['a zero chunk', (c) => ({ ...c, lact_chunk_size: 0 }), ConfigError],
+      ['a missing tokenizer.json', (c) => ({ ...c, tokenizer: 'tokenizer.json' }), TokenizerError],
+    ];
+    for (const [what, edit, cls] of configCases) {
+      await expect(createEngine({ model: what, source: await editedModel(same, edit), device, weights: 'f32' }), what).rejects.toBeInstanceOf(cls);
+    }
     for (const [what, edit, cls] of cases) {
       const source = await editedModel(edit);
       await expect(createEngine({ model: what, source, device, weights: 'f32' }), what).rejects.toBeInstanceOf(cls);
