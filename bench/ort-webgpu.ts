@@ -120,15 +120,6 @@ export interface OrtDecoderOptions {
   /** The model.safetensors its external initializers point into (absent for an `--embed` export). */
   readonly safetensors?: Uint8Array;
   readonly shape: OrtDecoderShape;
-  /** Keep the logits on the GPU too (prefill timing without reading back [T, V] floats). */
-  readonly logitsOnGpu?: boolean;
-}
-
-export interface OrtFeedResult {
-  /** [T, V] logits when read back, else null. */
-  readonly logits: Float32Array | null;
-  /** The logits tensor when kept on the GPU (the caller disposes it), else null. */
-  readonly gpuLogits: Tensor | null;
 }
 
 /**
@@ -148,7 +139,8 @@ export class OrtKvDecoder {
   }
 
   static async create(ort: Ort, device: GPUDevice, opts: OrtDecoderOptions): Promise<OrtKvDecoder> {
-    const presents: Record<string, 'gpu-buffer' | 'cpu'> = { logits: opts.logitsOnGpu ? 'gpu-buffer' : 'cpu' };
+    // Logits come back to the CPU (a caller samples from them); the cache stays on the GPU.
+    const presents: Record<string, 'gpu-buffer' | 'cpu'> = { logits: 'cpu' };
     for (let i = 0; i < opts.shape.layers; i++) {
       presents[`present_key_${i}`] = 'gpu-buffer';
       presents[`present_value_${i}`] = 'gpu-buffer';
@@ -176,14 +168,15 @@ export class OrtKvDecoder {
     return 2 * s.layers * s.heads * this.position * s.headDim * 4;
   }
 
-  /** Feeds tokens at the next positions; returns their logits ([T, V], read back unless kept on the GPU). */
-  async feed(tokens: readonly number[]): Promise<OrtFeedResult> {
+  /** Feeds tokens at the next positions; returns their logits, [T, V]. */
+  async feed(tokens: readonly number[]): Promise<Float32Array> {
     const T = tokens.length;
     const ort = this.ort;
-    const feeds: Record<string, Tensor> = {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (t) => BigInt(t)), [1, T]),
-      position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(this.position + i)), [1, T]),
-    };
+    const feeds: Record<string, Tensor> = { input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (t) => BigInt(t)), [1, T]) };
+    // The plain graph takes positions; the fused one (GroupQueryAttention) derives them from the cache length.
+    if (this.session.inputNames.includes('position_ids')) {
+      feeds.position_ids = new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(this.position + i)), [1, T]);
+    }
     for (let i = 0; i < this.shape.layers; i++) {
       feeds[`past_key_${i}`] = this.past[2 * i];
       feeds[`past_value_${i}`] = this.past[2 * i + 1];
@@ -194,9 +187,7 @@ export class OrtKvDecoder {
     this.past = [];
     for (let i = 0; i < this.shape.layers; i++) this.past.push(out[`present_key_${i}`], out[`present_value_${i}`]);
     this.position += T;
-    const logits = out.logits;
-    if (logits.location === 'gpu-buffer') return { logits: null, gpuLogits: logits };
-    return { logits: logits.data as Float32Array, gpuLogits: null };
+    return out.logits.data as Float32Array;
   }
 
   /** Drops the cache (back to position 0). */

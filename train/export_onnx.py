@@ -1,23 +1,25 @@
 """Exports a full-attention LaCT model folder as an ONNX decoder with a KV cache (for onnxruntime-web).
 
-    /usr/bin/python3 train/export_onnx.py MODEL_DIR [--out MODEL_DIR/model.onnx] [--embed]
+    /usr/bin/python3 train/export_onnx.py MODEL_DIR [--variant plain|fused] [--out MODEL_DIR/model.onnx] [--embed]
 
 MODEL_DIR is a model folder (config.json + model.safetensors) of a model with `use_fast_weights: false`
 and `window_size: null`: e.g. the benchmark's, written by `npm run bench -- model-folder --mode
-full-attention --out DIR`. The graph is the PyTorch twin's math (train/lact/model.py), one step of an
-incremental decoder:
+full-attention --out DIR`. The graph is the PyTorch twin's math (train/lact/model.py; the decoders are
+in train/lact/kv_decoder.py), one step of an incremental decoder:
 
   inputs   input_ids     int64 [1, T]
-           position_ids  int64 [1, T]   absolute positions of these tokens (P .. P+T-1)
+           position_ids  int64 [1, T]   absolute positions P .. P+T-1 (plain only; fused takes them from P)
            past_key_i    f32 [1, H, P, d]  keys after RoPE, of positions 0 .. P-1 (layer i)
            past_value_i  f32 [1, H, P, d]
   outputs  logits        f32 [1, T, V]
            present_key_i / present_value_i  f32 [1, H, P+T, d]  (past + these tokens: the next past)
 
-T and P are dynamic: T = the prompt for prefill (P = 0, empty past), T = 1 for each decode step. Only
-standard ONNX ops (opset 17) that onnxruntime-web's WebGPU execution provider implements: Gather,
-MatMul, Add/Mul/Div/Pow/Sqrt/Neg, ReduceMean, Sigmoid, Softmax, Concat, Slice, Reshape, Transpose,
-Where, Cos/Sin, Range, Cast, comparisons.
+T and P are dynamic: T = the prompt for prefill (P = 0, empty past), T = 1 for each decode step.
+`--variant plain` (default) uses standard ONNX ops only (opset 17: Gather, MatMul, elementwise,
+ReduceMean, Softmax, Concat, Slice, Reshape, Transpose, Where, Cos/Sin, Range, Cast, comparisons);
+`--variant fused` uses the onnxruntime contrib ops an LLM prepared for onnxruntime-web has
+(SimplifiedLayerNormalization, com.microsoft.GroupQueryAttention with rotary). Both run on the WebGPU
+execution provider.
 
 By default the float weights are not copied into the ONNX file: each initializer is an ONNX external-data
 reference to its bytes in MODEL_DIR/model.safetensors (location "model.safetensors"; safetensors stores
@@ -35,87 +37,22 @@ import argparse
 import hashlib
 import io
 import json
-import math
 import os
 import sys
 import time
 from typing import List, Tuple
 
 import torch
-import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from lact.export import load_model  # noqa: E402
-from lact.model import LaCTForCausalLM, apply_rope  # noqa: E402
+from lact.kv_decoder import DECODERS  # noqa: E402
+from lact.model import LaCTForCausalLM  # noqa: E402
 from lact import onnx_io  # noqa: E402
 
 OPSET = 17
-
-
-def rms_norm(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
-    """The twin's RMSNorm (x / sqrt(mean(x^2) + eps) * weight), written as onnxruntime's
-    SimplifiedLayerNormFusion recognises it (Pow, ReduceMean, Add, Sqrt, Div, Mul), so the runtime runs
-    one fused kernel per norm, as an ONNX model made for it would. The same function as RMSNorm.forward
-    up to the rounding of x / s against x * (1 / s)."""
-    return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + norm.eps) * norm.weight
-
-
-class KvDecoder(nn.Module):
-    """One incremental step of a full-attention LaCTForCausalLM: the twin's modules and weights, with
-    attention over (past keys + new keys). Matches LaCTForCausalLM.forward on the whole sequence."""
-
-    def __init__(self, model: LaCTForCausalLM, angle_dtype: torch.dtype = torch.float32):
-        super().__init__()
-        c = model.config
-        if c.use_fast_weights or c.window_size is not None:
-            raise ValueError('export_onnx.py exports full-attention models only '
-                             '(use_fast_weights: false, window_size: null)')
-        self.model = model
-        self.c = c
-        da = c.attn_head_dim
-        # theta^(-2i/da) in float64, as rope_cos_sin computes it. The exported graph takes the angles in
-        # float32 (WebGPU has no f64), as the engine's rope kernel does; the float64 check keeps float64
-        # so that it tests the cache logic alone.
-        inv = 1.0 / (float(c.rope_theta) ** (torch.arange(0, da, 2, dtype=torch.float64) / da))
-        self.register_buffer('inv_freq', inv.to(angle_dtype), persistent=False)
-
-    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor, *past: torch.Tensor):
-        c = self.c
-        m = self.model
-        H, d, D = c.num_attn_heads, c.attn_head_dim, c.hidden_size
-        dt = m.model.embeddings.weight.dtype
-        x = m.model.embeddings(input_ids)                                   # [1, T, D]
-        T = input_ids.shape[1]
-        pos = position_ids[0]                                               # [T]
-        ang = pos.to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]  # [T, d/2]
-        ang = torch.cat([ang, ang], dim=-1)
-        cos, sin = ang.cos().to(dt), ang.sin().to(dt)
-        # query at absolute position p sees keys 0..p (the cache holds positions 0..P+T-1); one mask for
-        # every layer
-        kpos = torch.arange(past[0].shape[2] + T, device=x.device)
-        allowed = kpos[None, :] <= pos[:, None]                              # [T, P+T]
-        presents: List[torch.Tensor] = []
-        for i, block in enumerate(m.model.layers):
-            attn = block.attn
-            a = rms_norm(x, block.attn_norm)
-            q, k, v = attn.qkv(a).chunk(3, dim=-1)
-            if c.attn_qk_norm:
-                q, k = rms_norm(q, attn.q_norm), rms_norm(k, attn.k_norm)
-            q = apply_rope(q.view(1, T, H, d), cos, sin).transpose(1, 2)      # [1, H, T, d]
-            k = apply_rope(k.view(1, T, H, d), cos, sin).transpose(1, 2)
-            v = v.view(1, T, H, d).transpose(1, 2)
-            k = torch.cat([past[2 * i], k], dim=2)                            # [1, H, P+T, d]
-            v = torch.cat([past[2 * i + 1], v], dim=2)
-            presents += [k, v]
-            s = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d))
-            s = s.masked_fill(~allowed, float('-inf'))
-            o = (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(1, T, D)
-            x = x + attn.o_proj(o)
-            x = x + block.mlp(rms_norm(x, block.mlp_norm))
-        logits = torch.nn.functional.linear(rms_norm(x, m.model.norm), m.output_weight())
-        return (logits, *presents)
 
 
 def empty_past(c, dtype) -> List[torch.Tensor]:
@@ -123,51 +60,60 @@ def empty_past(c, dtype) -> List[torch.Tensor]:
 
 
 @torch.no_grad()
-def check_against_twin(model: LaCTForCausalLM, tokens: List[int], prefill: int) -> float:
+def check_against_twin(model: LaCTForCausalLM, variant: str, tokens: List[int], prefill: int) -> float:
     """Max |logit difference| between the twin's whole-sequence forward and the decoder run as prefill
     (the first `prefill` tokens) then one token at a time through the cache, with the model's dtype."""
     model.set_attn_impl('manual')
     dtype = next(model.parameters()).dtype
-    dec = KvDecoder(model, angle_dtype=dtype).eval()
+    dec = DECODERS[variant](model, angle_dtype=dtype).eval()
     ids = torch.tensor([tokens])
     ref = model(ids)[0]
     past = empty_past(model.config, dtype)
     outs = []
     for s, e in [(0, prefill)] + [(j, j + 1) for j in range(prefill, len(tokens))]:
-        r = dec(ids[:, s:e], torch.arange(s, e)[None, :], *past)
+        r = dec(ids[:, s:e], torch.arange(s, e)[None, :], *past) if dec.uses_position_ids else dec(ids[:, s:e], *past)
         outs.append(r[0][0])
         past = list(r[1:])
     return (torch.cat(outs) - ref).abs().max().item()
 
 
-def io_names(c) -> Tuple[List[str], List[str]]:
+def io_names(c, variant: str) -> Tuple[List[str], List[str]]:
     past, present = [], []
     for i in range(c.num_hidden_layers):
         past += [f'past_key_{i}', f'past_value_{i}']
         present += [f'present_key_{i}', f'present_value_{i}']
-    return ['input_ids', 'position_ids'] + past, ['logits'] + present
+    first = ['input_ids', 'position_ids'] if DECODERS[variant].uses_position_ids else ['input_ids']
+    return first + past, ['logits'] + present
 
 
-def export(model: LaCTForCausalLM) -> bytes:
+def export(model: LaCTForCausalLM, variant: str) -> bytes:
     """The ONNX bytes (weights embedded, initializers named by their state-dict names)."""
     c = model.config
-    dec = KvDecoder(model).eval()
-    inputs, outputs = io_names(c)
+    dec = DECODERS[variant](model).eval()
+    inputs, outputs = io_names(c, variant)
     # A non-empty past while tracing, so no size is specialised to 0; both axes are declared dynamic.
     P, T = 3, 5
-    args = (torch.randint(0, c.vocab_size, (1, T)), torch.arange(P, P + T)[None, :],
+    pos = (torch.arange(P, P + T)[None, :],) if dec.uses_position_ids else ()
+    args = (torch.randint(0, c.vocab_size, (1, T)), *pos,
             *[torch.randn(1, c.num_attn_heads, P, c.attn_head_dim) for _ in range(2 * c.num_hidden_layers)])
     dyn = {'input_ids': {1: 'T'}, 'position_ids': {1: 'T'}, 'logits': {1: 'T'}}
-    for n in inputs[2:]:
-        dyn[n] = {2: 'P'}
+    for n in inputs:
+        if n.startswith('past_'):
+            dyn[n] = {2: 'P'}
     for n in outputs[1:]:
         dyn[n] = {2: 'P_plus_T'}
     buf = io.BytesIO()
     # No constant folding: folding would turn each Linear's transposed weight into a new, anonymous
     # initializer; unfolded, every initializer is a state-dict tensor (external-data-able), and the
     # runtime folds the transposes once when it loads the graph.
-    torch.onnx.export(dec, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dyn,
-                      opset_version=OPSET, do_constant_folding=False)
+    try:
+        torch.onnx.export(dec, args, buf, input_names=inputs, output_names=outputs, dynamic_axes=dyn,
+                          opset_version=OPSET, do_constant_folding=False)
+    except torch.onnx.errors.CheckerError as e:
+        # SimplifiedLayerNormalization is onnxruntime's, in the ONNX domain, so ONNX's checker does not
+        # know it; torch has written the whole model before checking. Anything else is a real error.
+        if 'SimplifiedLayerNormalization' not in str(e) or variant != 'fused':
+            raise
     return buf.getvalue()
 
 
@@ -180,6 +126,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('model_dir')
     ap.add_argument('--out', default=None, help='default: MODEL_DIR/model.onnx')
+    ap.add_argument('--variant', choices=sorted(DECODERS), default='plain',
+                    help='plain: standard ONNX ops; fused: onnxruntime contrib ops (SimplifiedLayerNormalization, '
+                         'GroupQueryAttention)')
     ap.add_argument('--embed', action='store_true', help='copy the weights into the .onnx (self-contained)')
     ap.add_argument('--threads', type=int, default=1)
     a = ap.parse_args()
@@ -193,14 +142,14 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     tokens = [c.bos_token_id if c.bos_token_id is not None else 0] + \
         torch.randint(0, min(c.vocab_size, 256), (39,), generator=g).tolist()
-    err64 = check_against_twin(model64, tokens, 24)
+    err64 = check_against_twin(model64, a.variant, tokens, 24)
     model = load_model(a.model_dir, torch.float32).eval()
-    err32 = check_against_twin(model, tokens, 24)
+    err32 = check_against_twin(model, a.variant, tokens, 24)
     print(f'decoder vs twin (24-token prefill + 16 decode steps): max |dlogit| f64 {err64:.2e}, f32 {err32:.2e}')
     if err64 > 1e-9 or err32 > 1e-3:
         raise SystemExit('the KV-cache decoder does not reproduce the twin')
 
-    onnx = export(model)
+    onnx = export(model, a.variant)
     external: List[str] = []
     if not a.embed:
         onnx, external = onnx_io.externalize(onnx, st_path, 'model.safetensors', state_dict_name)
@@ -211,9 +160,10 @@ def main() -> None:
                              'use an F32 model folder or --embed')
     with open(st_path, 'rb') as f:
         st_sha = hashlib.sha256(f.read()).hexdigest()
-    inputs, outputs = io_names(c)
+    inputs, outputs = io_names(c, a.variant)
     meta = {
         'producer': 'ttt-web train/export_onnx.py',
+        'variant': a.variant,
         'safetensors_sha256': st_sha,
         'weights': 'embedded' if a.embed else 'external: model.safetensors',
     }
@@ -229,7 +179,7 @@ def main() -> None:
         'config': c.to_dict(),
         'inputs': inputs,
         'outputs': outputs,
-        'shapes': {'input_ids': ['1', 'T'], 'position_ids': ['1', 'T'],
+        'shapes': {'input_ids': ['1', 'T'], **({'position_ids': ['1', 'T']} if 'position_ids' in inputs else {}),
                    'past': ['1', str(c.num_attn_heads), 'P', str(c.attn_head_dim)],
                    'logits': ['1', 'T', str(c.vocab_size)],
                    'present': ['1', str(c.num_attn_heads), 'P+T', str(c.attn_head_dim)]},

@@ -1,9 +1,10 @@
 /**
  * onnxruntime-web's WebGPU execution provider and our engine compute the same full-attention model: the
- * benchmark's (bench/models.ts), as the graph train/export_onnx.py exported (test/fixtures/
- * ort-full-attention/model.onnx), whose weights are external references into the very model.safetensors
- * bytes the engine loads here. Prefill, then decode steps with ORT's present K/V kept on the GPU and fed
- * back as past: every logit within 1e-4 of the engine's (f32 weights, max |diff| / max |logit|).
+ * benchmark's (bench/models.ts), as the graphs train/export_onnx.py exported (test/fixtures/
+ * ort-full-attention/{plain,fused}.onnx: standard ONNX ops, and onnxruntime's SimplifiedLayerNormalization
+ * + GroupQueryAttention), whose weights are external references into the very model.safetensors bytes the
+ * engine loads here. Prefill, then decode steps with ORT's present K/V kept on the GPU and fed back as
+ * past: every logit within 1e-4 of the engine's (f32 weights, max |diff| / max |logit|).
  */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -26,9 +27,13 @@ const TOL = 1e-4;
 
 interface ExportInfo {
   safetensors_sha256: string;
+  variant: string;
   inputs: string[];
   outputs: string[];
+  ops: Record<string, number>;
 }
+
+const VARIANTS = ['plain', 'fused'] as const;
 
 function argmax(a: Float32Array, row: number, V: number): number {
   let best = 0;
@@ -46,12 +51,11 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
 async function ortLogits(ort: Ort, gpu: NodeGpu, onnx: Uint8Array, safetensors: Uint8Array, shape: OrtDecoderShape, tokens: number[]): Promise<Float32Array> {
   const dec = await OrtKvDecoder.create(ort, gpu.device, { onnx, safetensors, shape });
   const out = new Float32Array(tokens.length * shape.vocab);
-  const first = await dec.feed(tokens.slice(0, PREFILL));
-  out.set(first.logits!, 0);
+  out.set(await dec.feed(tokens.slice(0, PREFILL)), 0);
   for (let i = PREFILL; i < tokens.length; i++) {
-    const r = await dec.feed([tokens[i]]);
-    expect(r.logits!.length).toBe(shape.vocab);
-    out.set(r.logits!, i * shape.vocab);
+    const logits = await dec.feed([tokens[i]]);
+    expect(logits.length).toBe(shape.vocab);
+    out.set(logits, i * shape.vocab);
   }
   expect(dec.pos).toBe(tokens.length);
   await dec.release();
@@ -61,8 +65,8 @@ async function ortLogits(ort: Ort, gpu: NodeGpu, onnx: Uint8Array, safetensors: 
 describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full attention, same weights', () => {
   let files: ModelFolderFiles;
   let model: LoadedModel;
-  let onnx: Uint8Array;
-  let info: ExportInfo;
+  const onnx: Record<string, Uint8Array> = {};
+  const info: Record<string, ExportInfo> = {};
   let shape: OrtDecoderShape;
   let tokens: number[];
   let engineLogits: Float32Array;
@@ -74,8 +78,10 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
   beforeAll(async () => {
     files = benchModelFiles('full-attention');
     model = await loadModel(new MemorySource({ 'config.json': files.config, 'model.safetensors': files.safetensors }, 'bench full-attention'));
-    onnx = new Uint8Array(await readFile(`${FIXTURE}model.onnx`));
-    info = JSON.parse(await readFile(`${FIXTURE}model.onnx.json`, 'utf8')) as ExportInfo;
+    for (const v of VARIANTS) {
+      onnx[v] = new Uint8Array(await readFile(`${FIXTURE}${v}.onnx`));
+      info[v] = JSON.parse(await readFile(`${FIXTURE}${v}.onnx.json`, 'utf8')) as ExportInfo;
+    }
     const c = model.config;
     shape = { layers: c.numLayers, heads: c.numAttnHeads, headDim: c.attnHeadDim, vocab: c.vocabSize };
     tokens = [c.bosTokenId ?? 0, ...new TextEncoder().encode(TEXT)].slice(0, PREFILL + DECODE);
@@ -99,25 +105,33 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     ortGpu?.device.destroy();
   });
 
-  it('the ONNX graph was exported from these exact weights (sha256 of model.safetensors)', () => {
+  it('the ONNX graphs were exported from these exact weights (sha256 of model.safetensors)', () => {
     // If this fails, the bench model or the safetensors writer changed: re-export (test/fixtures/ort-full-attention/README.md).
-    expect(sha256(files.safetensors)).toBe(info.safetensors_sha256);
-    expect(info.inputs.slice(0, 2)).toEqual(['input_ids', 'position_ids']);
+    for (const v of VARIANTS) {
+      expect(sha256(files.safetensors)).toBe(info[v].safetensors_sha256);
+      expect(info[v].variant).toBe(v);
+    }
+    expect(info.plain.inputs.slice(0, 2)).toEqual(['input_ids', 'position_ids']);
+    expect(info.fused.ops.GroupQueryAttention).toBe(model.config.numLayers);
     expect(model.config.windowSize).toBeNull();
     expect(model.config.useFastWeights).toBe(false);
   });
 
-  it(`prefill ${PREFILL} tokens, then ${DECODE} decode steps on GPU-resident K/V: logits equal the engine's`, async () => {
-    const got = await ortLogits(ort, ortGpu, onnx, files.safetensors, shape, tokens);
-    const rel = maxRelError(got, engineLogits);
-    measured['ORT vs engine max |dlogit| / max |logit|'] = rel;
-    measured['ORT vs engine max |dlogit|'] = maxAbsDiff(got, engineLogits);
-    measured['decode steps only, max |dlogit|'] = maxAbsDiff(got.subarray(PREFILL * shape.vocab), engineLogits.subarray(PREFILL * shape.vocab));
-    expect(rel).toBeLessThan(TOL);
-    for (let t = 0; t < tokens.length; t++) expect(argmax(got, t, shape.vocab)).toBe(argmax(engineLogits, t, shape.vocab));
-    // ORT really ran on our WebGPU device: it made GPU buffers at least as large as the weights.
-    expect(bytes.peak).toBeGreaterThan(files.safetensors.byteLength * 0.9);
-  });
+  for (const v of VARIANTS) {
+    it(`${v} graph: prefill ${PREFILL} tokens, then ${DECODE} decode steps on GPU-resident K/V: logits equal the engine's`, async () => {
+      const before = bytes.created;
+      const got = await ortLogits(ort, ortGpu, onnx[v], files.safetensors, shape, tokens);
+      const rel = maxRelError(got, engineLogits);
+      measured[`${v}: ORT vs engine max |dlogit| / max |logit|`] = rel;
+      measured[`${v}: ORT vs engine max |dlogit|`] = maxAbsDiff(got, engineLogits);
+      measured[`${v}: decode steps only, max |dlogit|`] = maxAbsDiff(got.subarray(PREFILL * shape.vocab), engineLogits.subarray(PREFILL * shape.vocab));
+      expect(rel).toBeLessThan(TOL);
+      for (let t = 0; t < tokens.length; t++) expect(argmax(got, t, shape.vocab)).toBe(argmax(engineLogits, t, shape.vocab));
+      // ORT really ran on our WebGPU device: it made GPU buffers there, at peak more than the weights.
+      expect(bytes.created).toBeGreaterThan(before);
+      expect(bytes.peak).toBeGreaterThan(files.safetensors.byteLength * 0.9);
+    });
+  }
 
   it('the comparison can fail: o_proj of layer 1 scaled by 1.01 in the bytes ORT reads moves its logits past the tolerance', async () => {
     // Edited in place in a copy of the file: every tensor keeps its offset, which the graph's external
@@ -126,7 +140,7 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     const t = SafetensorsFile.parse(bumped).info('model.layers.1.attn.o_proj.weight');
     const w = new Float32Array(bumped.buffer, t.fileOffset, t.byteLength / 4);
     for (let i = 0; i < w.length; i++) w[i] *= 1.01;
-    const got = await ortLogits(ort, ortGpu, onnx, bumped, shape, tokens);
+    const got = await ortLogits(ort, ortGpu, onnx.fused, bumped, shape, tokens);
     const rel = maxRelError(got, engineLogits);
     measured['bumped weight: ORT vs engine'] = rel;
     expect(rel).toBeGreaterThan(TOL);
