@@ -1,7 +1,7 @@
 /**
  * onnxruntime-web's WebGPU execution provider in Node, on a Dawn device we open (src/node/webgpu.ts), and
- * a KV-cache decoder over the graph train/export_onnx.py writes. Used by the ORT-vs-engine correctness
- * test (test/ort/ort-full-attention.test.ts) and the benchmark (bench/ort.ts).
+ * a KV-cache decoder over the graphs train/export_onnx.py writes (plain or fused). Used by the
+ * ORT-vs-engine correctness test (test/engine/ort-full-attention.test.ts) and the benchmark (bench/ort.ts).
  *
  * What ORT 1.30 needs in Node (each found by running it; see also shared notes):
  * - `navigator.gpu` must exist (initEp checks it before anything else) and `env.webgpu.adapter` set, or it
@@ -45,7 +45,11 @@ function installShims(adapter: GPUAdapter): void {
   } as GPUQueue['writeBuffer'];
 }
 
-/** onnxruntime-web's WebGPU build, set up for Node on `gpu`'s adapter (one adapter per process). */
+/**
+ * onnxruntime-web's WebGPU build, set up for Node. ORT initialises its WebGPU backend once per process,
+ * with the adapter of the first call; sessions then run on whatever device they are given
+ * (`OrtKvDecoder.create`), so later calls only need the shims already in place.
+ */
 export function loadOrtWebGpu(gpu: NodeGpu): Promise<Ort> {
   installShims(gpu.adapter);
   ortPromise ??= import('onnxruntime-web/webgpu').then((ort) => {
