@@ -1,13 +1,19 @@
 /**
- * Kernel throughput on one device: the engine's matmul at several tile shapes (its best is the yardstick)
- * and the fast-weight chunk update of the benchmark TTT model, in GFLOP/s, timed over repeated submits.
+ * Kernel throughput on one device, in GFLOP/s, timed over repeated submits: the engine's matmul at several
+ * tile shapes (the best of them is the yardstick every other kernel is compared with), the fast-weight chunk
+ * update of the benchmark TTT model, its Newton-Schulz part alone, and full attention over a 4K-token cache
+ * (a prefill block and a decode row).
+ *
+ *     npm run bench -- kernels [--quick]
+ *
+ * `measureKernels` is also run by the benchmark suite (bench/suite.ts), in the same run as its tables.
  */
 import { BlockParams } from '../src/gpu/block.ts';
 import { GpuContext, type WeightStorage } from '../src/gpu/context.ts';
-import { MatmulOp, type MatmulTiles } from '../src/gpu/ops/matmul.ts';
+import { AttentionOp, KvCache } from '../src/gpu/ops/attention.ts';
 import { FastWeightLayer, gateColumns } from '../src/gpu/ops/fast-weights.ts';
+import { CPU_TILES, MatmulOp, type MatmulTiles } from '../src/gpu/ops/matmul.ts';
 import { referenceWeights } from '../src/reference/weights.ts';
-import { openNodeGpu } from '../src/node/webgpu.ts';
 import { BENCH_MODELS } from './models.ts';
 
 const TILES: MatmulTiles[] = [
@@ -17,6 +23,23 @@ const TILES: MatmulTiles[] = [
   { tm: 2, tn: 2, wgx: 16, wgy: 16 },
   { tm: 1, tn: 4, wgx: 64, wgy: 1 },
 ];
+
+export interface KernelRow {
+  readonly kernel: string;
+  /** What the kernel computed, in words (shape, tiles, dispatches). */
+  readonly shape: string;
+  readonly weights: string;
+  readonly flops: number;
+  readonly seconds: number;
+  readonly gflops: number;
+  /** GFLOP/s as a fraction of the best matmul measured in the same run. */
+  readonly ofBestMatmul: number;
+}
+
+export interface KernelReport {
+  readonly bestMatmulGflops: number;
+  readonly rows: readonly KernelRow[];
+}
 
 async function time(ctx: GpuContext, reps: number, record: (pass: GPUComputePassEncoder) => void): Promise<number> {
   const once = async () => {
@@ -33,44 +56,89 @@ async function time(ctx: GpuContext, reps: number, record: (pass: GPUComputePass
   return (performance.now() - t0) / reps / 1000;
 }
 
-export async function main(args: string[]): Promise<void> {
-  const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
-  const ctx = new GpuContext(gpu.device);
+/** Runs every kernel measurement on `ctx`'s device; `n` is the matmul size (n³), `reps` submits per figure. */
+export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?: number; attentionContext?: number } = {}): Promise<KernelReport> {
+  const n = opts.n ?? 512;
+  const reps = opts.reps ?? 3;
   const block = new BlockParams(ctx);
-  console.log(`device: ${gpu.description}`);
-  console.log(`command: npm run bench -- kernels ${args.join(' ')}`.trim());
-  const n = args.includes('--quick') ? 256 : 512;
-  const reps = 3;
   const S = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST;
-  const a = ctx.allocator.create('A', 'scratch', n * n * 4, S);
-  const c = ctx.allocator.create('C', 'scratch', n * n * 4, S);
-  console.log(`\n| kernel | weights | tile (TMxTN, WGXxWGY) | shape | GFLOP/s |\n| --- | --- | --- | --- | --- |`);
-  let best = 0;
+  const made: GPUBuffer[] = [];
+  const buf = (label: string, bytes: number, usage = S) => {
+    const b = ctx.allocator.create(label, 'scratch', bytes, usage);
+    made.push(b);
+    return b;
+  };
+  const raw: Omit<KernelRow, 'ofBestMatmul'>[] = [];
+  const add = (kernel: string, shape: string, weights: string, flops: number, seconds: number) => raw.push({ kernel, shape, weights, flops, seconds, gflops: flops / seconds / 1e9 });
+
+  const a = buf('A', n * n * 4);
+  const c = buf('C', n * n * 4);
   for (const storage of ['f32', 'f16'] as WeightStorage[]) {
     if (storage === 'f16' && !ctx.features.shaderF16) continue;
-    const b = ctx.allocator.create('B', 'scratch', n * n * (storage === 'f32' ? 4 : 2), S);
+    const b = buf('B', n * n * (storage === 'f32' ? 4 : 2));
     for (const t of TILES) {
       const op = new MatmulOp(ctx, 'bench', { M: n, N: n, K: n, a: { row: n, col: 1 }, b: { row: n, col: 1 }, c: { row: n, col: 1 }, weight: storage }, { a, b, c }, block, { wide: t, narrow: t });
-      const s = await time(ctx, reps, (p) => op.encode(p, n));
-      const gf = op.flops(n) / s / 1e9;
-      best = Math.max(best, gf);
-      console.log(`| matmul | ${storage} | ${t.tm}x${t.tn}, ${t.wgx}x${t.wgy} | ${n}³ | ${gf.toFixed(2)} |`);
+      add('matmul', `${n}³, tiles ${t.tm}×${t.tn}, ${t.wgx}×${t.wgy}`, storage, op.flops(n), await time(ctx, reps, (p) => op.encode(p, n)));
     }
   }
 
-  // The chunk update of one layer of the benchmark TTT model (C tokens): gradients, momentum, Muon, renorm.
+  // The chunk update of one layer of the benchmark TTT model (C tokens), and its Newton-Schulz part alone.
   const model = BENCH_MODELS.ttt;
   const cfg = model.config;
   const f = referenceWeights(cfg, model.weights).layers[0].fast!;
   const init = { w0: Float32Array.from(f.w0), w1: Float32Array.from(f.w1), w2: Float32Array.from(f.w2), qkScale: Float32Array.from(f.qkScale), qkOffset: Float32Array.from(f.qkOffset), tttNorm: Float32Array.from(f.tttNorm) };
   const D = cfg.hiddenSize, C = cfg.chunkSize;
-  const act = (floats: number) => ctx.allocator.create('act', 'activations', floats * 4, S | GPUBufferUsage.COPY_SRC);
+  const act = (floats: number) => buf('act', floats * 4, S | GPUBufferUsage.COPY_SRC);
   const io = { qkv: act(C * 3 * D), gates: act(C * gateColumns(cfg).total), out: act(C * D) };
   const fw = new FastWeightLayer(ctx, 'bench fw', cfg, init, io, block, C);
   block.write(C, 0);
-  const s = await time(ctx, reps, (p) => fw.encodeLearn(p));
-  const flops = fw.flops('learn');
-  console.log(`| fast-weight chunk update (C=${C}, ${cfg.numFwHeads} heads, df=${cfg.fwHeadDim}, dh=${cfg.fwHidden}, Muon) | f32 | engine tiles | ${fw.dispatches('learn', C)} dispatches | ${(flops / s / 1e9).toFixed(2)} |`);
-  console.log(`\nchunk update: ${(s * 1000).toFixed(1)} ms for ${(flops / 1e6).toFixed(1)} MFLOP = ${(flops / s / 1e9 / best * 100).toFixed(0)}% of the best matmul (${best.toFixed(2)} GFLOP/s)`);
+  const tiles = `${CPU_TILES.tm}×${CPU_TILES.tn}, ${CPU_TILES.wgx}×${CPU_TILES.wgy}`;
+  const what = `C = ${C}, ${cfg.numFwHeads} heads, df = ${cfg.fwHeadDim}, dh = ${cfg.fwHidden}`;
+  add('fast-weight chunk update (one layer: gradients, momentum, Muon, renorm)', `${what}; ${fw.dispatches('learn', C)} dispatches, tiles ${tiles}`, 'f32 state', fw.flops('learn'), await time(ctx, reps, (p) => fw.encodeLearn(p)));
+  if (cfg.useMuon) {
+    add('Newton-Schulz (Muon, 5 steps, all heads batched)', `${3 * cfg.numFwHeads} matrices ${Math.min(cfg.fwHidden, cfg.fwHeadDim)}×${Math.max(cfg.fwHidden, cfg.fwHeadDim)}; ${fw.dispatches('newton-schulz')} dispatches`, 'f32 state', fw.flops('newton-schulz'), await time(ctx, reps, (p) => fw.encodeNewtonSchulz(p)));
+  }
+
+  // Full attention over a cache of `ctxLen` positions: a prefill block of 256 rows ending there, and one
+  // decode row. 4·da flops per (query, head, key): q·k and p·v, 2·da each. The cache's contents do not
+  // change the work, so it is left zero.
+  const ctxLen = opts.attentionContext ?? 4096;
+  const heads = cfg.numAttnHeads;
+  for (const rows of [256, 1]) {
+    const spec = { D, heads, window: null, maxRows: rows, capacity: ctxLen };
+    const kv = new KvCache(ctx, 'bench kv', spec);
+    const qkv = buf('qkv', rows * 3 * D * 4);
+    const out = buf('out', rows * D * 4);
+    const op = new AttentionOp(ctx, 'bench attention', spec, { qkv, out }, kv, block);
+    const pos0 = ctxLen - rows;
+    block.write(rows, pos0);
+    const keys = rows * pos0 + (rows * (rows + 1)) / 2;
+    const label = rows === 1 ? 'attention, decode (1 query row)' : `attention, prefill block (${rows} query rows)`;
+    add(label, `${heads} heads × da = ${D / heads}, keys up to ${ctxLen}; ${op.dispatches(rows, pos0)} dispatches`, 'f32 cache', 4 * D * keys, await time(ctx, reps, (p) => op.encode(p, rows, pos0)));
+    for (const pg of kv.pages) made.push(pg.k, pg.v);
+  }
+  for (const b of made) b.destroy();
+  block.buffer.destroy();
+
+  const best = Math.max(...raw.filter((r) => r.kernel === 'matmul').map((r) => r.gflops));
+  return { bestMatmulGflops: best, rows: raw.map((r) => ({ ...r, ofBestMatmul: r.gflops / best })) };
+}
+
+export function kernelMarkdown(report: KernelReport): string {
+  const lines = ['| kernel | what | storage | MFLOP | ms | GFLOP/s | of best matmul |', '| --- | --- | --- | ---: | ---: | ---: | ---: |'];
+  for (const r of report.rows) {
+    lines.push(`| ${r.kernel} | ${r.shape} | ${r.weights} | ${(r.flops / 1e6).toFixed(1)} | ${(r.seconds * 1000).toFixed(2)} | ${r.gflops.toFixed(2)} | ${(r.ofBestMatmul * 100).toFixed(0)}% |`);
+  }
+  return lines.join('\n');
+}
+
+export async function main(args: string[]): Promise<void> {
+  const { openNodeGpu } = await import('../src/node/webgpu.ts');
+  const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
+  const ctx = new GpuContext(gpu.device);
+  console.log(`device: ${gpu.description}`);
+  console.log(`command: npm run bench -- kernels ${args.join(' ')}`.trim());
+  const report = await measureKernels(ctx, { n: args.includes('--quick') ? 256 : 512 });
+  console.log(`\n${kernelMarkdown(report)}\n\nbest matmul: ${report.bestMatmulGflops.toFixed(2)} GFLOP/s`);
   gpu.device.destroy();
 }

@@ -11,26 +11,9 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeSafetensors, type TensorToWrite } from '../src/model/safetensors-writer.ts';
-import { BENCH_CONFIGS, BENCH_MODELS, BENCH_SEED, type BenchMode } from './models.ts';
+import { BENCH_CONFIGS, benchModelFiles, type BenchMode, type ModelFolderFiles } from './models.ts';
 
-export interface ModelFolderFiles {
-  /** config.json text. */
-  readonly config: string;
-  /** model.safetensors bytes (every tensor F32). */
-  readonly safetensors: Uint8Array<ArrayBuffer>;
-}
-
-/** The files of one benchmark model, in memory (ORT can take the weights as bytes without a disk). */
-export function benchModelFiles(mode: BenchMode): ModelFolderFiles {
-  const tensors = new Map<string, TensorToWrite>();
-  for (const [name, t] of BENCH_MODELS[mode].weights) tensors.set(name, { dtype: 'F32', shape: t.shape, data: t.data });
-  return {
-    config: `${JSON.stringify(BENCH_CONFIGS[mode], null, 2)}\n`,
-    // The metadata says where the weights came from; it is part of the bytes, so keep it stable.
-    safetensors: writeSafetensors(tensors, { metadata: { format: 'pt', source: `ttt-web bench/models.ts ${mode} seed ${BENCH_SEED}` } }),
-  };
-}
+export { benchModelFiles, type ModelFolderFiles };
 
 export async function writeBenchModelFolder(mode: BenchMode, dir: string): Promise<ModelFolderFiles> {
   const files = benchModelFiles(mode);

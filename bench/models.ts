@@ -1,4 +1,5 @@
 /** The benchmark models: one shape, three mixers (TTT, sliding window only, full attention), random weights. */
+import { writeSafetensors, type TensorToWrite } from '../src/model/safetensors-writer.ts';
 import { randomModel } from '../test/helpers/random-model.ts';
 
 export const BENCH_BASE = {
@@ -42,3 +43,21 @@ export const BENCH_MODELS = {
   'sliding-window': randomModel(BENCH_CONFIGS['sliding-window'], BENCH_SEED),
   'full-attention': randomModel(BENCH_CONFIGS['full-attention'], BENCH_SEED),
 } as const;
+
+export interface ModelFolderFiles {
+  /** config.json text. */
+  readonly config: string;
+  /** model.safetensors bytes (every tensor F32). */
+  readonly safetensors: Uint8Array<ArrayBuffer>;
+}
+
+/** The files of one benchmark model, in memory (ORT can take the weights as bytes without a disk). */
+export function benchModelFiles(mode: BenchMode): ModelFolderFiles {
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [name, t] of BENCH_MODELS[mode].weights) tensors.set(name, { dtype: 'F32', shape: t.shape, data: t.data });
+  return {
+    config: `${JSON.stringify(BENCH_CONFIGS[mode], null, 2)}\n`,
+    // The metadata says where the weights came from; it is part of the bytes, so keep it stable.
+    safetensors: writeSafetensors(tensors, { metadata: { format: 'pt', source: `ttt-web bench/models.ts ${mode} seed ${BENCH_SEED}` } }),
+  };
+}

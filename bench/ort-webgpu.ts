@@ -1,7 +1,7 @@
 /**
  * onnxruntime-web's WebGPU execution provider in Node, on a Dawn device we open (src/node/webgpu.ts), and
  * a KV-cache decoder over the graphs train/export_onnx.py writes (plain or fused). Used by the
- * ORT-vs-engine correctness test (test/engine/ort-full-attention.test.ts) and the benchmark (bench/ort.ts).
+ * ORT-vs-engine correctness test (test/engine/ort-full-attention.test.ts) and the benchmark suite (bench/suite-core.ts).
  *
  * What ORT 1.30 needs in Node (each found by running it; see also shared notes):
  * - `navigator.gpu` must exist (initEp checks it before anything else) and `env.webgpu.adapter` set, or it
@@ -16,7 +16,6 @@
  *   `session.run` took 90-210 s instead of 1.5 s. A 1 s no-op interval while ORT work is in flight fixes it.
  */
 import type { InferenceSession, Tensor } from 'onnxruntime-web';
-import type { NodeGpu } from '../src/node/webgpu.ts';
 
 export type Ort = typeof import('onnxruntime-web');
 
@@ -30,6 +29,8 @@ function installShims(adapter: GPUAdapter): void {
   const nav = (globalThis as { navigator?: object }).navigator;
   if (nav === undefined) Object.defineProperty(globalThis, 'navigator', { value: { gpu: gpuStub }, configurable: true, writable: true });
   else if (!('gpu' in nav)) Object.defineProperty(nav, 'gpu', { value: gpuStub, configurable: true });
+  // Browsers take shared views (and a page that is not cross-origin isolated has no SharedArrayBuffer).
+  if (typeof SharedArrayBuffer === 'undefined' || !(globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node) return;
 
   const proto = GPUQueue.prototype;
   const original = proto.writeBuffer;
@@ -50,9 +51,11 @@ function installShims(adapter: GPUAdapter): void {
  * with the adapter of the first call; sessions then run on whatever device they are given
  * (`OrtKvDecoder.create`), so later calls only need the shims already in place.
  */
-export function loadOrtWebGpu(gpu: NodeGpu): Promise<Ort> {
+export function loadOrtWebGpu(gpu: { readonly adapter: GPUAdapter }, opts: { wasmPaths?: string } = {}): Promise<Ort> {
   installShims(gpu.adapter);
   ortPromise ??= import('onnxruntime-web/webgpu').then((ort) => {
+    // In a page served by Vite the wasm files are not beside the (pre-bundled) module: say where they are.
+    if (opts.wasmPaths) ort.env.wasm.wasmPaths = opts.wasmPaths;
     // One wasm thread: ORT's threads would be web workers competing for the 2 cores the GPU emulation uses.
     ort.env.wasm.numThreads = 1;
     ort.env.webgpu.adapter = gpu.adapter;
@@ -133,6 +136,8 @@ export interface OrtDecoderOptions {
 export class OrtKvDecoder {
   private past: Tensor[];
   private position = 0;
+  /** A cache kept by checkpoint(): feed must not dispose it when it stops being the current past. */
+  private kept: { past: Tensor[]; position: number } | null = null;
 
   private constructor(
     private readonly ort: Ort,
@@ -187,18 +192,46 @@ export class OrtKvDecoder {
     }
     const out = await withLoopAwake(() => this.session.run(feeds));
     // The old cache is an input of the run just finished; the presents are new buffers that replace it.
-    for (const t of this.past) if (t.location === 'gpu-buffer') t.dispose();
+    this.dropPast();
     this.past = [];
     for (let i = 0; i < this.shape.layers; i++) this.past.push(out[`present_key_${i}`], out[`present_value_${i}`]);
     this.position += T;
     return out.logits.data as Float32Array;
   }
 
+  /** Keeps the cache as it is now, so that rewind() can come back to it after more feeds. */
+  checkpoint(): void {
+    this.forget();
+    this.kept = { past: this.past, position: this.position };
+  }
+
+  /** Back to the checkpoint: its cache becomes the past again (the benchmark decodes, then rewinds). */
+  rewind(): void {
+    if (!this.kept) throw new Error('rewind() without checkpoint()');
+    this.dropPast();
+    this.past = this.kept.past;
+    this.position = this.kept.position;
+    this.kept = null;
+  }
+
   /** Drops the cache (back to position 0). */
   reset(): void {
-    for (const t of this.past) if (t.location === 'gpu-buffer') t.dispose();
+    for (const t of new Set([...this.past, ...(this.kept?.past ?? [])])) if (t.location === 'gpu-buffer') t.dispose();
+    this.kept = null;
     this.past = this.emptyPast();
     this.position = 0;
+  }
+
+  /** Frees the current past unless the checkpoint holds it. */
+  private dropPast(): void {
+    if (this.kept && this.kept.past === this.past) return;
+    for (const t of this.past) if (t.location === 'gpu-buffer') t.dispose();
+  }
+
+  /** Frees the checkpoint's cache unless it is the current past. */
+  private forget(): void {
+    if (this.kept && this.kept.past !== this.past) for (const t of this.kept.past) if (t.location === 'gpu-buffer') t.dispose();
+    this.kept = null;
   }
 
   async release(): Promise<void> {

@@ -175,6 +175,9 @@ export class FastWeightLayer {
   private readonly pendingSteps: Step[] = [];
   private readonly learnSteps: Step[] = [];
   private readonly learnOps: MatmulOp[] = [];
+  /** The Newton-Schulz tail of learnSteps, and its matrix products (empty without Muon). */
+  private nsSteps: Step[] = [];
+  private nsOps: MatmulOp[] = [];
 
   constructor(
     private readonly ctx: GpuContext,
@@ -323,6 +326,7 @@ export class FastWeightLayer {
         resources, () => [Z, 1]));
     }
     if (c.useMuon) {
+      const nsFrom = this.learnSteps.length, nsOpsFrom = this.learnOps.length;
       const m = Math.min(dh, df), n = Math.max(dh, df);
       const x0 = scratch.x0!, nsA = scratch.nsA!, nsB = scratch.nsB!;
       const affine = kernel(nsSource, 'newton-schulz.wgsl', 'nsAffine', ['uniform', 'read', 'rw'], { NS_STEP: true });
@@ -342,6 +346,8 @@ export class FastWeightLayer {
           op(bx[step % 2]),
         );
       });
+      this.nsSteps = this.learnSteps.slice(nsFrom);
+      this.nsOps = this.learnOps.slice(nsOpsFrom);
     }
     this.learnSteps.push(launch(
       fw('renorm', 'RENORM', ['uniform', 'read', 'read', 'rw']),
@@ -368,6 +374,14 @@ export class FastWeightLayer {
     for (const s of this.learnSteps) s(pass, this.config.chunkSize);
   }
 
+  /**
+   * Only the Newton-Schulz part of the update (Muon's five steps, on whatever X0 holds): for the kernel
+   * benchmark, which times it apart from the gradient products.
+   */
+  encodeNewtonSchulz(pass: GPUComputePassEncoder): void {
+    for (const s of this.nsSteps) s(pass, this.config.chunkSize);
+  }
+
   /** Fast weights back to the checkpoint's, momentum to zero (queue writes, ordered before later submits). */
   reset(): void {
     this.ctx.device.queue.writeBuffer(this.state.weights, 0, this.initial);
@@ -375,8 +389,8 @@ export class FastWeightLayer {
   }
 
   /** Dispatches one encode call records (the same for every block size). */
-  dispatches(kind: 'inputs' | 'apply' | 'pending' | 'learn', _rows = 1): number {
-    return { inputs: this.inputSteps, apply: this.applySteps, pending: this.pendingSteps, learn: this.learnSteps }[kind].length;
+  dispatches(kind: 'inputs' | 'apply' | 'pending' | 'learn' | 'newton-schulz', _rows = 1): number {
+    return { inputs: this.inputSteps, apply: this.applySteps, pending: this.pendingSteps, learn: this.learnSteps, 'newton-schulz': this.nsSteps }[kind].length;
   }
 
   /**
@@ -384,8 +398,8 @@ export class FastWeightLayer {
    * 12·C·Hf·dh·df for the gradient, plus with Muon 5 steps × 3Hf × (4·m²·n + 2·m³), m = min(dh, df),
    * n = max(dh, df). The elementwise and reduction kernels (O(C·Hf·dh + Hf·dh·df)) are not counted.
    */
-  flops(_kind: 'learn' = 'learn'): number {
-    return this.learnOps.reduce((sum, m) => sum + m.flops(this.config.chunkSize), 0);
+  flops(kind: 'learn' | 'newton-schulz' = 'learn'): number {
+    return (kind === 'learn' ? this.learnOps : this.nsOps).reduce((sum, m) => sum + m.flops(this.config.chunkSize), 0);
   }
 }
 
