@@ -385,7 +385,7 @@ export function parseSuiteArgs(args: readonly string[], defaults: { contexts: re
   if (contexts.length === 0 || contexts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--contexts: a comma-separated list of positive integers');
   const steps = Number(flag('--steps') ?? 32);
   if (!Number.isInteger(steps) || steps < 32) throw new Error('--steps: at least 32 (the median of fewer says little on a noisy machine)');
-  const ortFlag = flag('--ort') ?? 'fused,plain';
+  const ortFlag = flag('--ort') ?? 'fused';
   const ort = ortFlag === 'none' ? [] : ortFlag.split(',');
   if (ort.some((v) => v !== 'plain' && v !== 'fused')) throw new Error('--ort: fused, plain, both (comma-separated) or none');
   const modes = (flag('--modes') ?? 'ttt,sliding-window,full-attention').split(',');

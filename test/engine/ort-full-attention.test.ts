@@ -133,6 +133,29 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     });
   }
 
+  it('checkpoint and rewind (how the benchmark suite decodes and comes back): decoding after a rewind gives the same logits, and nothing leaks', async () => {
+    const dec = await OrtKvDecoder.create(ort, ortGpu.device, { onnx: onnx.fused, safetensors: files.safetensors, shape });
+    await dec.feed(tokens.slice(0, PREFILL));
+    const liveAtCheckpoint = bytes.live;
+    dec.checkpoint();
+    const first: Float32Array[] = [];
+    for (const t of [65, 66, 67]) first.push((await dec.feed([t])).slice());
+    dec.rewind();
+    expect(dec.pos).toBe(PREFILL);
+    // The decode steps' caches are freed by the rewind (ORT may keep their memory in its buffer cache,
+    // which it reuses: the second round must not grow it).
+    const liveAfterFirstRound = bytes.live;
+    dec.checkpoint();
+    for (const [i, t] of [65, 66, 67].entries()) expect(maxAbsDiff(await dec.feed([t]), first[i])).toBe(0);
+    dec.rewind();
+    expect(bytes.live).toBeLessThanOrEqual(liveAfterFirstRound);
+    expect(liveAfterFirstRound).toBeGreaterThanOrEqual(liveAtCheckpoint);
+    // And the rewound cache is the prefill's: the next token's logits equal the engine's at PREFILL.
+    const next = await dec.feed([tokens[PREFILL]]);
+    expect(maxRelError(next, engineLogits.subarray(PREFILL * shape.vocab, (PREFILL + 1) * shape.vocab))).toBeLessThan(TOL);
+    await dec.release();
+  });
+
   it('the comparison can fail: o_proj of layer 1 scaled by 1.01 in the bytes ORT reads moves its logits past the tolerance', async () => {
     // Edited in place in a copy of the file: every tensor keeps its offset, which the graph's external
     // data references point at.
