@@ -32,8 +32,8 @@ def main() -> None:
     args = ap.parse_args()
     r = json.load(open(args.result))
     names = list(dict.fromkeys(row['contender'] for row in r['rows']))
-    panels = 4 if r.get('kernels') else 3
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6))
+    fig, grid = plt.subplots(2, 2, figsize=(12, 9))
+    axes = grid.flatten()
 
     def series(name: str, key) -> tuple[list[int], list[float]]:
         rows = sorted((x for x in r['rows'] if x['contender'] == name), key=lambda x: x['context'])
@@ -76,6 +76,8 @@ def main() -> None:
         ax.set_xlabel('GFLOP/s')
         ax.set_title('kernels', fontsize=10)
         ax.legend(fontsize=7)
+    else:
+        axes[3].axis('off')
 
     device = r['device'].split(';')[0]
     fig.suptitle(f"{device} - {r['date'][:10]} - {r['weights']} weights", fontsize=10)
