@@ -4,7 +4,7 @@
  * all are prefilled first, and then their decode steps are interleaved round-robin: drift and background
  * load hit every pair alike, and the ratios between pairs are what the table is for.
  */
-import { LactEngine } from '../src/engine/engine.ts';
+import { Engine } from '../src/engine/engine.ts';
 import { GpuContext } from '../src/gpu/context.ts';
 import { openNodeGpu } from '../src/node/webgpu.ts';
 import { BENCH_MODELS } from './models.ts';
@@ -14,7 +14,7 @@ const now = () => performance.now();
 interface Run {
   mode: string;
   context: number;
-  engine: LactEngine;
+  engine: Engine;
   prefillTokS: number;
   times: number[];
   dispatches: Set<number>;
@@ -36,11 +36,11 @@ export async function main(args: string[]): Promise<void> {
   for (const [mode, model] of Object.entries(BENCH_MODELS)) {
     if (!modes.includes(mode)) continue;
     for (const context of contexts) {
-      const engine = await LactEngine.create(ctx, model, { weights: 'f16', maxContext: context + rounds + 16, maxRows: 256 });
+      const engine = await Engine.create(ctx, model, { weights: 'f16', maxContext: context + rounds + 16, maxRows: 256 });
       const t0 = now();
       for (let fed = 0; fed < context; ) {
         const n = Math.min(1024, context - fed);
-        await engine.prefill(Array.from({ length: n }, (_, i) => (fed + i) % 256));
+        await engine.feed(Array.from({ length: n }, (_, i) => (fed + i) % 256));
         fed += n;
       }
       await ctx.device.queue.onSubmittedWorkDone();

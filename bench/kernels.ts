@@ -10,7 +10,8 @@
  */
 import { BlockParams } from '../src/gpu/block.ts';
 import { GpuContext, type WeightStorage } from '../src/gpu/context.ts';
-import { AttentionOp, KvCache } from '../src/gpu/ops/attention.ts';
+import { AttentionOp } from '../src/gpu/ops/attention.ts';
+import { KvCache } from '../src/gpu/ops/kv-cache.ts';
 import { FastWeightLayer, gateColumns } from '../src/gpu/ops/fast-weights.ts';
 import { CPU_TILES, MatmulOp, type MatmulTiles } from '../src/gpu/ops/matmul.ts';
 import { referenceWeights } from '../src/reference/weights.ts';

@@ -11,7 +11,7 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LactEngine } from '../src/engine/engine.ts';
+import { Engine } from '../src/engine/engine.ts';
 import { decodeMemory } from '../src/engine/memory-blob.ts';
 import { GpuContext } from '../src/gpu/context.ts';
 import { loadModel } from '../src/model/load.ts';
@@ -63,7 +63,7 @@ export async function main(args: string[]): Promise<void> {
   const model = await loadModel(new NodeDirectorySource(modelDir));
   const c = model.config;
   if (!c.useFastWeights) throw new Error('soak needs a TTT model');
-  const engine = await LactEngine.create(new GpuContext(gpu.device), model, { weights });
+  const engine = await Engine.create(new GpuContext(gpu.device), model, { weights });
   const text = corpus();
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- soak ${args.join(' ')}`.trim());

@@ -22,7 +22,7 @@
  * (made and destroyed just to read it). ORT: the bytes of every live GPU buffer on its device (its buffer
  * cache included; it is memory ORT holds), counted by wrapping createBuffer, at N and the peak so far.
  */
-import { LactEngine } from '../src/engine/engine.ts';
+import { Engine } from '../src/engine/engine.ts';
 import { GpuContext } from '../src/gpu/context.ts';
 import type { LactConfig, WeightMap } from '../src/model/config.ts';
 import { kernelMarkdown, measureKernels, type KernelReport } from './kernels.ts';
@@ -129,7 +129,7 @@ function argmax(a: Float32Array, n: number): number {
 
 async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: LactConfig; weights: WeightMap }, maxContext: number, opts: SuiteOptions): Promise<Contender> {
   const ctx = env.ctx;
-  const engine = await LactEngine.create(ctx, model, { weights: opts.weights, maxContext, maxRows: ENGINE_ROWS });
+  const engine = await Engine.create(ctx, model, { weights: opts.weights, maxContext, maxRows: ENGINE_ROWS });
   let token = 65;
   let saved: Uint8Array | null = null;
   return {
@@ -139,7 +139,7 @@ async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: 
     prefillSeconds: 0,
     decodeTimes: [],
     async feed(tokens) {
-      for (let i = 0; i < tokens.length; i += ENGINE_CALL) await engine.prefill(tokens.slice(i, i + ENGINE_CALL));
+      for (let i = 0; i < tokens.length; i += ENGINE_CALL) await engine.feed(tokens.slice(i, i + ENGINE_CALL));
       await ctx.device.queue.onSubmittedWorkDone();
     },
     async step() {
@@ -156,7 +156,7 @@ async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: 
       const allocated = engine.memory().total;
       let now = allocated;
       if (model.config.windowSize === null) {
-        const sized = await LactEngine.create(ctx, model, { weights: opts.weights, maxContext: context + opts.steps + 8, maxRows: ENGINE_ROWS });
+        const sized = await Engine.create(ctx, model, { weights: opts.weights, maxContext: context + opts.steps + 8, maxRows: ENGINE_ROWS });
         now = sized.memory().total;
         sized.destroy();
       }

@@ -20,7 +20,7 @@ struct Params {
   page: u32, pageTokens: u32, splitKeys: u32, splitRows: u32,
   scale: f32, _a: u32, _b: u32, _c: u32,
 }
-struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+#include "block.wgsl"
 
 const DA: u32 = $DA;
 // Stands in for -inf (WGSL has no infinity literal); exp(NEG - x) is 0 for any real score x.

@@ -5,7 +5,7 @@
 enable f16;
 #endif
 struct Params { D: u32, v0: u32, v1: u32, _p: u32 }
-struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+#include "block.wgsl"
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;

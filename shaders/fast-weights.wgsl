@@ -10,9 +10,11 @@
 //   s     [C, Hf, 3dh]      chunk update: G | U | P = V W1, then the three scaled gradient factors
 //   w     [Hf, 3dh, df]     per head W0 rows, W2 rows, then W1 stored transposed
 //   pending [C, 2D + 4Hf]   fk | fv | lr | beta of the chunk being filled
-struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+#include "block.wgsl"
 
 const WG: u32 = 64u;
+#include "reduce.wgsl"
+
 // A column offset that says "this gate is absent".
 const NONE: u32 = 0xffffffffu;
 
@@ -41,8 +43,6 @@ struct Params { D: u32, Hf: u32, df: u32, G: u32, momCol: u32, scaleCol: u32, qk
 @group(0) @binding(6) var<storage, read_write> fqkv: array<f32>;
 @group(0) @binding(7) var<storage, read_write> act: array<f32>;
 
-var<workgroup> red: array<vec2f, WG>;
-
 // One workgroup per (row, head): q and k need their head's L2 norm, so both sums of squares are
 // reduced together; the head's five gate columns ride along in the first lanes.
 @compute @workgroup_size(64)
@@ -64,13 +64,7 @@ fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     fqkv[base + 2u * D + i] = v;
     ss += vec2f(q * q, k * k);
   }
-  red[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let inv = 1.0 / (sqrt(red[0]) + 1e-5);
+  let inv = 1.0 / (sqrt(wgSum2f(lid, ss)) + 1e-5);
   // Each lane rescales only what it wrote above, so no barrier is needed on fqkv.
   for (var i = lid; i < p.df; i += WG) {
     fqkv[base + i] *= inv.x;
@@ -115,8 +109,6 @@ struct Params { D: u32, df: u32, G: u32, scaleCol: u32, eps: f32, _a: u32, _b: u
 @group(0) @binding(4) var<storage, read> act: array<f32>;
 @group(0) @binding(5) var<storage, read_write> o: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
 // o[r, h*df + i] += RMSNorm(y[r, head h])_i * ttt_norm_i * scale[r, h]: one workgroup per (row, head).
 @compute @workgroup_size(64)
 fn normAdd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -126,13 +118,7 @@ fn normAdd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
   let base = row * p.D + h * p.df;
   var ss = 0.0;
   for (var i = lid; i < p.df; i += WG) { let v = y[base + i]; ss = fma(v, v, ss); }
-  red[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  var scale = inverseSqrt(red[0] / f32(p.df) + p.eps);
+  var scale = inverseSqrt(wgSum(lid, ss) / f32(p.df) + p.eps);
   if (p.scaleCol != NONE) { scale *= act[row * p.G + p.scaleCol + h]; }
   for (var i = lid; i < p.df; i += WG) { o[base + i] += y[base + i] * scale * tttNorm[i]; }
 }
@@ -201,8 +187,6 @@ struct Params { Hf: u32, dh: u32, df: u32, transposed: u32 }
 @group(0) @binding(2) var<storage, read> targetNorm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 
-var<workgroup> red: array<f32, WG>;
-
 // W += dW, then each row of W0, W2 and W1 scaled to its initial norm: w / (||w|| + 1e-5) * target.
 // One workgroup per row, numbered per head: W0 rows, W2 rows (storage rows of w), then W1 rows
 // (storage columns of the transposed W1 block). dW has w's layout, or, after Newton-Schulz on tall
@@ -236,13 +220,7 @@ fn renorm(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     w[wi0 + k * ws] = v;
     ss = fma(v, v, ss);
   }
-  red[lid] = ss;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let scale = targetNorm[t] / (sqrt(red[0]) + 1e-5);
+  let scale = targetNorm[t] / (sqrt(wgSum(lid, ss)) + 1e-5);
   for (var k = lid; k < len; k += WG) { w[wi0 + k * ws] *= scale; }
 }
 #endif

@@ -17,8 +17,7 @@ struct Params {
   cOff: u32, cBatch: u32, cRow: u32, cCol: u32,
   alpha: f32, beta: f32, biasOff: u32, _pad: u32,
 }
-// Per-block values shared by every kernel of a forward block (see src/gpu/block.ts).
-struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+#include "block.wgsl"
 
 const FLAG_BIAS: u32 = 1u;      // add bias[biasOff + n]
 const FLAG_M_ROWS: u32 = 2u;    // M = block.rows (the block's token count)

@@ -21,20 +21,7 @@ struct Params { S: u32, dh: u32, df: u32, C: u32, P: u32, betaCol: u32, transpos
 #endif
 
 const WG: u32 = 256u;
-var<workgroup> red: array<f32, WG>;
-
-// The trailing barrier lets the caller reduce again straight away without racing on red[0].
-fn wgSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s /= 2u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}
+#include "reduce.wgsl"
 
 // One workgroup per gradient matrix z (head z / 3). Momentum: dW += mean(beta of the head over the
 // chunk) * M; M = dW (before Muon). Muon: X0 = dW / (||dW||_F + 1e-7), written wide.
@@ -45,7 +32,7 @@ fn prepare(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
 #if MOMENTUM
   var sb = 0.0;
   for (var i = lid; i < p.C; i += WG) { sb += pending[i * p.P + p.betaCol + z / 3u]; }
-  let mbar = wgSum(sb, lid) / f32(p.C);
+  let mbar = wgSum(lid, sb) / f32(p.C);
 #endif
   var ss = 0.0;
   for (var e = lid; e < p.S; e += WG) {
@@ -60,7 +47,7 @@ fn prepare(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
     ss = fma(g, g, ss);
   }
 #if MUON
-  let inv = 1.0 / (sqrt(wgSum(ss, lid)) + 1e-7);
+  let inv = 1.0 / (sqrt(wgSum(lid, ss)) + 1e-7);
   // Each lane reads back only elements it wrote (or never wrote) above.
   for (var e = lid; e < p.S; e += WG) {
 #if MOMENTUM

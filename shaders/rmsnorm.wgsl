@@ -9,9 +9,10 @@
 enable subgroups;
 #endif
 struct Params { n: u32, segments: u32, inStride: u32, inOff: u32, outStride: u32, outOff: u32, segStride: u32, eps: f32 }
-struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+#include "block.wgsl"
 
 const WG: u32 = 64u;
+#include "reduce.wgsl"
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
 @group(0) @binding(2) var<storage, read> w: array<f32>;
@@ -22,8 +23,6 @@ fn store(i: u32, v: f32) { x[i] = v; }
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 fn store(i: u32, v: f32) { y[i] = v; }
 #endif
-
-var<workgroup> partial: array<f32, WG>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32
@@ -42,18 +41,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   // Subgroup totals land in their first lane's slot; the layout of subgroups within the workgroup is
   // not specified, so every slot is summed rather than indexing by a computed subgroup id.
   ss = subgroupAdd(ss);
-  partial[lid] = select(0.0, ss, sgLane == 0u);
+  wgRedF[lid] = select(0.0, ss, sgLane == 0u);
   workgroupBarrier();
   var total = 0.0;
-  for (var s = 0u; s < WG; s++) { total += partial[s]; }
+  for (var s = 0u; s < WG; s++) { total += wgRedF[s]; }
 #else
-  partial[lid] = ss;
-  workgroupBarrier();
-  for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-    if (lid < stride) { partial[lid] += partial[lid + stride]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
+  let total = wgSum(lid, ss);
 #endif
   let inv = inverseSqrt(total / f32(p.n) + p.eps);
   for (var i = lid; i < p.n; i += WG) { store(yout + i, x[xin + i] * inv * w[seg * p.n + i]); }

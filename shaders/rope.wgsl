@@ -2,7 +2,7 @@
 // `dim`, each cut into blocks of `headDim`; in a block, channel i pairs with i + headDim/2 and both turn
 // by (pos0 + row) * theta^(-2i/headDim). The same kernel ropes attention q/k and fast-weight q/k.
 struct Params { dim: u32, headDim: u32, rowStride: u32, segments: u32, segStride: u32, colOff: u32, log2Theta: f32, _p: u32 }
-struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+#include "block.wgsl"
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;

@@ -25,6 +25,7 @@ struct Params {
   // Always 0. Loop bounds shifted by it are opaque to the compiler, which keeps it from unrolling the
   // loops that hold barriers: unrolled, lavapipe's cold compile of this shader took 3-7 s (each barrier
   // splits the shader), looped under 1 s. Real GPUs lose nothing measurable on 8- and 32-trip loops.
+  // The op compiles this shader with OPAQUE_LOOPS, so reduce.wgsl's reductions use it too.
   zero: u32,
   _a: u32,
   _b: u32,
@@ -32,6 +33,7 @@ struct Params {
 }
 
 const WG: u32 = 256u;
+#include "reduce.wgsl"
 const CAP: u32 = 1024u;            // compacted top-k set size limit (8 KiB of keys and indices)
 const NONE: u32 = 0xffffffffu;
 const KEY_NEG_INF: u32 = 0x007fffffu;
@@ -44,9 +46,6 @@ const TOP_P: u32 = 2u;
 // [id, hash, top-k threshold key, final threshold key]; the engine reads only the id.
 @group(0) @binding(2) var<storage, read_write> result: array<u32, 4>;
 
-var<workgroup> redU: array<u32, WG>;
-var<workgroup> red2: array<vec2u, WG>;
-var<workgroup> redF: array<f32, WG>;
 var<workgroup> scanTotal: f32;
 var<workgroup> cKey: array<u32, CAP>;
 var<workgroup> cIdx: array<u32, CAP>;
@@ -88,71 +87,30 @@ fn pcgHash(v: u32) -> u32 {
   return (w >> 22u) ^ w;
 }
 
-fn sumU(lid: u32, v: u32) -> u32 {
-  redU[lid] = v;
-  for (var s = (WG / 2u) >> p.zero; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (lid < s) { redU[lid] += redU[lid + s]; }
-  }
-  return workgroupUniformLoad(&redU[0]);
-}
-
-fn sumF(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
-  for (var s = (WG / 2u) >> p.zero; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (lid < s) { redF[lid] += redF[lid + s]; }
-  }
-  return workgroupUniformLoad(&redF[0]);
-}
-
-// (largest key, lowest index among it).
-fn argmaxReduce(lid: u32, v: vec2u) -> vec2u {
-  red2[lid] = v;
-  for (var s = (WG / 2u) >> p.zero; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (lid < s) {
-      let a = red2[lid];
-      let b = red2[lid + s];
-      if (b.x > a.x || (b.x == a.x && b.y < a.y)) { red2[lid] = b; }
-    }
-  }
-  return workgroupUniformLoad(&red2[0]);
-}
-
-// (smallest x, largest y).
-fn minMaxReduce(lid: u32, v: vec2u) -> vec2u {
-  red2[lid] = v;
-  for (var s = (WG / 2u) >> p.zero; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (lid < s) { red2[lid] = vec2u(min(red2[lid].x, red2[lid + s].x), max(red2[lid].y, red2[lid + s].y)); }
-  }
-  return workgroupUniformLoad(&red2[0]);
-}
-
-// Exclusive prefix sums over the invocations' values, in invocation order. A sequential pass by one
-// invocation keeps the f32 summation order fixed and simple; 256 adds are noise next to the V-long scans.
+// Exclusive prefix sums over the invocations' values, in invocation order, in reduce.wgsl's arrays. A
+// sequential pass by one invocation keeps the f32 summation order fixed and simple; 256 adds are noise
+// next to the V-long scans.
 fn scanU(lid: u32, v: u32) -> u32 {
-  redU[lid] = v;
+  wgRedU[lid] = v;
   workgroupBarrier();
   if (lid == 0u) {
     var run = 0u;
-    for (var t = 0u; t < WG; t++) { let x = redU[t]; redU[t] = run; run += x; }
+    for (var t = 0u; t < WG; t++) { let x = wgRedU[t]; wgRedU[t] = run; run += x; }
   }
   workgroupBarrier();
-  return redU[lid];
+  return wgRedU[lid];
 }
 
 fn scanF(lid: u32, v: f32) -> f32 {
-  redF[lid] = v;
+  wgRedF[lid] = v;
   workgroupBarrier();
   if (lid == 0u) {
     var run = 0.0;
-    for (var t = 0u; t < WG; t++) { let x = redF[t]; redF[t] = run; run += x; }
+    for (var t = 0u; t < WG; t++) { let x = wgRedF[t]; wgRedF[t] = run; run += x; }
     scanTotal = run;
   }
   workgroupBarrier();
-  return redF[lid];
+  return wgRedF[lid];
 }
 
 fn massAbove(lid: u32, t: u32, count: u32, compact: bool, vmax: f32) -> f32 {
@@ -161,7 +119,7 @@ fn massAbove(lid: u32, t: u32, count: u32, compact: bool, vmax: f32) -> f32 {
     let k = listKey(j, compact);
     if (k >= t) { s += weight(k, vmax); }
   }
-  return sumF(lid, s);
+  return wgSum(lid, s);
 }
 
 @compute @workgroup_size(WG)
@@ -176,7 +134,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     let k = logitKey(i);
     if (k > best.x) { best = vec2u(k, i); }
   }
-  best = argmaxReduce(lid, best);
+  best = wgArgmax(lid, best);
   let maxKey = best.x;
   if ((p.flags & SAMPLE) == 0u || maxKey <= KEY_NEG_INF || maxKey >= KEY_POS_INF) {
     if (lid == 0u) { result = array<u32, 4>(best.y, h, maxKey, maxKey); }
@@ -193,7 +151,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       if (cand <= maxKey) {
         var c = 0u;
         for (var i = lid; i < n; i += WG) { c += select(0u, 1u, logitKey(i) >= cand); }
-        let total = sumU(lid, c);
+        let total = wgSumU(lid, c);
         if (total >= p.topK) { tk = cand; kept = total; }
       }
     }
@@ -264,6 +222,6 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       }
     }
   }
-  let pick = minMaxReduce(lid, vec2u(found, last));
+  let pick = wgMinMax(lid, vec2u(found, last));
   if (lid == 0u) { result = array<u32, 4>(select(pick.x, pick.y, pick.x == NONE), h, tk, thr); }
 }

@@ -1,7 +1,7 @@
 // The SwiGLU gate of the block MLP: s[r, i] = silu(gu[r, i]) * gu[r, I + i], where gu holds the gate and
 // up projections side by side (one matmul against the concatenated [2I, D] weight).
 struct Params { I: u32, _a: u32, _b: u32, _c: u32 }
-struct Block { rows: u32, pos0: u32, _a: u32, _b: u32 }
+#include "block.wgsl"
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;

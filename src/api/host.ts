@@ -1,5 +1,5 @@
 /**
- * The engine side of the public API: one LactEngine, its tokenizer and its scheduler. It runs inside the
+ * The engine side of the public API: one Engine, its tokenizer and its scheduler. It runs inside the
  * worker (behind comlink) or in the page/Node process (called directly); either way the page-side
  * `TttEngine` talks to it through `EngineBackend`, whose arguments are plain data and callbacks, and
  * whose aborts go by request id (an AbortSignal cannot cross a worker boundary).
@@ -10,9 +10,10 @@
  * exactly where the previous call stopped. Positions reported to callers always count it.
  */
 import { jsHeapBytes } from './js-heap.ts';
-import type { LactEngine } from '../engine/engine.ts';
-import { ContextOverflowError, EngineAbortedError, EngineDestroyedError, InvalidTokenError } from '../engine/errors.ts';
-import { validateSamplingParams, type SamplingParams } from '../gpu/ops/sample.ts';
+import type { Engine } from '../engine/engine.ts';
+import { EngineAbortedError, EngineDestroyedError } from '../engine/errors.ts';
+import { checkCapacity, checkTokens } from '../engine/input-checks.ts';
+import { validateSamplingParams, type SamplingParams } from '../engine/sampling-params.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
 import { Scheduler } from './scheduler.ts';
 import { StopText } from './stop-text.ts';
@@ -78,7 +79,7 @@ export class EngineHost implements EngineBackend {
   private statsListener: StatsListener | null = null;
 
   constructor(
-    private readonly engine: LactEngine,
+    private readonly engine: Engine,
     private readonly tokenizer: Tokenizer,
     readonly info: TttInfo,
     private readonly opts: HostOptions = {},
@@ -117,10 +118,7 @@ export class EngineHost implements EngineBackend {
   private tokens(input: string | readonly number[]): { ids: number[]; text: boolean } {
     if (typeof input === 'string') return { ids: this.tokenizer.encode(input), text: true };
     if (!Array.isArray(input)) throw new TypeError('input must be a string or an array of token ids');
-    const V = this.engine.config.vocabSize;
-    input.forEach((t, i) => {
-      if (!Number.isInteger(t) || t < 0 || t >= V) throw new InvalidTokenError(t, i, V);
-    });
+    checkTokens(input, this.engine.config.vocabSize);
     return { ids: [...input], text: false };
   }
 
@@ -130,9 +128,9 @@ export class EngineHost implements EngineBackend {
     return t.text && bos !== null && this.position() === 0 ? [bos, ...t.ids] : t.ids;
   }
 
-  private checkCapacity(more: number): void {
-    const cap = this.engine.info.capacity;
-    if (this.position() + more > cap) throw new ContextOverflowError(this.position(), more, cap);
+  /** Room for `more` tokens after the current position, the held-back token included. */
+  private checkRoom(more: number): void {
+    checkCapacity(this.position(), more, this.engine.info.capacity);
   }
 
   /**
@@ -167,7 +165,7 @@ export class EngineHost implements EngineBackend {
         const user = this.withBos(t);
         const n = user.length;
         if (n === 0) return { processed: 0, position: this.position() };
-        this.checkCapacity(n);
+        this.checkRoom(n);
         if (signal.aborted) throw new EngineAbortedError(0, this.position(), abortReason(signal.reason));
         await this.feedWithPending(user.slice(0, -1), signal, (processed, position) => notify(onProgress, { processed, total: n, position }));
         this.pending = user[n - 1];
@@ -211,7 +209,7 @@ export class EngineHost implements EngineBackend {
     if (user.length === 0 && this.pending === null) {
       throw new RangeError('generate needs a prompt here: nothing is held from an earlier call to continue from (give text or at least one token id)');
     }
-    this.checkCapacity(user.length + Math.min(o.maxTokens, 1));
+    this.checkRoom(user.length + Math.min(o.maxTokens, 1));
     const aborted = (promptTokens: number) => new EngineAbortedError(promptTokens, this.position(), abortReason(signal.reason));
     if (signal.aborted) throw aborted(0);
     if (o.maxTokens === 0) {
@@ -252,7 +250,7 @@ export class EngineHost implements EngineBackend {
       if (last) return this.finish('length', user.length, count, text);
       if (count % this.statsEvery === 0) this.pushStats();
       if (signal.aborted) throw aborted(user.length);
-      this.checkCapacity(1);
+      this.checkRoom(1);
       this.pending = null;
       try {
         next = await this.engine.step(id, o.sampling, { signal });
@@ -312,7 +310,7 @@ export class EngineHost implements EngineBackend {
 
   reset(): Promise<void> {
     return this.schedule(null, 'reset', async () => {
-      this.engine.reset();
+      await this.engine.reset();
       this.pending = null;
     });
   }
@@ -341,7 +339,7 @@ export class EngineHost implements EngineBackend {
     this.disposing ??= (async () => {
       await this.scheduler.close(() => new EngineDestroyedError(this.dead!));
       this.statsListener = null;
-      this.engine.destroy();
+      await this.engine.destroy();
       this.opts.onDispose?.();
     })();
     return this.disposing;

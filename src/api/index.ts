@@ -10,23 +10,8 @@ import { TttEngineClient } from './client.ts';
 import type { CreateEngineOptions, InProcessOptions, TttEngine } from './types.ts';
 
 export type * from './types.ts';
-export {
-  ContextOverflowError,
-  EngineAbortedError,
-  EngineDestroyedError,
-  EngineError,
-  GpuValidationError,
-  InvalidTokenError,
-  MemoryMismatchError,
-  OutOfGpuMemoryError,
-} from '../engine/errors.ts';
-export { WebGpuUnavailableError } from '../gpu/device.ts';
-export {
-  ConfigError,
-  ModelFetchError,
-  ModelFormatError,
-  TokenizerError,
-} from '../model/errors.ts';
+// The error classes: one list, shared with the worker's error transfer (wire-errors.ts).
+export * from './error-classes.ts';
 export { MODEL_CACHE_NAME } from '../model/cache-name.ts';
 
 // The cache helpers load their module (and the model-stream code it shares) on first use, so importing

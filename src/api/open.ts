@@ -4,7 +4,7 @@
  * header (to size the device request, and so a wrong model fails before its weights download), then
  * the weights, streamed tensor by tensor into GPU buffers (never whole in JS memory).
  */
-import { deviceNeeds, LactEngine } from '../engine/engine.ts';
+import { deviceNeeds, Engine } from '../engine/engine.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { HOW_TO_GET_WEBGPU, requestEngineDevice, WebGpuUnavailableError } from '../gpu/device.ts';
 import { CachedUrlSource } from '../model/cache.ts';
@@ -118,7 +118,7 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
   let device: GPUDevice | null = opts.device ?? null;
   try {
     device ??= await requestEngineDevice(adapter!, deviceNeeds(stream.config, engineOpts, adapter!.limits.maxStorageBufferBindingSize));
-    const engine = await LactEngine.fromStream(new GpuContext(device), stream, engineOpts);
+    const engine = await Engine.fromStream(new GpuContext(device), stream, engineOpts);
     const tokenizer = stream.tokenizer;
     const adapterInfo = adapter?.info ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
     const info: TttInfo = {

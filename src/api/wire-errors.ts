@@ -5,50 +5,33 @@
  * the name belongs to (without running its constructor, which would rewrite the message).
  */
 import * as Comlink from 'comlink';
+import * as PUBLIC_ERRORS from './error-classes.ts';
 import {
-  ContextOverflowError,
-  EngineAbortedError,
-  EngineDestroyedError,
-  EngineError,
-  GpuValidationError,
-  InvalidTokenError,
-  MemoryMismatchError,
-  OutOfGpuMemoryError,
-} from '../engine/errors.ts';
-import { WebGpuUnavailableError } from '../gpu/device.ts';
-import {
-  ConfigError,
   FileTruncatedError,
   HeaderMalformedError,
   HeaderTooLargeError,
   MissingTensorError,
-  ModelFetchError,
-  ModelFormatError,
   NonFiniteWeightError,
   ShapeMismatchError,
-  TokenizerError,
   UnexpectedTensorError,
   UnsupportedDtypeError,
 } from '../model/errors.ts';
 
 type ErrorClass = abstract new (...args: never[]) => Error;
 
+/** Checked here: error-classes.ts may export nothing but error classes. */
+const PUBLIC: Readonly<Record<string, ErrorClass>> = PUBLIC_ERRORS;
+
 /**
- * Names spelled out, not taken from `Class.name`: a minified build renames classes (and with them the
- * constructor `name`), and the page and the worker are separate bundles that may rename
- * the same class differently.
+ * Every class that keeps its identity across the worker, by a stable name. Names are spelled out, never
+ * taken from `Class.name`: a minified build renames classes (and with them the constructor `name`), and
+ * the page and the worker are separate bundles that may rename the same class differently. The public
+ * classes are named by their export names (error-classes.ts); the rest are the loader's
+ * ModelFormatError subclasses, which the package does not export (callers catch them as
+ * ModelFormatError) but whose fields (`tensor`, `expected`, …) the page still reads, and the built-ins.
  */
-const KNOWN: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorClass>([
-  ['EngineError', EngineError],
-  ['ContextOverflowError', ContextOverflowError],
-  ['InvalidTokenError', InvalidTokenError],
-  ['EngineDestroyedError', EngineDestroyedError],
-  ['OutOfGpuMemoryError', OutOfGpuMemoryError],
-  ['GpuValidationError', GpuValidationError],
-  ['EngineAbortedError', EngineAbortedError],
-  ['MemoryMismatchError', MemoryMismatchError],
-  ['WebGpuUnavailableError', WebGpuUnavailableError],
-  ['ModelFormatError', ModelFormatError],
+export const WIRE_ERROR_CLASSES: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorClass>([
+  ...Object.entries(PUBLIC),
   ['FileTruncatedError', FileTruncatedError],
   ['HeaderMalformedError', HeaderMalformedError],
   ['HeaderTooLargeError', HeaderTooLargeError],
@@ -56,10 +39,7 @@ const KNOWN: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorClass>([
   ['MissingTensorError', MissingTensorError],
   ['UnexpectedTensorError', UnexpectedTensorError],
   ['ShapeMismatchError', ShapeMismatchError],
-  ['ConfigError', ConfigError],
   ['NonFiniteWeightError', NonFiniteWeightError],
-  ['TokenizerError', TokenizerError],
-  ['ModelFetchError', ModelFetchError],
   ['Error', Error],
   ['RangeError', RangeError],
   ['TypeError', TypeError],
@@ -68,6 +48,7 @@ const KNOWN: ReadonlyMap<string, ErrorClass> = new Map<string, ErrorClass>([
   ['EvalError', EvalError],
   ['URIError', URIError],
 ]);
+const KNOWN = WIRE_ERROR_CLASSES;
 const NAME_OF = new Map<unknown, string>([...KNOWN].map(([name, cls]) => [cls.prototype, name]));
 
 /**

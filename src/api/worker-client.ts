@@ -7,8 +7,8 @@ import { HOW_TO_GET_WEBGPU, WebGpuUnavailableError } from '../gpu/device.ts';
 // Inlined into the library build (a Blob URL made from the bundled worker code), so a consumer's bundler
 // or a plain <script type="module"> needs no worker file, loader or configuration; the dev server serves
 // it as an ordinary module worker.
-import EngineWorker from '../worker/engine-worker.ts?worker&inline';
-import type { WorkerApi } from '../worker/engine-worker.ts';
+import EngineWorker from './worker.ts?worker&inline';
+import type { WorkerApi } from './worker.ts';
 import { TttEngineClient, type CallbackWrapper } from './client.ts';
 import type { EngineBackend } from './host.ts';
 import type { CreateEngineOptions, TttEngine } from './types.ts';

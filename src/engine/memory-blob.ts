@@ -1,23 +1,26 @@
 /**
- * The saved-memory format: "TTTMEM01", a u32 header length, a JSON header (format, model identity,
- * position, the named sections and their byte lengths), then the sections back to back. Little-endian
- * f32 throughout, as the GPU holds them.
+ * The saved-memory format: "TTTMEM01", a u32 header length, a JSON header (format, model family, model
+ * identity, position, the named sections and their byte lengths), then the sections back to back.
+ * Little-endian f32 throughout, as the GPU holds them. What the sections hold is the family's business
+ * (each part that owns state names and checks its own); this file only frames them.
  */
-import type { LactConfig } from '../model/config.ts';
+import type { MemorySection, SectionSource } from '../gpu/saved-state.ts';
 import { MemoryMismatchError } from './errors.ts';
 
-export const MEMORY_FORMAT = 1;
+export const MEMORY_FORMAT = 2;
+/** Format 1 had no family tag (every model was LaCT) and a `firstKvPosition` the KV sections now imply. */
+const READABLE_FORMATS: readonly number[] = [1, 2];
 const MAGIC = 'TTTMEM01';
 
 export interface MemoryHeader {
   readonly format: number;
+  /** The model family whose engine saved it (`ModelFamily.name`). */
+  readonly family: string;
   readonly modelId: string;
   readonly position: number;
-  /** First position whose keys and values are stored (the window's start; 0 for full attention). */
-  readonly firstKvPosition: number;
 }
 
-export function encodeMemory(header: MemoryHeader, sections: readonly { name: string; bytes: Uint8Array }[]): Uint8Array {
+export function encodeMemory(header: MemoryHeader, sections: readonly MemorySection[]): Uint8Array {
   // Padded with spaces (JSON whitespace) to a multiple of 256 bytes, so the blob's size does not change
   // with the digits of the position.
   const text = JSON.stringify({ ...header, sections: sections.map((s) => [s.name, s.bytes.byteLength]) });
@@ -39,26 +42,42 @@ export function decodeMemory(blob: Uint8Array): { header: MemoryHeader; sections
   if (blob.byteLength < 12 || new TextDecoder().decode(blob.subarray(0, 8)) !== MAGIC) throw new MemoryMismatchError('not a ttt-web memory blob (bad magic)');
   const len = new DataView(blob.buffer, blob.byteOffset, blob.byteLength).getUint32(8, true);
   if (12 + len > blob.byteLength) throw new MemoryMismatchError(`corrupt memory blob: header of ${len} bytes in a ${blob.byteLength}-byte blob`);
-  let parsed: MemoryHeader & { sections: [string, number][] };
+  let parsed: Partial<MemoryHeader> & { sections?: unknown };
   try {
-    parsed = JSON.parse(new TextDecoder().decode(blob.subarray(12, 12 + len))) as MemoryHeader & { sections: [string, number][] };
+    parsed = JSON.parse(new TextDecoder().decode(blob.subarray(12, 12 + len))) as Partial<MemoryHeader> & { sections?: unknown };
   } catch (e) {
     throw new MemoryMismatchError(`corrupt memory blob: header is not JSON (${(e as Error).message})`);
   }
-  if (parsed.format !== MEMORY_FORMAT) throw new MemoryMismatchError(`memory format ${parsed.format} is not supported (this engine reads ${MEMORY_FORMAT})`);
-  if (!Number.isInteger(parsed.position) || parsed.position < 0 || !Number.isInteger(parsed.firstKvPosition) || !Array.isArray(parsed.sections)) {
+  if (typeof parsed !== 'object' || parsed === null) throw new MemoryMismatchError('corrupt memory blob: the header is not an object');
+  if (!READABLE_FORMATS.includes(parsed.format as number)) throw new MemoryMismatchError(`memory format ${String(parsed.format)} is not supported (this engine reads ${READABLE_FORMATS.join(' and ')})`);
+  const family = parsed.format === 1 ? 'lact' : parsed.family;
+  const { position, modelId } = parsed;
+  if (typeof family !== 'string' || typeof modelId !== 'string' || !Number.isInteger(position) || (position as number) < 0 || !Array.isArray(parsed.sections)) {
     throw new MemoryMismatchError('corrupt memory blob: bad header fields');
   }
   const sections = new Map<string, Uint8Array>();
   let o = 12 + len;
-  for (const [name, n] of parsed.sections) {
+  for (const entry of parsed.sections as unknown[]) {
+    const [name, n] = Array.isArray(entry) ? (entry as unknown[]) : [];
+    if (typeof name !== 'string' || typeof n !== 'number') throw new MemoryMismatchError('corrupt memory blob: a section entry is not [name, bytes]');
     if (!Number.isInteger(n) || n < 0 || o + n > blob.byteLength) throw new MemoryMismatchError(`corrupt memory blob: section ${name} runs past the end`);
     sections.set(name, blob.subarray(o, o + n));
     o += n;
   }
   if (o !== blob.byteLength) throw new MemoryMismatchError(`corrupt memory blob: ${blob.byteLength - o} trailing bytes`);
-  const { sections: _s, ...header } = parsed;
-  return { header, sections };
+  return { header: { format: parsed.format as number, family, modelId, position: position as number }, sections };
+}
+
+/** The sections of a decoded blob, each checked for presence and size as a part asks for it. */
+export function sectionSource(sections: ReadonlyMap<string, Uint8Array>): SectionSource {
+  return {
+    need(name, bytes) {
+      const s = sections.get(name);
+      if (!s) throw new MemoryMismatchError(`corrupt memory: section ${name} is missing`);
+      if (s.byteLength !== bytes) throw new MemoryMismatchError(`corrupt memory: section ${name} has ${s.byteLength} bytes, expected ${bytes}`);
+      return s;
+    },
+  };
 }
 
 /**
@@ -69,7 +88,7 @@ export function decodeMemory(blob: Uint8Array): { header: MemoryHeader; sections
 export class ModelIdentity {
   private readonly parts = new Map<string, Uint8Array>();
 
-  constructor(private readonly config: LactConfig) {}
+  constructor(private readonly config: object) {}
 
   add(name: string, shape: readonly number[], data: Float32Array): void {
     const step = Math.max(1, Math.floor(data.length / 64));

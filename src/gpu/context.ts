@@ -3,6 +3,7 @@
  * pipelines keyed by (shader, entry point, defines), made once and reused for the device's lifetime.
  */
 import { GpuAllocator } from './allocator.ts';
+import { SHADER_INCLUDES } from './shader-includes.ts';
 import { preprocessWgsl, type Defines } from './wgsl.ts';
 
 /** How a kernel sees a binding: uniform params, read-only storage, or read-write storage. */
@@ -69,7 +70,7 @@ export class GpuContext {
     const key = `${spec.shader}|${spec.entry}|${JSON.stringify(Object.entries(defines).sort())}`;
     const cached = this.kernels.get(key);
     if (cached) return cached;
-    const code = preprocessWgsl(spec.source, defines, spec.shader);
+    const code = preprocessWgsl(spec.source, defines, spec.shader, SHADER_INCLUDES);
     const layout = this.layout(spec.bindings);
     const label = `${spec.shader}:${spec.entry}`;
     const module = this.device.createShaderModule({ label, code });
@@ -117,16 +118,12 @@ export class GpuContext {
     this.device.queue.writeBuffer(buf, 0, data);
     return buf;
   }
-
-  destroy(): void {
-    this.allocator.destroyAll();
-  }
 }
 
 /** A uniform field: [type, value]. Uniform structs here hold only 4-byte scalars, so no padding rules apply. */
 export type Param = readonly ['u32' | 'i32' | 'f32', number];
 
-export function packParams(fields: readonly Param[]): ArrayBuffer {
+function packParams(fields: readonly Param[]): ArrayBuffer {
   const n = Math.max(4, Math.ceil(fields.length / 4) * 4);
   const buf = new ArrayBuffer(n * 4);
   const view = new DataView(buf);

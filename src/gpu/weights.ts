@@ -3,7 +3,7 @@
  * the same bytes either way), split by rows into parts whenever a matrix would exceed the device's
  * storage-binding limit (128 MiB on many devices, lavapipe included).
  */
-import { float32ToF16Bits } from '../model/safetensors-writer.ts';
+import { float32ToF16Bits } from '../model/f16.ts';
 import { writeAligned } from './allocator.ts';
 import type { GpuContext, WeightStorage } from './context.ts';
 
@@ -21,7 +21,7 @@ export interface WeightParts {
   readonly parts: readonly WeightPart[];
 }
 
-export function bytesPerWeight(storage: WeightStorage): number {
+function bytesPerWeight(storage: WeightStorage): number {
   return storage === 'f32' ? 4 : 2;
 }
 
@@ -33,7 +33,7 @@ export function toHalf(data: Float32Array): Uint16Array {
 }
 
 /** Rows per part so that a part fits in `maxBindingBytes` (an even count, so packed halves stay u32-aligned). */
-export function rowsPerPart(cols: number, storage: WeightStorage, maxBindingBytes: number): number {
+function rowsPerPart(cols: number, storage: WeightStorage, maxBindingBytes: number): number {
   const rowBytes = cols * bytesPerWeight(storage);
   let rows = Math.floor(maxBindingBytes / rowBytes);
   if (storage !== 'f32' && cols % 2 === 1) rows -= rows % 2;
@@ -53,21 +53,6 @@ export function uploadMatrix(ctx: GpuContext, label: string, data: Float32Array,
     parts.push({ buffer: ctx.allocator.upload(`${label}[${row0}:${row0 + n}]`, 'weights', bytes), row0, rows: n });
   }
   return { storage, rows, cols, parts };
-}
-
-/** A small f32 vector (norm weights, biases): always f32. */
-export function uploadVector(ctx: GpuContext, label: string, data: Float32Array): GPUBuffer {
-  return ctx.allocator.upload(label, 'weights', data);
-}
-
-export function concat(arrays: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(arrays.reduce((n, a) => n + a.length, 0));
-  let o = 0;
-  for (const a of arrays) {
-    out.set(a, o);
-    o += a.length;
-  }
-  return out;
 }
 
 /** An empty [rows, cols] matrix in `storage`, split like `uploadMatrix`, to be filled by `writeRows`. */

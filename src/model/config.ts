@@ -10,6 +10,8 @@
 import { ConfigError } from './errors.ts';
 
 export interface LactConfig {
+  /** Which model family's engine runs it (the engine's family registry is keyed by it). */
+  readonly family: 'lact';
   readonly modelType: string;
   readonly vocabSize: number;
   /** D */
@@ -168,6 +170,7 @@ export function parseConfig(raw: unknown, source?: string): LactConfig {
   if (typeof modelType !== 'string') throw new ConfigError('model_type', 'must be a string', source);
 
   return {
+    family: 'lact',
     modelType,
     vocabSize,
     hiddenSize,
@@ -205,6 +208,9 @@ export interface TensorF32 {
 
 /** Tensors by their official checkpoint names. */
 export type WeightMap = ReadonlyMap<string, TensorF32>;
+
+/** A config of any family the engine runs, discriminated by `family` (one member per family). */
+export type ModelConfig = LactConfig;
 
 /** The tensors (name → shape) a config requires, in the official state-dict naming. */
 export function expectedTensors(c: LactConfig): Map<string, number[]> {

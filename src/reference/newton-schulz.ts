@@ -3,15 +3,11 @@
  * constants (not the paper's older single triple). Works on the wide orientation: a tall matrix is
  * transposed first and back at the end.
  */
+import { NS5_COEFFS } from '../gpu/newton-schulz-coefficients.ts';
 import { frobenius, matmul, transpose } from './linalg.ts';
 
-export const NS5_COEFFS: ReadonlyArray<readonly [number, number, number]> = [
-  [4.0848, -6.8946, 2.927],
-  [3.9505, -6.3029, 2.6377],
-  [3.7418, -5.5913, 2.3037],
-  [2.8769, -3.1427, 1.2046],
-  [2.8366, -3.0525, 1.2012],
-];
+/** The constants' one source is shipped code, which the GPU update reads too. */
+export { NS5_COEFFS };
 
 /** G [rows, cols] → NS5(G), same shape. */
 export function newtonSchulz5(g: Float64Array, rows: number, cols: number): Float64Array {

@@ -26,42 +26,7 @@
  * both margins so tests can tell such boundary cases from bugs. Thresholds of top-k are exact on both.
  */
 
-export interface SamplingParams {
-  /** 0 = greedy argmax; otherwise the softmax temperature. */
-  temperature: number;
-  /** Keep the k largest logits (ties at the k-th kept); 0 = off. */
-  topK?: number;
-  /** Nucleus mass in (0, 1]; 1 = off. */
-  topP?: number;
-  /** u32 seed of the counter-based draw; with the step it fixes the draw. */
-  seed?: number;
-}
-
-/** Defaults filled in and every field checked; RangeError names the offending parameter. */
-export function validateSamplingParams(p: SamplingParams): Required<SamplingParams> {
-  if (p === null || typeof p !== 'object') throw new TypeError('sampling params must be an object');
-  const { temperature, topK = 0, topP = 1, seed = 0 } = p;
-  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) {
-    throw new RangeError(`sampling temperature must be a finite number >= 0 (0 = greedy), got ${temperature}`);
-  }
-  if (typeof topK !== 'number' || !Number.isSafeInteger(topK) || topK < 0) {
-    throw new RangeError(`sampling topK must be a non-negative integer (0 = off), got ${topK}`);
-  }
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1)) {
-    throw new RangeError(`sampling topP must be in (0, 1] (1 = off), got ${topP}`);
-  }
-  if (typeof seed !== 'number' || !Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-    throw new RangeError(`sampling seed must be an integer in [0, 2^32 - 1], got ${seed}`);
-  }
-  return { temperature, topK, topP, seed };
-}
-
-export function validateStep(step: number): number {
-  if (typeof step !== 'number' || !Number.isInteger(step) || step < 0 || step > 0xffffffff) {
-    throw new RangeError(`sampling step must be an integer in [0, 2^32 - 1], got ${step}`);
-  }
-  return step;
-}
+import { validateSamplingParams, validateStep, type SamplingParams } from '../engine/sampling-params.ts';
 
 /** PCG's RXS-M-XS output permutation as a hash (Jarzynski & Olano 2020): a bijection on u32. */
 function pcgHash(v: number): number {

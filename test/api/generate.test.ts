@@ -18,7 +18,7 @@ import {
 } from '../../src/api/index.ts';
 import { StopText } from '../../src/api/stop-text.ts';
 import { fromWireError, installErrorTransfer, toWireError } from '../../src/api/wire-errors.ts';
-import type { FeedOptions, LactEngine } from '../../src/engine/engine.ts';
+import type { FeedOptions, Engine } from '../../src/engine/engine.ts';
 import { ConfigError, ShapeMismatchError } from '../../src/model/errors.ts';
 import { NodeDirectorySource } from '../../src/model/source.ts';
 import { ByteTokenizer } from '../../src/model/tokenizer.ts';
@@ -64,7 +64,7 @@ function scriptedHost(script: number[]): { client: TttEngineClient; fed: number[
   };
   const tokenizer = new ByteTokenizer({ vocabSize: 258, bosId: BOS, eosId: EOS });
   const info = { tokenizer: 'byte', bosId: BOS, eosId: EOS } as unknown as TttInfo;
-  const host = new EngineHost(fake as unknown as LactEngine, tokenizer, info);
+  const host = new EngineHost(fake as unknown as Engine, tokenizer, info);
   return { client: new TttEngineClient(host, info), fed };
 }
 

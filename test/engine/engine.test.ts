@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { openNodeGpu } from '../../src/node/webgpu.ts';
-import { LactEngine } from '../../src/engine/engine.ts';
+import { Engine } from '../../src/engine/engine.ts';
 import { ContextOverflowError, EngineDestroyedError, InvalidTokenError } from '../../src/engine/errors.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
@@ -49,8 +49,8 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
   for (const name of FIXTURES) {
     it(`${name}: 100-token prefill logits equal the golden logits (f32 weights, 1e-4)`, async () => {
       const { model, tokens, logits } = await fixture(name);
-      const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true });
-      const out = await engine.prefill(tokens, { logits: 'all' });
+      const engine = await Engine.create(ctx, model, { weights: 'f32', allLogits: true });
+      const out = await engine.feed(tokens, { logits: 'all' });
       const err = record(`${name} golden`, maxRelError(out.logits!, logits));
       expect(err).toBeLessThan(1e-4);
       engine.destroy();
@@ -59,9 +59,9 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
 
   it('tiny-all-on with f16 weights (native, and packed in u32 as on adapters without shader-f16): within 2e-2 of golden', async () => {
     const { model, tokens, logits } = await fixture('tiny-all-on');
-    const engine = await LactEngine.create(ctx, model, { weights: 'f16', allLogits: true });
+    const engine = await Engine.create(ctx, model, { weights: 'f16', allLogits: true });
     expect(engine.info.weights).toBe(ctx.features.shaderF16 ? 'f16' : 'f16-packed');
-    const err = record('f16 golden', maxRelError((await engine.prefill(tokens, { logits: 'all' })).logits!, logits));
+    const err = record('f16 golden', maxRelError((await engine.feed(tokens, { logits: 'all' })).logits!, logits));
     expect(err).toBeLessThan(2e-2);
     engine.destroy();
   });
@@ -71,30 +71,30 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     const sw = new GpuContext(gpu.device);
     expect(sw.features.shaderF16).toBe(false);
     const { model, tokens, logits } = await fixture('tiny-all-on');
-    const engine = await LactEngine.create(sw, model, { weights: 'f16', allLogits: true });
+    const engine = await Engine.create(sw, model, { weights: 'f16', allLogits: true });
     expect(engine.info.weights).toBe('f16-packed');
-    expect(record('swiftshader f16-packed golden', maxRelError((await engine.prefill(tokens.slice(0, 40), { logits: 'all' })).logits!, logits.subarray(0, 40 * model.config.vocabSize)))).toBeLessThan(2e-2);
+    expect(record('swiftshader f16-packed golden', maxRelError((await engine.feed(tokens.slice(0, 40), { logits: 'all' })).logits!, logits.subarray(0, 40 * model.config.vocabSize)))).toBeLessThan(2e-2);
     engine.destroy();
     gpu.device.destroy();
   });
 
   it('weights and KV split across bindings (tiny binding limit) give the same logits', async () => {
     const { model, tokens, logits } = await fixture('tiny-all-on');
-    const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true, maxBindingBytes: 16 * 1024 });
-    expect(record('split bindings golden', maxRelError((await engine.prefill(tokens, { logits: 'all' })).logits!, logits))).toBeLessThan(1e-4);
+    const engine = await Engine.create(ctx, model, { weights: 'f32', allLogits: true, maxBindingBytes: 16 * 1024 });
+    expect(record('split bindings golden', maxRelError((await engine.feed(tokens, { logits: 'all' })).logits!, logits))).toBeLessThan(1e-4);
     engine.destroy();
   });
 
   it('prefill(n) then step() m times equals prefill(n+m), with the chunk boundary at every offset', async () => {
     const { model, tokens } = await fixture('tiny-all-on');
     const C = model.config.chunkSize;
-    const engine = await LactEngine.create(ctx, model, { weights: 'f32' });
+    const engine = await Engine.create(ctx, model, { weights: 'f32' });
     const total = 2 * C + 5;
-    const whole = (await engine.prefill(tokens.slice(0, total), { logits: 'last' })).logits!;
+    const whole = (await engine.feed(tokens.slice(0, total), { logits: 'last' })).logits!;
     let worst = 0;
     for (let n = 1; n <= C + 1; n++) {
       engine.reset();
-      await engine.prefill(tokens.slice(0, n));
+      await engine.feed(tokens.slice(0, n));
       let last: Float32Array | null = null;
       for (let i = n; i < total; i++) last = (await engine.feed([tokens[i]], { logits: 'last' })).logits;
       worst = Math.max(worst, maxRelError(last!, whole));
@@ -107,8 +107,8 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
 
   it('prefill in blocks smaller than a chunk equals whole-chunk prefill', async () => {
     const { model, tokens, logits } = await fixture('tiny-all-on');
-    const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true, maxRows: 5 });
-    expect(record('5-row blocks golden', maxRelError((await engine.prefill(tokens, { logits: 'all' })).logits!, logits))).toBeLessThan(1e-4);
+    const engine = await Engine.create(ctx, model, { weights: 'f32', allLogits: true, maxRows: 5 });
+    expect(record('5-row blocks golden', maxRelError((await engine.feed(tokens, { logits: 'all' })).logits!, logits))).toBeLessThan(1e-4);
     engine.destroy();
   });
 
@@ -116,7 +116,7 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     it(`${name}: greedy generation of 50 tokens equals the CPU reference's`, async () => {
       const { model, tokens } = await fixture(name);
       const prompt = tokens.slice(0, 20);
-      const engine = await LactEngine.create(ctx, model, { weights: 'f32' });
+      const engine = await Engine.create(ctx, model, { weights: 'f32' });
       const got = await engine.generate(prompt, 50, { temperature: 0 });
       const stream = new ReferenceModel(model.config, model.weights).stream();
       let logits = stream.run(prompt).subarray((prompt.length - 1) * model.config.vocabSize);
@@ -132,18 +132,18 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
   }
 
   it('state memory is constant in context length for TTT; the full-attention cache is capped and refuses overflow', async () => {
-    const ttt = await LactEngine.create(ctx, (await fixture('tiny-all-on')).model, { weights: 'f32' });
+    const ttt = await Engine.create(ctx, (await fixture('tiny-all-on')).model, { weights: 'f32' });
     const before = ttt.memory();
-    await ttt.prefill(Array.from({ length: 300 }, (_, i) => i % 256));
+    await ttt.feed(Array.from({ length: 300 }, (_, i) => i % 256));
     expect(ttt.memory()).toEqual(before);
     ttt.destroy();
 
-    const full = await LactEngine.create(ctx, (await fixture('tiny-full')).model, { weights: 'f32', maxContext: 40 });
-    await full.prefill(Array.from({ length: 30 }, (_, i) => i));
-    await expect(full.prefill(Array.from({ length: 11 }, (_, i) => i))).rejects.toBeInstanceOf(ContextOverflowError);
+    const full = await Engine.create(ctx, (await fixture('tiny-full')).model, { weights: 'f32', maxContext: 40 });
+    await full.feed(Array.from({ length: 30 }, (_, i) => i));
+    await expect(full.feed(Array.from({ length: 11 }, (_, i) => i))).rejects.toBeInstanceOf(ContextOverflowError);
     // Nothing was fed by the refused call: the engine goes on from position 30.
     expect(full.position).toBe(30);
-    await full.prefill(Array.from({ length: 10 }, (_, i) => i));
+    await full.feed(Array.from({ length: 10 }, (_, i) => i));
     expect(full.position).toBe(40);
     full.destroy();
   });
@@ -158,12 +158,12 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
         yield { name, shape: t.shape, data: Float32Array.from(t.data) };
       }
     }
-    const streamed = await LactEngine.fromStream(ctx, { config: model.config, tensors: stream() }, { weights: 'f32', allLogits: true, onUpload: (p) => uploads.push(p.tensors) });
+    const streamed = await Engine.fromStream(ctx, { config: model.config, tensors: stream() }, { weights: 'f32', allLogits: true, onUpload: (p) => uploads.push(p.tensors) });
     expect(uploads).toEqual(names.map((_, i) => i + 1));
-    expect(maxRelError((await streamed.prefill(tokens, { logits: 'all' })).logits!, logits)).toBeLessThan(1e-4);
-    const direct = await LactEngine.create(ctx, model, { weights: 'f32' });
+    expect(maxRelError((await streamed.feed(tokens, { logits: 'all' })).logits!, logits)).toBeLessThan(1e-4);
+    const direct = await Engine.create(ctx, model, { weights: 'f32' });
     expect(streamed.modelId).toBe(direct.modelId);
-    const other = await LactEngine.create(ctx, (await fixture('tiny-all-off')).model, { weights: 'f32' });
+    const other = await Engine.create(ctx, (await fixture('tiny-all-off')).model, { weights: 'f32' });
     expect(other.modelId).not.toBe(direct.modelId);
     for (const e of [streamed, direct, other]) e.destroy();
   });
@@ -173,29 +173,53 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     async function* partial() {
       for (const [name, t] of [...model.weights].slice(0, 5)) yield { name, shape: t.shape, data: t.data };
     }
-    await expect(LactEngine.fromStream(ctx, { config: model.config, tensors: partial() }, { weights: 'f32' })).rejects.toThrow(/never arrived/);
+    await expect(Engine.fromStream(ctx, { config: model.config, tensors: partial() }, { weights: 'f32' })).rejects.toThrow(/never arrived/);
   });
 
   it('two engines on one device keep separate memory; destroying one leaves the other working', async () => {
     const { model, tokens, logits } = await fixture('tiny-all-on');
-    const a = await LactEngine.create(ctx, model, { weights: 'f32' });
-    const b = await LactEngine.create(ctx, (await fixture('tiny-full')).model, { weights: 'f32' });
+    const a = await Engine.create(ctx, model, { weights: 'f32' });
+    const b = await Engine.create(ctx, (await fixture('tiny-full')).model, { weights: 'f32' });
     expect(a.memory().fastWeights).toBeGreaterThan(0);
     expect(b.memory().fastWeights).toBe(0);
     b.destroy();
     const V = model.config.vocabSize;
-    const last = (await a.prefill(tokens.slice(0, 30), { logits: 'last' })).logits!;
+    const last = (await a.feed(tokens.slice(0, 30), { logits: 'last' })).logits!;
     expect(maxRelError(last, logits.subarray(29 * V, 30 * V))).toBeLessThan(1e-4);
     a.destroy();
     expect(a.memory().total).toBe(0);
   });
 
+  it('reset and destroy go through the one queue: called during a feed, they wait for it', async () => {
+    const { model, tokens } = await fixture('tiny-all-on');
+    const engine = await Engine.create(ctx, model, { weights: 'f32', maxRows: 4 });
+    const fresh = await Engine.create(ctx, model, { weights: 'f32', maxRows: 4 });
+    const feeding = engine.feed(tokens.slice(0, 40));
+    const resetting = engine.reset(); // the feed has not finished: the reset must not cut into it
+    const after = engine.feed(tokens.slice(0, 10), { logits: 'last' });
+    await feeding;
+    await resetting;
+    const got = (await after).logits!;
+    expect(engine.position).toBe(10);
+    const want = (await fresh.feed(tokens.slice(0, 10), { logits: 'last' })).logits!;
+    expect(Array.from(got)).toEqual(Array.from(want));
+
+    // destroy() while a feed is queued or running: the feed ends in EngineDestroyedError (never a raw
+    // WebGPU error), and the buffers are released once it has stopped.
+    const running = engine.feed(tokens.slice(0, 60));
+    const destroying = engine.destroy();
+    await expect(running).rejects.toBeInstanceOf(EngineDestroyedError);
+    await destroying;
+    expect(engine.memory().total).toBe(0);
+    await fresh.destroy();
+  });
+
   it('bad tokens and a destroyed engine are named errors', async () => {
-    const engine = await LactEngine.create(ctx, (await fixture('tiny-all-on')).model, { weights: 'f32' });
-    await expect(engine.prefill([1, 2, 258])).rejects.toBeInstanceOf(InvalidTokenError);
-    await expect(engine.prefill([1.5])).rejects.toBeInstanceOf(InvalidTokenError);
+    const engine = await Engine.create(ctx, (await fixture('tiny-all-on')).model, { weights: 'f32' });
+    await expect(engine.feed([1, 2, 258])).rejects.toBeInstanceOf(InvalidTokenError);
+    await expect(engine.feed([1.5])).rejects.toBeInstanceOf(InvalidTokenError);
     expect(engine.position).toBe(0);
     engine.destroy();
-    await expect(engine.prefill([1])).rejects.toBeInstanceOf(EngineDestroyedError);
+    await expect(engine.feed([1])).rejects.toBeInstanceOf(EngineDestroyedError);
   });
 });

@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LactEngine } from '../../src/engine/engine.ts';
+import { Engine } from '../../src/engine/engine.ts';
 import { decodeMemory } from '../../src/engine/memory-blob.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel } from '../../src/model/load.ts';
@@ -41,7 +41,7 @@ describe('fast-weight renormalisation', () => {
   it('keeps every row norm at its initial value after each of 6 chunk updates, while the weights change', async () => {
     const model = await loadModel(new NodeDirectorySource(fileURLToPath(new URL('../fixtures/tiny-all-on/', import.meta.url))));
     const c = model.config;
-    const engine = await LactEngine.create(ctx.fork(), model, { weights: 'f32' });
+    const engine = await Engine.create(ctx.fork(), model, { weights: 'f32' });
     const text = Array.from(await readFile(fileURLToPath(import.meta.url))).slice(0, 6 * c.chunkSize);
     const weightsAt = async (): Promise<Float32Array[]> => {
       const { sections } = decodeMemory(await engine.saveMemory());
@@ -54,7 +54,7 @@ describe('fast-weight renormalisation', () => {
     const targets = initial.map((w) => rowNorms(w, c.numFwHeads, c.fwHidden, c.fwHeadDim));
     let worst = 0;
     for (let k = 0; k < 6; k++) {
-      await engine.prefill(text.slice(k * c.chunkSize, (k + 1) * c.chunkSize)); // ends on a chunk boundary: one update
+      await engine.feed(text.slice(k * c.chunkSize, (k + 1) * c.chunkSize)); // ends on a chunk boundary: one update
       const now = await weightsAt();
       for (let l = 0; l < c.numLayers; l++) {
         const norms = rowNorms(now[l], c.numFwHeads, c.fwHidden, c.fwHeadDim);

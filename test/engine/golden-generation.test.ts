@@ -3,7 +3,7 @@
 // incremental state, as the twin recomputing the whole sequence at every step.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LactEngine } from '../../src/engine/engine.ts';
+import { Engine } from '../../src/engine/engine.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { NodeDirectorySource } from '../../src/model/source.ts';
@@ -41,7 +41,7 @@ describe('bundled trained models reproduce PyTorch greedy generations token for 
     for (const weights of ['f32', 'f16'] as const) {
       it(`${name} (${weights} weights): ${golden.cases.map((c) => c.name).join(', ')}`, async () => {
         const model = await loadModel(new NodeDirectorySource(`${ROOT}/${name}/`));
-        const engine = await LactEngine.create(ctx.fork(), model, { weights });
+        const engine = await Engine.create(ctx.fork(), model, { weights });
         try {
           for (const c of golden.cases) {
             engine.reset();

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import { LactEngine, type FeedProgress } from '../../src/engine/engine.ts';
+import { Engine, type FeedProgress } from '../../src/engine/engine.ts';
 import { EngineAbortedError, MemoryMismatchError } from '../../src/engine/errors.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
 import { NodeDirectorySource } from '../../src/model/source.ts';
@@ -32,46 +32,46 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
     it(`${name}: memory saved after text A and loaded into a fresh engine (other block size) generates the same greedy tokens`, async () => {
       const m = await model(name);
       const a = await textTokens(45); // ends mid-chunk: the pending rows must travel too
-      const original = await LactEngine.create(ctx, m, { weights: 'f32' });
-      await original.prefill(a);
+      const original = await Engine.create(ctx, m, { weights: 'f32' });
+      await original.feed(a);
       const blob = await original.saveMemory();
       const want = await original.generate([a[a.length - 1]], 30, { temperature: 0 });
 
-      const fresh = await LactEngine.create(ctx, m, { weights: 'f32', maxRows: 3 });
+      const fresh = await Engine.create(ctx, m, { weights: 'f32', maxRows: 3 });
       await fresh.loadMemory(blob);
       expect(fresh.position).toBe(45);
       expect(await fresh.generate([a[a.length - 1]], 30, { temperature: 0 })).toEqual(want);
       // Not vacuous: without the memory the continuation differs.
-      const blank = await LactEngine.create(ctx, m, { weights: 'f32' });
+      const blank = await Engine.create(ctx, m, { weights: 'f32' });
       expect(await blank.generate([a[a.length - 1]], 30, { temperature: 0 })).not.toEqual(want);
       for (const e of [original, fresh, blank]) e.destroy();
     });
   }
 
   it('the TTT memory blob has the same size at any context length; full attention\'s grows', async () => {
-    const ttt = await LactEngine.create(ctx, await model('tiny-all-on'), { weights: 'f32' });
-    await ttt.prefill(await textTokens(100));
+    const ttt = await Engine.create(ctx, await model('tiny-all-on'), { weights: 'f32' });
+    await ttt.feed(await textTokens(100));
     const at100 = (await ttt.saveMemory()).byteLength;
-    await ttt.prefill(await textTokens(300));
+    await ttt.feed(await textTokens(300));
     expect((await ttt.saveMemory()).byteLength).toBe(at100);
-    const full = await LactEngine.create(ctx, await model('tiny-full'), { weights: 'f32' });
-    await full.prefill(await textTokens(100));
+    const full = await Engine.create(ctx, await model('tiny-full'), { weights: 'f32' });
+    await full.feed(await textTokens(100));
     const f100 = (await full.saveMemory()).byteLength;
-    await full.prefill(await textTokens(100));
+    await full.feed(await textTokens(100));
     expect((await full.saveMemory()).byteLength).toBeGreaterThan(f100);
     ttt.destroy();
     full.destroy();
   });
 
   it('a blob from another model, or a corrupt one, is a MemoryMismatchError and changes nothing', async () => {
-    const on = await LactEngine.create(ctx, await model('tiny-all-on'), { weights: 'f32' });
-    const off = await LactEngine.create(ctx, await model('tiny-all-off'), { weights: 'f32' });
-    await off.prefill(await textTokens(20));
+    const on = await Engine.create(ctx, await model('tiny-all-on'), { weights: 'f32' });
+    const off = await Engine.create(ctx, await model('tiny-all-off'), { weights: 'f32' });
+    await off.feed(await textTokens(20));
     const foreign = await off.saveMemory();
-    await on.prefill(await textTokens(20));
+    await on.feed(await textTokens(20));
     const before = (await on.feed([65], { logits: 'last' })).logits!;
     on.reset();
-    await on.prefill(await textTokens(20));
+    await on.feed(await textTokens(20));
     await expect(on.loadMemory(foreign)).rejects.toBeInstanceOf(MemoryMismatchError);
     const own = await on.saveMemory();
     await expect(on.loadMemory(own.subarray(0, own.byteLength - 4))).rejects.toBeInstanceOf(MemoryMismatchError);
@@ -85,10 +85,10 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
   it('abort mid-prefill: the state equals a fresh engine fed exactly the processed tokens, and the next call works', async () => {
     const m = await model('tiny-all-on');
     const tokens = await textTokens(120);
-    const engine = await LactEngine.create(ctx, m, { weights: 'f32' });
+    const engine = await Engine.create(ctx, m, { weights: 'f32' });
     const controller = new AbortController();
     const seen: FeedProgress[] = [];
-    const err = await engine.prefill(tokens, {
+    const err = await engine.feed(tokens, {
       signal: controller.signal,
       onProgress: (p) => {
         seen.push(p);
@@ -104,17 +104,17 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
     expect(engine.position).toBe(processed);
     const after = (await engine.feed([65], { logits: 'last' })).logits!;
 
-    const fresh = await LactEngine.create(ctx, m, { weights: 'f32' });
-    await fresh.prefill(tokens.slice(0, processed));
+    const fresh = await Engine.create(ctx, m, { weights: 'f32' });
+    await fresh.feed(tokens.slice(0, processed));
     expect(maxRelError(after, (await fresh.feed([65], { logits: 'last' })).logits!)).toBeLessThan(1e-6);
     engine.destroy();
     fresh.destroy();
   });
 
   it('progress after every block, monotone to the total; stats report throughput, latency and memory', async () => {
-    const engine = await LactEngine.create(ctx, await model('tiny-all-on'), { weights: 'f32' });
+    const engine = await Engine.create(ctx, await model('tiny-all-on'), { weights: 'f32' });
     const seen: FeedProgress[] = [];
-    await engine.prefill(await textTokens(70), { onProgress: (p) => seen.push(p) });
+    await engine.feed(await textTokens(70), { onProgress: (p) => seen.push(p) });
     expect(seen.map((p) => p.processed)).toEqual([16, 32, 48, 64, 70]);
     expect(seen.map((p) => p.position)).toEqual([16, 32, 48, 64, 70]);
     let tok = 65;

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchModelFiles, sha256, type ModelFolderFiles } from '../../bench/model-folder.ts';
 import { GpuBufferBytes, loadOrtWebGpu, OrtKvDecoder, type Ort, type OrtDecoderShape } from '../../bench/ort-webgpu.ts';
-import { LactEngine } from '../../src/engine/engine.ts';
+import { Engine } from '../../src/engine/engine.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
@@ -88,9 +88,9 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
 
     // The engine: f32 weights, the prompt as one block, then one token per feed (its decode path).
     const { ctx } = await openTestGpu();
-    const engine = await LactEngine.create(ctx, model, { weights: 'f32', allLogits: true, maxContext: 64 });
+    const engine = await Engine.create(ctx, model, { weights: 'f32', allLogits: true, maxContext: 64 });
     engineLogits = new Float32Array(tokens.length * c.vocabSize);
-    engineLogits.set((await engine.prefill(tokens.slice(0, PREFILL), { logits: 'all' })).logits!, 0);
+    engineLogits.set((await engine.feed(tokens.slice(0, PREFILL), { logits: 'all' })).logits!, 0);
     for (let i = PREFILL; i < tokens.length; i++) engineLogits.set((await engine.feed([tokens[i]], { logits: 'last' })).logits!, i * c.vocabSize);
     engine.destroy();
     ctx.device.destroy();

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import { AttentionOp, KvCache, type AttentionSpec } from '../../src/gpu/ops/attention.ts';
+import { AttentionOp } from '../../src/gpu/ops/attention.ts';
+import { KvCache, type AttentionSpec } from '../../src/gpu/ops/kv-cache.ts';
 import type { LactConfig } from '../../src/model/config.ts';
 import { attendRow } from '../../src/reference/layer-math.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import { SampleOp, validateSamplingParams, type SamplingParams } from '../../src/gpu/ops/sample.ts';
+import { validateSamplingParams, type SamplingParams } from '../../src/engine/sampling-params.ts';
+import { SampleOp } from '../../src/gpu/ops/sample.ts';
 import { orderKey, sampleReference, sampleReferenceTrace, samplingHash, samplingUniform, type SamplingTrace } from '../../src/reference/sampling.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
 import { openTestGpu, upload } from '../helpers/gpu.ts';

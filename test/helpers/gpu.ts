@@ -1,7 +1,7 @@
 /** Shared plumbing for kernel tests: a device with shader-f16 where the adapter has it, upload, read back. */
 import { GpuContext } from '../../src/gpu/context.ts';
 import { openNodeGpu, type NodeGpu } from '../../src/node/webgpu.ts';
-import { float32ToF16Bits } from '../../src/model/safetensors-writer.ts';
+import { float32ToF16Bits } from '../../src/model/f16.ts';
 import type { MemoryCategory } from '../../src/gpu/allocator.ts';
 
 export async function openTestGpu(): Promise<{ gpu: NodeGpu; ctx: GpuContext }> {

@@ -14,7 +14,8 @@ import {
   readHeaderLength,
   tensorToFloat32,
 } from '../../src/model/safetensors.ts';
-import { float32ToBf16Bits, float32ToF16Bits, writeSafetensors } from '../../src/model/safetensors-writer.ts';
+import { float32ToBf16Bits, float32ToF16Bits } from '../../src/model/f16.ts';
+import { writeSafetensors } from '../../src/model/safetensors-writer.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
 import { rawSafetensors } from './model-files.ts';
 

@@ -7,72 +7,12 @@
 import source from '../../../shaders/attention.wgsl?raw';
 import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
-
-export interface AttentionSpec {
-  readonly D: number;
-  readonly heads: number;
-  /** Keys seen per query, its own included; null: full attention. */
-  readonly window: number | null;
-  /** The largest block (rows) the engine ever runs. */
-  readonly maxRows: number;
-  /** Full attention only: positions the cache holds. */
-  readonly capacity: number;
-  /** Full attention only: bytes per K or V page (default: the device's maxStorageBufferBindingSize). */
-  readonly maxBindingBytes?: number;
-  /** Keys per split when a page's keys are split across invocations (default 256; small in tests). */
-  readonly splitKeys?: number;
-}
+import { checkAttentionSpec, type AttentionSpec, type KvCache } from './kv-cache.ts';
 
 const SPLIT_KEYS = 256;
 /** Splits are taken only while rows * splits <= this: many rows already give enough invocations. */
 const SPLIT_ROWS = 64;
 const WORKGROUP = 64;
-
-function checkSpec(label: string, s: AttentionSpec): void {
-  const posInt = (v: number) => Number.isInteger(v) && v >= 1;
-  if (!posInt(s.D) || !posInt(s.heads) || s.D % s.heads !== 0) throw new RangeError(`${label}: ${s.heads} heads must divide D = ${s.D}`);
-  if (!posInt(s.maxRows)) throw new RangeError(`${label}: maxRows ${s.maxRows}`);
-  if (s.window !== null && !posInt(s.window)) throw new RangeError(`${label}: window ${s.window}`);
-  if (s.window === null && !posInt(s.capacity)) throw new RangeError(`${label}: full attention needs a capacity >= 1, got ${s.capacity}`);
-  if (s.splitKeys !== undefined && !posInt(s.splitKeys)) throw new RangeError(`${label}: splitKeys ${s.splitKeys}`);
-}
-
-/** K and V for one layer: the ring (one page) or the full-attention pages, each page a K and a V buffer. */
-export class KvCache {
-  readonly bytes: number;
-  /** Positions it can hold: Infinity for the ring, which forgets what the window no longer sees. */
-  readonly capacity: number;
-  /** Slots in the ring (position p lives in slot p mod ring), or 0 when paged. */
-  readonly ring: number;
-  /** Positions per page (page i holds [i * pageTokens, (i + 1) * pageTokens)); the ring's slot count. */
-  readonly pageTokens: number;
-  readonly pages: readonly { readonly k: GPUBuffer; readonly v: GPUBuffer }[];
-
-  constructor(ctx: GpuContext, label: string, readonly spec: AttentionSpec) {
-    checkSpec(label, spec);
-    const { D } = spec;
-    const maxBinding = spec.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize;
-    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const pages: { k: GPUBuffer; v: GPUBuffer }[] = [];
-    const make = (name: string, slots: number) => {
-      pages.push({ k: ctx.allocator.create(`${label} K${name}`, 'kv', slots * D * 4, usage), v: ctx.allocator.create(`${label} V${name}`, 'kv', slots * D * 4, usage) });
-    };
-    if (spec.window !== null) {
-      // A block's first query still sees W - 1 earlier keys while the block writes up to maxRows new ones.
-      this.ring = this.pageTokens = spec.window + spec.maxRows - 1;
-      this.capacity = Infinity;
-      if (this.ring * D * 4 > maxBinding) throw new RangeError(`${label}: a ring of ${this.ring} positions x ${D} floats exceeds the ${maxBinding}-byte binding limit`);
-      make('', this.ring);
-    } else {
-      this.ring = 0;
-      this.pageTokens = Math.max(1, Math.floor(maxBinding / (D * 4)));
-      this.capacity = spec.capacity;
-      for (let base = 0, i = 0; base < spec.capacity; base += this.pageTokens, i++) make(` page ${i}`, Math.min(this.pageTokens, spec.capacity - base));
-    }
-    this.pages = pages;
-    this.bytes = pages.reduce((s, pg) => s + pg.k.size + pg.v.size, 0);
-  }
-}
 
 /**
  * The launch shapes of one block, as the shader derives them from (rows, pos0): which pages it touches,
@@ -124,7 +64,7 @@ export class AttentionOp {
     readonly kv: KvCache,
     block: BlockParams,
   ) {
-    checkSpec(label, spec);
+    checkAttentionSpec(label, spec);
     const ks = kv.spec;
     if (ks.D !== spec.D || ks.heads !== spec.heads || ks.window !== spec.window || ks.maxRows < spec.maxRows) {
       throw new RangeError(`${label}: the KV cache was made for another shape`);

@@ -25,8 +25,4 @@ export class EmbedOp {
     const [x, y] = grid(Math.ceil((rows * this.D) / 64));
     for (const g of this.groups) dispatch(pass, this.kernel, g, x, y);
   }
-
-  get dispatches(): number {
-    return this.groups.length;
-  }
 }

@@ -16,11 +16,14 @@
  * layout. `packFastWeights` / `unpackFastWeights` convert to and from the checkpoint's [Hf, dh, df] /
  * [Hf, df, dh] tensors (for tests and save/restore).
  */
+import { readBufferBytes } from '../readback.ts';
+import type { MemorySection, RestoreWrite, SectionSource } from '../saved-state.ts';
 import fwSource from '../../../shaders/fast-weights.wgsl?raw';
 import nsSource from '../../../shaders/newton-schulz.wgsl?raw';
 import type { LactConfig } from '../../model/config.ts';
 import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type BindingKind, type GpuContext, type Kernel, type Param } from '../context.ts';
+import { NS5_COEFFS } from '../newton-schulz-coefficients.ts';
 import { CPU_TILES, MatmulOp, ROW_TILES, type MatmulTiles } from './matmul.ts';
 import { RopeOp } from './rope.ts';
 
@@ -44,15 +47,6 @@ export function gateColumns(c: LactConfig): { lr: number; momentum: number | nul
   return { lr: 0, momentum, scale, total: 3 * Hf + (c.useMomentum ? Hf : 0) + (c.learnableTttScale ? Hf : 0) };
 }
 
-/** Muon's per-step constants (a, b, c), as the official code has them (not the paper's single triple). */
-export const NS5_COEFFS: ReadonlyArray<readonly [number, number, number]> = [
-  [4.0848, -6.8946, 2.927],
-  [3.9505, -6.3029, 2.6377],
-  [3.7418, -5.5913, 2.3037],
-  [2.8769, -3.1427, 1.2046],
-  [2.8366, -3.0525, 1.2012],
-];
-
 /** lr = softplus(x + inv_softplus(0.001)): the official "mamba" parameterisation's base learning rate. */
 const BASE_LR = 0.001;
 const LR_SHIFT = BASE_LR + Math.log(-Math.expm1(-BASE_LR));
@@ -60,7 +54,7 @@ const TTT_NORM_EPS = 1e-5;
 const NONE = 0xffffffff;
 
 /** Floats per pending row: fk (D) | fv (D) | lr (3Hf) | beta (Hf, zero without momentum), as state-size.ts counts it. */
-export function pendingWidth(c: LactConfig): number {
+function pendingWidth(c: LactConfig): number {
   return 2 * c.hiddenSize + 4 * c.numFwHeads;
 }
 
@@ -386,6 +380,24 @@ export class FastWeightLayer {
   reset(): void {
     this.ctx.device.queue.writeBuffer(this.state.weights, 0, this.initial);
     if (this.state.momentum) this.ctx.device.queue.writeBuffer(this.state.momentum, 0, new Float32Array(this.initial.length));
+  }
+
+  /** Sections `${name}.fastWeights`, `${name}.momentum` (with momentum) and `${name}.pending`. */
+  async save(name: string): Promise<MemorySection[]> {
+    const read = (b: GPUBuffer) => readBufferBytes(this.ctx.device, b);
+    const out: MemorySection[] = [{ name: `${name}.fastWeights`, bytes: await read(this.state.weights) }];
+    if (this.state.momentum) out.push({ name: `${name}.momentum`, bytes: await read(this.state.momentum) });
+    out.push({ name: `${name}.pending`, bytes: await read(this.pending) });
+    return out;
+  }
+
+  /** Checks the sections `save` wrote and returns the writes that restore them (none done yet). */
+  planRestore(name: string, sections: SectionSource): RestoreWrite[] {
+    const whole = (buffer: GPUBuffer, section: string): RestoreWrite => ({ buffer, offset: 0, data: sections.need(`${name}.${section}`, buffer.size) });
+    const writes = [whole(this.state.weights, 'fastWeights')];
+    if (this.state.momentum) writes.push(whole(this.state.momentum, 'momentum'));
+    writes.push(whole(this.pending, 'pending'));
+    return writes;
   }
 
   /** Dispatches one encode call records (the same for every block size). */

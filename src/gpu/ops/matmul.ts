@@ -50,7 +50,7 @@ export const CPU_TILES: MatmulTiles = { tm: 4, tn: 4, wgx: 8, wgy: 8 };
 /** For M = 1 (decode): one row, four columns per invocation. */
 export const ROW_TILES: MatmulTiles = { tm: 1, tn: 4, wgx: 64, wgy: 1 };
 
-export function matmulKernel(ctx: GpuContext, weight: WeightStorage, tiles: MatmulTiles): Kernel {
+function matmulKernel(ctx: GpuContext, weight: WeightStorage, tiles: MatmulTiles): Kernel {
   return ctx.kernel({
     shader: 'matmul.wgsl',
     source,

@@ -5,9 +5,7 @@
  */
 import source from '../../../shaders/sample.wgsl?raw';
 import { dispatch, type GpuContext, type Kernel } from '../context.ts';
-import { validateSamplingParams, validateStep, type SamplingParams } from '../../reference/sampling.ts';
-
-export { validateSamplingParams, type SamplingParams } from '../../reference/sampling.ts';
+import { validateSamplingParams, validateStep, type SamplingParams } from '../../engine/sampling-params.ts';
 
 const SAMPLE = 1;
 const TOP_P = 2;
@@ -26,7 +24,7 @@ export class SampleOp {
     if ((logitsOffset + V) * 4 > logits.size) {
       throw new RangeError(`${label}: logits buffer of ${logits.size} bytes is smaller than offset ${logitsOffset} + ${V} floats`);
     }
-    this.kernel = ctx.kernel({ shader: 'sample.wgsl', source, entry: 'main', bindings: ['uniform', 'read', 'rw'] });
+    this.kernel = ctx.kernel({ shader: 'sample.wgsl', source, entry: 'main', bindings: ['uniform', 'read', 'rw'], defines: { OPAQUE_LOOPS: true } });
     this.params = ctx.allocator.create(`${label} params`, 'scratch', this.data.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.result = ctx.allocator.create(`${label} result`, 'scratch', 16, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
     // The whole buffer is bound and the offset goes in the uniform: storage bindings need 256-byte

@@ -11,7 +11,7 @@ import type { GpuContext, WeightStorage } from '../gpu/context.ts';
 import type { FastWeightInit } from '../gpu/ops/fast-weights.ts';
 import { allocMatrix, writeRows, type WeightParts } from '../gpu/weights.ts';
 import { writeAligned } from '../gpu/allocator.ts';
-import { ModelIdentity } from './memory-blob.ts';
+import { ModelIdentity } from '../engine/memory-blob.ts';
 
 export interface LayerWeights {
   attnNorm: GPUBuffer;

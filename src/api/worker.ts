@@ -1,7 +1,8 @@
 /**
- * The engine's Web Worker: opens the adapter and device here (WebGPU works in dedicated workers), loads
- * the model, and serves `EngineBackend` to the page over comlink, so GPU submission, read-backs and
- * tokenisation never block the page's main thread.
+ * The engine's Web Worker (started by worker-client.ts, which imports it with `?worker&inline`): opens
+ * the adapter and device here (WebGPU works in dedicated workers), loads the model, and serves
+ * `EngineBackend` to the page over comlink, so GPU submission, read-backs and tokenisation never block
+ * the page's main thread.
  *
  * Callbacks from the page arrive as comlink proxies. Their calls travel on their own MessagePorts, which
  * are not ordered with respect to the reply to the request itself; each request therefore waits for its
@@ -9,10 +10,10 @@
  * after the request's promise has settled. Proxies are released when their request ends.
  */
 import * as Comlink from 'comlink';
-import type { EngineHost, RequestRef, StatsListener, WireGenerateOptions } from '../api/host.ts';
-import { openEngineHost } from '../api/open.ts';
-import type { GeneratedToken, LoadProgress, ModelInput, PrefillProgress, TttInfo, TttStats } from '../api/types.ts';
-import { installErrorTransfer } from '../api/wire-errors.ts';
+import type { EngineHost, RequestRef, StatsListener, WireGenerateOptions } from './host.ts';
+import { openEngineHost } from './open.ts';
+import type { GeneratedToken, LoadProgress, ModelInput, PrefillProgress, TttInfo, TttStats } from './types.ts';
+import { installErrorTransfer } from './wire-errors.ts';
 import { EngineDestroyedError } from '../engine/errors.ts';
 
 installErrorTransfer();

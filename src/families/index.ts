@@ -1,0 +1,18 @@
+/**
+ * The model families the engine runs, keyed by the `family` tag their configs carry (src/model/). A new
+ * family is one file beside this one, registered here.
+ */
+import type { ModelFamily } from '../engine/family.ts';
+import type { ModelConfig } from '../model/config.ts';
+import { LACT_FAMILY } from './lact.ts';
+
+type FamilyFor<C extends ModelConfig> = ModelFamily<C>;
+
+const FAMILIES: { readonly [K in ModelConfig['family']]: FamilyFor<Extract<ModelConfig, { family: K }>> } = {
+  lact: LACT_FAMILY,
+};
+
+/** The family that runs `config`. */
+export function familyOf<C extends ModelConfig>(config: C): ModelFamily<C> {
+  return FAMILIES[config.family] as unknown as ModelFamily<C>;
+}

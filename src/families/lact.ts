@@ -1,0 +1,213 @@
+/**
+ * The LaCT family (and its two baselines, the same blocks without the fast-weight branch: sliding-window
+ * and full attention) on the GPU: one block of tokens, token → embedding → every layer (attention over
+ * the window beside the fast-weight MLP, then the SwiGLU MLP) → final norm → LM head → sample. The math
+ * is ../shared/spec/lact-language-model.md; the CPU twin is src/reference/model.ts.
+ *
+ * Every pipeline, bind group and buffer is made once here; per block the data path writes one 16-byte
+ * uniform (rows, pos0) and the token ids, then records its launches. When the block completes a chunk,
+ * the chunk update (gradient, momentum, Muon, renorm) is recorded right after the apply.
+ */
+import type { LactConfig } from '../model/config.ts';
+import { BlockParams } from '../gpu/block.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { MemorySection, RestoreWrite, SectionSource } from '../gpu/saved-state.ts';
+import { AttentionOp } from '../gpu/ops/attention.ts';
+import { EmbedOp } from '../gpu/ops/embed.ts';
+import { FastWeightLayer, FastWeightScratch, gateColumns, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
+import { KvCache } from '../gpu/ops/kv-cache.ts';
+import { LinearOp } from '../gpu/ops/linear.ts';
+import { CPU_TILES, ROW_TILES } from '../gpu/ops/matmul.ts';
+import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
+import { RopeOp } from '../gpu/ops/rope.ts';
+import { SampleOp } from '../gpu/ops/sample.ts';
+import { SwigluOp } from '../gpu/ops/swiglu.ts';
+import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder, ModelFamily } from '../engine/family.ts';
+import { GpuWeights } from './lact-weights.ts';
+
+/** eps of q_norm and k_norm (the library RMSNorm default; block norms use config.normEps). */
+const INNER_NORM_EPS = 1e-5;
+
+interface LayerOps {
+  attnNorm: RmsNormOp;
+  qkv: LinearOp;
+  qkNorm: RmsNormOp | null;
+  gates: LinearOp | null;
+  fast: FastWeightLayer | null;
+  rope: RopeOp;
+  kv: KvCache;
+  attention: AttentionOp;
+  oProj: LinearOp;
+  mlpNorm: RmsNormOp;
+  gateUp: LinearOp;
+  swiglu: SwigluOp;
+  down: LinearOp;
+}
+
+class LactModel implements FamilyModel {
+  readonly mode: EngineMode;
+  readonly vocabSize: number;
+  readonly logits: GPUBuffer;
+  readonly sampled: GPUBuffer;
+  readonly allLogits: boolean;
+  private readonly block: BlockParams;
+  private readonly tokens: GPUBuffer;
+  private readonly embed: EmbedOp;
+  private readonly layers: LayerOps[];
+  private readonly finalNorm: RmsNormOp;
+  private readonly headLast: LinearOp;
+  private readonly headAll: LinearOp | null;
+  private readonly sampler: SampleOp;
+
+  constructor(private readonly ctx: GpuContext, readonly config: LactConfig, w: GpuWeights, fast: readonly (FastWeightInit | null)[], layout: EngineLayout, opts: EngineOptions) {
+    const c = config, D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize;
+    const { maxRows, maxBindingBytes: maxBinding, capacity } = layout;
+    const tiles = opts.tiles ?? { wide: CPU_TILES, narrow: ROW_TILES };
+    this.mode = lactMode(c);
+    this.vocabSize = V;
+    this.allLogits = opts.allLogits ?? false;
+    const A = ctx.allocator;
+    const act = (label: string, floats: number) => A.create(label, 'activations', floats * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+    const block = (this.block = new BlockParams(ctx));
+
+    // Activations, shared by every layer (a block runs the layers one after another).
+    this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const x = act('x: residual stream [rows, D]', maxRows * D);
+    const a = act('a: normed input [rows, D]', maxRows * D);
+    const qkv = act('qkv [rows, 3D]', maxRows * 3 * D);
+    const o = act('o: mixer output [rows, D]', maxRows * D);
+    const gu = act('gate|up [rows, 2I]', maxRows * 2 * I);
+    const s = act('swiglu [rows, I]', maxRows * I);
+    const G = c.useFastWeights ? gateColumns(c).total : 0;
+    const gates = G ? act('fast-weight gates [rows, G]', maxRows * G) : null;
+    this.logits = act('logits', (this.allLogits ? maxRows : 1) * V);
+
+    // The fast-weight intermediates are per block, not per layer: one set serves every layer.
+    const fwScratch = c.useFastWeights ? new FastWeightScratch(ctx, c, maxRows) : null;
+    this.embed = new EmbedOp(ctx, 'embed', D, w.embeddings, { tokens: this.tokens, x }, block);
+    this.layers = w.layers.map((lw, l) => {
+      const init = fast[l];
+      const L = `layer ${l}`;
+      const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
+      const kv = new KvCache(ctx, `${L} kv`, attnSpec);
+      return {
+        kv,
+        attnNorm: new RmsNormOp(ctx, `${L} attn_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: lw.attnNorm, x, y: a }, block),
+        qkv: new LinearOp(ctx, `${L} qkv`, lw.qkv, { x: a, y: qkv, bias: lw.qkvBias ?? undefined }, { inStride: D, outStride: 3 * D }, block, tiles),
+        qkNorm: lw.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: lw.qkNorm, x: qkv, y: qkv }, block) : null,
+        gates: lw.gates && gates ? new LinearOp(ctx, `${L} gates`, lw.gates, { x: a, y: gates, bias: lw.gatesBias! }, { inStride: D, outStride: G }, block, tiles) : null,
+        fast: init && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles }) : null,
+        rope: new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
+        attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, kv, block),
+        oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
+        mlpNorm: new RmsNormOp(ctx, `${L} mlp_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: lw.mlpNorm, x, y: a }, block),
+        gateUp: new LinearOp(ctx, `${L} gate|up`, lw.gateUp, { x: a, y: gu }, { inStride: D, outStride: 2 * I }, block, tiles),
+        swiglu: new SwigluOp(ctx, `${L} swiglu`, I, { gu, s }, block),
+        down: new LinearOp(ctx, `${L} down`, lw.down, { x: s, y: x }, { inStride: I, outStride: D, accumulate: true }, block, tiles),
+      };
+    });
+    this.finalNorm = new RmsNormOp(ctx, 'final norm', { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: w.finalNorm, x, y: a }, block);
+    this.headLast = new LinearOp(ctx, 'lm_head (last row)', w.lmHead, { x: a, y: this.logits }, { inStride: D, outStride: V, lastRow: true }, block, tiles);
+    this.headAll = this.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', w.lmHead, { x: a, y: this.logits }, { inStride: D, outStride: V }, block, tiles) : null;
+    this.sampler = new SampleOp(ctx, 'sample', this.logits, V);
+    this.sampled = this.sampler.result;
+  }
+
+  /** The data path of one block, top to bottom. */
+  encodeBlock(pass: GPUComputePassEncoder, { plan, tokens, head, sampling }: BlockWork): void {
+    const { rows, pos0 } = plan;
+    this.block.write(rows, pos0);
+    this.ctx.device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens));
+
+    this.embed.encode(pass, rows); //                            x = E[tokens]
+    for (const l of this.layers) {
+      l.attnNorm.encode(pass, rows); //                          a = RMSNorm(x)
+      l.qkv.encode(pass, rows); //                               q|k|v = a Wqkv^T (+ b)
+      l.qkNorm?.encode(pass, rows); //                           q, k = RMSNorm(q), RMSNorm(k)
+      l.gates?.encode(pass, rows); //                            lr | momentum | ttt scale (pre-activation)
+      l.fast?.encodeInputs(pass, rows); //                       fast q, k, v from the un-roped q, k, v
+      l.rope.encode(pass, rows); //                              RoPE(q), RoPE(k)
+      l.attention.encode(pass, rows, pos0); //                   o = windowed softmax attention (writes K/V)
+      if (l.fast) {
+        l.fast.encodeApply(pass, rows); //                       o += ttt_norm(f_W(fast q)) * scale
+        l.fast.encodePending(pass, rows); //                     keep the chunk's fast k, v, lr, beta
+        if (plan.endsChunk) l.fast.encodeLearn(pass); //         W <- renorm(W + Muon(momentum(grad)))
+      }
+      l.oProj.encode(pass, rows); //                             x += o Wo^T
+      l.mlpNorm.encode(pass, rows); //                           a = RMSNorm(x)
+      l.gateUp.encode(pass, rows); //                            g|u = a [Wg; Wu]^T
+      l.swiglu.encode(pass, rows); //                            s = silu(g) * u
+      l.down.encode(pass, rows); //                              x += s Wd^T
+    }
+    if (head === 'none') return;
+    this.finalNorm.encode(pass, rows); //                        a = RMSNorm(x)
+    if (head === 'all') this.headAll!.encode(pass, rows); //     logits = a Wlm^T
+    else this.headLast.encode(pass, rows);
+    if (sampling) this.sampler.encode(pass, sampling, pos0 + rows); // next id, drawn with (seed, position)
+  }
+
+  reset(): void {
+    for (const l of this.layers) l.fast?.reset();
+  }
+
+  async save(position: number): Promise<MemorySection[]> {
+    const out: MemorySection[] = [];
+    for (const [i, l] of this.layers.entries()) {
+      out.push(...(await l.kv.save(`layer${i}`, position)));
+      if (l.fast) out.push(...(await l.fast.save(`layer${i}`)));
+    }
+    return out;
+  }
+
+  planRestore(position: number, sections: SectionSource): RestoreWrite[] {
+    return this.layers.flatMap((l, i) => [...l.kv.planRestore(`layer${i}`, position, sections), ...(l.fast?.planRestore(`layer${i}`, sections) ?? [])]);
+  }
+
+  kvBytesInUse(position: number): number {
+    return this.layers.reduce((n, l) => n + l.kv.liveBytes(position), 0);
+  }
+}
+
+function lactMode(c: LactConfig): EngineMode {
+  return c.useFastWeights ? 'ttt' : c.windowSize === null ? 'full-attention' : 'sliding-window';
+}
+
+function defaultMaxRows(c: LactConfig): number {
+  return c.useFastWeights ? Math.min(c.chunkSize, 512) : 64;
+}
+
+export const LACT_FAMILY: ModelFamily<LactConfig> = {
+  name: 'lact',
+
+  layout(ctx, c, opts) {
+    return {
+      maxRows: opts.maxRows ?? defaultMaxRows(c),
+      maxBindingBytes: opts.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize,
+      storage: opts.weights === 'f32' ? 'f32' : ctx.features.shaderF16 ? 'f16' : 'f16-packed',
+      capacity: c.windowSize === null ? opts.maxContext ?? 4096 : Infinity,
+      chunkSize: c.useFastWeights ? c.chunkSize : null,
+    };
+  },
+
+  // Weights are split to the binding limit, so the largest buffer is an activation or one binding's worth of weights.
+  deviceNeeds(c, opts, adapterBinding) {
+    const D = c.hiddenSize;
+    const maxRows = opts.maxRows ?? defaultMaxRows(c);
+    const wbytes = opts.weights === 'f32' ? 4 : 2;
+    const largestWeight = Math.max(c.vocabSize * D, 2 * c.intermediateSize * D, 3 * D * D) * wbytes;
+    const largestActivation = 4 * maxRows * Math.max(2 * c.intermediateSize, 3 * D, opts.allLogits ? c.vocabSize : 0);
+    return { largestBuffer: Math.max(largestActivation, Math.min(largestWeight, adapterBinding)) };
+  },
+
+  prepare(ctx, config, layout, opts): ModelBuilder {
+    const w = new GpuWeights(ctx, config, layout.storage, layout.maxBindingBytes);
+    return {
+      tensorCount: w.tensorCount,
+      write: (name, shape, data) => w.write(name, shape, data),
+      finish: () => {
+        const { modelId, fast } = w.finish();
+        return { model: new LactModel(ctx, config, w, fast, layout, opts), modelId };
+      },
+    };
+  },
+};

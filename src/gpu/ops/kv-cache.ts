@@ -1,0 +1,118 @@
+/**
+ * One layer's keys (after RoPE) and values: a ring of the last W + maxRows - 1 positions for
+ * sliding-window attention, or pages of `capacity` positions for full attention. It owns its state:
+ * which positions are live after `position` tokens, and saving and restoring them in position order
+ * (independent of the ring's layout, so a memory restores into an engine with another block size).
+ */
+import type { GpuContext } from '../context.ts';
+import type { MemorySection, RestoreWrite, SectionSource } from '../saved-state.ts';
+import { readBufferBytes } from '../readback.ts';
+
+export interface AttentionSpec {
+  readonly D: number;
+  readonly heads: number;
+  /** Keys seen per query, its own included; null: full attention. */
+  readonly window: number | null;
+  /** The largest block (rows) the engine ever runs. */
+  readonly maxRows: number;
+  /** Full attention only: positions the cache holds. */
+  readonly capacity: number;
+  /** Full attention only: bytes per K or V page (default: the device's maxStorageBufferBindingSize). */
+  readonly maxBindingBytes?: number;
+  /** Keys per split when a page's keys are split across invocations (default 256; small in tests). */
+  readonly splitKeys?: number;
+}
+
+export function checkAttentionSpec(label: string, s: AttentionSpec): void {
+  const posInt = (v: number) => Number.isInteger(v) && v >= 1;
+  if (!posInt(s.D) || !posInt(s.heads) || s.D % s.heads !== 0) throw new RangeError(`${label}: ${s.heads} heads must divide D = ${s.D}`);
+  if (!posInt(s.maxRows)) throw new RangeError(`${label}: maxRows ${s.maxRows}`);
+  if (s.window !== null && !posInt(s.window)) throw new RangeError(`${label}: window ${s.window}`);
+  if (s.window === null && !posInt(s.capacity)) throw new RangeError(`${label}: full attention needs a capacity >= 1, got ${s.capacity}`);
+  if (s.splitKeys !== undefined && !posInt(s.splitKeys)) throw new RangeError(`${label}: splitKeys ${s.splitKeys}`);
+}
+
+/** K and V for one layer: the ring (one page) or the full-attention pages, each page a K and a V buffer. */
+export class KvCache {
+  readonly bytes: number;
+  /** Positions it can hold: Infinity for the ring, which forgets what the window no longer sees. */
+  readonly capacity: number;
+  /** Slots in the ring (position p lives in slot p mod ring), or 0 when paged. */
+  readonly ring: number;
+  /** Positions per page (page i holds [i * pageTokens, (i + 1) * pageTokens)); the ring's slot count. */
+  readonly pageTokens: number;
+  readonly pages: readonly { readonly k: GPUBuffer; readonly v: GPUBuffer }[];
+
+  constructor(private readonly ctx: GpuContext, label: string, readonly spec: AttentionSpec) {
+    checkAttentionSpec(label, spec);
+    const { D } = spec;
+    const maxBinding = spec.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const pages: { k: GPUBuffer; v: GPUBuffer }[] = [];
+    const make = (name: string, slots: number) => {
+      pages.push({ k: ctx.allocator.create(`${label} K${name}`, 'kv', slots * D * 4, usage), v: ctx.allocator.create(`${label} V${name}`, 'kv', slots * D * 4, usage) });
+    };
+    if (spec.window !== null) {
+      // A block's first query still sees W - 1 earlier keys while the block writes up to maxRows new ones.
+      this.ring = this.pageTokens = spec.window + spec.maxRows - 1;
+      this.capacity = Infinity;
+      if (this.ring * D * 4 > maxBinding) throw new RangeError(`${label}: a ring of ${this.ring} positions x ${D} floats exceeds the ${maxBinding}-byte binding limit`);
+      make('', this.ring);
+    } else {
+      this.ring = 0;
+      this.pageTokens = Math.max(1, Math.floor(maxBinding / (D * 4)));
+      this.capacity = spec.capacity;
+      for (let base = 0, i = 0; base < spec.capacity; base += this.pageTokens, i++) make(` page ${i}`, Math.min(this.pageTokens, spec.capacity - base));
+    }
+    this.pages = pages;
+    this.bytes = pages.reduce((s, pg) => s + pg.k.size + pg.v.size, 0);
+  }
+
+  /** The first position still attended to after `position` tokens (the window's start; 0 for full attention). */
+  firstLive(position: number): number {
+    return this.spec.window === null ? 0 : Math.max(0, position - this.spec.window);
+  }
+
+  /** Bytes holding live positions after `position` tokens. */
+  liveBytes(position: number): number {
+    return (position - this.firstLive(position)) * 2 * this.spec.D * 4;
+  }
+
+  /** Sections `${name}.k` and `${name}.v`: the live positions' rows in position order. */
+  async save(name: string, position: number): Promise<MemorySection[]> {
+    const rowBytes = this.spec.D * 4, first = this.firstLive(position);
+    const out: MemorySection[] = [];
+    for (const which of ['k', 'v'] as const) {
+      const bytes = new Uint8Array((position - first) * rowBytes);
+      const pages = new Map<number, Uint8Array>(); // each page read back once, then sliced by position
+      for (const [p, page, slot] of this.slots(first, position)) {
+        let held = pages.get(page);
+        if (!held) pages.set(page, (held = await readBufferBytes(this.ctx.device, this.pages[page][which])));
+        bytes.set(held.subarray(slot * rowBytes, (slot + 1) * rowBytes), (p - first) * rowBytes);
+      }
+      out.push({ name: `${name}.${which}`, bytes });
+    }
+    return out;
+  }
+
+  /** Checks the sections `save` wrote for `position` and returns the writes that restore them (none done yet). */
+  planRestore(name: string, position: number, sections: SectionSource): RestoreWrite[] {
+    const rowBytes = this.spec.D * 4, first = this.firstLive(position);
+    const writes: RestoreWrite[] = [];
+    for (const which of ['k', 'v'] as const) {
+      const data = sections.need(`${name}.${which}`, (position - first) * rowBytes);
+      for (const [p, page, slot] of this.slots(first, position)) {
+        writes.push({ buffer: this.pages[page][which], offset: slot * rowBytes, data: data.subarray((p - first) * rowBytes, (p - first + 1) * rowBytes) });
+      }
+    }
+    return writes;
+  }
+
+  /** [position, page, slot] of each position in [from, to). */
+  private *slots(from: number, to: number): Generator<[number, number, number]> {
+    for (let p = from; p < to; p++) {
+      if (this.ring > 0) yield [p, 0, p % this.ring];
+      else yield [p, Math.floor(p / this.pageTokens), p % this.pageTokens];
+    }
+  }
+}
