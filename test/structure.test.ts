@@ -80,4 +80,25 @@ describe('module structure', () => {
     expect(() => statSync(join(root, 'src', 'worker'))).toThrow();
     expect(statSync(join(root, 'src', 'api', 'worker.ts')).isFile()).toBe(true);
   });
+
+  /** Relative imports of the files under `dir` that resolve outside `allowed`. */
+  function importsOutside(dir: string, allowed: (target: string) => boolean): string[] {
+    return walk(join(root, dir)).flatMap((path) =>
+      specifiers(readFileSync(path, 'utf8'))
+        .map((spec) => target(path, spec))
+        .filter((t): t is string => t !== null && !allowed(t))
+        .map((t) => `${relative(root, path).split(sep).join('/')} imports ${t}`),
+    );
+  }
+
+  it('the widget uses only the public API (src/api/index.ts) and its own files', () => {
+    expect(importsOutside('src/widget', (t) => t.startsWith('src/widget/') || t === 'src/api/index.ts')).toEqual([]);
+    // The check can fail: an import past the API is found.
+    const planted = specifiers("import { EngineAbortedError } from '../engine/errors.ts';").map((s) => target(join(root, 'src/widget/element.ts'), s));
+    expect(planted).toEqual(['src/engine/errors.ts']);
+  });
+
+  it('the shared engine knows no family: src/engine/ reaches src/families/ only through its registry', () => {
+    expect(importsOutside('src/engine', (t) => !t.startsWith('src/families/') || t === 'src/families/index.ts')).toEqual([]);
+  });
 });

@@ -12,7 +12,7 @@ and share its weights, exported as F16:
 
 Sharing the weights makes the demo's comparison about the architecture only: the three differ in what
 they remember, not in their attention or MLP weights. They are plumbing checks, not language models (their
-text is noise); the trained models of issue 5 replace them in public/models/index.json.
+text is noise); the trained `docs-*` models are listed after them in public/models/index.json.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ the weights of the `tiny-all-on` test fixture (`test/fixtures/tiny-all-on`, rand
 
 Dimensions: vocabulary 258 (bytes, BOS 256, EOS 257), hidden size 64, 2 layers, 2 attention heads, MLP
 intermediate size 256{fw}. It checks the format and the plumbing end to end; it is not a language model
-and its text is noise. Trained models come with issue 5.
+and its text is noise. The trained models are the `docs-*` family beside it.
 """
 
 

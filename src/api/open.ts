@@ -11,15 +11,10 @@ import { CachedUrlSource } from '../model/cache.ts';
 import { MemorySource, UrlSource, type ModelSource } from '../model/source.ts';
 import { openModelStream, type LoadProgress as StreamProgress } from '../model/stream.ts';
 import { EngineHost } from './host.ts';
-import type { InProcessOptions, LoadProgress, ModelInput, TttInfo } from './types.ts';
+import type { CreateEngineOptions, InProcessOptions, LoadProgress, ModelInput, TttInfo } from './types.ts';
 
-export interface OpenOptions extends InProcessOptions {
-  readonly weights?: 'f16' | 'f32';
-  readonly maxContext?: number;
-  readonly statsEvery?: number;
-  /** Keep URL models in Cache Storage (default true). */
-  readonly cache?: boolean;
-  readonly onProgress?: (p: LoadProgress) => void;
+/** createEngine's options as they reach the side that opens the engine. */
+export interface OpenOptions extends InProcessOptions, Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'onProgress'> {
   /** Recorded in `info.worker`. */
   readonly inWorker?: boolean;
 }

@@ -12,18 +12,14 @@
 import * as Comlink from 'comlink';
 import type { EngineHost, RequestRef, StatsListener, WireGenerateOptions } from './host.ts';
 import { openEngineHost } from './open.ts';
-import type { GeneratedToken, LoadProgress, ModelInput, PrefillProgress, TttInfo, TttStats } from './types.ts';
+import type { GeneratedToken, LoadProgress, ModelInput, PrefillProgress, TttInfo, TttStats, CreateEngineOptions } from './types.ts';
 import { installErrorTransfer } from './wire-errors.ts';
 import { EngineDestroyedError } from '../engine/errors.ts';
 
 installErrorTransfer();
 
-export interface WorkerInitOptions {
-  readonly weights?: 'f16' | 'f32';
-  readonly maxContext?: number;
-  readonly statsEvery?: number;
-  readonly cache?: boolean;
-}
+/** createEngine's options that cross to the worker (callbacks travel as their own arguments). */
+export type WorkerInitOptions = Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache'>;
 
 type RemoteFn<T> = ((v: T) => unknown) & Partial<Record<typeof Comlink.releaseProxy, () => void>>;
 

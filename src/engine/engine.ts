@@ -5,7 +5,8 @@
  * logits), timing, saved memory and device loss. The data path itself is the family's
  * (src/families/<name>.ts, picked by the config's `family`).
  */
-import type { ModelConfig, WeightMap } from '../model/config.ts';
+import type { WeightMap } from '../model/config.ts';
+import type { ModelConfig } from '../model/model-config.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
 import { writeAligned, type MemoryReport } from '../gpu/allocator.ts';
 import { DispatchCounter } from '../gpu/dispatch-counter.ts';

@@ -1,9 +1,9 @@
 /**
- * The model families the engine runs, keyed by the `family` tag their configs carry (src/model/). A new
+ * The model families the engine runs, keyed by the `family` tag their configs carry (src/model/model-config.ts reads configs). A new
  * family is one file beside this one, registered here.
  */
 import type { ModelFamily } from '../engine/family.ts';
-import type { ModelConfig } from '../model/config.ts';
+import type { ModelConfig } from '../model/model-config.ts';
 import { LACT_FAMILY } from './lact.ts';
 
 type FamilyFor<C extends ModelConfig> = ModelFamily<C>;

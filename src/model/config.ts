@@ -209,9 +209,6 @@ export interface TensorF32 {
 /** Tensors by their official checkpoint names. */
 export type WeightMap = ReadonlyMap<string, TensorF32>;
 
-/** A config of any family the engine runs, discriminated by `family` (one member per family). */
-export type ModelConfig = LactConfig;
-
 /** The tensors (name → shape) a config requires, in the official state-dict naming. */
 export function expectedTensors(c: LactConfig): Map<string, number[]> {
   const D = c.hiddenSize;

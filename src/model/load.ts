@@ -3,7 +3,8 @@
  * wrong and where. Order: config.json (cheap), the tokenizer (cheap), then the weights, so that a
  * wrong folder fails before a large download.
  */
-import { parseConfig, type LactConfig, type TensorF32, type WeightMap } from './config.ts';
+import type { TensorF32, WeightMap } from './config.ts';
+import { parseModelConfig, type ModelConfig } from './model-config.ts';
 import { ConfigError } from './errors.ts';
 import { SafetensorsFile } from './safetensors.ts';
 import type { ModelSource } from './source.ts';
@@ -21,8 +22,8 @@ export interface LoadOptions {
 }
 
 export interface LoadedModel {
-  readonly config: LactConfig;
-  /** Every tensor `expectedTensors(config)` names, as f32 (F32 tensors may share the file's memory). */
+  readonly config: ModelConfig;
+  /** Every tensor the config's format expects, as f32 (F32 tensors may share the file's memory). */
   readonly weights: WeightMap;
   readonly tokenizer: Tokenizer;
   /** The safetensors `__metadata__` strings. */
@@ -30,7 +31,7 @@ export interface LoadedModel {
 }
 
 /** Reads and validates config.json. Bad JSON → ConfigError with key "(root)"; bad values → ConfigError naming the key. */
-export async function readConfig(source: ModelSource): Promise<LactConfig> {
+export async function readConfig(source: ModelSource): Promise<ModelConfig> {
   const where = source.locate(CONFIG_FILE);
   const text = await source.readText(CONFIG_FILE);
   let raw: unknown;
@@ -39,14 +40,14 @@ export async function readConfig(source: ModelSource): Promise<LactConfig> {
   } catch (e) {
     throw new ConfigError('(root)', `${CONFIG_FILE} is not valid JSON: ${(e as Error).message}`, where);
   }
-  return parseConfig(raw, where);
+  return parseModelConfig(raw, where);
 }
 
 /**
  * Checks a parsed safetensors file against the config (names, dtypes, shapes) and converts every
  * tensor to f32, scanning for NaN/Inf unless `checkFinite` is false.
  */
-export function weightsFromFile(config: LactConfig, file: SafetensorsFile, checkFinite = true): WeightMap {
+export function weightsFromFile(config: ModelConfig, file: SafetensorsFile, checkFinite = true): WeightMap {
   checkTensorSet(config, file.header.tensors, file.source);
   const weights = new Map<string, TensorF32>();
   for (const [name, info] of file.header.tensors) {

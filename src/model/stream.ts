@@ -12,7 +12,7 @@
  * can first be seen mid-stream differ (a source that does not know its size up front, and then ends
  * early or runs long).
  */
-import { parseConfig, type LactConfig } from './config.ts';
+import { parseModelConfig, type ModelConfig } from './model-config.ts';
 import { ConfigError, FileTruncatedError, HeaderMalformedError, ModelFetchError } from './errors.ts';
 import { CONFIG_FILE, WEIGHTS_FILE } from './load.ts';
 import { parseHeader, readHeaderLength, tensorToFloat32, type SafetensorsTensorInfo } from './safetensors.ts';
@@ -46,7 +46,7 @@ export interface StreamedTensor {
 }
 
 export interface ModelStream {
-  config: LactConfig;
+  config: ModelConfig;
   /** config.json as parsed JSON. */
   rawConfig: Record<string, unknown>;
   tokenizer: Tokenizer;
@@ -560,7 +560,7 @@ export async function openModelStream(source: ModelSource | ByteStreamSource, op
     } catch (e) {
       throw new ConfigError('(root)', `${CONFIG_FILE} is not valid JSON: ${(e as Error).message}`, configWhere);
     }
-    const config = parseConfig(raw, configWhere);
+    const config = parseModelConfig(raw, configWhere);
     const tokenizer = await loadTokenizer(src, config);
     stop.throwIfAborted();
 

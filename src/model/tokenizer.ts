@@ -11,7 +11,7 @@
  * for both kinds.
  */
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import type { LactConfig } from './config.ts';
+import type { ModelConfig } from './model-config.ts';
 import { ModelFetchError, TokenizerError } from './errors.ts';
 import type { ModelSource } from './source.ts';
 
@@ -247,7 +247,7 @@ async function readJson(source: ModelSource, file: string): Promise<unknown> {
  * from the model's source. Throws TokenizerError when tokenizer.json is missing or unusable, or when
  * the tokenizer can produce ids the model's embedding table does not have.
  */
-export async function loadTokenizer(source: ModelSource, config: LactConfig): Promise<Tokenizer> {
+export async function loadTokenizer(source: ModelSource, config: ModelConfig): Promise<Tokenizer> {
   if (config.tokenizer === 'byte') {
     return new ByteTokenizer({ vocabSize: config.vocabSize, bosId: config.bosTokenId, eosId: config.eosTokenId });
   }

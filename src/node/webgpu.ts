@@ -2,8 +2,9 @@
  * Opens a WebGPU device in Node through Dawn's bindings (the `webgpu` package), for tests and benchmarks.
  *
  * On machines without a GPU there are two software Vulkan drivers: Mesa's lavapipe (faster, has
- * `shader-f16`) and SwiftShader (what headless Chromium uses; no `shader-f16`). We prefer lavapipe and
- * fall back to SwiftShader; a machine with a real GPU uses whatever its Vulkan loader finds first.
+ * `shader-f16`) and SwiftShader (what headless Chromium uses; no `shader-f16`). By default we try
+ * lavapipe, then SwiftShader, and never a real GPU (tests must not depend on one); on a machine with a
+ * GPU, TTT_WEBGPU_BACKEND=system uses whatever the system's Vulkan loader finds (the GPU bench pack does).
  * The Vulkan loader reads VK_ICD_FILENAMES when Dawn creates its instance, so each attempt sets it and
  * makes a fresh instance.
  */
@@ -49,7 +50,7 @@ function installGlobals(): void {
   globalsInstalled = true;
 }
 
-/** The order of backends to try: TTT_WEBGPU_BACKEND forces one; otherwise a real GPU, then lavapipe, then SwiftShader. */
+/** The order of backends to try: TTT_WEBGPU_BACKEND forces one (`system`: the Vulkan loader's choice, a real GPU where there is one); otherwise lavapipe, then SwiftShader. */
 export function backendOrder(env: NodeJS.ProcessEnv = process.env): NodeBackend[] {
   const forced = env.TTT_WEBGPU_BACKEND;
   if (forced === 'lavapipe' || forced === 'swiftshader' || forced === 'system') return [forced];

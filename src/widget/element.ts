@@ -6,10 +6,8 @@
  *
  * Attributes, properties, methods, events and CSS custom properties are documented in docs/widget.md.
  */
-import { createEngine } from '../api/index.ts';
-import type { GenerateOptions, LoadProgress, TttEngine, TttInfo, TttStats } from '../api/types.ts';
-import { EngineAbortedError, EngineDestroyedError } from '../engine/errors.ts';
-import { WebGpuUnavailableError } from '../gpu/device.ts';
+import { createEngine, EngineAbortedError, EngineDestroyedError, WebGpuUnavailableError } from '../api/index.ts';
+import type { GenerateOptions, LoadProgress, TttEngine, TttInfo, TttStats } from '../api/index.ts';
 import {
   ENUM_ATTRIBUTES,
   numberToAttribute,

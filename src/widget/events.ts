@@ -4,7 +4,7 @@
  * bubble, like the error events of <img> and <script>, so window-level error handlers never mistake it
  * for an uncaught exception.
  */
-import type { GeneratedToken, GenerateResult, LoadProgress, TttInfo, TttStats } from '../api/types.ts';
+import type { GeneratedToken, GenerateResult, LoadProgress, TttInfo, TttStats } from '../api/index.ts';
 
 /** `done`: a generation ended (its own text; the transcript holds every generation). */
 export interface TttChatDoneDetail {

@@ -2,7 +2,7 @@
  * The compact numbers under the chat: decode latency, prefill speed, GPU memory and the context position.
  * Pure formatting, so the element only writes strings, and the same words appear wherever it shows them.
  */
-import type { TttStats } from '../api/types.ts';
+import type { TttStats } from '../api/index.ts';
 
 export interface ReadoutText {
   readonly latency: string;

@@ -1,0 +1,31 @@
+/**
+ * Every family's config format, in one registry: config.json is read by the format that claims its
+ * model_type. A new family adds its format here (and its engine in src/families/index.ts).
+ */
+import type { ConfigFormat } from './config-format.ts';
+import type { LactConfig } from './config.ts';
+import { ConfigError } from './errors.ts';
+import { LACT_CONFIG } from './lact-format.ts';
+
+/** A config of any family, discriminated by `family`. */
+export type ModelConfig = LactConfig;
+
+const FORMATS: { readonly [K in ModelConfig['family']]: ConfigFormat<Extract<ModelConfig, { family: K }>> } = {
+  lact: LACT_CONFIG,
+};
+
+/** config.json (parsed JSON) → the config of the family that claims it. */
+export function parseModelConfig(raw: unknown, source?: string): ModelConfig {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError('(root)', 'config.json must hold a JSON object', source);
+  const format = Object.values(FORMATS).find((f) => f.claims(raw as Record<string, unknown>));
+  if (!format) {
+    const known = Object.keys(FORMATS).join(', ');
+    throw new ConfigError('model_type', `${JSON.stringify((raw as Record<string, unknown>).model_type)} is not a model type of any family this engine runs (${known})`, source);
+  }
+  return format.parse(raw, source);
+}
+
+/** The config format of a parsed config's family. */
+export function configFormatOf<C extends ModelConfig>(config: C): ConfigFormat<C> {
+  return FORMATS[config.family] as unknown as ConfigFormat<C>;
+}
