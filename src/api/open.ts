@@ -38,7 +38,7 @@ export async function requestAdapter(gpu: GPU | undefined, where: string): Promi
   return adapter;
 }
 
-export function describeAdapter(info: GPUAdapterInfo | undefined): string {
+function describeAdapter(info: GPUAdapterInfo | undefined): string {
   if (!info) return 'unknown adapter';
   const parts = [info.vendor, info.architecture, info.device, info.description].filter((s) => s && s.length > 0);
   return [...new Set(parts)].join(' ') || 'unknown adapter';
@@ -59,7 +59,7 @@ async function directoryFiles(dir: FileSystemDirectoryHandle): Promise<Map<strin
 }
 
 /** A model input as a source. A URL prefix must already be absolute here when running in a worker. */
-export async function modelSource(model: ModelInput | ModelSource, cache = true, onCacheWarning?: (message: string) => void): Promise<ModelSource> {
+async function modelSource(model: ModelInput | ModelSource, cache = true, onCacheWarning?: (message: string) => void): Promise<ModelSource> {
   if (typeof model === 'string') return cache ? new CachedUrlSource(model, { onCacheWarning }) : new UrlSource(model);
   if (Array.isArray(model)) return new MemorySource(model as File[]);
   if (isDirectoryHandle(model)) return new MemorySource(await directoryFiles(model), model.name);

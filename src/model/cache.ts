@@ -20,7 +20,7 @@ import { MODEL_CACHE_NAME } from './cache-name.ts';
 export { MODEL_CACHE_NAME };
 
 /** Bytes the cache writer may fall behind the loader before the download waits for it. */
-export const DEFAULT_CACHE_QUEUE_BYTES = 4 << 20;
+const DEFAULT_CACHE_QUEUE_BYTES = 4 << 20;
 
 export interface CachedUrlSourceOptions {
   fetch?: typeof fetch;

@@ -97,7 +97,7 @@ function mustEqual(cfg: Json, key: string, allowed: readonly unknown[], source: 
 }
 
 /** The official GatedMLP width rule: 256 * ceil(int(D * hidden_ratio * 2/3) / 256). */
-export function defaultIntermediateSize(hiddenSize: number, hiddenRatio: number): number {
+function defaultIntermediateSize(hiddenSize: number, hiddenRatio: number): number {
   const raw = Math.trunc((hiddenSize * hiddenRatio * 2) / 3);
   return 256 * Math.ceil(raw / 256);
 }

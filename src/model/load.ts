@@ -47,7 +47,7 @@ export async function readConfig(source: ModelSource): Promise<ModelConfig> {
  * Checks a parsed safetensors file against the config (names, dtypes, shapes) and converts every
  * tensor to f32, scanning for NaN/Inf unless `checkFinite` is false.
  */
-export function weightsFromFile(config: ModelConfig, file: SafetensorsFile, checkFinite = true): WeightMap {
+function weightsFromFile(config: ModelConfig, file: SafetensorsFile, checkFinite = true): WeightMap {
   checkTensorSet(config, file.header.tensors, file.source);
   const weights = new Map<string, TensorF32>();
   for (const [name, info] of file.header.tensors) {

@@ -43,9 +43,9 @@ export type FloatDtype = (typeof FLOAT_DTYPES)[number];
 
 /** Default cap on the header length field: real headers are kilobytes; this stops a corrupt length
  * field from making us allocate (or fetch) gigabytes before noticing. */
-export const DEFAULT_MAX_HEADER_BYTES = 100 * 1024 * 1024;
+const DEFAULT_MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-export function isSafetensorsDtype(s: string): s is SafetensorsDtype {
+function isSafetensorsDtype(s: string): s is SafetensorsDtype {
   return Object.prototype.hasOwnProperty.call(DTYPE_BYTES, s);
 }
 

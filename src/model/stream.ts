@@ -94,9 +94,9 @@ export interface OpenModelStreamOptions {
 }
 
 /** Read size of the adapters over disk files and in-memory files (network chunks are the network's). */
-export const DEFAULT_CHUNK_BYTES = 1 << 20;
+const DEFAULT_CHUNK_BYTES = 1 << 20;
 
-export function isByteStreamSource(source: ModelSource): source is ByteStreamSource {
+function isByteStreamSource(source: ModelSource): source is ByteStreamSource {
   return typeof (source as Partial<ByteStreamSource>).openStream === 'function';
 }
 

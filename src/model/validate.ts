@@ -48,7 +48,7 @@ export function checkTensorSet(c: ModelConfig, stored: ReadonlyMap<string, Store
 }
 
 /** Index of the first NaN or ±Inf in `data`, or -1. */
-export function findNonFinite(data: Float32Array): number {
+function findNonFinite(data: Float32Array): number {
   for (let i = 0; i < data.length; i++) {
     const x = data[i];
     // x - x is 0 for every finite x and NaN for NaN and ±Inf: one comparison per element.

@@ -51,7 +51,7 @@ function installGlobals(): void {
 }
 
 /** The order of backends to try: TTT_WEBGPU_BACKEND forces one (`system`: the Vulkan loader's choice, a real GPU where there is one); otherwise lavapipe, then SwiftShader. */
-export function backendOrder(env: NodeJS.ProcessEnv = process.env): NodeBackend[] {
+function backendOrder(env: NodeJS.ProcessEnv = process.env): NodeBackend[] {
   const forced = env.TTT_WEBGPU_BACKEND;
   if (forced === 'lavapipe' || forced === 'swiftshader' || forced === 'system') return [forced];
   return ['lavapipe', 'swiftshader'];

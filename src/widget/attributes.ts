@@ -24,7 +24,7 @@ interface NumberSpec {
 }
 
 /** Sampling and length attributes, read at every generate(). */
-export const NUMBER_ATTRIBUTES = {
+const NUMBER_ATTRIBUTES = {
   'max-tokens': { default: 128, integer: true, valid: (n) => n >= 1, expected: 'an integer >= 1' },
   temperature: { default: 0.8, integer: false, valid: (n) => n >= 0, expected: 'a number >= 0 (0 = greedy)' },
   'top-k': { default: 0, integer: true, valid: (n) => n >= 0, expected: 'an integer >= 0 (0 = off)' },
