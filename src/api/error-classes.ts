@@ -14,6 +14,7 @@ export {
   EngineError,
   GpuValidationError,
   InvalidTokenError,
+  MemoryCorruptError,
   MemoryMismatchError,
   OutOfGpuMemoryError,
 } from '../engine/errors.ts';

@@ -16,7 +16,7 @@ import { BlockPlanner } from './block-planner.ts';
 import { EngineAbortedError, EngineDestroyedError, GpuValidationError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
 import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder } from './family.ts';
 import { checkCapacity, checkTokens } from './input-checks.ts';
-import { decodeMemory, encodeMemory, MEMORY_FORMAT, sectionSource } from './memory-blob.ts';
+import { configDifferences, decodeMemory, encodeMemory, MEMORY_FORMAT, sectionSource } from './memory-blob.ts';
 import { validateSamplingParams, type SamplingParams } from './sampling-params.ts';
 import { WorkQueue } from './work-queue.ts';
 
@@ -255,7 +255,7 @@ export class Engine {
   saveMemory(): Promise<Uint8Array> {
     return this.queue.run(async () => {
       const sections = await this.model.save(this.pos);
-      return encodeMemory({ format: MEMORY_FORMAT, family: this.info.family, modelId: this.modelId, position: this.pos }, sections);
+      return encodeMemory({ format: MEMORY_FORMAT, family: this.info.family, modelId: this.modelId, config: { ...this.config }, position: this.pos }, sections);
     });
   }
 
@@ -264,7 +264,11 @@ export class Engine {
     return this.queue.run(async () => {
       const { header, sections } = decodeMemory(blob);
       if (header.family !== this.info.family) throw new MemoryMismatchError(`this memory was saved by a ${header.family} model; the engine runs a ${this.info.family} model`);
-      if (header.modelId !== this.modelId) throw new MemoryMismatchError(`this memory was saved by model ${header.modelId}; the engine runs model ${this.modelId}`);
+      if (header.modelId !== this.modelId) {
+        const differ = configDifferences(header.config, { ...this.config });
+        const why = differ.length ? `its configuration differs (${differ.join('; ')})` : 'same configuration, other weights';
+        throw new MemoryMismatchError(`this memory was saved by model ${header.modelId}; the engine runs model ${this.modelId}: ${why}`);
+      }
       if (header.position > this.info.capacity) throw new MemoryMismatchError(`the memory holds ${header.position} positions; this engine's cache holds ${this.info.capacity}`);
       // Every section is checked before anything is written, so a bad blob leaves the engine as it was.
       const writes = this.model.planRestore(header.position, sectionSource(sections));

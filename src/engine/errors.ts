@@ -54,7 +54,15 @@ export class EngineAbortedError extends EngineError {
   }
 }
 
-/** A saved memory blob that is corrupt, or belongs to another model or state layout. */
+/** A saved memory blob that belongs to another model, family or state layout (or is corrupt: see below). */
 export class MemoryMismatchError extends EngineError {
   override name = 'MemoryMismatchError';
+}
+
+/**
+ * A saved memory blob that is damaged: truncated, bytes changed (its checksum fails), or not a memory
+ * blob at all. Refused before any state is touched.
+ */
+export class MemoryCorruptError extends MemoryMismatchError {
+  override name = 'MemoryCorruptError';
 }

@@ -1,22 +1,33 @@
 /**
- * The saved-memory format: "TTTMEM01", a u32 header length, a JSON header (format, model family, model
- * identity, position, the named sections and their byte lengths), then the sections back to back.
- * Little-endian f32 throughout, as the GPU holds them. What the sections hold is the family's business
- * (each part that owns state names and checks its own); this file only frames them.
+ * The saved-memory format:
+ *
+ *   "TTTMEM02" | u32 header length | JSON header | sections back to back | u32 CRC-32 of all before it
+ *
+ * The header holds the format, the model family, the model's identity and config, the position, and the
+ * named sections with their byte lengths. Little-endian throughout; sections are f32 as the GPU holds
+ * them. What the sections hold is the family's business (each part that owns state names and checks its
+ * own); this file frames them and refuses, before anything is restored, a blob that is damaged
+ * (MemoryCorruptError: truncated, any byte changed) or from another model or configuration
+ * (MemoryMismatchError naming what differs).
  */
 import type { MemorySection, SectionSource } from '../gpu/saved-state.ts';
-import { MemoryMismatchError } from './errors.ts';
+import { crc32 } from './crc32.ts';
+import { MemoryCorruptError, MemoryMismatchError } from './errors.ts';
 
 export const MEMORY_FORMAT = 2;
-/** Format 1 had no family tag (every model was LaCT) and a `firstKvPosition` the KV sections now imply. */
-const READABLE_FORMATS: readonly number[] = [1, 2];
-const MAGIC = 'TTTMEM01';
+const MAGIC = 'TTTMEM02';
+/** Format 1 (magic TTTMEM01) had no checksum: a damaged one could not be told from a good one. */
+const UNCHECKED_MAGIC = 'TTTMEM01';
+const PREFIX = 12; // magic + header length
+const TRAILER = 4; // CRC-32
 
 export interface MemoryHeader {
   readonly format: number;
   /** The model family whose engine saved it (`ModelFamily.name`). */
   readonly family: string;
   readonly modelId: string;
+  /** The parsed config of the model that saved it (so a mismatch can say what differs). */
+  readonly config: Readonly<Record<string, unknown>>;
   readonly position: number;
 }
 
@@ -25,47 +36,74 @@ export function encodeMemory(header: MemoryHeader, sections: readonly MemorySect
   // with the digits of the position.
   const text = JSON.stringify({ ...header, sections: sections.map((s) => [s.name, s.bytes.byteLength]) });
   const json = new TextEncoder().encode(text.padEnd(Math.ceil((text.length + 1) / 256) * 256, ' '));
-  const total = 8 + 4 + json.byteLength + sections.reduce((n, s) => n + s.bytes.byteLength, 0);
-  const out = new Uint8Array(total);
+  const body = PREFIX + json.byteLength + sections.reduce((n, s) => n + s.bytes.byteLength, 0);
+  const out = new Uint8Array(body + TRAILER);
+  const view = new DataView(out.buffer);
   out.set(new TextEncoder().encode(MAGIC), 0);
-  new DataView(out.buffer).setUint32(8, json.byteLength, true);
-  out.set(json, 12);
-  let o = 12 + json.byteLength;
+  view.setUint32(8, json.byteLength, true);
+  out.set(json, PREFIX);
+  let o = PREFIX + json.byteLength;
   for (const s of sections) {
     out.set(s.bytes, o);
     o += s.bytes.byteLength;
   }
+  view.setUint32(body, crc32(out.subarray(0, body)), true);
   return out;
 }
 
 export function decodeMemory(blob: Uint8Array): { header: MemoryHeader; sections: Map<string, Uint8Array> } {
-  if (blob.byteLength < 12 || new TextDecoder().decode(blob.subarray(0, 8)) !== MAGIC) throw new MemoryMismatchError('not a ttt-web memory blob (bad magic)');
-  const len = new DataView(blob.buffer, blob.byteOffset, blob.byteLength).getUint32(8, true);
-  if (12 + len > blob.byteLength) throw new MemoryMismatchError(`corrupt memory blob: header of ${len} bytes in a ${blob.byteLength}-byte blob`);
+  if (!(blob instanceof Uint8Array)) throw new MemoryCorruptError('a memory blob is a Uint8Array from saveMemory()');
+  const magic = new TextDecoder().decode(blob.subarray(0, 8));
+  if (magic === UNCHECKED_MAGIC) {
+    throw new MemoryMismatchError('this memory was saved by an older ttt-web (format 1, without a checksum) and cannot be verified; read the document again and save a new memory');
+  }
+  if (blob.byteLength < PREFIX + TRAILER || magic !== MAGIC) throw new MemoryCorruptError(`not a ttt-web memory blob (${blob.byteLength < PREFIX + TRAILER ? `only ${blob.byteLength} bytes` : 'bad magic'})`);
+  const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  const body = blob.byteLength - TRAILER;
+  const stored = view.getUint32(body, true);
+  const actual = crc32(blob.subarray(0, body));
+  if (stored !== actual) {
+    throw new MemoryCorruptError(`damaged memory blob: its checksum is ${hex(actual)}, it says ${hex(stored)} (truncated, or bytes changed in storage or transit); nothing was restored`);
+  }
+  // From here on the bytes are as saveMemory wrote them; the checks below guard against blobs built by hand.
+  const len = view.getUint32(8, true);
+  if (PREFIX + len > body) throw new MemoryCorruptError(`corrupt memory blob: header of ${len} bytes in a ${blob.byteLength}-byte blob`);
   let parsed: Partial<MemoryHeader> & { sections?: unknown };
   try {
-    parsed = JSON.parse(new TextDecoder().decode(blob.subarray(12, 12 + len))) as Partial<MemoryHeader> & { sections?: unknown };
+    parsed = JSON.parse(new TextDecoder().decode(blob.subarray(PREFIX, PREFIX + len))) as Partial<MemoryHeader> & { sections?: unknown };
   } catch (e) {
-    throw new MemoryMismatchError(`corrupt memory blob: header is not JSON (${(e as Error).message})`);
+    throw new MemoryCorruptError(`corrupt memory blob: header is not JSON (${(e as Error).message})`);
   }
-  if (typeof parsed !== 'object' || parsed === null) throw new MemoryMismatchError('corrupt memory blob: the header is not an object');
-  if (!READABLE_FORMATS.includes(parsed.format as number)) throw new MemoryMismatchError(`memory format ${String(parsed.format)} is not supported (this engine reads ${READABLE_FORMATS.join(' and ')})`);
-  const family = parsed.format === 1 ? 'lact' : parsed.family;
-  const { position, modelId } = parsed;
-  if (typeof family !== 'string' || typeof modelId !== 'string' || !Number.isInteger(position) || (position as number) < 0 || !Array.isArray(parsed.sections)) {
-    throw new MemoryMismatchError('corrupt memory blob: bad header fields');
+  if (typeof parsed !== 'object' || parsed === null) throw new MemoryCorruptError('corrupt memory blob: the header is not an object');
+  if (parsed.format !== MEMORY_FORMAT) throw new MemoryMismatchError(`memory format ${String(parsed.format)} is not supported (this engine reads ${MEMORY_FORMAT})`);
+  const { family, modelId, position, config } = parsed;
+  if (typeof family !== 'string' || typeof modelId !== 'string' || !Number.isInteger(position) || (position as number) < 0 || typeof config !== 'object' || config === null || !Array.isArray(parsed.sections)) {
+    throw new MemoryCorruptError('corrupt memory blob: bad header fields');
   }
   const sections = new Map<string, Uint8Array>();
-  let o = 12 + len;
+  let o = PREFIX + len;
   for (const entry of parsed.sections as unknown[]) {
     const [name, n] = Array.isArray(entry) ? (entry as unknown[]) : [];
-    if (typeof name !== 'string' || typeof n !== 'number') throw new MemoryMismatchError('corrupt memory blob: a section entry is not [name, bytes]');
-    if (!Number.isInteger(n) || n < 0 || o + n > blob.byteLength) throw new MemoryMismatchError(`corrupt memory blob: section ${name} runs past the end`);
+    if (typeof name !== 'string' || typeof n !== 'number') throw new MemoryCorruptError('corrupt memory blob: a section entry is not [name, bytes]');
+    if (!Number.isInteger(n) || n < 0 || o + n > body) throw new MemoryCorruptError(`corrupt memory blob: section ${name} runs past the end`);
     sections.set(name, blob.subarray(o, o + n));
     o += n;
   }
-  if (o !== blob.byteLength) throw new MemoryMismatchError(`corrupt memory blob: ${blob.byteLength - o} trailing bytes`);
-  return { header: { format: parsed.format as number, family, modelId, position: position as number }, sections };
+  if (o !== body) throw new MemoryCorruptError(`corrupt memory blob: ${body - o} bytes after the last section`);
+  return { header: { format: MEMORY_FORMAT, family, modelId, config, position: position as number }, sections };
+}
+
+/**
+ * Why a memory saved with `saved` does not fit a model with `current` (same family): the config fields
+ * that differ, e.g. "windowSize: saved 512, this model 1024". Empty when the configs are equal.
+ */
+export function configDifferences(saved: Readonly<Record<string, unknown>>, current: Readonly<Record<string, unknown>>): string[] {
+  const keys = [...new Set([...Object.keys(saved), ...Object.keys(current)])];
+  return keys.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(current[k])).map((k) => `${k}: saved ${JSON.stringify(saved[k])}, this model ${JSON.stringify(current[k])}`);
+}
+
+function hex(n: number): string {
+  return n.toString(16).padStart(8, '0');
 }
 
 /** The sections of a decoded blob, each checked for presence and size as a part asks for it. */
@@ -73,8 +111,8 @@ export function sectionSource(sections: ReadonlyMap<string, Uint8Array>): Sectio
   return {
     need(name, bytes) {
       const s = sections.get(name);
-      if (!s) throw new MemoryMismatchError(`corrupt memory: section ${name} is missing`);
-      if (s.byteLength !== bytes) throw new MemoryMismatchError(`corrupt memory: section ${name} has ${s.byteLength} bytes, expected ${bytes}`);
+      if (!s) throw new MemoryMismatchError(`this memory does not fit the model: section ${name} is missing`);
+      if (s.byteLength !== bytes) throw new MemoryMismatchError(`this memory does not fit the model: section ${name} has ${s.byteLength} bytes, the model's state ${bytes}`);
       return s;
     },
   };

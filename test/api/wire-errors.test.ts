@@ -48,7 +48,7 @@ describe('the wire registry of error classes', () => {
     // The public error classes (docs/api.md, Errors): a change here is a change of the package's API.
     expect(publicErrors.map(([n]) => n).sort()).toEqual([
       'ConfigError', 'ContextOverflowError', 'EngineAbortedError', 'EngineDestroyedError', 'EngineError', 'GpuValidationError',
-      'InvalidTokenError', 'MemoryMismatchError', 'ModelFetchError', 'ModelFormatError', 'OutOfGpuMemoryError', 'TokenizerError',
+      'InvalidTokenError', 'MemoryCorruptError', 'MemoryMismatchError', 'ModelFetchError', 'ModelFormatError', 'OutOfGpuMemoryError', 'TokenizerError',
       'WebGpuUnavailableError',
     ]);
   });
