@@ -7,8 +7,11 @@
  * constructor `name`), never the names a module exports. Export only error classes from here: anything
  * else would become public and break the registry's type (see wire-errors.ts).
  */
+import { EngineDestroyedError as Destroyed } from '../engine/errors.ts';
+
 export {
   ContextOverflowError,
+  DeviceLimitError,
   EngineAbortedError,
   EngineDestroyedError,
   EngineError,
@@ -25,3 +28,16 @@ export {
   ModelFormatError,
   TokenizerError,
 } from '../model/errors.ts';
+
+/**
+ * The engine's Web Worker died: it was terminated (by anything but `dispose()`), or an uncaught error, an
+ * unhandled rejection or a message that could not be read happened in it. Every call pending on the page
+ * and every later call of that engine rejects with it; `createEngine` makes a new, working one. A
+ * subclass of EngineDestroyedError, so code that handles a destroyed engine handles this too.
+ */
+export class WorkerCrashedError extends Destroyed {
+  override name = 'WorkerCrashedError';
+  constructor(why: string) {
+    super(`the engine's Web Worker died (${why}); create a new engine with createEngine()`);
+  }
+}

@@ -5,6 +5,8 @@
  * the weights, streamed tensor by tensor into GPU buffers (never whole in JS memory).
  */
 import { deviceNeeds, Engine } from '../engine/engine.ts';
+import { formatBytes, type MemoryPlan } from '../engine/memory-plan.ts';
+import { MEMORY_CATEGORIES, type MemoryCategory } from '../gpu/allocator.ts';
 import { GpuContext } from '../gpu/context.ts';
 import { HOW_TO_GET_WEBGPU, requestEngineDevice, WebGpuUnavailableError } from '../gpu/device.ts';
 import { CachedUrlSource } from '../model/cache.ts';
@@ -68,8 +70,15 @@ async function modelSource(model: ModelInput | ModelSource, cache = true, onCach
   throw new TypeError('model must be a URL prefix, an array of Files, or a FileSystemDirectoryHandle');
 }
 
+/** "The engine needs 7.4 MB of GPU memory: weights 6.1 MB, KV cache 0.8 MB, …" (categories that hold anything). */
+function describePlan(plan: MemoryPlan): string {
+  const names: Record<MemoryCategory, string> = { weights: 'weights', kv: 'KV cache', fastWeights: 'fast weights', momentum: 'momentum', pending: 'pending chunk', activations: 'activations', scratch: 'scratch' };
+  const parts = MEMORY_CATEGORIES.filter((c) => plan.bytes[c] > 0).map((c) => `${names[c]} ${formatBytes(plan.bytes[c])}`);
+  return `the engine needs ${formatBytes(plan.bytes.total)} of GPU memory: ${parts.join(', ')}`;
+}
+
 /** The stream's progress in the API's terms, at most every 100 ms while bytes arrive. */
-function streamProgress(emit: (stage: LoadProgress['stage'], message: string, loaded?: number, total?: number) => void): (p: StreamProgress) => void {
+function streamProgress(emit: (stage: LoadProgress['stage'], message: string, loaded?: number, total?: number) => void, needs: () => string): (p: StreamProgress) => void {
   let last = 0;
   return (p) => {
     if (p.phase === 'config') return;
@@ -80,14 +89,15 @@ function streamProgress(emit: (stage: LoadProgress['stage'], message: string, lo
     last = now;
     const mb = (b: number) => (b / 1048576).toFixed(1);
     const of = p.bytesTotal === null ? '' : ` of ${mb(p.bytesTotal)}`;
-    emit('weights', `${p.fromCache ? 'reading' : 'downloading'} ${p.file}${p.fromCache ? ' from the cache' : ''}: ${mb(p.bytesLoaded)}${of} MiB, ${p.tensorsLoaded}/${p.tensorsTotal ?? '?'} tensors on the GPU`, p.bytesLoaded, p.bytesTotal ?? undefined);
+    emit('weights', `${p.fromCache ? 'reading' : 'downloading'} ${p.file}${p.fromCache ? ' from the cache' : ''}: ${mb(p.bytesLoaded)}${of} MiB, ${p.tensorsLoaded}/${p.tensorsTotal ?? '?'} tensors on the GPU${needs()}`, p.bytesLoaded, p.bytesTotal ?? undefined);
   };
 }
 
 export async function openEngineHost(model: ModelInput | ModelSource, opts: OpenOptions = {}): Promise<EngineHost> {
-  const progress = (stage: LoadProgress['stage'], message: string, loaded?: number, total?: number) => {
+  const progress = (stage: LoadProgress['stage'], message: string, loaded?: number, total?: number, plan?: MemoryPlan) => {
     try {
-      const r = opts.onProgress?.({ stage, message, loaded: loaded ?? null, total: total ?? null }) as unknown;
+      const event: LoadProgress = { stage, message, loaded: loaded ?? null, total: total ?? null, ...(plan ? { memoryPlan: plan.bytes } : {}) };
+      const r = opts.onProgress?.(event) as unknown;
       if (r instanceof Promise) r.catch(() => undefined);
     } catch {
       // A progress listener must not break loading.
@@ -106,12 +116,20 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
   };
   const source = opts.source ?? (await modelSource(model, opts.cache ?? true, cacheWarning));
   progress('config', `reading ${source.locate('config.json')}, the tokenizer and the weights' header`);
-  const stream = await openModelStream(source, { onProgress: streamProgress(progress) });
+  let needs = '';
+  const stream = await openModelStream(source, { onProgress: streamProgress(progress, () => needs) });
 
   const engineOpts = { weights: opts.weights ?? 'f16', maxContext: opts.maxContext };
   const owned = !opts.device;
   let device: GPUDevice | null = opts.device ?? null;
   try {
+    // Every buffer the config implies, against the limits of the device (or the best the adapter can
+    // give) before any weight is read: a config too large fails here, by name (DeviceLimitError).
+    const caps = device ? { maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize, maxBufferSize: device.limits.maxBufferSize, shaderF16: device.features.has('shader-f16'), timestampQuery: device.features.has('timestamp-query') }
+      : { maxStorageBufferBindingSize: adapter!.limits.maxStorageBufferBindingSize, maxBufferSize: adapter!.limits.maxBufferSize, shaderF16: adapter!.features.has('shader-f16'), timestampQuery: adapter!.features.has('timestamp-query') };
+    const plan = Engine.plan(stream.config, engineOpts, caps);
+    needs = ` (the engine needs ${formatBytes(plan.bytes.total)} of GPU memory)`;
+    progress('plan', describePlan(plan), undefined, undefined, plan);
     device ??= await requestEngineDevice(adapter!, deviceNeeds(stream.config, engineOpts, adapter!.limits.maxStorageBufferBindingSize));
     const engine = await Engine.fromStream(new GpuContext(device), stream, engineOpts);
     const tokenizer = stream.tokenizer;

@@ -4,6 +4,7 @@
  */
 import type { EngineMode, EngineStats } from '../engine/engine.ts';
 import type { WeightStorage } from '../gpu/context.ts';
+import type { MemoryReport } from '../gpu/allocator.ts';
 import type { ModelSource } from '../model/source.ts';
 
 export type { EngineMode, EngineStats } from '../engine/engine.ts';
@@ -21,10 +22,13 @@ export type ModelInput = string | readonly File[] | FileSystemDirectoryHandle;
  * model loads from the network without it; loading goes on.
  */
 export interface LoadProgress {
-  readonly stage: 'webgpu' | 'config' | 'cache' | 'weights' | 'engine' | 'ready';
+  /** `plan`: the config and the weights' header are read and checked against the device; nothing is downloaded yet. */
+  readonly stage: 'webgpu' | 'config' | 'plan' | 'cache' | 'weights' | 'engine' | 'ready';
   readonly loaded: number | null;
   readonly total: number | null;
   readonly message: string;
+  /** Stage `plan` only: the GPU bytes the engine will allocate, by category and in total, before it allocates any. */
+  readonly memoryPlan?: MemoryReport;
 }
 
 export interface CreateEngineOptions {

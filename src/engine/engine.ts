@@ -14,7 +14,8 @@ import { GpuTimer } from '../gpu/gpu-timer.ts';
 import { familyOf } from '../families/index.ts';
 import { BlockPlanner } from './block-planner.ts';
 import { EngineAbortedError, EngineDestroyedError, GpuValidationError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
-import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder } from './family.ts';
+import type { BlockWork, DeviceCaps, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder } from './family.ts';
+import { checkPlan, largestWhere, limitFor, summarize, type MemoryPlan, type PlanLimits, type PlannedBuffer } from './memory-plan.ts';
 import { checkCapacity, checkTokens } from './input-checks.ts';
 import { configDifferences, decodeMemory, encodeMemory, MEMORY_FORMAT, sectionSource } from './memory-blob.ts';
 import { validateSamplingParams, type SamplingParams } from './sampling-params.ts';
@@ -158,7 +159,10 @@ export class Engine {
     let engine: Engine | null = null;
     let failure: unknown = null;
     try {
-      const layout = family.layout(own, config, opts);
+      const caps = deviceCaps(own);
+      // Every size the config implies meets the device's limits before the first allocation.
+      Engine.plan(config, opts, caps);
+      const layout = family.layout(caps, config, opts);
       const builder = family.prepare(own, config, layout, opts);
       await fill(builder);
       engine = new Engine(own, config, layout, builder.finish());
@@ -175,6 +179,44 @@ export class Engine {
       throw failure;
     }
     return engine;
+  }
+
+  /**
+   * The memory plan of `config` with `opts` on a device with `caps`: every buffer the engine would
+   * allocate, by category, before anything is (so a page can say "this model needs N MB" before it
+   * downloads the weights). Throws DeviceLimitError when a buffer cannot fit, naming the config key or
+   * option that sizes it, the size, the limit and the largest value that would fit.
+   */
+  static plan(config: ModelConfig, opts: EngineOptions, caps: DeviceCaps & { readonly timestampQuery?: boolean }): MemoryPlan {
+    const family = familyOf(config);
+    const buffersOf = (c: ModelConfig, o: EngineOptions): PlannedBuffer[] => {
+      const layout = family.layout(caps, c, o);
+      const own = family.plan(c, layout, o);
+      const logits = own.find((b) => b.label === 'logits');
+      // The engine's own: the read-back buffer (as large as the logits) and the GPU timer's two.
+      const engine: PlannedBuffer[] = [{ label: 'readback', category: 'scratch', bytes: logits?.bytes ?? 4, bound: false, key: 'vocab_size' }];
+      if (caps.timestampQuery) for (const label of ['timestamps', 'timestamps readback']) engine.push({ label, category: 'scratch', bytes: 16 * GpuTimer.SLOTS, bound: false, key: 'maxRows' });
+      return [...own, ...engine];
+    };
+    const plan = summarize(buffersOf(config, opts));
+    const check = (limits: PlanLimits, which: (b: PlannedBuffer) => boolean) =>
+      checkPlan(summarize(plan.buffers.filter(which)), limits, (key) => {
+        const fits = (v: number) => {
+          const r = family.resize(config, opts, key, v);
+          if (!r) return false;
+          return buffersOf(r.config, r.opts).filter((b) => b.key === key && which(b)).every((b) => b.bytes <= limitFor(b, limits).limit);
+        };
+        // Sizes grow with the key, by at least a byte a unit: the answer is below the failing buffer's bytes.
+        const upper = Math.max(1, ...plan.buffers.filter((b) => b.key === key).map((b) => b.bytes));
+        return family.resize(config, opts, key, 1) ? largestWhere(1, upper, fits) : null;
+      });
+    check(caps, () => true);
+    // What the engine splits at its own binding size (weights, KV pages) must also meet that size when it is set lower.
+    const own = opts.maxBindingBytes;
+    if (own !== undefined && own < caps.maxStorageBufferBindingSize) {
+      check({ ...caps, maxStorageBufferBindingSize: own, bindingLimitName: 'maxBindingBytes (engine option)' }, (b) => b.category === 'weights' || b.category === 'kv');
+    }
+    return plan;
   }
 
   /** Tokens fed so far: the absolute position of the next token. */
@@ -382,6 +424,16 @@ export class Engine {
     this.readback.unmap();
     return out;
   }
+}
+
+/** The limits and features a plan depends on, of a context's device. */
+export function deviceCaps(ctx: GpuContext): DeviceCaps & { timestampQuery: boolean } {
+  return {
+    maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize,
+    maxBufferSize: ctx.limits.maxBufferSize,
+    shaderF16: ctx.features.shaderF16,
+    timestampQuery: ctx.features.timestampQuery,
+  };
 }
 
 function concatFloats(parts: readonly Float32Array[]): Float32Array {

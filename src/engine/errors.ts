@@ -46,6 +46,29 @@ export class GpuValidationError extends EngineError {
   }
 }
 
+/**
+ * A buffer the config (or an engine option) implies is larger than the device allows; raised when the
+ * engine is planned, before anything is allocated.
+ */
+export class DeviceLimitError extends EngineError {
+  override name = 'DeviceLimitError';
+  constructor(
+    /** The config.json key or engine option that sizes the buffer. */
+    readonly key: string,
+    readonly buffer: string,
+    readonly bytes: number,
+    readonly limitName: string,
+    readonly limit: number,
+    /** The largest value of `key` with which every buffer fits, or null when there is none or it cannot be said. */
+    readonly largestFitting: number | null,
+  ) {
+    super(
+      `${key} is too large for this device: the ${buffer} buffer would take ${bytes} bytes, over its ${limitName} of ${limit}` +
+        (largestFitting === null ? '' : `; the largest ${key} that fits is ${largestFitting}`),
+    );
+  }
+}
+
 /** A feed was aborted; the engine holds exactly the first `processed` tokens of it (at `position`). */
 export class EngineAbortedError extends EngineError {
   override name = 'EngineAbortedError';

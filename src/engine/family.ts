@@ -10,6 +10,7 @@ import type { GpuContext, WeightStorage } from '../gpu/context.ts';
 import type { MemorySection, RestoreWrite, SectionSource } from '../gpu/saved-state.ts';
 import type { MatmulTiles } from '../gpu/ops/matmul.ts';
 import type { BlockPlan } from './block-planner.ts';
+import type { PlannedBuffer } from './memory-plan.ts';
 import type { SamplingParams } from './sampling-params.ts';
 
 /** What kind of memory the model keeps, as the API reports it. */
@@ -83,11 +84,25 @@ export interface ModelBuilder {
   finish(): { model: FamilyModel; modelId: string };
 }
 
+/** What a layout and a plan depend on: the device's (or adapter's) limits and features. */
+export interface DeviceCaps {
+  readonly maxStorageBufferBindingSize: number;
+  readonly maxBufferSize: number;
+  readonly shaderF16: boolean;
+}
+
 export interface ModelFamily<C> {
   /** The tag in configs and saved memories. */
   readonly name: string;
   /** Block size, binding limit, weight storage and capacity for this config and options on a device. */
-  layout(ctx: GpuContext, config: C, opts: EngineOptions): EngineLayout;
+  layout(caps: DeviceCaps, config: C, opts: EngineOptions): EngineLayout;
+  /** Every buffer the model's data path allocates (the engine adds its own), before any is. */
+  plan(config: C, layout: EngineLayout, opts: EngineOptions): PlannedBuffer[];
+  /**
+   * The config and options with `key` (a PlannedBuffer key) set to `value`, to find the largest value
+   * that fits; null for keys the family cannot vary alone (e.g. a width other sizes derive from).
+   */
+  resize(config: C, opts: EngineOptions, key: string, value: number): { config: C; opts: EngineOptions } | null;
   /** The largest single buffer the model needs (for the device request, before there is a device). */
   deviceNeeds(config: C, opts: EngineOptions, adapterBinding: number): { largestBuffer: number };
   /** Allocates the weights; the builder takes the tensors and builds the data path. */

@@ -2,7 +2,7 @@
  * Every GPU buffer the engine owns comes from here, tagged with what it holds, so the engine can say at
  * any moment how many bytes are live in each category (WebGPU itself exposes no memory figure).
  */
-const MEMORY_CATEGORIES = ['weights', 'kv', 'fastWeights', 'momentum', 'pending', 'activations', 'scratch'] as const;
+export const MEMORY_CATEGORIES = ['weights', 'kv', 'fastWeights', 'momentum', 'pending', 'activations', 'scratch'] as const;
 export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
 export type MemoryReport = Record<MemoryCategory, number> & { total: number };
 

@@ -57,14 +57,20 @@ export function uploadMatrix(ctx: GpuContext, label: string, data: Float32Array,
 
 /** An empty [rows, cols] matrix in `storage`, split like `uploadMatrix`, to be filled by `writeRows`. */
 export function allocMatrix(ctx: GpuContext, label: string, rows: number, cols: number, storage: WeightStorage, maxBindingBytes: number): WeightParts {
-  const per = rowsPerPart(cols, storage, maxBindingBytes);
-  const parts: WeightPart[] = [];
   const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
+  const parts = matrixParts(rows, cols, storage, maxBindingBytes).map(({ row0, rows: n, bytes }) => ({ buffer: ctx.allocator.create(`${label}[${row0}:${row0 + n}]`, 'weights', bytes, usage), row0, rows: n }));
+  return { storage, rows, cols, parts };
+}
+
+/** The parts a [rows, cols] matrix is split into (as allocMatrix and uploadMatrix split it), with their bytes. */
+export function matrixParts(rows: number, cols: number, storage: WeightStorage, maxBindingBytes: number): { row0: number; rows: number; bytes: number }[] {
+  const per = rowsPerPart(cols, storage, maxBindingBytes);
+  const out: { row0: number; rows: number; bytes: number }[] = [];
   for (let row0 = 0; row0 < rows; row0 += per) {
     const n = Math.min(per, rows - row0);
-    parts.push({ buffer: ctx.allocator.create(`${label}[${row0}:${row0 + n}]`, 'weights', n * cols * bytesPerWeight(storage), usage), row0, rows: n });
+    out.push({ row0, rows: n, bytes: n * cols * bytesPerWeight(storage) });
   }
-  return { storage, rows, cols, parts };
+  return out;
 }
 
 /**

@@ -330,8 +330,10 @@ describe('generate on the GPU (in process, tiny-all-on on Dawn)', () => {
     const { adapter } = await openNodeAdapter();
     const stages: string[] = [];
     const own = await createEngine({ model: 'tiny-all-on', source: fixture('tiny-all-on'), adapter, onProgress: (p) => stages.push(p.stage) });
-    // In order, each at least once: WebGPU before anything is read, weights streamed, then ready.
-    expect([...new Set(stages)]).toEqual(['webgpu', 'config', 'weights', 'engine', 'ready']);
+    // In order, each at least once: WebGPU before anything is read, the weights' header, the memory plan
+    // (before any tensor), the weights streamed, then ready.
+    expect([...new Set(stages)]).toEqual(['webgpu', 'config', 'weights', 'plan', 'engine', 'ready']);
+    expect(stages.lastIndexOf('weights')).toBeGreaterThan(stages.indexOf('plan'));
     expect(own.info).toMatchObject({ mode: 'ttt', vocabSize: 258, tokenizer: 'byte', bosId: BOS, eosId: EOS, worker: false, capacity: Infinity });
     expect(own.info.adapter.length).toBeGreaterThan(0);
     expect(['f16', 'f16-packed']).toContain(own.info.weights);

@@ -47,7 +47,7 @@ describe('the wire registry of error classes', () => {
     expect(missing, 'exported from src/api/index.ts but not in the wire registry (wire-errors.ts)').toEqual([]);
     // The public error classes (docs/api.md, Errors): a change here is a change of the package's API.
     expect(publicErrors.map(([n]) => n).sort()).toEqual([
-      'ConfigError', 'ContextOverflowError', 'EngineAbortedError', 'EngineDestroyedError', 'EngineError', 'GpuValidationError',
+      'ConfigError', 'ContextOverflowError', 'DeviceLimitError', 'EngineAbortedError', 'EngineDestroyedError', 'EngineError', 'GpuValidationError',
       'InvalidTokenError', 'MemoryCorruptError', 'MemoryMismatchError', 'ModelFetchError', 'ModelFormatError', 'OutOfGpuMemoryError', 'TokenizerError',
       'WebGpuUnavailableError',
     ]);

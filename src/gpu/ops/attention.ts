@@ -48,6 +48,18 @@ class Plan {
   }
 }
 
+/** Bytes of the split partials for the largest total split count any block can have (0: every block has one split). */
+export function attentionPartialsBytes(spec: AttentionSpec, kv: { ring: number; pageTokens: number; pageSlots: readonly number[] }): number {
+  const plan = new Plan(spec.window ?? 0, kv.ring, kv.pageTokens, spec.splitKeys ?? SPLIT_KEYS);
+  let slots = 0;
+  for (let rows = 1; rows <= spec.maxRows; rows++) {
+    const maxKeys = kv.ring ? [Math.min(kv.ring, spec.window! + rows - 1)] : kv.pageSlots;
+    const total = maxKeys.reduce((s, n) => s + plan.splits(n, rows), 0);
+    if (total > 1) slots = Math.max(slots, rows * total);
+  }
+  return slots * spec.heads * (spec.D / spec.heads + 2) * 4;
+}
+
 export class AttentionOp {
   private readonly attend: Kernel;
   private readonly combine: Kernel;
@@ -74,15 +86,7 @@ export class AttentionOp {
     const splitKeys = spec.splitKeys ?? SPLIT_KEYS;
     this.plan = new Plan(spec.window ?? 0, kv.ring, kv.pageTokens, splitKeys);
 
-    // Partials for the largest total split count any block can have; none when every block has one split.
-    const pageSizes = kv.pages.map((pg) => pg.k.size / (D * 4));
-    let slots = 0;
-    for (let rows = 1; rows <= maxRows; rows++) {
-      const maxKeys = kv.ring ? [Math.min(kv.ring, spec.window! + rows - 1)] : pageSizes;
-      const total = maxKeys.reduce((s, n) => s + this.plan.splits(n, rows), 0);
-      if (total > 1) slots = Math.max(slots, rows * total);
-    }
-    const partials = ctx.allocator.create(`${label} partials`, 'scratch', slots * heads * (da + 2) * 4, GPUBufferUsage.STORAGE);
+    const partials = ctx.allocator.create(`${label} partials`, 'scratch', attentionPartialsBytes(spec, { ring: kv.ring, pageTokens: kv.pageTokens, pageSlots: kv.pages.map((pg) => pg.k.size / (D * 4)) }), GPUBufferUsage.STORAGE);
 
     const defines = { DA: da };
     this.attend = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attend', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines });

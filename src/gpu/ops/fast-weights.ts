@@ -93,6 +93,34 @@ export function unpackFastWeights(c: LactConfig, packed: ArrayLike<number>): { w
   return { w0, w1, w2 };
 }
 
+/** The buffers of FastWeightScratch: per-block activations (maxRows rows) and the chunk update's temporaries. */
+export function fastWeightScratchBuffers(c: LactConfig, maxRows: number): { name: string; category: 'activations' | 'scratch'; floats: number }[] {
+  const D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden, C = c.chunkSize, m = Math.min(dh, df);
+  const act = (name: string, floats: number) => ({ name, category: 'activations' as const, floats });
+  const tmp = (name: string, floats: number) => ({ name, category: 'scratch' as const, floats });
+  return [
+    act('fq|fk|fv', maxRows * 3 * D),
+    act('gates', maxRows * gateColumns(c).total),
+    act('G|U', maxRows * Hf * 2 * dh),
+    act('silu(G)*U', maxRows * Hf * dh),
+    act('y', maxRows * D),
+    tmp('chunk G|U|P', C * Hf * 3 * dh),
+    tmp('gradients', 3 * Hf * dh * df),
+    ...(c.useMuon ? [tmp('Newton-Schulz X', 3 * Hf * dh * df), tmp('Newton-Schulz A', 3 * Hf * m * m), tmp('Newton-Schulz B', 3 * Hf * m * m)] : []),
+  ];
+}
+
+/** Floats of one layer's state and constants: weights, momentum, pending chunk, row-norm targets, qk scale/offset, ttt norm. */
+export function fastWeightLayerFloats(c: LactConfig): { weights: number; momentum: number; pending: number; constants: [string, number][] } {
+  const D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden;
+  return {
+    weights: 3 * Hf * dh * df,
+    momentum: c.useMomentum ? 3 * Hf * dh * df : 0,
+    pending: c.chunkSize * pendingWidth(c),
+    constants: [['row-norm targets', Hf * (2 * dh + df)], ['qk_scale', 2 * D], ['qk_offset', 2 * D], ['ttt_norm', df]],
+  };
+}
+
 /**
  * Intermediates of the branch: per-block activations sized by maxRows, and the chunk update's
  * temporaries. Layers run one after another, so one instance can serve every layer of a model (pass it
@@ -121,19 +149,18 @@ export class FastWeightScratch {
   constructor(ctx: GpuContext, readonly config: LactConfig, readonly maxRows: number) {
     const c = config, D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden, C = c.chunkSize;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const act = (label: string, floats: number) => ctx.allocator.create(`fast weights: ${label}`, 'activations', floats * 4, usage);
-    const tmp = (label: string, floats: number) => ctx.allocator.create(`fast weights: ${label}`, 'scratch', floats * 4, usage);
-    this.fqkv = act('fq|fk|fv', maxRows * 3 * D);
-    this.act = act('gates', maxRows * gateColumns(c).total);
-    this.gu = act('G|U', maxRows * Hf * 2 * dh);
-    this.hd = act('silu(G)*U', maxRows * Hf * dh);
-    this.y = act('y', maxRows * D);
-    this.s = tmp('chunk G|U|P', C * Hf * 3 * dh);
-    this.grad = tmp('gradients', 3 * Hf * dh * df);
-    const m = Math.min(dh, df);
-    this.x0 = c.useMuon ? tmp('Newton-Schulz X', 3 * Hf * dh * df) : null;
-    this.nsA = c.useMuon ? tmp('Newton-Schulz A', 3 * Hf * m * m) : null;
-    this.nsB = c.useMuon ? tmp('Newton-Schulz B', 3 * Hf * m * m) : null;
+    const made = new Map(fastWeightScratchBuffers(c, maxRows).map((b) => [b.name, ctx.allocator.create(`fast weights: ${b.name}`, b.category, b.floats * 4, usage)]));
+    const get = (name: string) => made.get(name) ?? null;
+    this.fqkv = get('fq|fk|fv')!;
+    this.act = get('gates')!;
+    this.gu = get('G|U')!;
+    this.hd = get('silu(G)*U')!;
+    this.y = get('y')!;
+    this.s = get('chunk G|U|P')!;
+    this.grad = get('gradients')!;
+    this.x0 = get('Newton-Schulz X');
+    this.nsA = get('Newton-Schulz A');
+    this.nsB = get('Newton-Schulz B');
   }
 
   /** Whether this scratch fits a layer of config `c` with blocks of up to `maxRows`. */

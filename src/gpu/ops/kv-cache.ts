@@ -32,6 +32,22 @@ export function checkAttentionSpec(label: string, s: AttentionSpec): void {
   if (s.splitKeys !== undefined && !posInt(s.splitKeys)) throw new RangeError(`${label}: splitKeys ${s.splitKeys}`);
 }
 
+/**
+ * Where positions live: a ring of W + maxRows - 1 slots (a block's first query still sees W - 1 earlier
+ * keys while the block writes up to maxRows new ones), or full attention's pages of `pageTokens`
+ * positions up to the capacity. `pageSlots`: positions per page (one K and one V buffer each).
+ */
+export function kvGeometry(spec: AttentionSpec, maxBindingBytes: number): { ring: number; pageTokens: number; pageSlots: number[] } {
+  if (spec.window !== null) {
+    const ring = spec.window + spec.maxRows - 1;
+    return { ring, pageTokens: ring, pageSlots: [ring] };
+  }
+  const pageTokens = Math.max(1, Math.floor(maxBindingBytes / (spec.D * 4)));
+  const pageSlots: number[] = [];
+  for (let base = 0; base < spec.capacity; base += pageTokens) pageSlots.push(Math.min(pageTokens, spec.capacity - base));
+  return { ring: 0, pageTokens, pageSlots };
+}
+
 /** K and V for one layer: the ring (one page) or the full-attention pages, each page a K and a V buffer. */
 export class KvCache {
   readonly bytes: number;
@@ -45,27 +61,18 @@ export class KvCache {
 
   constructor(private readonly ctx: GpuContext, label: string, readonly spec: AttentionSpec) {
     checkAttentionSpec(label, spec);
-    const { D } = spec;
     const maxBinding = spec.maxBindingBytes ?? ctx.limits.maxStorageBufferBindingSize;
+    const g = kvGeometry(spec, maxBinding);
+    if (g.ring * spec.D * 4 > maxBinding) throw new RangeError(`${label}: a ring of ${g.ring} positions x ${spec.D} floats exceeds the ${maxBinding}-byte binding limit`);
+    this.ring = g.ring;
+    this.pageTokens = g.pageTokens;
+    this.capacity = g.ring ? Infinity : spec.capacity;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    const pages: { k: GPUBuffer; v: GPUBuffer }[] = [];
-    const make = (name: string, slots: number) => {
-      pages.push({ k: ctx.allocator.create(`${label} K${name}`, 'kv', slots * D * 4, usage), v: ctx.allocator.create(`${label} V${name}`, 'kv', slots * D * 4, usage) });
-    };
-    if (spec.window !== null) {
-      // A block's first query still sees W - 1 earlier keys while the block writes up to maxRows new ones.
-      this.ring = this.pageTokens = spec.window + spec.maxRows - 1;
-      this.capacity = Infinity;
-      if (this.ring * D * 4 > maxBinding) throw new RangeError(`${label}: a ring of ${this.ring} positions x ${D} floats exceeds the ${maxBinding}-byte binding limit`);
-      make('', this.ring);
-    } else {
-      this.ring = 0;
-      this.pageTokens = Math.max(1, Math.floor(maxBinding / (D * 4)));
-      this.capacity = spec.capacity;
-      for (let base = 0, i = 0; base < spec.capacity; base += this.pageTokens, i++) make(` page ${i}`, Math.min(this.pageTokens, spec.capacity - base));
-    }
-    this.pages = pages;
-    this.bytes = pages.reduce((s, pg) => s + pg.k.size + pg.v.size, 0);
+    this.pages = g.pageSlots.map((slots, i) => {
+      const name = g.ring ? '' : ` page ${i}`;
+      return { k: ctx.allocator.create(`${label} K${name}`, 'kv', slots * spec.D * 4, usage), v: ctx.allocator.create(`${label} V${name}`, 'kv', slots * spec.D * 4, usage) };
+    });
+    this.bytes = this.pages.reduce((s, pg) => s + pg.k.size + pg.v.size, 0);
   }
 
   /** The first position still attended to after `position` tokens (the window's start; 0 for full attention). */

@@ -16,7 +16,9 @@ export class SampleOp {
   private readonly kernel: Kernel;
   private readonly group: GPUBindGroup;
   private readonly params: GPUBuffer;
-  private readonly data = new ArrayBuffer(48);
+  /** Bytes of the sampling-parameters uniform. */
+  static readonly PARAMS_BYTES = 48;
+  private readonly data = new ArrayBuffer(SampleOp.PARAMS_BYTES);
 
   constructor(private readonly ctx: GpuContext, label: string, logits: GPUBuffer, readonly V: number, readonly logitsOffset = 0) {
     if (!Number.isInteger(V) || V < 1 || V > 0xffffffff) throw new RangeError(`${label}: vocabulary size ${V} must be an integer >= 1`);
