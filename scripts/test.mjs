@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // The one test command (README Quick start, and .ci/run): installs what is missing, runs every Vitest
 // suite (Node + Dawn, and Playwright driving Debian's Chromium), then prints the closing line
-// `N passed, N failed` that CI reads. Extra arguments go to Vitest (e.g. a file filter).
+// `N passed, N failed` that CI reads. Extra arguments go to Vitest (e.g. a file filter). Before that line
+// it lists the test variants that did not run for want of an adapter feature (test/helpers/gpu.ts
+// hasFeature writes them to test-results/uncovered.txt), so a smaller adapter cannot pass silently.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureNodeModules, ensureSystemPackages, readJson, root } from './ensure-deps.mjs';
 
@@ -13,6 +15,8 @@ ensureSystemPackages();
 const resultsDir = join(root, 'test-results');
 mkdirSync(resultsDir, { recursive: true });
 const jsonFile = join(resultsDir, 'vitest.json');
+const uncoveredFile = join(resultsDir, 'uncovered.txt');
+rmSync(uncoveredFile, { force: true });
 
 const vitest = join(root, 'node_modules', 'vitest', 'vitest.mjs');
 const r = spawnSync(
@@ -30,6 +34,13 @@ if (existsSync(jsonFile)) {
   // A suite that failed to load has no tests counted; count it as a failure so it cannot go unseen.
   for (const suite of report.testResults ?? []) {
     if (suite.status === 'failed' && (suite.assertionResults ?? []).length === 0) failed += 1;
+  }
+}
+if (existsSync(uncoveredFile)) {
+  const lines = [...new Set(readFileSync(uncoveredFile, 'utf8').split('\n').filter((l) => l.trim()))];
+  if (lines.length) {
+    console.log(`\nNot covered on this adapter (${lines.length} test variant${lines.length === 1 ? '' : 's'} skipped for want of a feature):`);
+    for (const l of lines) console.log(`  - ${l}`);
   }
 }
 if (r.status !== 0 && failed === 0) failed = 1;

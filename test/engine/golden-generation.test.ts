@@ -8,7 +8,7 @@ import type { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { NodeDirectorySource } from '../../src/model/source.ts';
 import type { NodeGpu } from '../../src/node/webgpu.ts';
-import { openTestGpu } from '../helpers/gpu.ts';
+import { openTestGpu, roundToF16 } from '../helpers/gpu.ts';
 
 interface GoldenCase {
   name: string;
@@ -20,6 +20,43 @@ interface GoldenCase {
 const ROOT = 'public/models';
 /** Every bundled model that ships golden generations. */
 const MODELS = readdirSync(ROOT).filter((m) => existsSync(`${ROOT}/${m}/golden.json`)).sort();
+
+/**
+ * How far one engine logit may be from PyTorch's, f32 weights: PyTorch ran the checkpoint in float32 on
+ * the CPU (golden.json: "computed in float32"), the engine runs it in float32 on the GPU; two float32
+ * forwards differ by their rounding. golden.json's margins (top-1 minus top-2 logit) show how much: the
+ * engine's margins are within 1.9e-4 of PyTorch's at every step of every case (a margin moves by at most
+ * twice the largest logit error), so the logit error is ~1e-4; EPS_F32 = 5e-4 leaves 5x.
+ */
+const EPS_F32 = 5e-4;
+
+/**
+ * The f16 path adds the f16 rounding of the weights: the engine stores each matrix in f16, rounding to
+ * nearest once at upload, and computes in f32 as with f32 weights. The bundled checkpoints are F16
+ * (train/bundle.py), so that rounding is exact: asserted below for every tensor, which makes the f16 path's
+ * bound the f32 path's (EPS_ROUND = 0; the engine's f16 and f32 logits are then bit-identical). A checkpoint
+ * f16 cannot hold exactly would need its own bound here: the test refuses it rather than guess.
+ */
+const EPS_ROUND = 0;
+
+/** The tensors with a value that does not round-trip through f16 unchanged. */
+function f16Exact(weights: ReadonlyMap<string, { readonly data: Float32Array }>): string[] {
+  const inexact: string[] = [];
+  for (const [name, w] of weights) {
+    const r = roundToF16(w.data);
+    if (r.some((v, i) => v !== w.data[i])) inexact.push(name);
+  }
+  return inexact;
+}
+
+function top2(logits: ArrayLike<number>): { id: number; margin: number } {
+  let a = -Infinity, b = -Infinity, id = -1;
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i];
+    if (v > a) { b = a; a = v; id = i; } else if (v > b) b = v;
+  }
+  return { id, margin: a - b };
+}
 
 describe('bundled trained models reproduce PyTorch greedy generations token for token', () => {
   let gpu: NodeGpu;
@@ -35,25 +72,57 @@ describe('bundled trained models reproduce PyTorch greedy generations token for 
 
   for (const name of MODELS) {
     const golden = JSON.parse(readFileSync(`${ROOT}/${name}/golden.json`, 'utf8')) as { cases: GoldenCase[] };
-    // f32 storage holds the F16 checkpoint exactly and computes in f32, as PyTorch did: every token must
-    // match. f16 storage also computes partly in f16: it must match wherever PyTorch's top-1 margin is not
-    // a near tie, i.e. up to the first step whose margin is below 0.05.
-    for (const weights of ['f32', 'f16'] as const) {
-      it(`${name} (${weights} weights): ${golden.cases.map((c) => c.name).join(', ')}`, async () => {
-        const model = await loadModel(new NodeDirectorySource(`${ROOT}/${name}/`));
-        const engine = await Engine.create(ctx.fork(), model, { weights });
-        try {
-          for (const c of golden.cases) {
-            engine.reset();
-            const ids = await engine.generate(c.prompt, c.greedy.length, { temperature: 0 });
-            const firstTie = c.margins.findIndex((m) => m < 0.05);
-            const upTo = weights === 'f32' || firstTie < 0 ? c.greedy.length : firstTie + 1;
-            expect(ids.slice(0, upTo), `${c.name} (${c.prompt.length} prompt tokens)`).toEqual(c.greedy.slice(0, upTo));
-          }
-        } finally {
-          engine.destroy();
+
+    // f32 storage holds the F16 checkpoint exactly and computes in f32, as PyTorch did: free-running
+    // greedy generation must give every token (the smallest PyTorch margin, 0.006, is > 2·EPS_F32).
+    it(`${name} (f32 weights, generate): ${golden.cases.map((c) => c.name).join(', ')}`, async () => {
+      const model = await loadModel(new NodeDirectorySource(`${ROOT}/${name}/`));
+      const engine = await Engine.create(ctx.fork(), model, { weights: 'f32' });
+      try {
+        for (const c of golden.cases) {
+          expect(Math.min(...c.margins), `${c.name}: a PyTorch margin within 2·EPS_F32`).toBeGreaterThan(2 * EPS_F32);
+          engine.reset();
+          const ids = await engine.generate(c.prompt, c.greedy.length, { temperature: 0 });
+          expect(ids, `${c.name} (${c.prompt.length} prompt tokens)`).toEqual(c.greedy);
         }
-      });
-    }
+      } finally {
+        engine.destroy();
+      }
+    });
+
+    // f16 storage (the default): teacher forcing on the decode path, the prompt, then PyTorch's tokens one
+    // at a time, so that every position is compared on PyTorch's own prefix: wherever PyTorch's margin
+    // exceeds 2·(EPS_F32 + EPS_ROUND) the engine's top-1 must be PyTorch's, and at every position the
+    // engine's margin must be within 2·(EPS_F32 + EPS_ROUND) of PyTorch's.
+    it(`${name} (f16 weights, teacher-forced, every token whose margin exceeds the f16 bound): ${golden.cases.map((c) => c.name).join(', ')}`, async () => {
+      const model = await loadModel(new NodeDirectorySource(`${ROOT}/${name}/`));
+      expect(f16Exact(model.weights), 'tensors f16 does not hold exactly (EPS_ROUND = 0 assumes none)').toEqual([]);
+      const eps = EPS_F32 + EPS_ROUND;
+      const engine = await Engine.create(ctx.fork(), model, { weights: 'f16' });
+      expect(engine.info.weights).not.toBe('f32');
+      try {
+        for (const c of golden.cases) {
+          engine.reset();
+          let logits = (await engine.feed(c.prompt, { logits: 'last' })).logits!;
+          let compared = 0, worstMargin = 0;
+          for (let t = 0; t < c.greedy.length; t++) {
+            const got = top2(logits);
+            const at = `${c.name} (${c.prompt.length} prompt tokens), token ${t}`;
+            worstMargin = Math.max(worstMargin, Math.abs(got.margin - c.margins[t]));
+            expect(Math.abs(got.margin - c.margins[t]), `${at}: margin ${got.margin} vs PyTorch ${c.margins[t]}`).toBeLessThanOrEqual(2 * eps);
+            if (c.margins[t] > 2 * eps) {
+              expect(got.id, at).toBe(c.greedy[t]);
+              compared++;
+            }
+            if (t + 1 < c.greedy.length) logits = (await engine.feed([c.greedy[t]], { logits: 'last' })).logits!;
+          }
+          console.log(`${name} f16 ${c.name}: ${compared}/${c.greedy.length} tokens compared; worst |margin - PyTorch's| ${worstMargin.toExponential(2)} (bound ${(2 * eps).toExponential(2)})`);
+          // With EPS_ROUND = 0 no PyTorch margin is that small (see the f32 case): every token is compared.
+          expect(compared).toBe(c.greedy.length);
+        }
+      } finally {
+        engine.destroy();
+      }
+    });
   }
 });

@@ -6,7 +6,8 @@ import { Engine, type FeedProgress } from '../../src/engine/engine.ts';
 import { EngineAbortedError, MemoryMismatchError } from '../../src/engine/errors.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
 import { NodeDirectorySource } from '../../src/model/source.ts';
-import { maxRelError, openTestGpu } from '../helpers/gpu.ts';
+import { hasFeature, openTestGpu } from '../helpers/gpu.ts';
+import { expectClose } from '../helpers/close.ts';
 
 const dir = (name: string) => fileURLToPath(new URL(`../fixtures/${name}/`, import.meta.url));
 const models = new Map<string, LoadedModel>();
@@ -77,7 +78,7 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
     await expect(on.loadMemory(own.subarray(0, own.byteLength - 4))).rejects.toBeInstanceOf(MemoryMismatchError);
     await expect(on.loadMemory(new Uint8Array(40))).rejects.toBeInstanceOf(MemoryMismatchError);
     expect(on.position).toBe(20);
-    expect(maxRelError((await on.feed([65], { logits: 'last' })).logits!, before)).toBe(0);
+    expect((await on.feed([65], { logits: 'last' })).logits!).toEqual(before);
     on.destroy();
     off.destroy();
   });
@@ -106,7 +107,8 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
 
     const fresh = await Engine.create(ctx, m, { weights: 'f32' });
     await fresh.feed(tokens.slice(0, processed));
-    expect(maxRelError(after, (await fresh.feed([65], { logits: 'last' })).logits!)).toBeLessThan(1e-6);
+    // The same tokens through the same kernels: equal up to a block split's reordering of sums (~16u of |logit| <= 4).
+    expectClose(after, (await fresh.feed([65], { logits: 'last' })).logits!, { atol: 1e-6, rtol: 1e-6, label: 'aborted vs fresh' });
     engine.destroy();
     fresh.destroy();
   });
@@ -132,7 +134,7 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
     expect(s.dispatchesLastBlock).toBeGreaterThan(10);
     expect(s.timing).toMatch(/wall clock/);
     // lavapipe has timestamp-query: the GPU time of the last step is measured, and below its wall time.
-    if (ctx.features.timestampQuery) {
+    if (hasFeature(ctx, 'timestampQuery', 'GPU time of the last step (timestamp queries)')) {
       expect(s.timing).toMatch(/timestamp queries/);
       expect(s.gpuMsLast).toBeGreaterThan(0);
       expect(s.gpuMsLast!).toBeLessThan(s.decodeMsLast! * 1.5);

@@ -4,7 +4,7 @@
  * ort-full-attention/{plain,fused}.onnx: standard ONNX ops, and onnxruntime's SimplifiedLayerNormalization
  * + GroupQueryAttention), whose weights are external references into the very model.safetensors bytes the
  * engine loads here. Prefill, then decode steps with ORT's present K/V kept on the GPU and fed back as
- * past: every logit within 1e-4 of the engine's (f32 weights, max |diff| / max |logit|).
+ * past: every logit within 3e-5 of the engine's (f32 weights; see TOL).
  */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -17,13 +17,21 @@ import { loadModel, type LoadedModel } from '../../src/model/load.ts';
 import { SafetensorsFile } from '../../src/model/safetensors.ts';
 import { MemorySource } from '../../src/model/source.ts';
 import { openNodeGpu, type NodeGpu } from '../../src/node/webgpu.ts';
-import { maxRelError, openTestGpu } from '../helpers/gpu.ts';
+import { openTestGpu } from '../helpers/gpu.ts';
+import { closeness, expectClose, maxAbsDiff, type CloseTolerance } from '../helpers/close.ts';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/ort-full-attention/', import.meta.url));
 const TEXT = 'The quick brown fox jumps over the lazy dog.';
 const PREFILL = 24;
 const DECODE = 8;
-const TOL = 1e-4;
+/**
+ * Element-wise |ORT - engine| <= 3e-5. Two float32 forwards of one model each differ from the exact
+ * result by their own rounding, which is absolute (sums of terms larger than the logit), not relative:
+ * the engine's is measured at ~2e-6 on the full-attention fixture (test/engine/engine.test.ts), and ORT's
+ * kernels (other tilings, fused attention) reorder the same sums. Measured: 1.0e-5 at worst (logits up to
+ * 7), so 3e-5 leaves 3x. The former bound was 1e-4 of the largest logit: 7e-4.
+ */
+const TOL: CloseTolerance = { atol: 3e-5, rtol: 0 };
 
 interface ExportInfo {
   safetensors_sha256: string;
@@ -39,12 +47,6 @@ function argmax(a: Float32Array, row: number, V: number): number {
   let best = 0;
   for (let i = 1; i < V; i++) if (a[row * V + i] > a[row * V + best]) best = i;
   return best;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
-  return d;
 }
 
 /** [T, V] logits of ORT for `tokens`: one prefill run, then one run per token with the cache fed back. */
@@ -121,11 +123,9 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     it(`${v} graph: prefill ${PREFILL} tokens, then ${DECODE} decode steps on GPU-resident K/V: logits equal the engine's`, async () => {
       const before = bytes.created;
       const got = await ortLogits(ort, ortGpu, onnx[v], files.safetensors, shape, tokens);
-      const rel = maxRelError(got, engineLogits);
-      measured[`${v}: ORT vs engine max |dlogit| / max |logit|`] = rel;
       measured[`${v}: ORT vs engine max |dlogit|`] = maxAbsDiff(got, engineLogits);
       measured[`${v}: decode steps only, max |dlogit|`] = maxAbsDiff(got.subarray(PREFILL * shape.vocab), engineLogits.subarray(PREFILL * shape.vocab));
-      expect(rel).toBeLessThan(TOL);
+      measured[`${v}: worst element in units of the bound`] = expectClose(got, engineLogits, { ...TOL, label: `${v} graph vs engine` }).ratio;
       for (let t = 0; t < tokens.length; t++) expect(argmax(got, t, shape.vocab)).toBe(argmax(engineLogits, t, shape.vocab));
       // ORT really ran on our WebGPU device: it made GPU buffers there, at peak more than the weights.
       expect(bytes.created).toBeGreaterThan(before);
@@ -152,7 +152,7 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     expect(liveAfterFirstRound).toBeGreaterThanOrEqual(liveAtCheckpoint);
     // And the rewound cache is the prefill's: the next token's logits equal the engine's at PREFILL.
     const next = await dec.feed([tokens[PREFILL]]);
-    expect(maxRelError(next, engineLogits.subarray(PREFILL * shape.vocab, (PREFILL + 1) * shape.vocab))).toBeLessThan(TOL);
+    expectClose(next, engineLogits.subarray(PREFILL * shape.vocab, (PREFILL + 1) * shape.vocab), { ...TOL, label: 'after the rewind' });
     await dec.release();
   });
 
@@ -164,8 +164,8 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     const w = new Float32Array(bumped.buffer, t.fileOffset, t.byteLength / 4);
     for (let i = 0; i < w.length; i++) w[i] *= 1.01;
     const got = await ortLogits(ort, ortGpu, onnx.fused, bumped, shape, tokens);
-    const rel = maxRelError(got, engineLogits);
-    measured['bumped weight: ORT vs engine'] = rel;
-    expect(rel).toBeGreaterThan(TOL);
+    const c = closeness(got, engineLogits, TOL);
+    measured['bumped weight: worst element in units of the bound'] = c.ratio;
+    expect(c.ratio).toBeGreaterThan(10);
   });
 });

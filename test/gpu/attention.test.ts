@@ -6,9 +6,18 @@ import { KvCache, type AttentionSpec } from '../../src/gpu/ops/kv-cache.ts';
 import type { LactConfig } from '../../src/model/config.ts';
 import { attendRow } from '../../src/reference/layer-math.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
-import { maxRelError, openTestGpu, readF32, runPass, zeros } from '../helpers/gpu.ts';
+import { openTestGpu, readF32, runPass, zeros } from '../helpers/gpu.ts';
+import { closeness, expectClose } from '../helpers/close.ts';
 
-const TOL = 2e-5;
+/**
+ * Element-wise |gpu - ref| <= atol + rtol·|ref|. Each output is a convex combination sum_j p_j v_j of
+ * values |v| <= ~4.5 (standard normal inputs). The scores q·k/sqrt(da) (da <= 16) round to a few ulp of
+ * |q||k|, the exp to 3 + 2|x| ulp, the normalisation and the weighted sum to a few more: the probabilities
+ * are within ~16u relative (u = 2^-24), so the output within ~16u·sum_j p_j|v_j| <= 16u·4.5 ≈ 4e-6 worst
+ * case; errors do not all align, and 1e-6 absolute (plus 1e-6 relative) holds with margin 2.5 (measured
+ * worst 4e-7). The former bound was 2e-5 of the largest output: up to 5e-5 absolute.
+ */
+const TOL = { atol: 1e-6, rtol: 1e-6 };
 
 /** attendRow reads only the head count and head dim of the config. */
 function headsConfig(spec: AttentionSpec): LactConfig {
@@ -46,14 +55,14 @@ function counting(pass: GPUComputePassEncoder): { pass: GPUComputePassEncoder; c
   return { pass: proxy, count: () => n };
 }
 
-interface BlockResult { pos0: number; rows: number; got: Float32Array; dispatches: number; err: number }
+interface BlockResult { pos0: number; rows: number; got: Float32Array; dispatches: number; ratio: number }
 
 describe('attention.wgsl against attendRow', () => {
   let ctx: GpuContext;
   const measured: Record<string, number> = {};
   beforeAll(async () => { ctx = (await openTestGpu()).ctx; });
   afterAll(() => {
-    console.info('attention max errors:', measured);
+    console.info('attention: worst element in units of its bound (< 1 passes):', measured);
     ctx?.device.destroy();
   });
 
@@ -82,16 +91,15 @@ describe('attention.wgsl against attendRow', () => {
       });
       expect(op.dispatches(rows, pos0), `block @${pos0} x${rows}`).toBe(count);
       const got = await readF32(ctx, outBuf, rows * D);
-      const err = maxRelError(got, reference(spec, qkv, pos0, rows));
-      expect(err, `block @${pos0} x${rows}`).toBeLessThan(TOL);
-      results.push({ pos0, rows, got, dispatches: count, err });
-      maxErr = Math.max(maxErr, err);
+      const { ratio } = expectClose(got, reference(spec, qkv, pos0, rows), { ...TOL, label: `block @${pos0} x${rows}` });
+      results.push({ pos0, rows, got, dispatches: count, ratio });
+      maxErr = Math.max(maxErr, ratio);
       pos0 += rows;
     }
     return { qkv, results, maxErr };
   }
 
-  it('sliding window: blocks of 16, 16, 5, 1, 1, 16, ... wrap the ring, starting mid-window (2e-5)', async () => {
+  it('sliding window: blocks of 16, 16, 5, 1, 1, 16, ... wrap the ring, starting mid-window', async () => {
     const spec: AttentionSpec = { D: 32, heads: 2, window: 24, maxRows: 16, capacity: 0 };
     const blocks = [16, 16, 5, 1, 1, 16, 3, 16, 1, 7, 16, 2, 1];
     const { results, maxErr } = await run(spec, blocks, 1);
@@ -103,14 +111,15 @@ describe('attention.wgsl against attendRow', () => {
   it('fails against a reference whose window is off by one', async () => {
     const spec: AttentionSpec = { D: 32, heads: 2, window: 24, maxRows: 16, capacity: 0 };
     const { qkv, results } = await run(spec, [16, 16, 5, 1, 16], 1);
-    const errAt = (w: number) => Math.max(...results.map((r) => maxRelError(r.got, reference(spec, qkv, r.pos0, r.rows, w))));
-    const [short, long] = [errAt(23), errAt(25)];
-    measured.offByOne = Math.min(short, long);
-    expect(short).toBeGreaterThan(1e-2);
-    expect(long).toBeGreaterThan(1e-2);
+    // Some block fails the check against a window of 23 or 25, and by far: its worst element is 1e4x the bound.
+    for (const w of [23, 25]) {
+      const worst = Math.max(...results.map((r) => closeness(r.got, reference(spec, qkv, r.pos0, r.rows, w), TOL).ratio));
+      measured[`offByOne ${w} (x bound)`] = worst;
+      expect(worst, `window ${w}`).toBeGreaterThan(1e4);
+    }
   });
 
-  it('decode over a 600-key window: splits and a combine (2e-5)', async () => {
+  it('decode over a 600-key window: splits and a combine', async () => {
     const spec: AttentionSpec = { D: 32, heads: 2, window: 600, maxRows: 64, capacity: 0 };
     const blocks = [...Array(9).fill(64), 8, 8, 3, ...Array(105).fill(1)]; // 700 positions
     const { results, maxErr } = await run(spec, blocks, 2);
@@ -123,7 +132,7 @@ describe('attention.wgsl against attendRow', () => {
     expect(results[0].dispatches).toBe(1);
   });
 
-  it('full attention over 4 pages, blocks crossing page boundaries, then decode (2e-5)', async () => {
+  it('full attention over 4 pages, blocks crossing page boundaries, then decode', async () => {
     const D = 32;
     // 40 positions a page: pages [0,40) [40,80) [80,120) [120,150).
     const base: AttentionSpec = { D, heads: 4, window: null, maxRows: 16, capacity: 150, maxBindingBytes: 40 * D * 4 + 12 };
@@ -141,7 +150,7 @@ describe('attention.wgsl against attendRow', () => {
     measured.paged = Math.max(a.maxErr, b.maxErr);
   });
 
-  it('head dim 12 (not a power of two), windowed and full (2e-5)', async () => {
+  it('head dim 12 (not a power of two), windowed and full', async () => {
     const blocks = [8, 3, 1, 8, 1, 1, 8, 2];
     const w = await run({ D: 36, heads: 3, window: 10, maxRows: 8, capacity: 0 }, blocks, 5);
     const f = await run({ D: 36, heads: 3, window: null, maxRows: 8, capacity: 64, splitKeys: 5 }, blocks, 6);

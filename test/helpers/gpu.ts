@@ -1,4 +1,8 @@
 /** Shared plumbing for kernel tests: a device with shader-f16 where the adapter has it, upload, read back. */
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { openNodeGpu, type NodeGpu } from '../../src/node/webgpu.ts';
 import { float32ToF16Bits } from '../../src/model/f16.ts';
@@ -6,7 +10,63 @@ import type { MemoryCategory } from '../../src/gpu/allocator.ts';
 
 export async function openTestGpu(): Promise<{ gpu: NodeGpu; ctx: GpuContext }> {
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName, 'timestamp-query'], log: true });
+  registerTestGpu(gpu);
   return { gpu, ctx: new GpuContext(gpu.device) };
+}
+
+// ---- Variants a test could not run for want of a feature -------------------------------------------
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** One line per variant a test skipped for want of an adapter feature; scripts/test.mjs clears it, then prints it before its closing line. */
+export const UNCOVERED_FILE = `${ROOT}test-results/uncovered.txt`;
+
+/** The optional device features some kernels have variants for (GpuContext.features). */
+export type TestFeature = 'shaderF16' | 'subgroups' | 'timestampQuery';
+const FEATURE_NAMES: Record<TestFeature, string> = { shaderF16: 'shader-f16', subgroups: 'subgroups', timestampQuery: 'timestamp-query' };
+/** What Mesa's lavapipe (the CI adapter) offers: missing there, a feature means a broken setup, not a smaller adapter. */
+export const LAVAPIPE_FEATURES: readonly (TestFeature)[] = ['shaderF16', 'subgroups', 'timestampQuery'];
+
+const adapters = new WeakMap<GPUDevice, { backend: string; description: string }>();
+
+/** Records which adapter a device came from (openTestGpu does; call it for devices opened otherwise). */
+export function registerTestGpu(gpu: NodeGpu): void {
+  adapters.set(gpu.device, { backend: gpu.backend, description: gpu.description });
+}
+
+function adapterOf(device: GPUDevice): { description: string; lavapipe: boolean } {
+  const known = adapters.get(device);
+  const info = (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+  const description = known?.description ?? (info ? `${info.vendor} ${info.architecture} ${info.device} (${info.description})` : 'unknown adapter');
+  return { description, lavapipe: known?.backend === 'lavapipe' || /llvmpipe|lavapipe/i.test(description) };
+}
+
+/**
+ * Whether `ctx` has `feature`, for the test variant `variant` that needs it. When it does not, the
+ * variant is not silently passed over: on lavapipe under CI=true this throws (lavapipe has every feature
+ * the tests use, so its absence there is a broken setup); anywhere else the variant is recorded in
+ * UNCOVERED_FILE with the test's name and the adapter, for the test runner's closing output, and the
+ * caller skips it.
+ */
+export function hasFeature(ctx: GpuContext, feature: TestFeature, variant: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (ctx.features[feature]) return true;
+  const adapter = adapterOf(ctx.device);
+  const name = FEATURE_NAMES[feature];
+  if (env.CI === 'true' && adapter.lavapipe && LAVAPIPE_FEATURES.includes(feature)) {
+    throw new Error(`${variant}: the device lacks ${name}, which lavapipe has (CI=true): fix the adapter setup rather than skip (${adapter.description})`);
+  }
+  recordUncovered(`${variant}: needs ${name}, which the adapter lacks (${adapter.description.split(';')[0]})`, env);
+  return false;
+}
+
+/** Appends "file > test: what" to UNCOVERED_FILE (or to $TTT_UNCOVERED_FILE, for the helper's own test). */
+export function recordUncovered(what: string, env: NodeJS.ProcessEnv = process.env): void {
+  const state = expect.getState();
+  const file = state.testPath ? relative(ROOT, state.testPath) : 'unknown file';
+  const line = `${file} > ${state.currentTestName ?? '(outside a test)'}: ${what}`.replace(/\s+/g, ' ');
+  const out = env.TTT_UNCOVERED_FILE ?? UNCOVERED_FILE;
+  mkdirSync(dirname(out), { recursive: true });
+  appendFileSync(out, line + '\n');
+  process.stderr.write(`[not covered] ${line}\n`);
 }
 
 export function upload(ctx: GpuContext, data: ArrayLike<number>, category: MemoryCategory = 'scratch'): GPUBuffer {
@@ -20,6 +80,19 @@ export function zeros(ctx: GpuContext, n: number, category: MemoryCategory = 'sc
 /** f32 values as f16 bits (round to nearest even), as Uint16Array. */
 export function toF16Bits(data: ArrayLike<number>): Uint16Array {
   return Uint16Array.from(Array.from(data, (v) => float32ToF16Bits(v)));
+}
+
+/** The value of f16 bits `h` (exact in f32). */
+export function f16Value(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** f32 values rounded to f16 as the engine stores weights (round to nearest even), back as f32. */
+export function roundToF16(data: Float32Array): Float32Array {
+  return data.map((v) => f16Value(float32ToF16Bits(v)));
 }
 
 export async function readF32(ctx: GpuContext, buf: GPUBuffer, n?: number, offsetElems = 0): Promise<Float32Array> {
@@ -49,7 +122,10 @@ export async function runPass(ctx: GpuContext, record: (pass: GPUComputePassEnco
   await ctx.device.queue.onSubmittedWorkDone();
 }
 
-/** max |a-b| / max |b| (the tolerance measure every kernel test states). */
+/**
+ * @deprecated max |a-b| / max |b| hides errors in elements small next to the largest (test/helpers/close.ts
+ * explains): use expectClose. Kept only for exact-equality uses (`toBe(0)`) in files not yet moved over.
+ */
 export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
   let d = 0, r = 0;

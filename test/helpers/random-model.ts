@@ -68,14 +68,3 @@ export function randomModel(rawConfig: Record<string, unknown>, seed = 1): { con
   }
   return { config, weights };
 }
-
-/** Largest |a - b| over max |b|: the relative error measure used against golden outputs. */
-export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
-  let maxDiff = 0, maxRef = 0;
-  for (let i = 0; i < a.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(a[i] - b[i]));
-    maxRef = Math.max(maxRef, Math.abs(b[i]));
-  }
-  return maxDiff / maxRef;
-}

@@ -16,6 +16,7 @@ import { loadModel, type LoadOptions, type LoadedModel } from '../../src/model/l
 import { writeSafetensors, type TensorToWrite } from '../../src/model/safetensors-writer.ts';
 import { MemorySource, NodeDirectorySource, UrlSource, type ModelSource } from '../../src/model/source.ts';
 import { ALL_OFF, ALL_ON, SWA_ONLY, TINY_BASE, randomModel } from '../helpers/random-model.ts';
+import { expectClose } from '../helpers/close.ts';
 import { modelTensors, serveDir, tinyBpeTokenizerJson, writeModelDir, type ModelDir, type StaticServer } from './model-files.ts';
 
 /** Loads a model folder written from these pieces through the Node-directory source. */
@@ -108,12 +109,10 @@ describe('loadModel: a valid model folder', () => {
     for (const [name, t] of want) {
       const got = m.weights.get(name)!.data;
       const rel = dtypeOf(name) === 'BF16' ? 2 ** -8 : dtypeOf(name) === 'F16' ? 2 ** -11 : 0;
-      let worst = 0; // error over the allowed bound: relative rounding of the format, plus f16's subnormal spacing
-      for (let i = 0; i < got.length; i++) {
-        worst = Math.max(worst, Math.abs(got[i] - t.data[i]) / (Math.abs(t.data[i]) * rel + (rel ? 2 ** -25 : 0) || 1e-30));
-      }
-      expect(worst, name).toBeLessThanOrEqual(1);
+      // Round to nearest: within half an ulp, 2^-8 (BF16) or 2^-11 (F16) of |w|, and half f16's subnormal
+      // spacing (2^-25) near zero; F32 is exact.
       if (rel === 0) expect(got).toEqual(t.data);
+      else expectClose(got, t.data, { atol: 2 ** -25, rtol: rel, label: name });
     }
   });
 
