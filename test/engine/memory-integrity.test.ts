@@ -8,6 +8,7 @@ import { MemoryCorruptError, MemoryMismatchError } from '../../src/engine/errors
 import { crc32 } from '../../src/engine/crc32.ts';
 import { decodeMemory, encodeMemory, MEMORY_FORMAT } from '../../src/engine/memory-blob.ts';
 import { openTestGpu } from '../helpers/gpu.ts';
+import { rejection } from '../helpers/rejection.ts';
 import { ALL_ON, randomModel, rng } from '../helpers/random-model.ts';
 
 function syntheticBlob(seed: number): Uint8Array {
@@ -16,15 +17,6 @@ function syntheticBlob(seed: number): Uint8Array {
   return encodeMemory({ format: MEMORY_FORMAT, family: 'lact', modelId: '0123456789abcdef', config: { family: 'lact', windowSize: 24 }, position: 77 }, [section('layer0.k', 640), section('layer0.v', 640), section('layer0.pending', 300)]);
 }
 
-/** What an error was, as the assertions compare it. */
-async function failure(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('the memory blob format', () => {
   it('CRC-32 is the standard one (check value of "123456789")', () => {
@@ -84,12 +76,12 @@ describe('loadMemory refuses a damaged or foreign memory and leaves the engine a
     for (const i of flips) {
       const bad = saved.slice();
       bad[i] ^= 1 << Math.floor(r() * 8);
-      const e = await failure(engine.loadMemory(bad));
+      const e = await rejection(engine.loadMemory(bad));
       expect(e, `flip at ${i}`).toBeInstanceOf(MemoryCorruptError);
       refused++;
     }
     for (const n of cuts) {
-      expect(await failure(engine.loadMemory(saved.subarray(0, n))), `cut at ${n}`).toBeInstanceOf(MemoryCorruptError);
+      expect(await rejection(engine.loadMemory(saved.subarray(0, n))), `cut at ${n}`).toBeInstanceOf(MemoryCorruptError);
       refused++;
     }
     expect(refused).toBe(flips.size + cuts.length);
@@ -112,21 +104,21 @@ describe('loadMemory refuses a damaged or foreign memory and leaves the engine a
 
     const otherConfig = await Engine.create(ctx, randomModel({ ...ALL_ON, window_size: 32, lact_chunk_size: 8 }, 3), { weights: 'f32' });
     await otherConfig.feed(prompt.slice(0, 20));
-    const e1 = await failure(engine.loadMemory(await otherConfig.saveMemory()));
+    const e1 = await rejection(engine.loadMemory(await otherConfig.saveMemory()));
     expect(e1).toBeInstanceOf(MemoryMismatchError);
     expect(e1).not.toBeInstanceOf(MemoryCorruptError);
     expect(e1.message).toMatch(/windowSize: saved 32, this model 24/);
     expect(e1.message).toMatch(/chunkSize: saved 8, this model 16/);
 
     const otherWeights = await Engine.create(ctx, randomModel(ALL_ON, 4), { weights: 'f32' });
-    const e2 = await failure(engine.loadMemory(await otherWeights.saveMemory()));
+    const e2 = await rejection(engine.loadMemory(await otherWeights.saveMemory()));
     expect(e2).toBeInstanceOf(MemoryMismatchError);
     expect(e2.message).toMatch(/same configuration, other weights/);
 
     // A well-formed memory of another family (checksum correct) is refused before its sections are read.
     const { header, sections } = decodeMemory(before);
     const e2e = encodeMemory({ ...header, family: 'ttt-e2e' }, [...sections].map(([name, bytes]) => ({ name, bytes })));
-    const e3 = await failure(engine.loadMemory(e2e));
+    const e3 = await rejection(engine.loadMemory(e2e));
     expect(e3).toBeInstanceOf(MemoryMismatchError);
     expect(e3.message).toMatch(/saved by a ttt-e2e model; the engine runs a lact model/);
 

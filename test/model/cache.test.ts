@@ -8,6 +8,7 @@ import { installCacheStorage, MemoryCacheStorage } from '../helpers/cache-storag
 import { serveChunked, type ChunkedServer } from '../helpers/chunked-server.ts';
 import { ALL_ON } from '../helpers/random-model.ts';
 import { modelTensors, writeModelDir, type ModelDir } from './model-files.ts';
+import { rejection } from '../helpers/rejection.ts';
 
 interface Got {
   name: string;
@@ -20,14 +21,6 @@ async function consume(s: ModelStream): Promise<Got[]> {
   return out;
 }
 
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 function sameTensors(a: Got[], b: Got[]): boolean {
   if (a.length !== b.length) return false;

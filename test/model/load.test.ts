@@ -18,6 +18,7 @@ import { MemorySource, NodeDirectorySource, UrlSource, type ModelSource } from '
 import { ALL_OFF, ALL_ON, SWA_ONLY, TINY_BASE, randomModel } from '../helpers/random-model.ts';
 import { expectClose } from '../helpers/close.ts';
 import { modelTensors, serveDir, tinyBpeTokenizerJson, writeModelDir, type ModelDir, type StaticServer } from './model-files.ts';
+import { rejection } from '../helpers/rejection.ts';
 
 /** Loads a model folder written from these pieces through the Node-directory source. */
 async function loadFromDir(
@@ -34,15 +35,6 @@ async function loadFromDir(
   }
 }
 
-/** The error `promise` rejects with (fails the test if it resolves). */
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 function expectWeightsEqual(weights: WeightMap, rawConfig: Record<string, unknown>, seed = 1): void {
   const { config, weights: want } = randomModel(rawConfig, seed);

@@ -31,6 +31,7 @@ import {
 import { serveChunked, type ChunkedServer } from '../helpers/chunked-server.ts';
 import { ALL_OFF, ALL_ON, TINY_BASE } from '../helpers/random-model.ts';
 import { modelTensors, rawSafetensors, serveDir, writeModelDir, type ModelDir, type StaticServer } from './model-files.ts';
+import { rejection } from '../helpers/rejection.ts';
 
 const here = (p: string): string => fileURLToPath(new URL(p, import.meta.url));
 const MODELS = [
@@ -60,14 +61,6 @@ async function streamAll(source: ModelSource, opts?: OpenModelStreamOptions): Pr
   return { s, tensors: await consume(s) };
 }
 
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (e) {
-    return e as Error;
-  }
-  throw new Error('expected the promise to reject');
-}
 
 /** Index of the first element whose bits differ (NaN payloads included), or -1; a length mismatch is index `length`. */
 function firstBitDiff(a: Float32Array, b: Float32Array): number {
