@@ -1,7 +1,9 @@
 /**
  * The page side of the public API: `TttEngine` over an `EngineBackend`, which is either the engine host
  * itself (in process) or a comlink Remote of it (worker). Signals become `abort(id)` calls; generation is
- * an async iterator fed by a pushed callback (comlink cannot transfer generators).
+ * an async iterator fed by a pushed callback (comlink cannot transfer generators). Every backend call is
+ * tracked while in flight, so that when the backend dies (the worker-client calls `fail()`) each pending
+ * call, the generation iterators included, rejects at once instead of waiting for a reply that never comes.
  */
 import { jsHeapBytes } from './js-heap.ts';
 import { EngineDestroyedError } from '../engine/errors.ts';
@@ -36,6 +38,10 @@ export class TttEngineClient implements TttEngine {
   private nextId = 1;
   private disposed: Promise<void> | null = null;
   private readonly listeners = new Set<(s: TttStats) => void>();
+  /** Set by fail(): the backend is gone (its worker died); every call rejects with this. */
+  private dead: Error | null = null;
+  /** The rejecters of the backend calls in flight: fail() rejects them all, so none can hang on a dead worker. */
+  private readonly inFlight = new Set<(e: Error) => void>();
 
   constructor(
     private readonly backend: EngineBackend,
@@ -44,17 +50,63 @@ export class TttEngineClient implements TttEngine {
     private readonly afterDispose?: () => void,
   ) {}
 
+  /**
+   * The backend is gone for good (worker-client.ts: the engine's worker died): every pending call rejects
+   * with `error` now, and so does every later one. Idempotent; the first error stays.
+   */
+  fail(error: Error): void {
+    if (this.dead) return;
+    this.dead = error;
+    this.listeners.clear();
+    for (const reject of [...this.inFlight]) reject(error);
+    this.inFlight.clear();
+  }
+
+  /** Why calls cannot run (a dead backend, or dispose()), else null. */
+  private unusable(): Error | null {
+    return this.dead ?? (this.disposed ? this.destroyedError() : null);
+  }
+
   private destroyedError(): EngineDestroyedError {
     return new EngineDestroyedError('dispose() was called');
   }
 
+  /** A backend call that rejects at once when the backend dies while it is pending. */
+  private guard<T>(call: () => Promise<T>, always = false): Promise<T> {
+    const why = always ? this.dead : this.unusable();
+    if (why) return Promise.reject(why);
+    let pending: Promise<T>;
+    try {
+      pending = call();
+    } catch (e) {
+      // A backend that is being let go can throw synchronously (a released comlink proxy).
+      return Promise.reject(this.dead ?? e);
+    }
+    // Tracked in a set rather than raced against a death promise: a race would leave a reaction (and the
+    // call's result, a memory blob say) attached to that promise for the engine's whole life.
+    return new Promise<T>((resolve, reject) => {
+      this.inFlight.add(reject);
+      pending.then(
+        (v) => {
+          this.inFlight.delete(reject);
+          resolve(v);
+        },
+        (e: unknown) => {
+          this.inFlight.delete(reject);
+          reject(e);
+        },
+      );
+    });
+  }
+
   /** Sends a request with a fresh id, and forwards the signal's abort (now, or when it fires) as `abort(id)`. */
   private send<T>(signal: AbortSignal | undefined, run: (req: RequestRef) => Promise<T>): { id: number | null; promise: Promise<T> } {
-    if (this.disposed) return { id: null, promise: Promise.reject(this.destroyedError()) };
+    const why = this.unusable();
+    if (why) return { id: null, promise: Promise.reject(why) };
     const req = { id: this.nextId++ };
-    const promise = run(req);
+    const promise = this.guard(() => run(req));
     if (signal) {
-      const onAbort = () => void this.backend.abort(req.id, reasonText(signal.reason)).catch(() => undefined);
+      const onAbort = () => void this.guard(() => this.backend.abort(req.id, reasonText(signal.reason))).catch(() => undefined);
       if (signal.aborted) onAbort();
       else {
         signal.addEventListener('abort', onAbort, { once: true });
@@ -98,7 +150,7 @@ export class TttEngineClient implements TttEngine {
         poke();
       },
     );
-    const backend = this.backend;
+    const abort = (id: number) => void this.guard(() => this.backend.abort(id, 'the consumer stopped iterating')).catch(() => undefined);
     async function* iterate(): AsyncGenerator<GeneratedToken, void, undefined> {
       try {
         for (;;) {
@@ -116,7 +168,7 @@ export class TttEngineClient implements TttEngine {
         if (!finished && reqId !== null) {
           // The consumer stopped early (break, throw, return()): stop the engine too, and only hand
           // control back once it has stopped, so the next request starts from a settled state.
-          void backend.abort(reqId, 'the consumer stopped iterating').catch(() => undefined);
+          abort(reqId);
           await result.catch(() => undefined);
         }
       }
@@ -126,8 +178,7 @@ export class TttEngineClient implements TttEngine {
   }
 
   stats(): Promise<TttStats> {
-    if (this.disposed) return Promise.reject(this.destroyedError());
-    return this.backend.stats().then(withPageHeap);
+    return this.guard(() => this.backend.stats()).then(withPageHeap);
   }
 
   private readonly fanOut = (raw: TttStats): void => {
@@ -142,47 +193,48 @@ export class TttEngineClient implements TttEngine {
   };
 
   onStats(listener: (s: TttStats) => void): () => void {
-    if (this.disposed) throw this.destroyedError();
+    const why = this.unusable();
+    if (why) throw why;
     this.listeners.add(listener);
-    if (this.listeners.size === 1) void this.backend.setStatsListener(this.wrap(this.fanOut)).catch(() => undefined);
+    if (this.listeners.size === 1) void this.guard(() => this.backend.setStatsListener(this.wrap(this.fanOut))).catch(() => undefined);
     return () => {
-      if (this.listeners.delete(listener) && this.listeners.size === 0 && !this.disposed) {
-        void this.backend.setStatsListener(null).catch(() => undefined);
+      if (this.listeners.delete(listener) && this.listeners.size === 0 && !this.unusable()) {
+        void this.guard(() => this.backend.setStatsListener(null)).catch(() => undefined);
       }
     };
   }
 
   async saveMemory(): Promise<{ blob: Uint8Array; bytes: number }> {
-    if (this.disposed) throw this.destroyedError();
-    const blob = await this.backend.saveMemory();
+    const blob = await this.guard(() => this.backend.saveMemory());
     return { blob, bytes: blob.byteLength };
   }
 
   loadMemory(blob: Uint8Array): Promise<void> {
-    if (this.disposed) return Promise.reject(this.destroyedError());
-    return this.backend.loadMemory(blob);
+    return this.guard(() => this.backend.loadMemory(blob));
   }
 
   reset(): Promise<void> {
-    if (this.disposed) return Promise.reject(this.destroyedError());
-    return this.backend.reset();
+    return this.guard(() => this.backend.reset());
   }
 
   encode(text: string): Promise<number[]> {
-    if (this.disposed) return Promise.reject(this.destroyedError());
-    return this.backend.encode(text);
+    return this.guard(() => this.backend.encode(text));
   }
 
   decode(ids: readonly number[]): Promise<string> {
-    if (this.disposed) return Promise.reject(this.destroyedError());
-    return this.backend.decode(ids);
+    return this.guard(() => this.backend.decode(ids));
   }
 
   dispose(): Promise<void> {
     this.disposed ??= (async () => {
       this.listeners.clear();
       try {
-        await this.backend.dispose();
+        // A dead backend has nothing left to free; one that dies while disposing is disposed.
+        if (!this.dead) {
+          await this.guard(() => this.backend.dispose(), true).catch((e: unknown) => {
+            if (e !== this.dead) throw e;
+          });
+        }
       } finally {
         this.afterDispose?.();
       }

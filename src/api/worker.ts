@@ -47,6 +47,39 @@ async function withCallback<T, R>(remote: RemoteFn<T> | undefined, run: (fn: ((v
   }
 }
 
+/**
+ * A fault the page cannot see on its own (a Worker's `error` event carries uncaught errors only), posted
+ * beside comlink's messages, which carry an `id` this one has not (comlink ignores it).
+ */
+export interface WorkerFaultMessage {
+  readonly 'ttt-web:worker-fault': { readonly kind: 'unhandledrejection' | 'messageerror'; readonly message: string };
+}
+
+function faultText(reason: unknown): string {
+  if (reason instanceof Error) return `${reason.name}: ${reason.message}`;
+  try {
+    return String(reason);
+  } catch {
+    return 'an unprintable value';
+  }
+}
+
+function reportFault(fault: WorkerFaultMessage['ttt-web:worker-fault']): void {
+  const message: WorkerFaultMessage = { 'ttt-web:worker-fault': fault };
+  try {
+    (self as unknown as { postMessage(m: unknown): void }).postMessage(message);
+  } catch {
+    // Nothing left to tell the page with.
+  }
+}
+
+// A rejection nobody handled, or a message from the page this worker could not read (a call whose reply
+// would never come), leaves the engine in an unknown state: the page ends the engine (WorkerCrashedError).
+if (typeof self !== 'undefined' && typeof self.addEventListener === 'function') {
+  self.addEventListener('unhandledrejection', (ev) => reportFault({ kind: 'unhandledrejection', message: `an unhandled rejection in the engine worker: ${faultText(ev.reason)}` }));
+  self.addEventListener('messageerror', () => reportFault({ kind: 'messageerror', message: 'the engine worker could not read a message from the page' }));
+}
+
 let host: EngineHost | null = null;
 let opening: Promise<TttInfo> | null = null;
 let statsRemote: RemoteFn<TttStats> | null = null;
@@ -57,6 +90,24 @@ function engine(): EngineHost {
 }
 
 const api = {
+  /**
+   * Holds the Web Lock `name` for as long as this worker lives, so the page learns that the worker ended
+   * however it ended (terminate(), close(), the browser killing it): the page's request for the same lock
+   * is granted then. Resolves once the lock is held; false where there are no Web Locks.
+   */
+  hold(name: string): Promise<boolean> {
+    const locks = (self.navigator as { locks?: LockManager } | undefined)?.locks;
+    if (!locks) return Promise.resolve(false);
+    return new Promise<boolean>((held) => {
+      locks
+        .request(name, { mode: 'exclusive', ifAvailable: true }, (lock) => {
+          held(lock !== null);
+          // Never released: the lock goes when this worker does.
+          return lock ? new Promise<never>(() => undefined) : undefined;
+        })
+        .catch(() => held(false));
+    });
+  },
   init(model: ModelInput, opts: WorkerInitOptions, onProgress?: RemoteFn<LoadProgress>): Promise<TttInfo> {
     opening ??= withCallback(onProgress, async (fn) => {
       host = await openEngineHost(model, { ...opts, onProgress: fn, inWorker: true });

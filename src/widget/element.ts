@@ -21,7 +21,7 @@ import {
 } from './attributes.ts';
 import { chatEvent, type TttChatDoneDetail, type TttChatEventMap } from './events.ts';
 import { EMPTY_READOUT, formatReadout, type ReadoutText } from './readout.ts';
-import { createShadowContent } from './template.ts';
+import { fillShadowRoot } from './template.ts';
 
 /** Where the element is: no engine yet, loading one, idle with one, generating, failed, or no WebGPU here. */
 export type TttChatState = 'idle' | 'loading' | 'ready' | 'generating' | 'error' | 'unsupported';
@@ -84,7 +84,7 @@ export class TttChatElement extends ElementBase {
   constructor() {
     super();
     const root = this.attachShadow({ mode: 'open' });
-    root.append(createShadowContent(root.ownerDocument));
+    fillShadowRoot(root);
     this.#parts = {
       output: must(root, '[part="output"]'),
       progress: must(root, '[part="progress"]'),
@@ -286,7 +286,11 @@ export class TttChatElement extends ElementBase {
       const released = epoch !== this.#epoch && e instanceof EngineDestroyedError;
       if (!(e instanceof EngineAbortedError) && !released) {
         this.#running = null;
-        if (this.#state === 'generating') this.#setState('ready');
+        // The engine itself is gone (its worker died, its device was lost): let go of it, so the next
+        // generation loads a new one instead of failing the same way forever.
+        const dead = epoch === this.#epoch && e instanceof EngineDestroyedError && this.#engine !== null;
+        if (dead) this.#dropDeadEngine();
+        else if (this.#state === 'generating') this.#setState('ready');
         else this.#syncControls();
         this.#report(e);
         throw e;
@@ -407,6 +411,21 @@ export class TttChatElement extends ElementBase {
     this.#showStatus('');
     this.#writeReadout(EMPTY_READOUT);
     if (this.#state !== 'unsupported') this.#setState('idle');
+  }
+
+  /** Forgets an engine that can no longer work (reported by the caller); the next load() or generate() makes a new one. */
+  #dropDeadEngine(): void {
+    this.#epoch++;
+    this.#unsubscribe?.();
+    this.#unsubscribe = null;
+    const engine = this.#engine;
+    this.#engine = null;
+    this.#loading = null;
+    this.#openedWith = null;
+    this.#stats = null;
+    if (engine) void engine.dispose().catch(() => undefined);
+    this.#writeReadout(EMPTY_READOUT);
+    this.#setState('error');
   }
 
   #report(e: unknown): void {

@@ -100,9 +100,41 @@ const MARKUP = /* html */ `
 </div>
 `;
 
-/** A fresh copy of the widget's shadow content. */
-export function createShadowContent(doc: Document): DocumentFragment {
+/** One constructed sheet per window (a sheet can only be adopted by documents of the window that made it). */
+const SHEETS = new WeakMap<object, CSSStyleSheet>();
+
+function constructedSheet(doc: Document): CSSStyleSheet | null {
+  const win = doc.defaultView as (Window & typeof globalThis) | null;
+  const Sheet = win?.CSSStyleSheet;
+  if (!win || typeof Sheet !== 'function' || typeof Sheet.prototype.replaceSync !== 'function') return null;
+  let sheet = SHEETS.get(win) ?? null;
+  if (!sheet) {
+    try {
+      sheet = new Sheet();
+      sheet.replaceSync(STYLE);
+    } catch {
+      return null;
+    }
+    SHEETS.set(win, sheet);
+  }
+  return sheet;
+}
+
+/**
+ * Fills a fresh shadow root with the widget's markup and styles. The styles are a constructed stylesheet
+ * (`adoptedStyleSheets`), shared by every `<ttt-chat>` of the page, so a page whose Content Security Policy
+ * has no `style-src 'unsafe-inline'` styles the widget all the same (CSP governs `<style>` elements, not
+ * constructed sheets); where the browser has no constructable stylesheets, a `<style>` element.
+ */
+export function fillShadowRoot(root: ShadowRoot): void {
+  const doc = root.ownerDocument;
   const template = doc.createElement('template');
-  template.innerHTML = `<style>${STYLE}</style>${MARKUP}`;
-  return template.content;
+  const sheet = 'adoptedStyleSheets' in root ? constructedSheet(doc) : null;
+  if (sheet) {
+    root.adoptedStyleSheets = [...root.adoptedStyleSheets, sheet];
+    template.innerHTML = MARKUP;
+  } else {
+    template.innerHTML = `<style>${STYLE}</style>${MARKUP}`;
+  }
+  root.append(template.content);
 }

@@ -49,7 +49,7 @@ describe('the wire registry of error classes', () => {
     expect(publicErrors.map(([n]) => n).sort()).toEqual([
       'ConfigError', 'ContextOverflowError', 'DeviceLimitError', 'EngineAbortedError', 'EngineDestroyedError', 'EngineError', 'GpuValidationError',
       'InvalidTokenError', 'MemoryCorruptError', 'MemoryMismatchError', 'ModelFetchError', 'ModelFormatError', 'OutOfGpuMemoryError', 'TokenizerError',
-      'WebGpuUnavailableError',
+      'WebGpuUnavailableError', 'WorkerCrashedError',
     ]);
   });
 

@@ -43,3 +43,9 @@ export async function buildAndPreviewDemo(): Promise<DemoServer & { outDir: stri
     throw e;
   }
 }
+
+/** `vite build` of the demo into `outDir` (public/ copied in: models, documents), for a server of the caller's. */
+export async function buildDemoTo(outDir: string): Promise<void> {
+  const root = resolve('.');
+  await build({ configFile: join(root, 'vite.config.ts'), root: join(root, 'demo'), logLevel: 'warn', build: { outDir, emptyOutDir: true } });
+}

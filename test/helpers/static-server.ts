@@ -22,16 +22,41 @@ export interface StaticServer {
   readonly url: string;
   /** Paths requested, in order. */
   readonly log: string[];
+  /** Bodies POSTed to `reportPath` (CSP violation reports), parsed as JSON where they are JSON. */
+  readonly reports: unknown[];
   close(): Promise<void>;
 }
 
+export interface StaticServerOptions {
+  /** Headers sent with every file (e.g. a Content-Security-Policy). */
+  readonly headers?: Record<string, string>;
+  /** A path that takes POSTs and keeps their bodies in `reports` (default '/csp-report'). */
+  readonly reportPath?: string;
+}
+
 /** `mounts`: URL prefix ('/', '/app/') → folder; the longest matching prefix wins. */
-export async function serveStatic(mounts: Record<string, string>): Promise<StaticServer> {
+export async function serveStatic(mounts: Record<string, string>, opts: StaticServerOptions = {}): Promise<StaticServer> {
   const prefixes = Object.keys(mounts).sort((a, b) => b.length - a.length);
   const log: string[] = [];
+  const reports: unknown[] = [];
+  const reportPath = opts.reportPath ?? '/csp-report';
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     log.push(path);
+    if (req.method === 'POST' && path === reportPath) {
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (c: string) => (body += c));
+      req.on('end', () => {
+        try {
+          reports.push(JSON.parse(body));
+        } catch {
+          reports.push(body);
+        }
+        res.writeHead(204).end();
+      });
+      return;
+    }
     const prefix = prefixes.find((p) => path.startsWith(p));
     if (!prefix) return void res.writeHead(404).end();
     const base = mounts[prefix];
@@ -40,7 +65,7 @@ export async function serveStatic(mounts: Record<string, string>): Promise<Stati
     try {
       if (statSync(file).isDirectory()) file = join(file, 'index.html');
       const size = statSync(file).size;
-      res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': size, 'cache-control': 'no-store' });
+      res.writeHead(200, { ...opts.headers, 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'content-length': size, 'cache-control': 'no-store' });
       if (req.method === 'HEAD') return void res.end();
       createReadStream(file).pipe(res);
     } catch {
@@ -53,6 +78,7 @@ export async function serveStatic(mounts: Record<string, string>): Promise<Stati
   return {
     url: `http://127.0.0.1:${port}/`,
     log,
+    reports,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
