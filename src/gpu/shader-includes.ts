@@ -5,9 +5,13 @@
  */
 import block from '../../shaders/common/block.wgsl?raw';
 import reduce from '../../shaders/common/reduce.wgsl?raw';
+import reduceLse from '../../shaders/common/reduce-lse.wgsl?raw';
+import ropeTurns from '../../shaders/common/rope-turns.wgsl?raw';
 import type { Includes } from './wgsl.ts';
 
 export const SHADER_INCLUDES: Includes = {
   'block.wgsl': block,
   'reduce.wgsl': reduce,
+  'reduce-lse.wgsl': reduceLse,
+  'rope-turns.wgsl': ropeTurns,
 };

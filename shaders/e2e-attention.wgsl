@@ -1,0 +1,306 @@
+// TTT-E2E sliding-window attention over a block of query rows (a chunk of the inner loop, or any
+// prefill/decode block), forward and flash-style backward. Rows r = 0..rows-1 are positions
+// t = pos0 + r (the Block uniform); query t sees keys t - W < j <= t, scores q·k / sqrt(hd).
+//
+// Keys and values of the block's own positions come from its k, v rows; those of earlier positions
+// (pos0 - W < j < pos0) from a KV ring of `ring` slots, position j in slot j mod ring, [ring, H·hd]
+// (the layout of src/gpu/ops/kv-cache.ts, so the engine's ring of W + maxRows - 1 slots serves; any
+// ring >= W - 1 holds the W - 1 positions a block can reach back to). The ring is only read here: the
+// block's keys never need to be in it for these launches, and writing them there is the caller's.
+//
+//   forward     o = softmax(q k^T / sqrt(hd)) v over the window, and lse = log Σ_j exp(s_j) per (row, head)
+//               into stats[2·(row·H + h)]: all the backward needs besides q, k, v, o.
+//   delta       D = rowsum(dO ⊙ o) per (row, head) into stats[2·(row·H + h) + 1].
+//   backwardQ   dq_t = Σ_j P_tj (dP_tj - D_t) k_j / sqrt(hd), P_tj = exp(s_tj - lse_t), dP_tj = dO_t·v_j,
+//               over every key t sees (ring ones included).
+//   backwardKV  dk_j = Σ_t P_tj (dP_tj - D_t) q_t / sqrt(hd), dv_j = Σ_t P_tj dO_t, for the block's own
+//               keys only, over the block's queries that see them. The ring's keys are constants of the
+//               inner step (K/V of earlier chunks are never recomputed), so they get no gradient.
+// No score or probability matrix exists in memory: each kernel recomputes the scores from q, k and lse.
+//
+// forward and backwardQ: a workgroup of R invocations owns R consecutive query rows of one head (one
+// row each: q, the accumulators in registers) and walks the keys the R rows see together,
+// [first(pos0 + r0), pos0 + rEnd), in tiles of T keys that the workgroup loads into workgroup memory
+// once for all its rows. backwardKV: R consecutive keys of the block per workgroup, walking the queries
+// that see them, [r0, min(rEnd - 1 + W, rows)), in tiles of T query rows (q, dO, lse, D).
+struct Params {
+  heads: u32, window: u32, ring: u32, ringStride: u32,
+  qStride: u32, qOff: u32, kStride: u32, kOff: u32,
+  vStride: u32, vOff: u32, oStride: u32, oOff: u32,
+  gStride: u32, gOff: u32, dqStride: u32, dqOff: u32,
+  dkStride: u32, dkOff: u32, dvStride: u32, dvOff: u32,
+  scale: f32, _a: u32, _b: u32, _c: u32,
+}
+#include "block.wgsl"
+
+const HD: u32 = $HD;
+const R: u32 = $R;
+const T: u32 = $T;
+// Stands in for -inf (WGSL has no infinity literal); exp(NEG - x) is 0 for any real score x.
+const NEG: f32 = -3.0e38;
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+// forward, backwardQ, backwardKV: the block's q, k, v rows (views: stride, offset; may be one buffer).
+@group(0) @binding(2) var<storage, read> q: array<f32>;
+@group(0) @binding(3) var<storage, read> k: array<f32>;
+@group(0) @binding(4) var<storage, read> v: array<f32>;
+// forward, backwardQ: the ring.
+@group(0) @binding(5) var<storage, read> kRing: array<f32>;
+@group(0) @binding(6) var<storage, read> vRing: array<f32>;
+// forward: o, stats. (Resources share binding numbers across entry points that never use both.)
+@group(0) @binding(7) var<storage, read_write> o: array<f32>;
+@group(0) @binding(8) var<storage, read_write> stats: array<f32>;
+// backwardQ: dO, stats, dq.
+@group(0) @binding(7) var<storage, read> gQ: array<f32>;
+@group(0) @binding(8) var<storage, read> statsQ: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dq: array<f32>;
+// backwardKV: dO, stats, dk, dv (SHARED_DKV: dk and dv are views of one buffer, bound once, as WebGPU
+// refuses two writable bindings of overlapping ranges).
+@group(0) @binding(5) var<storage, read> gKV: array<f32>;
+@group(0) @binding(6) var<storage, read> statsKV: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dk: array<f32>;
+#if SHARED_DKV
+fn storeDv(i: u32, x: f32) { dk[i] = x; }
+#else
+@group(0) @binding(8) var<storage, read_write> dv: array<f32>;
+fn storeDv(i: u32, x: f32) { dv[i] = x; }
+#endif
+// delta: o, dO, stats.
+@group(0) @binding(2) var<storage, read> oD: array<f32>;
+@group(0) @binding(3) var<storage, read> gD: array<f32>;
+@group(0) @binding(4) var<storage, read_write> statsD: array<f32>;
+
+// Two tiles of T rows of one head (keys and values, or queries and their dO), and, for backwardKV,
+// the lse and D of its query rows.
+var<workgroup> tileA: array<f32, T * HD>;
+var<workgroup> tileB: array<f32, T * HD>;
+var<workgroup> tileL: array<f32, T>;
+var<workgroup> tileD: array<f32, T>;
+
+// The first key position query position t sees.
+fn firstSeen(t: u32) -> u32 {
+  if (t + 1u > p.window) { return t + 1u - p.window; }
+  return 0u;
+}
+
+// K, V of head h at positions [j0, j0 + T) into tileA, tileB (zeros at positions >= jEnd): from the ring
+// before pos0, from the block's rows from pos0 on.
+fn loadKeys(j0: u32, jEnd: u32, h: u32, lid: u32) {
+  for (var e = lid; e < T * HD; e += R) {
+    let j = j0 + e / HD;
+    let c = h * HD + e % HD;
+    var kx = 0.0;
+    var vx = 0.0;
+    if (j < jEnd) {
+      if (j < blk.pos0) {
+        let a = (j % p.ring) * p.ringStride + c;
+        kx = kRing[a];
+        vx = vRing[a];
+      } else {
+        let r = j - blk.pos0;
+        kx = k[r * p.kStride + p.kOff + c];
+        vx = v[r * p.vStride + p.vOff + c];
+      }
+    }
+    tileA[e] = kx;
+    tileB[e] = vx;
+  }
+}
+
+@compute @workgroup_size(R)
+fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.y;
+  let r0 = wid.x * R;
+  if (r0 >= blk.rows) { return; }
+  let rEnd = min(r0 + R, blk.rows);
+  let row = r0 + lid;
+  let live = row < rEnd;
+  let t = blk.pos0 + row;
+  let kLo = firstSeen(blk.pos0 + r0);
+  let kHi = blk.pos0 + rEnd;
+  var qr: array<f32, HD>;
+  var acc: array<f32, HD>;
+  for (var i = 0u; i < HD; i++) { acc[i] = 0.0; qr[i] = 0.0; }
+  if (live) {
+    let a = row * p.qStride + p.qOff + h * HD;
+    for (var i = 0u; i < HD; i++) { qr[i] = q[a + i]; }
+  }
+  let first = firstSeen(t);
+  var m = NEG;
+  var l = 0.0;
+  for (var j0 = kLo; j0 < kHi; j0 += T) {
+    workgroupBarrier();
+    loadKeys(j0, kHi, h, lid);
+    workgroupBarrier();
+    if (live) {
+      let jb = min(j0 + T, t + 1u);
+      for (var j = max(j0, first); j < jb; j++) {
+        let base = (j - j0) * HD;
+        var s = 0.0;
+        for (var i = 0u; i < HD; i++) { s += qr[i] * tileA[base + i]; }
+        s *= p.scale;
+        // Rescale only when the max moves: one exp per key in the common case.
+        if (s > m) {
+          let f = exp(m - s);
+          l *= f;
+          for (var i = 0u; i < HD; i++) { acc[i] *= f; }
+          m = s;
+        }
+        let w = exp(s - m);
+        l += w;
+        for (var i = 0u; i < HD; i++) { acc[i] += w * tileB[base + i]; }
+      }
+    }
+  }
+  if (live) {
+    let a = row * p.oStride + p.oOff + h * HD;
+    for (var i = 0u; i < HD; i++) { o[a + i] = acc[i] / l; }
+    stats[2u * (row * p.heads + h)] = m + log(l);
+  }
+}
+
+// One invocation per (row, head).
+@compute @workgroup_size(64)
+fn delta(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let id = gid.x + gid.y * nwg.x * 64u;
+  if (id >= blk.rows * p.heads) { return; }
+  let row = id / p.heads;
+  let h = id % p.heads;
+  let a = row * p.oStride + p.oOff + h * HD;
+  let b = row * p.gStride + p.gOff + h * HD;
+  var d = 0.0;
+  for (var i = 0u; i < HD; i++) { d += oD[a + i] * gD[b + i]; }
+  statsD[2u * id + 1u] = d;
+}
+
+@compute @workgroup_size(R)
+fn backwardQ(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.y;
+  let r0 = wid.x * R;
+  if (r0 >= blk.rows) { return; }
+  let rEnd = min(r0 + R, blk.rows);
+  let row = r0 + lid;
+  let live = row < rEnd;
+  let t = blk.pos0 + row;
+  let kLo = firstSeen(blk.pos0 + r0);
+  let kHi = blk.pos0 + rEnd;
+  var qr: array<f32, HD>;
+  var gr: array<f32, HD>;
+  var acc: array<f32, HD>;
+  for (var i = 0u; i < HD; i++) { acc[i] = 0.0; qr[i] = 0.0; gr[i] = 0.0; }
+  var lse = 0.0;
+  var dd = 0.0;
+  if (live) {
+    let a = row * p.qStride + p.qOff + h * HD;
+    let b = row * p.gStride + p.gOff + h * HD;
+    for (var i = 0u; i < HD; i++) { qr[i] = q[a + i]; gr[i] = gQ[b + i]; }
+    lse = statsQ[2u * (row * p.heads + h)];
+    dd = statsQ[2u * (row * p.heads + h) + 1u];
+  }
+  let first = firstSeen(t);
+  for (var j0 = kLo; j0 < kHi; j0 += T) {
+    workgroupBarrier();
+    loadKeys(j0, kHi, h, lid);
+    workgroupBarrier();
+    if (live) {
+      let jb = min(j0 + T, t + 1u);
+      for (var j = max(j0, first); j < jb; j++) {
+        let base = (j - j0) * HD;
+        var s = 0.0;
+        var dp = 0.0;
+        for (var i = 0u; i < HD; i++) {
+          s += qr[i] * tileA[base + i];
+          dp += gr[i] * tileB[base + i];
+        }
+        let ds = exp(s * p.scale - lse) * (dp - dd);
+        for (var i = 0u; i < HD; i++) { acc[i] += ds * tileA[base + i]; }
+      }
+    }
+  }
+  if (live) {
+    let a = row * p.dqStride + p.dqOff + h * HD;
+    for (var i = 0u; i < HD; i++) { dq[a + i] = acc[i] * p.scale; }
+  }
+}
+
+// q, dO, lse, D of head h at block rows [t0, t0 + T) into the tiles (zeros at rows >= tEnd).
+fn loadQueries(t0: u32, tEnd: u32, h: u32, lid: u32) {
+  for (var e = lid; e < T * HD; e += R) {
+    let r = t0 + e / HD;
+    let c = h * HD + e % HD;
+    var qx = 0.0;
+    var gx = 0.0;
+    if (r < tEnd) {
+      qx = q[r * p.qStride + p.qOff + c];
+      gx = gKV[r * p.gStride + p.gOff + c];
+    }
+    tileA[e] = qx;
+    tileB[e] = gx;
+  }
+  for (var e = lid; e < T; e += R) {
+    let r = t0 + e;
+    var lx = 0.0;
+    var dx = 0.0;
+    if (r < tEnd) {
+      lx = statsKV[2u * (r * p.heads + h)];
+      dx = statsKV[2u * (r * p.heads + h) + 1u];
+    }
+    tileL[e] = lx;
+    tileD[e] = dx;
+  }
+}
+
+@compute @workgroup_size(R)
+fn backwardKV(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let h = wid.y;
+  let c0 = wid.x * R;
+  if (c0 >= blk.rows) { return; }
+  let cEnd = min(c0 + R, blk.rows);
+  let kr = c0 + lid;
+  let live = kr < cEnd;
+  // Block rows whose queries see at least one of keys [c0, cEnd): row t sees row j iff j <= t < j + W.
+  let tHi = min(cEnd - 1u + p.window, blk.rows);
+  var kx: array<f32, HD>;
+  var vx: array<f32, HD>;
+  var dkr: array<f32, HD>;
+  var dvr: array<f32, HD>;
+  for (var i = 0u; i < HD; i++) { kx[i] = 0.0; vx[i] = 0.0; dkr[i] = 0.0; dvr[i] = 0.0; }
+  if (live) {
+    let a = kr * p.kStride + p.kOff + h * HD;
+    let b = kr * p.vStride + p.vOff + h * HD;
+    for (var i = 0u; i < HD; i++) { kx[i] = k[a + i]; vx[i] = v[b + i]; }
+  }
+  for (var t0 = c0; t0 < tHi; t0 += T) {
+    workgroupBarrier();
+    loadQueries(t0, tHi, h, lid);
+    workgroupBarrier();
+    if (live) {
+      let tb = min(min(t0 + T, tHi), kr + p.window);
+      for (var t = max(t0, kr); t < tb; t++) {
+        let e = t - t0;
+        let base = e * HD;
+        var s = 0.0;
+        var dp = 0.0;
+        for (var i = 0u; i < HD; i++) {
+          s += tileA[base + i] * kx[i];
+          dp += tileB[base + i] * vx[i];
+        }
+        let pr = exp(s * p.scale - tileL[e]);
+        let ds = pr * (dp - tileD[e]);
+        for (var i = 0u; i < HD; i++) {
+          dvr[i] += pr * tileB[base + i];
+          dkr[i] += ds * tileA[base + i];
+        }
+      }
+    }
+  }
+  if (live) {
+    let a = kr * p.dkStride + p.dkOff + h * HD;
+    let b = kr * p.dvStride + p.dvOff + h * HD;
+    for (var i = 0u; i < HD; i++) {
+      dk[a + i] = dkr[i] * p.scale;
+      storeDv(b + i, dvr[i]);
+    }
+  }
+}

@@ -1,0 +1,70 @@
+// The TTT-E2E inner update (CPU twin: clipAndStep in src/reference/e2e/update.ts): ONE global L2 norm
+// over every gradient tensor (all S blocks' W1, W2, W3), then plain SGD in place,
+//   θ ← θ − η · c · g,   c = max_norm / ||g|| when max_norm > 0 and ||g|| ≥ max_norm, else 1,
+// with nothing read back: the norm goes from PARTIALS (per tensor, a fixed number of workgroups, each a
+// grid-stride sum of squares into its own slot) to NORM (one workgroup over every slot, in slot order)
+// to STEP (per tensor, reading the factor η·c that NORM wrote). Every sum has a fixed order, so the
+// norm is the same on every run. Each entry point is its own #if section (see fast-weights.wgsl).
+//
+// stats = [Σ g², ||g||, c, η·c]
+
+#if PARTIALS
+const WG: u32 = 64u;
+#include "reduce.wgsl"
+struct Params { n: u32, off: u32, slot: u32, _a: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> g: array<f32>;
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+
+@compute @workgroup_size(64)
+fn partials_tensor(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let stride = nwg.x * WG;
+  var acc = 0.0;
+  for (var i = wid.x * WG + lid; i < p.n; i += stride) {
+    let v = g[p.off + i];
+    acc = fma(v, v, acc);
+  }
+  let total = wgSum(lid, acc);
+  if (lid == 0u) { partials[p.slot + wid.x] = total; }
+}
+#endif
+
+#if NORM
+const WG: u32 = 256u;
+#include "reduce.wgsl"
+struct Params { count: u32, lr: f32, maxNorm: f32, _a: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+
+@compute @workgroup_size(256)
+fn norm(@builtin(local_invocation_index) lid: u32) {
+  var acc = 0.0;
+  for (var i = lid; i < p.count; i += WG) { acc += partials[i]; }
+  let ss = wgSum(lid, acc);
+  if (lid == 0u) {
+    let n = sqrt(ss);
+    // A zero gradient (n = 0) never clips, so no 0/0.
+    let c = select(1.0, p.maxNorm / n, p.maxNorm > 0.0 && n >= p.maxNorm);
+    stats[0] = ss;
+    stats[1] = n;
+    stats[2] = c;
+    stats[3] = p.lr * c;
+  }
+}
+#endif
+
+#if STEP
+struct Params { n: u32, thetaOff: u32, gradOff: u32, _a: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> theta: array<f32>;
+
+@compute @workgroup_size(64)
+fn step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= p.n) { return; }
+  theta[p.thetaOff + i] -= stats[3] * g[p.gradOff + i];
+}
+#endif

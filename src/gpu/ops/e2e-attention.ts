@@ -1,0 +1,176 @@
+/**
+ * TTT-E2E sliding-window attention of a block of query rows (shaders/e2e-attention.wgsl): the forward,
+ * which also writes the per-(row, head) log-sum-exp the backward needs, and the flash-style backward
+ * (dq for the block's rows; dk, dv for the block's own keys), recomputing the scores from q, k and the
+ * saved lse; no [rows, W + rows] matrix is ever in memory.
+ *
+ * Rows are positions pos0 .. pos0 + rows - 1 (the Block uniform). Query t sees keys t - W < j <= t:
+ * those of the block from its own k, v rows, earlier ones from a KV ring (position j in slot j mod ring,
+ * [ring, H·hd]: KvCache's layout, see `kvRingOf`). The ring is read, never written: storing the block's
+ * K/V into it is the caller's business (after these launches, or anywhere when ring >= W - 1 + rows).
+ * Earlier chunks' K/V are constants of the inner step, so the backward gives them no gradient.
+ *
+ * Stats, [maxRows, H, 2] f32: (lse, D) per (row, head); lse from the forward, D = rowsum(dO ⊙ o) from
+ * the backward's first launch. One buffer shared by the two ops (`e2eAttentionStatsBytes`).
+ *
+ * FLOPs per call, n_r = min(W, pos0 + r + 1) keys seen by row r, m_r = min(W, r + 1) of them the block's:
+ *   forward   Σ_r n_r · H · 4·hd        (score 2hd, weighted sum 2hd; plus one exp per (row, head, key))
+ *   backward  Σ_r (6·n_r + 8·m_r) · H · hd + 2 · rows · H · hd
+ *             (dq: score, dP, dq 6hd per key seen; dk/dv: score, dP, dv, dk 8hd per own key seen; D)
+ */
+import source from '../../../shaders/e2e-attention.wgsl?raw';
+import type { BlockParams } from '../block.ts';
+import { dispatch, grid, type GpuContext, type Kernel, type Param } from '../context.ts';
+import type { KvCache } from './kv-cache.ts';
+
+export interface E2EAttentionSpec {
+  readonly heads: number;
+  readonly headDim: number;
+  /** W: keys seen per query, its own included. */
+  readonly window: number;
+  /** The largest block (rows) ever recorded (sizes the stats). */
+  readonly maxRows: number;
+  /** Rows (forward, backwardQ) or keys (backwardKV) per workgroup, one invocation each (default 64). */
+  readonly groupRows?: number;
+  /** Keys (or query rows) per workgroup-memory tile: default as many as maxComputeWorkgroupStorageSize holds (2·hd + 2 floats each), at most 64. */
+  readonly tileRows?: number;
+}
+
+/** Rows of a [rows, stride] buffer, a head's columns [offset + h·hd, offset + (h+1)·hd). */
+export interface RowView {
+  readonly buffer: GPUBuffer;
+  readonly stride: number;
+  readonly offset?: number;
+}
+
+/** Earlier positions' keys and values: position j in slot j mod ring of [ring, H·hd] buffers. */
+export interface KvRing {
+  readonly k: GPUBuffer;
+  readonly v: GPUBuffer;
+  readonly ring: number;
+}
+
+/** The ring of a sliding-window KvCache (W + maxRows - 1 slots). */
+export function kvRingOf(kv: KvCache): KvRing {
+  if (kv.ring === 0) throw new RangeError('kvRingOf: a paged (full-attention) cache has no ring');
+  return { k: kv.pages[0].k, v: kv.pages[0].v, ring: kv.ring };
+}
+
+export function e2eAttentionStatsBytes(spec: E2EAttentionSpec): number {
+  return spec.maxRows * spec.heads * 2 * 4;
+}
+
+const WORKGROUP = 64;
+
+interface Shape { readonly R: number; readonly T: number }
+
+function shapeOf(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: KvRing): Shape {
+  const posInt = (v: number) => Number.isInteger(v) && v >= 1;
+  if (!posInt(spec.heads) || !posInt(spec.headDim)) throw new RangeError(`${label}: ${spec.heads} heads of ${spec.headDim}`);
+  if (!posInt(spec.window)) throw new RangeError(`${label}: window ${spec.window}`);
+  if (!posInt(spec.maxRows)) throw new RangeError(`${label}: maxRows ${spec.maxRows}`);
+  if (!posInt(ring.ring) || ring.ring < spec.window - 1) throw new RangeError(`${label}: a ring of ${ring.ring} slots cannot hold the W - 1 = ${spec.window - 1} positions before a block`);
+  const R = spec.groupRows ?? WORKGROUP;
+  if (!posInt(R) || R > ctx.limits.maxComputeInvocationsPerWorkgroup || R > ctx.limits.maxComputeWorkgroupSizeX) throw new RangeError(`${label}: ${R} rows per workgroup`);
+  const fit = Math.floor(ctx.limits.maxComputeWorkgroupStorageSize / (4 * (2 * spec.headDim + 2)));
+  const T = spec.tileRows ?? Math.min(64, fit);
+  if (!posInt(T) || T > fit) throw new RangeError(`${label}: tiles of ${T} rows of ${spec.headDim} (at most ${fit} fit in workgroup memory)`);
+  return { R, T };
+}
+
+function params(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: KvRing, views: Record<'q' | 'k' | 'v' | 'o' | 'g' | 'dq' | 'dk' | 'dv', RowView | undefined>): GPUBuffer {
+  const sv = (view: RowView | undefined): Param[] => [['u32', view?.stride ?? 0], ['u32', view?.offset ?? 0]];
+  return ctx.uniform(`${label} params`, [
+    ['u32', spec.heads], ['u32', spec.window], ['u32', ring.ring], ['u32', spec.heads * spec.headDim],
+    ...sv(views.q), ...sv(views.k), ...sv(views.v), ...sv(views.o), ...sv(views.g), ...sv(views.dq), ...sv(views.dk), ...sv(views.dv),
+    ['f32', 1 / Math.sqrt(spec.headDim)], ['u32', 0], ['u32', 0], ['u32', 0],
+  ]);
+}
+
+function check(label: string, spec: E2EAttentionSpec, rows: number, pos0: number): void {
+  if (!Number.isInteger(rows) || rows < 1 || rows > spec.maxRows) throw new RangeError(`${label}: ${rows} rows (maxRows ${spec.maxRows})`);
+  if (!Number.isInteger(pos0) || pos0 < 0 || pos0 + rows > 2 ** 32 - spec.window) throw new RangeError(`${label}: position ${pos0}`);
+}
+
+function keysSeen(spec: E2EAttentionSpec, rows: number, pos0: number): { all: number; own: number } {
+  let all = 0, own = 0;
+  for (let r = 0; r < rows; r++) {
+    all += Math.min(spec.window, pos0 + r + 1);
+    own += Math.min(spec.window, r + 1);
+  }
+  return { all, own };
+}
+
+/** The forward: o and the lse half of stats. */
+export class E2EAttentionOp {
+  private readonly kernel: Kernel;
+  private readonly group: GPUBindGroup;
+  private readonly shape: Shape;
+
+  constructor(
+    ctx: GpuContext, readonly label: string, readonly spec: E2EAttentionSpec,
+    io: { q: RowView; k: RowView; v: RowView; ring: KvRing; o: RowView; stats: GPUBuffer }, block: BlockParams,
+  ) {
+    this.shape = shapeOf(ctx, label, spec, io.ring);
+    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T };
+    this.kernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'forward', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], defines });
+    const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: undefined, dq: undefined, dk: undefined, dv: undefined });
+    this.group = ctx.bind(this.kernel, [p, block.buffer, io.q.buffer, io.k.buffer, io.v.buffer, io.ring.k, io.ring.v, io.o.buffer, io.stats]);
+  }
+
+  /** Records the block (rows, pos0: what block.write() got). */
+  encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void {
+    check(this.label, this.spec, rows, pos0);
+    dispatch(pass, this.kernel, this.group, Math.ceil(rows / this.shape.R), this.spec.heads);
+  }
+
+  flops(rows: number, pos0: number): number {
+    return keysSeen(this.spec, rows, pos0).all * this.spec.heads * 4 * this.spec.headDim;
+  }
+}
+
+/**
+ * The backward of the block the forward just ran (same rows, pos0, q, k, v, ring), given its o and stats: D into stats, then dq (every key seen), then dk, dv (the
+ * block's own keys). Three launches; dq, dk, dv are overwritten. They may be views of one buffer (e.g.
+ * dqkv [rows, 3D] for the backward of a fused qkv projection), and must not overlap q, k, v, o or dO.
+ */
+export class E2EAttentionBackwardOp {
+  private readonly deltaKernel: Kernel;
+  private readonly qKernel: Kernel;
+  private readonly kvKernel: Kernel;
+  private readonly deltaGroup: GPUBindGroup;
+  private readonly qGroup: GPUBindGroup;
+  private readonly kvGroup: GPUBindGroup;
+  private readonly shape: Shape;
+
+  constructor(
+    ctx: GpuContext, readonly label: string, readonly spec: E2EAttentionSpec,
+    io: { q: RowView; k: RowView; v: RowView; ring: KvRing; o: RowView; dO: RowView; stats: GPUBuffer; dq: RowView; dk: RowView; dv: RowView },
+    block: BlockParams,
+  ) {
+    this.shape = shapeOf(ctx, label, spec, io.ring);
+    const shared = io.dk.buffer === io.dv.buffer;
+    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T };
+    const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: io.dO, dq: io.dq, dk: io.dk, dv: io.dv });
+    this.deltaKernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'delta', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines });
+    this.qKernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'backwardQ', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'read', 'read', 'rw'], defines });
+    this.kvKernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'backwardKV', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', ...(shared ? [] : ['rw'] as const)], defines: { ...defines, SHARED_DKV: shared } });
+    this.deltaGroup = ctx.bind(this.deltaKernel, [p, block.buffer, io.o.buffer, io.dO.buffer, io.stats]);
+    this.qGroup = ctx.bind(this.qKernel, [p, block.buffer, io.q.buffer, io.k.buffer, io.v.buffer, io.ring.k, io.ring.v, io.dO.buffer, io.stats, io.dq.buffer]);
+    this.kvGroup = ctx.bind(this.kvKernel, [p, block.buffer, io.q.buffer, io.k.buffer, io.v.buffer, io.dO.buffer, io.stats, io.dk.buffer, ...(shared ? [] : [io.dv.buffer])]);
+  }
+
+  encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void {
+    check(this.label, this.spec, rows, pos0);
+    const [x, y] = grid(Math.ceil((rows * this.spec.heads) / WORKGROUP));
+    dispatch(pass, this.deltaKernel, this.deltaGroup, x, y);
+    const groups = Math.ceil(rows / this.shape.R);
+    dispatch(pass, this.qKernel, this.qGroup, groups, this.spec.heads);
+    dispatch(pass, this.kvKernel, this.kvGroup, groups, this.spec.heads);
+  }
+
+  flops(rows: number, pos0: number): number {
+    const { all, own } = keysSeen(this.spec, rows, pos0);
+    return (6 * all + 8 * own + 2 * rows) * this.spec.heads * this.spec.headDim;
+  }
+}

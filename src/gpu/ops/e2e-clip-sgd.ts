@@ -1,0 +1,117 @@
+/**
+ * The TTT-E2E inner update on the GPU (see shaders/e2e-clip-sgd.wgsl; CPU twin clipAndStep in
+ * src/reference/e2e/update.ts): the global gradient norm over a list of tensors in two stages (per-tensor
+ * partial sums of squares, then one workgroup over all of them), and the clipped SGD step in place,
+ * reading the norm's factor from `stats` on the GPU.
+ *
+ * `stats` (f32 [4]) = [Σ g², ||g||, clip scale c, η·c] after encodeNorm; the engine may read it back for
+ * its stats, the step never needs it on the CPU. Launches: one `partials` per tensor, one `norm`, one
+ * `step` per tensor (tensors packed in one buffer make one each: pass one {n, off} covering them).
+ */
+import source from '../../../shaders/e2e-clip-sgd.wgsl?raw';
+import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
+
+export interface StepTensor {
+  /** The weights updated in place. */
+  readonly theta: GPUBuffer;
+  readonly thetaOff?: number;
+  /** Their gradient (a different buffer from theta). */
+  readonly grad: GPUBuffer;
+  readonly gradOff?: number;
+  /** Elements. */
+  readonly n: number;
+}
+
+export interface ClipSgdSpec {
+  /** η. */
+  readonly lr: number;
+  /** max_norm; ≤ 0: no clip. */
+  readonly maxNorm: number;
+  /** Most workgroups per tensor in the partial sums (each sums a grid stride); default 1024. */
+  readonly maxGroups?: number;
+}
+
+const WG = 64;
+/** Elements each partial-sum lane takes before a tensor gets another workgroup. */
+const PER_LANE = 16;
+
+export class ClipSgdOp {
+  readonly stats: GPUBuffer;
+  /** Slots of the partial sums (Σ over tensors of their workgroup counts). */
+  readonly slots: number;
+  /** Workgroups of each tensor's partial sums. */
+  readonly groups: readonly number[];
+  private readonly partialsKernel: Kernel;
+  private readonly normKernel: Kernel;
+  private readonly stepKernel: Kernel;
+  private readonly parts: { group: GPUBindGroup; groups: number }[];
+  private readonly steps: { group: GPUBindGroup; n: number }[];
+  private readonly normGroup: GPUBindGroup;
+  private readonly normParams: GPUBuffer;
+
+  constructor(private readonly ctx: GpuContext, readonly label: string, readonly tensors: readonly StepTensor[], spec: ClipSgdSpec, stats?: GPUBuffer) {
+    if (tensors.length === 0) throw new Error(`${label}: no tensors`);
+    for (const t of tensors) if (t.theta === t.grad) throw new Error(`${label}: theta and grad must be different buffers`);
+    const maxGroups = spec.maxGroups ?? 1024;
+    const kernel = (entry: string, define: string, bindings: ('uniform' | 'read' | 'rw')[]) =>
+      ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry, bindings, defines: { [define]: true } });
+    this.partialsKernel = kernel('partials_tensor', 'PARTIALS', ['uniform', 'read', 'rw']);
+    this.normKernel = kernel('norm', 'NORM', ['uniform', 'read', 'rw']);
+    this.stepKernel = kernel('step', 'STEP', ['uniform', 'read', 'read', 'rw']);
+    const counts = tensors.map((t) => Math.max(1, Math.min(maxGroups, Math.ceil(t.n / (WG * PER_LANE)))));
+    this.groups = counts;
+    this.slots = counts.reduce((s, c) => s + c, 0);
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC;
+    const partials = ctx.allocator.create(`${label} partials`, 'scratch', 4 * this.slots, usage);
+    this.stats = stats ?? ctx.allocator.create(`${label} stats`, 'scratch', 16, usage);
+    let slot = 0;
+    this.parts = tensors.map((t, i) => {
+      const u = ctx.uniform(`${label} partials ${i}`, [['u32', t.n], ['u32', t.gradOff ?? 0], ['u32', slot], ['u32', 0]]);
+      slot += counts[i];
+      return { group: ctx.bind(this.partialsKernel, [u, t.grad, partials]), groups: counts[i] };
+    });
+    this.normParams = ctx.uniform(`${label} norm`, [['u32', this.slots], ['f32', spec.lr], ['f32', spec.maxNorm], ['u32', 0]]);
+    this.normGroup = ctx.bind(this.normKernel, [this.normParams, partials, this.stats]);
+    this.steps = tensors.map((t, i) => ({
+      group: ctx.bind(this.stepKernel, [ctx.uniform(`${label} step ${i}`, [['u32', t.n], ['u32', t.thetaOff ?? 0], ['u32', t.gradOff ?? 0], ['u32', 0]]), this.stats, t.grad, t.theta]),
+      n: t.n,
+    }));
+  }
+
+  /** New η and max_norm for the launches recorded after this call is queued (e.g. an inner-rate ramp). */
+  setHyper(lr: number, maxNorm: number): void {
+    const data = new ArrayBuffer(8);
+    new DataView(data).setFloat32(0, lr, true);
+    new DataView(data).setFloat32(4, maxNorm, true);
+    this.ctx.device.queue.writeBuffer(this.normParams, 4, data);
+  }
+
+  /** stats ← [Σ g², ||g||, c, η·c]. */
+  encodeNorm(pass: GPUComputePassEncoder): void {
+    for (const p of this.parts) dispatch(pass, this.partialsKernel, p.group, p.groups);
+    dispatch(pass, this.normKernel, this.normGroup, 1);
+  }
+
+  /** θ −= η·c·g for every tensor, after encodeNorm. */
+  encodeStep(pass: GPUComputePassEncoder): void {
+    for (const s of this.steps) {
+      const [x, y] = grid(Math.ceil(s.n / WG));
+      dispatch(pass, this.stepKernel, s.group, x, y);
+    }
+  }
+
+  encode(pass: GPUComputePassEncoder): void {
+    this.encodeNorm(pass);
+    this.encodeStep(pass);
+  }
+
+  /** 2 flops per gradient element for the norm, 2 for the step. */
+  flops(): number {
+    return 4 * this.tensors.reduce((s, t) => s + t.n, 0);
+  }
+
+  /** Bytes moved: g read twice, θ read and written (f32). */
+  bytes(): number {
+    return 16 * this.tensors.reduce((s, t) => s + t.n, 0);
+  }
+}
