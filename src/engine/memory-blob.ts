@@ -77,7 +77,8 @@ export function decodeMemory(blob: Uint8Array): { header: MemoryHeader; sections
   if (typeof parsed !== 'object' || parsed === null) throw new MemoryCorruptError('corrupt memory blob: the header is not an object');
   if (parsed.format !== MEMORY_FORMAT) throw new MemoryMismatchError(`memory format ${String(parsed.format)} is not supported (this engine reads ${MEMORY_FORMAT})`);
   const { family, modelId, position, config } = parsed;
-  if (typeof family !== 'string' || typeof modelId !== 'string' || !Number.isInteger(position) || (position as number) < 0 || typeof config !== 'object' || config === null || !Array.isArray(parsed.sections)) {
+  // Positions stay below 2^32 - 1: the sampler draws with (seed, position) as u32, and past 2^53 a loop over positions never ends.
+  if (typeof family !== 'string' || typeof modelId !== 'string' || !Number.isSafeInteger(position) || (position as number) < 0 || (position as number) >= 0xffffffff || typeof config !== 'object' || config === null || !Array.isArray(parsed.sections)) {
     throw new MemoryCorruptError('corrupt memory blob: bad header fields');
   }
   const sections = new Map<string, Uint8Array>();
@@ -98,8 +99,16 @@ export function decodeMemory(blob: Uint8Array): { header: MemoryHeader; sections
  * that differ, e.g. "windowSize: saved 512, this model 1024". Empty when the configs are equal.
  */
 export function configDifferences(saved: Readonly<Record<string, unknown>>, current: Readonly<Record<string, unknown>>): string[] {
+  // A hand-made header can nest a value deeper than JSON.stringify can recurse: it shows as such, never throws.
+  const show = (v: unknown): string => {
+    try {
+      return String(JSON.stringify(v));
+    } catch {
+      return '(a value nested too deeply to show)';
+    }
+  };
   const keys = [...new Set([...Object.keys(saved), ...Object.keys(current)])];
-  return keys.filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(current[k])).map((k) => `${k}: saved ${JSON.stringify(saved[k])}, this model ${JSON.stringify(current[k])}`);
+  return keys.filter((k) => show(saved[k]) !== show(current[k])).map((k) => `${k}: saved ${show(saved[k])}, this model ${show(current[k])}`);
 }
 
 function hex(n: number): string {

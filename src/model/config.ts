@@ -53,29 +53,51 @@ export interface LactConfig {
 
 type Json = Record<string, unknown>;
 
+/**
+ * A config value for a message: its JSON, shortened. Never throws: JSON.parse reads arrays nested deeper
+ * than JSON.stringify's recursion can write, and a message must not turn a ConfigError into a RangeError.
+ */
+function show(v: unknown, max = 200): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    return 'a value nested too deeply to show';
+  }
+  if (s === undefined) return String(v);
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
+
 function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v);
 }
 
-function intKey(cfg: Json, key: string, source: string | undefined, def?: number, min = 1): number {
+function intKey(cfg: Json, key: string, source: string | undefined, def?: number, min = 1, max = 1 << 24): number {
   const v = cfg[key] ?? def;
   if (v === undefined) throw new ConfigError(key, 'is required', source);
-  if (!isInt(v)) throw new ConfigError(key, `must be an integer, got ${JSON.stringify(v)}`, source);
+  if (!isInt(v)) throw new ConfigError(key, `must be an integer, got ${show(v)}`, source);
   if (v < min) throw new ConfigError(key, `must be at least ${min}, got ${v}`, source);
-  if (v > 1 << 24) throw new ConfigError(key, `is implausibly large (${v})`, source);
+  if (v > max) throw new ConfigError(key, `is implausibly large (${v}; at most ${max})`, source);
   return v;
 }
 
+/**
+ * The most blocks a config may have. Each implies about 20 tensors that the loader lists before it reads
+ * the file (expectedTensors), so a huge count would stall the loader for seconds (100k layers) or end in
+ * a RangeError from Map (a million), where a ConfigError belongs. Real models have a few hundred at most.
+ */
+const MAX_LAYERS = 1 << 12;
+
 function boolKey(cfg: Json, key: string, def: boolean, source: string | undefined): boolean {
   const v = cfg[key] ?? def;
-  if (typeof v !== 'boolean') throw new ConfigError(key, `must be true or false, got ${JSON.stringify(v)}`, source);
+  if (typeof v !== 'boolean') throw new ConfigError(key, `must be true or false, got ${show(v)}`, source);
   return v;
 }
 
 function posNumKey(cfg: Json, key: string, def: number, source: string | undefined): number {
   const v = cfg[key] ?? def;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new ConfigError(key, `must be a positive finite number, got ${JSON.stringify(v)}`, source);
+    throw new ConfigError(key, `must be a positive finite number, got ${show(v)}`, source);
   }
   return v;
 }
@@ -84,7 +106,7 @@ function optTokenId(cfg: Json, key: string, vocab: number, source: string | unde
   const v = cfg[key];
   if (v === undefined || v === null) return null;
   if (!isInt(v) || v < 0 || v >= vocab) {
-    throw new ConfigError(key, `must be a token id in [0, ${vocab}), got ${JSON.stringify(v)}`, source);
+    throw new ConfigError(key, `must be a token id in [0, ${vocab}), got ${show(v)}`, source);
   }
   return v;
 }
@@ -92,7 +114,7 @@ function optTokenId(cfg: Json, key: string, vocab: number, source: string | unde
 function mustEqual(cfg: Json, key: string, allowed: readonly unknown[], source: string | undefined): void {
   if (!(key in cfg) || cfg[key] === null) return;
   if (!allowed.includes(cfg[key])) {
-    throw new ConfigError(key, `${JSON.stringify(cfg[key])} is not supported (supported: ${allowed.map((a) => JSON.stringify(a)).join(', ')})`, source);
+    throw new ConfigError(key, `${show(cfg[key])} is not supported (supported: ${allowed.map((a) => JSON.stringify(a)).join(', ')})`, source);
   }
 }
 
@@ -111,7 +133,7 @@ export function parseConfig(raw: unknown, source?: string): LactConfig {
 
   const vocabSize = intKey(cfg, 'vocab_size', source);
   const hiddenSize = intKey(cfg, 'hidden_size', source);
-  const numLayers = intKey(cfg, 'num_hidden_layers', source);
+  const numLayers = intKey(cfg, 'num_hidden_layers', source, undefined, 1, MAX_LAYERS);
   const numAttnHeads = intKey(cfg, 'num_attn_heads', source);
   const useFastWeights = boolKey(cfg, 'use_fast_weights', true, source);
   const numFwHeads = intKey(cfg, 'num_lact_heads', source, 4);
@@ -160,7 +182,7 @@ export function parseConfig(raw: unknown, source?: string): LactConfig {
 
   const tok = cfg.tokenizer ?? 'tokenizer.json';
   if (tok !== 'byte' && tok !== 'tokenizer.json') {
-    throw new ConfigError('tokenizer', `must be "byte" or "tokenizer.json", got ${JSON.stringify(tok)}`, source);
+    throw new ConfigError('tokenizer', `must be "byte" or "tokenizer.json", got ${show(tok)}`, source);
   }
   if (tok === 'byte' && vocabSize < 256) {
     throw new ConfigError('vocab_size', `a byte-level model needs at least 256 tokens, got ${vocabSize}`, source);

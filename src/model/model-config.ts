@@ -20,7 +20,14 @@ export function parseModelConfig(raw: unknown, source?: string): ModelConfig {
   const format = Object.values(FORMATS).find((f) => f.claims(raw as Record<string, unknown>));
   if (!format) {
     const known = Object.keys(FORMATS).join(', ');
-    throw new ConfigError('model_type', `${JSON.stringify((raw as Record<string, unknown>).model_type)} is not a model type of any family this engine runs (${known})`, source);
+    let type: string | undefined;
+    try {
+      type = JSON.stringify((raw as Record<string, unknown>).model_type);
+    } catch {
+      type = 'a value nested too deeply to show'; // JSON.parse reads deeper arrays than JSON.stringify writes
+    }
+    if (type !== undefined && type.length > 200) type = `${type.slice(0, 200)}…`;
+    throw new ConfigError('model_type', `${type} is not a model type of any family this engine runs (${known})`, source);
   }
   return format.parse(raw, source);
 }

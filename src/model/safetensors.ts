@@ -121,9 +121,18 @@ export function readHeaderLength(first8: Uint8Array, fileSize: number | null, op
 
 function describe(v: unknown): string {
   if (v === null) return 'null';
-  if (Array.isArray(v)) return `an array (${truncate(JSON.stringify(v))})`;
+  if (Array.isArray(v)) return `an array (${truncate(json(v))})`;
   if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${truncate(JSON.stringify(v))}`;
+  return `${typeof v} ${truncate(json(v))}`;
+}
+
+/** JSON.stringify for a message, which never throws: arrays nested deeper than its recursion can go (JSON.parse reads them) are described instead. */
+function json(v: unknown): string | undefined {
+  try {
+    return JSON.stringify(v);
+  } catch {
+    return 'nested too deeply to show';
+  }
 }
 
 function truncate(s: string | undefined, max = 80): string {

@@ -113,6 +113,42 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** A JSON value for a message; never throws (JSON.parse reads nesting deeper than JSON.stringify writes). */
+function show(v: unknown): string {
+  try {
+    const s = JSON.stringify(v) ?? String(v);
+    return s.length > 80 ? `${s.slice(0, 80)}…` : s;
+  } catch {
+    return 'a value nested too deeply to show';
+  }
+}
+
+/** What a failure of the tokenizer library says (it throws TypeErrors from inside on parts it cannot run). */
+function failureOf(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+/**
+ * The largest id tokenizer.json assigns: model.vocab (token → id, or a Unigram list whose index is the
+ * id) and added_tokens[].id; TokenizerError for an id that is not a non-negative integer. Read from the
+ * JSON, not from the library's get_vocab(), which walks every index up to the largest id (an id of 2^31
+ * takes minutes) and never lists negative or fractional ids (which the library nonetheless encodes to).
+ */
+function largestDeclaredId(json: Json, source: string | undefined): number {
+  let max = -1;
+  const check = (token: unknown, id: unknown): void => {
+    if (!(typeof id === 'number' && Number.isSafeInteger(id) && id >= 0)) {
+      throw new TokenizerError(`token ${show(token)} has id ${show(id)}; ids must be non-negative integers`, source);
+    }
+    max = Math.max(max, id);
+  };
+  const vocab = (json.model as Json).vocab;
+  if (Array.isArray(vocab)) max = vocab.length - 1;
+  else if (isObject(vocab)) for (const [token, id] of Object.entries(vocab)) check(token, id);
+  if (Array.isArray(json.added_tokens)) for (const t of json.added_tokens) if (isObject(t)) check(t.content, t.id);
+  return max;
+}
+
 /** A special token in tokenizer_config.json: "<s>" or { "content": "<s>", ... }. */
 function tokenContent(v: unknown): string | null {
   if (typeof v === 'string') return v;
@@ -150,6 +186,8 @@ export class HuggingFaceTokenizer implements Tokenizer {
     // The library requires these keys (null is fine); old or hand-written files often omit some.
     const json: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, added_tokens: [], ...tokenizerJson };
     if (!isObject(json.model)) throw new TokenizerError('tokenizer.json has no "model" object', this.source);
+    // Before the library sees them: it encodes to any number it is given as an id (-5, 1.5).
+    const largestId = largestDeclaredId(json, this.source);
     // Cleaning up spaces (" ." → ".") rewrites real text and breaks streaming; only if asked for.
     const cfg: Json = { ...tokenizerConfig, clean_up_tokenization_spaces: tokenizerConfig.clean_up_tokenization_spaces ?? false };
     try {
@@ -158,9 +196,7 @@ export class HuggingFaceTokenizer implements Tokenizer {
       throw new TokenizerError(`cannot build the tokenizer: ${(e as Error).message}`, this.source);
     }
 
-    let maxId = -1;
-    for (const id of this.hf.get_vocab(true).values()) maxId = Math.max(maxId, id);
-    this.vocabSize = maxId + 1;
+    this.vocabSize = largestId + 1;
 
     const specials = new Set<number>();
     for (const [id, tok] of this.hf.get_added_tokens_decoder()) if (tok.special) specials.add(id);
@@ -172,10 +208,24 @@ export class HuggingFaceTokenizer implements Tokenizer {
     this.eosId = options.eosId !== undefined ? options.eosId : lookup('eos_token');
     for (const id of [this.bosId, this.eosId]) if (id !== null) specials.add(id);
     this.specials = specials;
+
+    // Parts the library builds but cannot run (a post-processor template that is not a list, a null
+    // decoder in a sequence) fail on every text: find that out now, not at the first prompt.
+    try {
+      const ids = this.hf.encode('Hello, world', { add_special_tokens: false }).ids.filter((id) => Number.isInteger(id) && id >= 0 && id < this.vocabSize);
+      if (ids.length > 0) this.hf.decode(ids, { skip_special_tokens: true });
+    } catch (e) {
+      throw new TokenizerError(`the tokenizer cannot encode and decode a test text: ${failureOf(e)}`, this.source);
+    }
   }
 
   encode(text: string): number[] {
-    const enc = this.hf.encode(text, { add_special_tokens: false });
+    let enc: ReturnType<HfTokenizer['encode']>;
+    try {
+      enc = this.hf.encode(text, { add_special_tokens: false });
+    } catch (e) {
+      throw new TokenizerError(`cannot encode ${show(text)}: the tokenizer failed: ${failureOf(e)}`, this.source);
+    }
     const bad = enc.ids.findIndex((id) => typeof id !== 'number');
     if (bad >= 0) {
       throw new TokenizerError(`cannot encode ${JSON.stringify(enc.tokens[bad])}: not in the vocabulary and the tokenizer has no unk_token`, this.source);
@@ -190,7 +240,12 @@ export class HuggingFaceTokenizer implements Tokenizer {
   decode(ids: readonly number[]): string {
     for (const id of ids) checkId(id, this.vocabSize);
     const kept = ids.filter((id) => !this.specials.has(id));
-    return kept.length === 0 ? '' : this.hf.decode(kept, { skip_special_tokens: true });
+    if (kept.length === 0) return '';
+    try {
+      return this.hf.decode(kept, { skip_special_tokens: true });
+    } catch (e) {
+      throw new TokenizerError(`cannot decode ids ${show(kept)}: the tokenizer failed: ${failureOf(e)}`, this.source);
+    }
   }
 
   /**
