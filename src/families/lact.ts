@@ -11,14 +11,11 @@
 import type { LactConfig } from '../model/config.ts';
 import { BlockParams } from '../gpu/block.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { MemoryCategory } from '../gpu/allocator.ts';
-import { matrixParts } from '../gpu/weights.ts';
-import type { PlannedBuffer } from '../engine/memory-plan.ts';
 import type { MemorySection, RestoreWrite, SectionSource } from '../gpu/saved-state.ts';
-import { attentionPartialsBytes, AttentionOp } from '../gpu/ops/attention.ts';
+import { AttentionOp } from '../gpu/ops/attention.ts';
 import { EmbedOp } from '../gpu/ops/embed.ts';
-import { fastWeightLayerFloats, fastWeightScratchBuffers, FastWeightLayer, FastWeightScratch, gateColumns, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
-import { kvGeometry, KvCache } from '../gpu/ops/kv-cache.ts';
+import { FastWeightLayer, FastWeightScratch, gateColumns, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
+import { KvCache } from '../gpu/ops/kv-cache.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
 import { CPU_TILES, ROW_TILES } from '../gpu/ops/matmul.ts';
 import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
@@ -26,6 +23,7 @@ import { RopeOp } from '../gpu/ops/rope.ts';
 import { SampleOp } from '../gpu/ops/sample.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder, ModelFamily } from '../engine/family.ts';
+import { lactPlan } from './lact-plan.ts';
 import { GpuWeights } from './lact-weights.ts';
 
 /** eps of q_norm and k_norm (the library RMSNorm default; block norms use config.normEps). */
@@ -224,70 +222,3 @@ export const LACT_FAMILY: ModelFamily<LactConfig> = {
   },
 };
 
-/**
- * Every buffer LactModel and its weights allocate, in the order they do (small per-op uniform buffers
- * aside). Keys say what sizes each: config.json keys, or the engine options `maxRows` and `maxContext`.
- */
-function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOptions): PlannedBuffer[] {
-  const D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize, R = layout.maxRows, f = c.useFastWeights;
-  const G = f ? gateColumns(c).total : 0;
-  const out: PlannedBuffer[] = [];
-  const buf = (label: string, category: MemoryCategory, bytes: number, key: string, bound = true) => out.push({ label, category, bytes, bound, key });
-  const matrix = (label: string, rows: number, cols: number, key: string) => {
-    let parts: { bytes: number }[];
-    try {
-      parts = matrixParts(rows, cols, layout.storage, layout.maxBindingBytes);
-    } catch {
-      parts = [{ bytes: cols * (layout.storage === 'f32' ? 4 : 2) }]; // one row is already over the binding limit
-    }
-    for (const p of parts) buf(label, 'weights', p.bytes, key);
-  };
-  // The checkpoint (lact-weights.ts).
-  matrix('embeddings', V, D, 'vocab_size');
-  if (!c.tieWordEmbeddings) matrix('lm_head', V, D, 'vocab_size');
-  buf('final norm', 'weights', 4 * D, 'hidden_size');
-  for (let l = 0; l < c.numLayers; l++) {
-    const L = `layer ${l}`;
-    buf(`${L} attn_norm`, 'weights', 4 * D, 'hidden_size');
-    matrix(`${L} qkv`, 3 * D, D, 'hidden_size');
-    if (c.qkvBias) buf(`${L} qkv bias`, 'weights', 12 * D, 'hidden_size');
-    if (c.attnQkNorm) buf(`${L} q/k norm`, 'weights', 8 * D, 'hidden_size');
-    if (f) {
-      matrix(`${L} gates`, G, D, 'hidden_size');
-      buf(`${L} gates bias`, 'weights', 4 * G, 'num_lact_heads');
-    }
-    matrix(`${L} o_proj`, D, D, 'hidden_size');
-    buf(`${L} mlp_norm`, 'weights', 4 * D, 'hidden_size');
-    matrix(`${L} gate|up`, 2 * I, D, 'intermediate_size');
-    matrix(`${L} down`, D, I, 'intermediate_size');
-  }
-  // Activations, the fast-weight scratch, then per layer its KV cache, fast-weight state, attention partials.
-  buf('tokens', 'activations', 4 * R, 'maxRows');
-  for (const [label, floats] of [['x', R * D], ['a', R * D], ['qkv', R * 3 * D], ['o', R * D]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
-  buf('gate|up', 'activations', 4 * R * 2 * I, 'intermediate_size');
-  buf('swiglu', 'activations', 4 * R * I, 'intermediate_size');
-  if (f) buf('fast-weight gates', 'activations', 4 * R * G, 'maxRows');
-  const logitBytes = 4 * (opts.allLogits ? R : 1) * V;
-  buf('logits', 'activations', logitBytes, 'vocab_size');
-  if (f) for (const b of fastWeightScratchBuffers(c, R)) buf(`fast weights: ${b.name}`, b.category, 4 * b.floats, b.category === 'activations' ? 'maxRows' : 'lact_chunk_size');
-  const capacity = layout.capacity === Infinity ? 0 : layout.capacity;
-  const spec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows: R, capacity };
-  const kv = kvGeometry(spec, layout.maxBindingBytes);
-  const kvKey = c.windowSize === null ? 'maxContext' : 'window_size';
-  const fw = f ? fastWeightLayerFloats(c) : null;
-  for (let l = 0; l < c.numLayers; l++) {
-    const L = `layer ${l}`;
-    for (const slots of kv.pageSlots) for (const which of ['K', 'V']) buf(`${L} ${which} cache`, 'kv', 4 * slots * D, kvKey);
-    if (fw) {
-      buf(`${L} fast weights`, 'fastWeights', 4 * fw.weights, 'hidden_size');
-      if (fw.momentum) buf(`${L} momentum`, 'momentum', 4 * fw.momentum, 'hidden_size');
-      buf(`${L} pending chunk`, 'pending', 4 * fw.pending, 'lact_chunk_size');
-      for (const [label, floats] of fw.constants) buf(`${L} ${label}`, 'weights', 4 * floats, 'hidden_size');
-    }
-    buf(`${L} attention partials`, 'scratch', attentionPartialsBytes(spec, kv), 'maxRows');
-  }
-  buf('block params', 'scratch', 16, 'maxRows', false);
-  buf('sample params', 'scratch', SampleOp.PARAMS_BYTES, 'vocab_size', false);
-  buf('sample result', 'scratch', 16, 'vocab_size');
-  return out;
-}
