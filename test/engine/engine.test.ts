@@ -41,7 +41,7 @@ const F32_RMS: Record<(typeof FIXTURES)[number], number> = {
 const f32Tol = (name: (typeof FIXTURES)[number], label: string) => ({ atol: 20 * F32_RMS[name], rtol: 0, label });
 
 /**
- * The matrices the engine stores in f16 with weights: 'f16' (src/engine/model-weights.ts: everything it
+ * The matrices the engine stores in f16 with weights: 'f16' (src/families/lact-weights.ts: everything it
  * uploads as a matrix; norm weights, biases and the fast-weight tensors stay f32).
  */
 const F16_MATRICES = /(embeddings\.weight|lm_head\.weight|attn\.qkv\.weight|lr_proj\.weight|momentum_proj\.0\.weight|ttt_scale_proj\.weight|o_proj\.weight|gate_proj\.weight|up_proj\.weight|down_proj\.weight)$/;
