@@ -5,14 +5,11 @@
  * transcript each produces alone, one after another. They also load at the same time (the model's files
  * written to Cache Storage by three engines at once).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.ts';
-import { buildLibraryTo } from '../helpers/build-lib.ts';
-import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
+import { serveLibraryPages } from '../helpers/build-lib.ts';
+import type { StaticServer } from '../helpers/static-server.ts';
 
 const PAGE_HTML = `<!doctype html>
 <html lang="en">
@@ -37,22 +34,19 @@ interface Run {
 }
 
 describe('several <ttt-chat> elements on one page, in headless Chromium', () => {
-  let work: string;
+  let site: { server: StaticServer; close(): Promise<void> };
   let server: StaticServer;
   let browser: Browser;
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), 'ttt-widgets-'));
-    await buildLibraryTo(join(work, 'lib'));
-    writeFileSync(join(work, 'index.html'), PAGE_HTML);
-    server = await serveStatic({ '/': work, '/lib/': join(work, 'lib'), '/models/': resolve('public/models') });
+    site = await serveLibraryPages('ttt-widgets-', { 'index.html': PAGE_HTML });
+    server = site.server;
     browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {
     await browser?.close();
-    await server?.close();
-    if (work) rmSync(work, { recursive: true, force: true });
+    await site?.close();
   });
 
   it('three elements generating at once give exactly what each gives alone', async () => {

@@ -10,14 +10,11 @@
  * `messageerror` is dispatched on the Worker object (no real message fails to clone between a page and
  * its worker).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
 import type { Browser, Page, Worker as PwWorker } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium } from '../helpers/browser.ts';
-import { buildLibraryTo } from '../helpers/build-lib.ts';
-import { serveStatic, type StaticServer } from '../helpers/static-server.ts';
+import { serveLibraryPages } from '../helpers/build-lib.ts';
+import type { StaticServer } from '../helpers/static-server.ts';
 
 /** A pending call must reject within this long of the kill (it would otherwise never settle). */
 const PROMPT_MS = 2_000;
@@ -64,24 +61,19 @@ interface Settled {
 }
 
 describe('the engine worker dying, in headless Chromium', () => {
-  let work: string;
+  let site: { server: StaticServer; close(): Promise<void> };
   let server: StaticServer;
   let browser: Browser;
 
   beforeAll(async () => {
-    work = mkdtempSync(join(tmpdir(), 'ttt-worker-crash-'));
-    await buildLibraryTo(join(work, 'lib'));
-    writeFileSync(join(work, 'index.html'), PAGE_HTML);
-    writeFileSync(join(work, 'page.js'), PAGE_JS);
-    writeFileSync(join(work, 'widget.html'), WIDGET_HTML);
-    server = await serveStatic({ '/': work, '/lib/': join(work, 'lib'), '/models/': resolve('public/models') });
+    site = await serveLibraryPages('ttt-worker-crash-', { 'index.html': PAGE_HTML, 'page.js': PAGE_JS, 'widget.html': WIDGET_HTML });
+    server = site.server;
     browser = await launchChromium();
   }, 120_000);
 
   afterAll(async () => {
     await browser?.close();
-    await server?.close();
-    if (work) rmSync(work, { recursive: true, force: true });
+    await site?.close();
   });
 
   async function openPage(): Promise<{ page: Page; errors: string[]; workers: PwWorker[] }> {
