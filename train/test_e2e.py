@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import torch
 
@@ -28,27 +27,11 @@ from e2e.official import config_from_hyper, from_official, hyper_from_config, of
 from lact.safetensors_io import load_safetensors, load_safetensors_with_metadata, save_safetensors  # noqa: E402
 import make_e2e_fixtures as mf  # noqa: E402
 
-TESTS = []
+from checks import Checks  # noqa: E402
 
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def run_all() -> int:
-    passed = failed = 0
-    for fn in TESTS:
-        try:
-            fn()
-            passed += 1
-            print(f'PASS {fn.__name__}')
-        except Exception:  # noqa: BLE001
-            failed += 1
-            print(f'FAIL {fn.__name__}')
-            traceback.print_exc()
-    print(f'{passed} passed, {failed} failed')
-    return failed
+_checks = Checks()
+test = _checks.test
+run_all = _checks.run_all
 
 
 def cfg(**kw) -> E2EConfig:

@@ -19,7 +19,6 @@ import math
 import os
 import sys
 import tempfile
-import traceback
 
 import numpy as np
 import torch
@@ -32,27 +31,11 @@ from lact.safetensors_io import load_safetensors, load_safetensors_with_metadata
 from lact.model import swiglu_fw_apply, swiglu_fw_update  # noqa: E402
 import make_fixtures as mf  # noqa: E402
 
-TESTS = []
+from checks import Checks  # noqa: E402
 
-
-def test(fn):
-    TESTS.append(fn)
-    return fn
-
-
-def run_all() -> int:
-    passed = failed = 0
-    for fn in TESTS:
-        try:
-            fn()
-            passed += 1
-            print(f'PASS {fn.__name__}')
-        except Exception:  # noqa: BLE001
-            failed += 1
-            print(f'FAIL {fn.__name__}')
-            traceback.print_exc()
-    print(f'{passed} passed, {failed} failed')
-    return failed
+_checks = Checks()
+test = _checks.test
+run_all = _checks.run_all
 
 
 # --------------------------------------------------------------------------------------------------
