@@ -399,23 +399,21 @@ export class TttChatElement extends ElementBase {
   #release(): void {
     this.#epoch++;
     this.stop();
-    this.#unsubscribe?.();
-    this.#unsubscribe = null;
-    const engine = this.#engine;
-    this.#engine = null;
-    this.#loading = null;
-    this.#openedWith = null;
-    this.#stats = null;
-    if (engine) void engine.dispose().catch(() => undefined);
+    this.#forgetEngine();
     this.#parts.progress.hidden = true;
     this.#showStatus('');
-    this.#writeReadout(EMPTY_READOUT);
     if (this.#state !== 'unsupported') this.#setState('idle');
   }
 
   /** Forgets an engine that can no longer work (reported by the caller); the next load() or generate() makes a new one. */
   #dropDeadEngine(): void {
     this.#epoch++;
+    this.#forgetEngine();
+    this.#setState('error');
+  }
+
+  /** Disposes the engine and clears everything that came from it. */
+  #forgetEngine(): void {
     this.#unsubscribe?.();
     this.#unsubscribe = null;
     const engine = this.#engine;
@@ -425,7 +423,6 @@ export class TttChatElement extends ElementBase {
     this.#stats = null;
     if (engine) void engine.dispose().catch(() => undefined);
     this.#writeReadout(EMPTY_READOUT);
-    this.#setState('error');
   }
 
   #report(e: unknown): void {
