@@ -52,7 +52,7 @@ export async function main(args: string[]): Promise<void> {
     return maxTokens > 0 ? ids.slice(0, maxTokens + 1) : ids;
   });
   const longest = Math.max(...texts.map((t) => t.length));
-  const engine = await Engine.create(new GpuContext(gpu.device), model, { weights, allLogits: true, maxContext: model.config.windowSize === null ? longest : undefined });
+  const engine = await Engine.create(new GpuContext(gpu.device), model, { weights, allLogits: true, maxContext: model.config.family === 'lact' && model.config.windowSize === null ? longest : undefined });
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- quality ${args.join(' ')}`);
   console.log(`model: ${modelDir} (${engine.info.mode}, ${engine.info.weights} weights)`);

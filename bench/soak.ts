@@ -9,6 +9,7 @@
  * after creation), 8 decode steps' median latency (must stay flat), the last logits (must be finite),
  * and from the saved memory the fast weights (finite, and every row norm at its renormalisation target).
  */
+import { configOfFamily } from '../src/model/model-config.ts';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../src/engine/engine.ts';
@@ -61,7 +62,7 @@ export async function main(args: string[]): Promise<void> {
   const weights = (flag(args, '--weights') ?? 'f16') as 'f16' | 'f32';
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
   const model = await loadModel(new NodeDirectorySource(modelDir));
-  const c = model.config;
+  const c = configOfFamily(model.config, 'lact');
   if (!c.useFastWeights) throw new Error('soak needs a TTT model');
   const engine = await Engine.create(new GpuContext(gpu.device), model, { weights });
   const text = corpus();

@@ -68,3 +68,24 @@ fn step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   theta[p.thetaOff + i] -= stats[3] * g[p.gradOff + i];
 }
 #endif
+
+#if RECORD
+// The update's log for the engine's stats (read back after a feed, never by the step): chunk c's record
+// goes to slot c mod slots, c = pos0 / B of the update's own block uniform (its chunk's start).
+#include "block.wgsl"
+struct Params { B: u32, slots: u32, _a: u32, _b: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> loss: array<f32>;   // (mean chunk loss, #valid targets)
+@group(0) @binding(3) var<storage, read> stats: array<f32>;  // [Σ g², ||g||, c, η·c]
+@group(0) @binding(4) var<storage, read_write> log: array<f32>;  // [slots, 4]
+
+@compute @workgroup_size(1)
+fn record() {
+  let s = 4u * ((blk.pos0 / p.B) % p.slots);
+  log[s] = loss[0];
+  log[s + 1u] = loss[1];
+  log[s + 2u] = stats[1];
+  log[s + 3u] = stats[2];
+}
+#endif

@@ -32,7 +32,7 @@ struct Params {
   v0: u32,     // this tile's first vocabulary column
   width: u32,  // this tile's columns
   first: u32,  // 1 on the first tile of a chunk: start the running stats afresh
-  _a: u32,
+  targetOff: u32,  // row r's target is targets[targetOff + r]
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -72,7 +72,7 @@ fn stats_tile(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     stats[4u * r] = tot.x;
     stats[4u * r + 1u] = tot.y;
     // The target lies in exactly one tile (targets < V), which records its logit.
-    let t = targets[r];
+    let t = targets[p.targetOff + r];
     if (t >= p.v0 && t - p.v0 < p.width) { stats[4u * r + 2u] = logits[base + t - p.v0]; }
   }
 }
@@ -96,7 +96,7 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
     let v = stats[4u * r] + log(stats[4u * r + 1u]) - stats[4u * r + 2u];
     nll[r] = v;
     // select, not a product with 0: a BOS row's nll never reaches the sum, whatever it is.
-    if (targets[r] != p.bos) { acc += vec2f(v, 1.0); }
+    if (targets[p.targetOff + r] != p.bos) { acc += vec2f(v, 1.0); }
   }
   let tot = wgSum2f(lid, acc);
   let denom = max(tot.y, 1e-10);
@@ -105,7 +105,7 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
     loss[1] = tot.y;
   }
   let w = 1.0 / denom;
-  for (var r = lid; r < n; r += WG) { stats[4u * r + 3u] = select(0.0, w, targets[r] != p.bos); }
+  for (var r = lid; r < n; r += WG) { stats[4u * r + 3u] = select(0.0, w, targets[p.targetOff + r] != p.bos); }
 }
 #endif
 
@@ -133,7 +133,7 @@ fn grad(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var d = 0.0;
   if (w != 0.0) {
     var q = exp(logits[at] - stats[4u * r]) / stats[4u * r + 1u];
-    if (p.v0 + i == targets[r]) { q -= 1.0; }
+    if (p.v0 + i == targets[p.targetOff + r]) { q -= 1.0; }
     d = q * w;
   }
   store(at, d);

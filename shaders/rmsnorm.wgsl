@@ -3,6 +3,9 @@
 // buffer: the IN_PLACE variant binds it once (two bindings of one buffer may be assumed not to alias
 // by the shader compiler, which breaks in-place updates). The residual add that
 // precedes a norm is fused into the producing matmul (beta = 1), so the norm reads the summed stream.
+// A norm that comes AFTER a sublayer (TTT-E2E's sandwich norms, h + post_norm(f(h))) adds itself into
+// the stream: ACCUMULATE (y += norm(x) w), or RESIDUAL (y = r + norm(x) w, r laid out as y) where the
+// stream before the add must be kept (the inner step's backward reads it).
 // One workgroup per (row, segment); the sum of squares is reduced with subgroup operations where the
 // adapter has them, through workgroup memory otherwise.
 #if SUBGROUPS
@@ -21,7 +24,14 @@ const WG: u32 = 64u;
 fn store(i: u32, v: f32) { x[i] = v; }
 #else
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+#if ACCUMULATE
+fn store(i: u32, v: f32) { y[i] += v; }
+#elif RESIDUAL
+@group(0) @binding(5) var<storage, read> res: array<f32>;
+fn store(i: u32, v: f32) { y[i] = res[i] + v; }
+#else
 fn store(i: u32, v: f32) { y[i] = v; }
+#endif
 #endif
 
 @compute @workgroup_size(64)

@@ -72,7 +72,7 @@ async function modelSource(model: ModelInput | ModelSource, cache = true, onCach
 
 /** "The engine needs 7.4 MB of GPU memory: weights 6.1 MB, KV cache 0.8 MB, …" (categories that hold anything). */
 function describePlan(plan: MemoryPlan): string {
-  const names: Record<MemoryCategory, string> = { weights: 'weights', kv: 'KV cache', fastWeights: 'fast weights', momentum: 'momentum', pending: 'pending chunk', activations: 'activations', scratch: 'scratch' };
+  const names: Record<MemoryCategory, string> = { weights: 'weights', kv: 'KV cache', fastWeights: 'fast weights', momentum: 'momentum', pending: 'pending chunk', innerStep: 'inner step', activations: 'activations', scratch: 'scratch' };
   const parts = MEMORY_CATEGORIES.filter((c) => plan.bytes[c] > 0).map((c) => `${names[c]} ${formatBytes(plan.bytes[c])}`);
   return `the engine needs ${formatBytes(plan.bytes.total)} of GPU memory: ${parts.join(', ')}`;
 }

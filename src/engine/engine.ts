@@ -9,6 +9,7 @@ import type { WeightMap } from '../model/config.ts';
 import type { ModelConfig } from '../model/model-config.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
 import { writeAligned, type MemoryReport } from '../gpu/allocator.ts';
+import { readBufferBytes } from '../gpu/readback.ts';
 import { DispatchCounter } from '../gpu/dispatch-counter.ts';
 import { GpuTimer } from '../gpu/gpu-timer.ts';
 import { familyOf } from '../families/index.ts';
@@ -22,6 +23,9 @@ import { validateSamplingParams, type SamplingParams } from './sampling-params.t
 import { WorkQueue } from './work-queue.ts';
 
 export type { EngineMode, EngineOptions } from './family.ts';
+
+/** Inner updates kept in the stats. */
+const LOG_KEPT = 256;
 
 export interface FeedProgress {
   /** Tokens of this call processed so far (whole blocks whose GPU work has completed). */
@@ -55,6 +59,27 @@ export interface EngineStats {
   readonly timing: string;
   readonly dispatchesLastBlock: number;
   readonly info: EngineInfo;
+  /** Families that learn by gradient steps while reading (TTT-E2E): what the updates did; null otherwise. */
+  readonly learning: LearningStats | null;
+}
+
+/** One inner update, as the GPU logged it. */
+export interface ChunkUpdate {
+  /** The chunk that learned (positions [chunk·B, (chunk + 1)·B)). */
+  readonly chunk: number;
+  /** Its mean next-token loss (nats) before the step: what the model is learning. */
+  readonly loss: number;
+  readonly validTargets: number;
+  /** Global norm of the gradient, and the clip's factor (1: not clipped). */
+  readonly gradNorm: number;
+  readonly clipScale: number;
+}
+
+export interface LearningStats {
+  /** Updates taken so far (since creation, reset() or the loaded memory's position). */
+  readonly updates: number;
+  /** The most recent updates, oldest first (at most 256; those of a restored memory are not kept). */
+  readonly recent: readonly ChunkUpdate[];
 }
 
 export interface FeedOptions {
@@ -109,6 +134,9 @@ export class Engine {
   private prefillTokS: number | null = null;
   private decodeMs: number[] = [];
   private gpuMs: number | null = null;
+  /** Updates whose log records have been read, and those records (the last LOG_KEPT). */
+  private updatesRead = 0;
+  private updates: ChunkUpdate[] = [];
 
   private constructor(readonly ctx: GpuContext, config: ModelConfig, layout: EngineLayout, built: { model: FamilyModel; modelId: string }) {
     this.config = config;
@@ -245,6 +273,7 @@ export class Engine {
         : 'wall clock from the first submit to completion (onSubmittedWorkDone / read-back); no timestamp-query on this adapter',
       dispatchesLastBlock: this.lastDispatches,
       info: this.info,
+      learning: this.model.learningLog ? { updates: this.model.learningLog.updatesAfter(this.pos), recent: [...this.updates] } : null,
     };
   }
 
@@ -286,6 +315,8 @@ export class Engine {
     return this.queue.run(() => {
       this.pos = 0;
       this.model.reset();
+      this.updatesRead = 0;
+      this.updates = [];
     });
   }
 
@@ -317,6 +348,8 @@ export class Engine {
       for (const w of writes) writeAligned(this.ctx.device, w.buffer, w.offset, w.data);
       await this.ctx.device.queue.onSubmittedWorkDone();
       this.pos = header.position;
+      this.updatesRead = this.model.learningLog?.updatesAfter(this.pos) ?? 0;
+      this.updates = [];
     });
   }
 
@@ -361,6 +394,7 @@ export class Engine {
       if (opts.signal?.aborted || this.queue.dead) {
         await settle();
         if (this.queue.dead) throw new EngineDestroyedError(this.queue.dead);
+        await this.readLearning();
         throw new EngineAbortedError(i, this.pos, opts.signal!.reason);
       }
       const plan = this.planner.next(this.pos, tokens.length - i);
@@ -382,6 +416,7 @@ export class Engine {
     }
     await settle();
     const ms = performance.now() - t0;
+    await this.readLearning();
     if (this.timer) {
       await this.timer.drain();
       this.gpuMs = this.timer.take() / 1e6;
@@ -393,6 +428,21 @@ export class Engine {
       this.prefillTokS = tokens.length / (ms / 1000);
     }
     return { token, logits: opts.logits === 'all' ? concatFloats(all) : lastLogits };
+  }
+
+  /** Reads the log records of the updates taken since the last read (one small read-back, only when there were any). */
+  private async readLearning(): Promise<void> {
+    const log = this.model.learningLog;
+    if (!log) return;
+    const n = log.updatesAfter(this.pos);
+    if (n <= this.updatesRead) return;
+    const rec = new Float32Array((await readBufferBytes(this.ctx.device, log.buffer)).buffer);
+    for (let c = Math.max(this.updatesRead, n - log.slots); c < n; c++) {
+      const s = 4 * (c % log.slots);
+      this.updates.push({ chunk: c, loss: rec[s], validTargets: rec[s + 1], gradNorm: rec[s + 2], clipScale: rec[s + 3] });
+    }
+    if (this.updates.length > LOG_KEPT) this.updates.splice(0, this.updates.length - LOG_KEPT);
+    this.updatesRead = n;
   }
 
   /** One block in one command buffer and one compute pass (timed when the adapter can). */

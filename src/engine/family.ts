@@ -29,6 +29,10 @@ export interface EngineOptions {
   readonly tiles?: { readonly wide: MatmulTiles; readonly narrow: MatmulTiles };
   /** Keep every row's logits of a block readable (tests; costs maxRows·vocab floats). */
   readonly allLogits?: boolean;
+  /** Families that learn by gradient steps at test time (TTT-E2E): η of the inner SGD (default: the config's; 0: never learn). */
+  readonly innerLr?: number;
+  /** The same: max global norm of the inner gradient (default: the config's; ≤ 0: no clip). */
+  readonly innerClip?: number;
 }
 
 /** The shape an engine takes on a device, fixed at creation. */
@@ -53,6 +57,15 @@ export interface BlockWork {
   readonly sampling: Required<SamplingParams> | null;
 }
 
+/** Where a family that learns by gradient steps logs each update on the GPU, for the engine's stats. */
+export interface LearningLog {
+  /** f32 [slots, 4]: update c (the c-th chunk, from 0) in slot c mod slots: (loss before the step, #valid targets, gradient norm, clip scale). */
+  readonly buffer: GPUBuffer;
+  readonly slots: number;
+  /** Updates taken once `position` tokens have been fed. */
+  updatesAfter(position: number): number;
+}
+
 /** One model's data path on one device, built by its family. */
 export interface FamilyModel {
   readonly mode: EngineMode;
@@ -73,6 +86,8 @@ export interface FamilyModel {
   planRestore(position: number, sections: SectionSource): RestoreWrite[];
   /** Bytes of KV cache holding live positions after `position` tokens. */
   kvBytesInUse(position: number): number;
+  /** Families that learn by gradient steps: their update log (null: none). */
+  readonly learningLog?: LearningLog | null;
 }
 
 /** Tensors go in one by one (a streamed file's order), then the model is built. */

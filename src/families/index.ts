@@ -5,11 +5,13 @@
 import type { ModelFamily } from '../engine/family.ts';
 import type { ModelConfig } from '../model/model-config.ts';
 import { LACT_FAMILY } from './lact.ts';
+import { E2E_FAMILY } from './ttt-e2e.ts';
 
 type FamilyFor<C extends ModelConfig> = ModelFamily<C>;
 
 const FAMILIES: { readonly [K in ModelConfig['family']]: FamilyFor<Extract<ModelConfig, { family: K }>> } = {
   lact: LACT_FAMILY,
+  'ttt-e2e': E2E_FAMILY,
 };
 
 /** The family that runs `config`. */

@@ -2,7 +2,11 @@
  * Every GPU buffer the engine owns comes from here, tagged with what it holds, so the engine can say at
  * any moment how many bytes are live in each category (WebGPU itself exposes no memory figure).
  */
-export const MEMORY_CATEGORIES = ['weights', 'kv', 'fastWeights', 'momentum', 'pending', 'activations', 'scratch'] as const;
+/**
+ * fastWeights: LaCT's fast weights and TTT-E2E's dynamic MLPs (θ); pending: a chunk kept for its update;
+ * innerStep: TTT-E2E's inner training step (the chunk's activations for the backward, gradients, loss).
+ */
+export const MEMORY_CATEGORIES = ['weights', 'kv', 'fastWeights', 'momentum', 'pending', 'innerStep', 'activations', 'scratch'] as const;
 export type MemoryCategory = (typeof MEMORY_CATEGORIES)[number];
 export type MemoryReport = Record<MemoryCategory, number> & { total: number };
 

@@ -14,8 +14,7 @@
  *   - `bos_token_id` / `eos_token_id` must not be booleans (Python's bool is an int);
  *   - the float keys must be JSON numbers (Python's `float()` would also take a numeric string).
  *
- * NOT registered in `model-config.ts` yet: the engine has no TTT-E2E family, so the loader keeps refusing
- * ttt_e2e configs. The CPU reference (`src/reference/e2e/`) and its tests use this parser directly.
+ * Registered in `model-config.ts`; the engine's family is src/families/ttt-e2e.ts.
  */
 import type { ConfigFormat } from './config-format.ts';
 import { ConfigError } from './errors.ts';
@@ -249,7 +248,7 @@ export function e2eUnexpectedHint(c: E2EConfig, name: string): string | null {
   return null;
 }
 
-/** The TTT-E2E config format, ready for `src/model/model-config.ts` once the engine has the family (not registered yet). */
+/** The TTT-E2E config format (registered in src/model/model-config.ts). */
 export const E2E_CONFIG: ConfigFormat<E2EConfig> = {
   family: 'ttt-e2e',
   claims: (raw) => raw.model_type === 'ttt_e2e',

@@ -6,12 +6,14 @@ import type { ConfigFormat } from './config-format.ts';
 import type { LactConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
 import { LACT_CONFIG } from './lact-format.ts';
+import { E2E_CONFIG, type E2EConfig } from './e2e-config.ts';
 
 /** A config of any family, discriminated by `family`. */
-export type ModelConfig = LactConfig;
+export type ModelConfig = LactConfig | E2EConfig;
 
 const FORMATS: { readonly [K in ModelConfig['family']]: ConfigFormat<Extract<ModelConfig, { family: K }>> } = {
   lact: LACT_CONFIG,
+  'ttt-e2e': E2E_CONFIG,
 };
 
 /** config.json (parsed JSON) → the config of the family that claims it. */
@@ -35,4 +37,10 @@ export function parseModelConfig(raw: unknown, source?: string): ModelConfig {
 /** The config format of a parsed config's family. */
 export function configFormatOf<C extends ModelConfig>(config: C): ConfigFormat<C> {
   return FORMATS[config.family] as unknown as ConfigFormat<C>;
+}
+
+/** `config` as its family's config type when it is of `family`; a ConfigError naming both otherwise (for tools that run one family). */
+export function configOfFamily<K extends ModelConfig['family']>(config: ModelConfig, family: K): Extract<ModelConfig, { family: K }> {
+  if (config.family !== family) throw new ConfigError('model_type', `this needs a ${family} model; the file holds a ${config.family} model`);
+  return config as Extract<ModelConfig, { family: K }>;
 }

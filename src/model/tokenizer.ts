@@ -49,6 +49,12 @@ export interface ByteTokenizerOptions {
   vocabSize?: number;
   bosId?: number | null;
   eosId?: number | null;
+  /**
+   * The official TTT-E2E byte models' convention: BOS and EOS are control bytes inside 0..255 (1 and 2),
+   * not extra ids. Then encode() never yields them (text holding those bytes is refused) and decode()
+   * drops them.
+   */
+  specialsAreBytes?: boolean;
 }
 
 /** UTF-8 bytes as tokens: the tokenizer of the project's own byte-level models. */
@@ -57,10 +63,12 @@ export class ByteTokenizer implements Tokenizer {
   readonly vocabSize: number;
   readonly bosId: number | null;
   readonly eosId: number | null;
+  private readonly inBytes: boolean;
 
   constructor(options: ByteTokenizerOptions = {}) {
     this.bosId = options.bosId ?? null;
     this.eosId = options.eosId ?? null;
+    this.inBytes = options.specialsAreBytes ?? false;
     const specials = [this.bosId, this.eosId].filter((x): x is number => x !== null);
     this.vocabSize = options.vocabSize ?? Math.max(256, ...specials.map((s) => s + 1));
     if (!Number.isInteger(this.vocabSize) || this.vocabSize < 256) {
@@ -68,18 +76,25 @@ export class ByteTokenizer implements Tokenizer {
     }
     for (const [key, id] of [['bos_token_id', this.bosId], ['eos_token_id', this.eosId]] as const) {
       if (id === null) continue;
-      if (!Number.isInteger(id) || id < 256 || id >= this.vocabSize) {
+      if (this.inBytes) {
+        if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw new TokenizerError(`${key} ${id} must be an id in [0, ${this.vocabSize})`);
+      } else if (!Number.isInteger(id) || id < 256 || id >= this.vocabSize) {
         throw new TokenizerError(`${key} ${id} must be a special id in [256, ${this.vocabSize}): ids 0..255 are the bytes`);
       }
     }
   }
 
   encode(text: string): number[] {
-    return Array.from(new TextEncoder().encode(text));
+    const ids = Array.from(new TextEncoder().encode(text));
+    if (this.inBytes) {
+      const i = ids.findIndex((b) => this.isSpecial(b));
+      if (i >= 0) throw new TokenizerError(`the text holds byte ${ids[i]} at byte ${i}, which this model reserves for ${ids[i] === this.bosId ? 'BOS' : 'EOS'}`);
+    }
+    return ids;
   }
 
   isSpecial(id: number): boolean {
-    return id >= 256;
+    return id >= 256 || (this.inBytes && (id === this.bosId || id === this.eosId));
   }
 
   /** Invalid UTF-8 (e.g. a lone continuation byte) decodes to U+FFFD, per the WHATWG decoder. */
@@ -87,7 +102,7 @@ export class ByteTokenizer implements Tokenizer {
     const bytes: number[] = [];
     for (const id of ids) {
       checkId(id, this.vocabSize);
-      if (id < 256) bytes.push(id);
+      if (!this.isSpecial(id)) bytes.push(id);
     }
     return new TextDecoder('utf-8', { ignoreBOM: true }).decode(new Uint8Array(bytes));
   }
@@ -98,7 +113,7 @@ export class ByteTokenizer implements Tokenizer {
     return {
       push: (id: number): string => {
         checkId(id, this.vocabSize);
-        if (id >= 256) return '';
+        if (this.isSpecial(id)) return '';
         one[0] = id;
         return td.decode(one, { stream: true });
       },
@@ -304,7 +319,7 @@ async function readJson(source: ModelSource, file: string): Promise<unknown> {
  */
 export async function loadTokenizer(source: ModelSource, config: ModelConfig): Promise<Tokenizer> {
   if (config.tokenizer === 'byte') {
-    return new ByteTokenizer({ vocabSize: config.vocabSize, bosId: config.bosTokenId, eosId: config.eosTokenId });
+    return new ByteTokenizer({ vocabSize: config.vocabSize, bosId: config.bosTokenId, eosId: config.eosTokenId, specialsAreBytes: config.family === 'ttt-e2e' });
   }
   const file = 'tokenizer.json';
   const where = source.locate(file);

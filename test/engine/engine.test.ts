@@ -1,3 +1,4 @@
+import { configOfFamily } from '../../src/model/model-config.ts';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -111,7 +112,7 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     expect(engine.info.weights).toBe(native ? 'f16' : 'f16-packed');
     const got = (await engine.feed(tokens, { logits: 'all' })).logits!;
     engine.destroy();
-    const want = new ReferenceModel(rounded.config, rounded.weights).forward(tokens).logits;
+    const want = new ReferenceModel(configOfFamily(rounded.config, 'lact'), rounded.weights).forward(tokens).logits;
     record('f16 vs reference on f16 weights', expectClose(got, want, f32Tol('tiny-all-on', 'f16 weights vs the reference on the rounded weights')));
     // Not vacuous: the rounding moves the logits far beyond that tolerance, so f32 weights would fail here.
     expectNotClose(want, logits, f32Tol('tiny-all-on', 'f16-rounded reference vs golden'));
@@ -155,7 +156,7 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
 
   it('prefill(n) then step() m times equals prefill(n+m), with the chunk boundary at every offset', async () => {
     const { model, tokens } = await fixture('tiny-all-on');
-    const C = model.config.chunkSize;
+    const C = configOfFamily(model.config, 'lact').chunkSize;
     const engine = await Engine.create(ctx, model, { weights: 'f32' });
     const total = 2 * C + 5;
     const whole = (await engine.feed(tokens.slice(0, total), { logits: 'last' })).logits!;
@@ -187,7 +188,7 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
       const prompt = tokens.slice(0, 20);
       const engine = await Engine.create(ctx, model, { weights: 'f32' });
       const got = await engine.generate(prompt, 50, { temperature: 0 });
-      const stream = new ReferenceModel(model.config, model.weights).stream();
+      const stream = new ReferenceModel(configOfFamily(model.config, 'lact'), model.weights).stream();
       let logits = stream.run(prompt).subarray((prompt.length - 1) * model.config.vocabSize);
       const want: number[] = [];
       for (let i = 0; i < 50; i++) {

@@ -1,6 +1,7 @@
 // After every fast-weight update, each row of W0 and W2 (over df) and each row of W1 (over dh) has the
 // norm it had before any update: the renormalisation that keeps a model that learns while it runs from
 // drifting. Read from the saved memory at every chunk boundary, against the weights at position 0.
+import { configOfFamily } from '../../src/model/model-config.ts';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -40,7 +41,7 @@ describe('fast-weight renormalisation', () => {
 
   it('keeps every row norm at its initial value after each of 6 chunk updates, while the weights change', async () => {
     const model = await loadModel(new NodeDirectorySource(fileURLToPath(new URL('../fixtures/tiny-all-on/', import.meta.url))));
-    const c = model.config;
+    const c = configOfFamily(model.config, 'lact');
     const engine = await Engine.create(ctx.fork(), model, { weights: 'f32' });
     const text = Array.from(await readFile(fileURLToPath(import.meta.url))).slice(0, 6 * c.chunkSize);
     const weightsAt = async (): Promise<Float32Array[]> => {

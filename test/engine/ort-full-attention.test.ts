@@ -6,6 +6,7 @@
  * engine loads here. Prefill, then decode steps with ORT's present K/V kept on the GPU and fed back as
  * past: every logit within 3e-5 of the engine's (f32 weights; see TOL).
  */
+import { configOfFamily } from '../../src/model/model-config.ts';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,7 +85,7 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
       onnx[v] = new Uint8Array(await readFile(`${FIXTURE}${v}.onnx`));
       info[v] = JSON.parse(await readFile(`${FIXTURE}${v}.onnx.json`, 'utf8')) as ExportInfo;
     }
-    const c = model.config;
+    const c = configOfFamily(model.config, 'lact');
     shape = { layers: c.numLayers, heads: c.numAttnHeads, headDim: c.attnHeadDim, vocab: c.vocabSize };
     tokens = [c.bosTokenId ?? 0, ...new TextEncoder().encode(TEXT)].slice(0, PREFILL + DECODE);
 
@@ -115,8 +116,8 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     }
     expect(info.plain.inputs.slice(0, 2)).toEqual(['input_ids', 'position_ids']);
     expect(info.fused.ops.GroupQueryAttention).toBe(model.config.numLayers);
-    expect(model.config.windowSize).toBeNull();
-    expect(model.config.useFastWeights).toBe(false);
+    expect(configOfFamily(model.config, 'lact').windowSize).toBeNull();
+    expect(configOfFamily(model.config, 'lact').useFastWeights).toBe(false);
   });
 
   for (const v of VARIANTS) {

@@ -4,6 +4,7 @@
  * each ended. A model that loads is used: the CPU reference computes its next token after BOS, and the
  * tokenizer encodes, decodes and stream-decodes the probe texts.
  */
+import { configOfFamily } from '../../src/model/model-config.ts';
 import { parentPort } from 'node:worker_threads';
 import { crc32 } from '../../src/engine/crc32.ts';
 import type { TensorF32 } from '../../src/model/config.ts';
@@ -29,7 +30,7 @@ function digestOf(crcs: ReadonlyMap<string, number>): string {
 
 /** The reference's greedy next token after `token` (NaN logits never win). */
 function nextToken(config: ModelConfig, weights: ReadonlyMap<string, TensorF32>, token: number): number {
-  const logits = new ReferenceModel(config, weights).stream().step(token);
+  const logits = new ReferenceModel(configOfFamily(config, 'lact'), weights).stream().step(token);
   let best = 0;
   for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best] || Number.isNaN(logits[best])) best = i;
   return best;

@@ -47,10 +47,11 @@ interface Bounds {
   readonly dlogits: Float64Array;
 }
 
-/** The bound of the header, for launches of `tile` columns. */
-function bounds(c: Case, tile: number, ref: ReturnType<typeof crossEntropyBackward>): Bounds {
+/** The bound of the header, for launches of `tile` columns (or the listed tiles). */
+function bounds(c: Case, tiling: number | readonly { v0: number; width: number }[], ref: ReturnType<typeof crossEntropyBackward>): Bounds {
   const { B, V, logits, targets } = c;
-  const T = Math.ceil(V / tile);
+  const list = typeof tiling === 'number' ? Array.from({ length: Math.ceil(V / tiling) }, (_, t) => ({ v0: t * tiling, width: Math.min(tiling, V - t * tiling) })) : tiling;
+  const T = list.length;
   const nll = new Float64Array(B), dl = new Float64Array(B * V);
   let count = 0;
   for (let r = 0; r < B; r++) count += ref.valid[r];
@@ -64,7 +65,7 @@ function bounds(c: Case, tile: number, ref: ReturnType<typeof crossEntropyBackwa
     // Replay the lanes: rescales after a lane's first column, per tile.
     let k = 0, nLane = 0;
     for (let t = 0; t < T; t++) {
-      const v0 = t * tile, width = Math.min(tile, V - v0);
+      const { v0, width } = list[t];
       nLane += Math.ceil(width / 64);
       for (let lane = 0; lane < 64; lane++) {
         let lm = -Infinity, n = 0;
@@ -110,23 +111,32 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
   });
   afterAll(() => ctx?.device.destroy());
 
-  /** Runs the op over c with launches of `tile` columns (the test writes each tile into the tile buffer before its launch). */
-  async function run(c: Case, opts: { tile?: number; inPlace?: boolean; capacity?: number } = {}) {
+  interface RunOpts { tile?: number; inPlace?: boolean; capacity?: number; tileList?: { v0: number; width: number }[]; targetOff?: number }
+
+  /** Runs the op over c with launches of `tile` columns, or of `tileList`'s (the test writes each tile into the tile buffer before its launch). */
+  async function run(c: Case, opts: RunOpts = {}) {
     const { B, V, logits } = c;
-    const tile = Math.min(opts.tile ?? V, V);
+    const list = opts.tileList ?? Array.from({ length: Math.ceil(V / Math.min(opts.tile ?? V, V)) }, (_, t) => {
+      const tile = Math.min(opts.tile ?? V, V);
+      return { v0: t * tile, width: Math.min(tile, V - t * tile) };
+    });
+    const tile = Math.max(...list.map((t) => t.width));
     const capacity = opts.capacity ?? B;
+    const off = opts.targetOff ?? 0;
     const tileOf = (t: number) => {
-      const v0 = t * tile, width = Math.min(tile, V - v0);
+      const { v0, width } = list[t];
       const out = new Float32Array(capacity * tile).fill(Number.NaN); // columns past a narrow tile's width: never read
       for (let r = 0; r < B; r++) out.set(logits.subarray(r * V + v0, r * V + v0 + width), r * tile);
       return out;
     };
     const tileBuf = upload(ctx, tileOf(0));
     const dBuf = opts.inPlace ? undefined : zeros(ctx, capacity * tile);
-    const targets = ctx.allocator.upload('targets', 'scratch', Uint32Array.from({ length: capacity }, (_, i) => c.targets[i] ?? 0));
+    // Targets after `off` entries the op must skip (ids that would change the loss if read).
+    const targets = ctx.allocator.upload('targets', 'scratch', Uint32Array.from({ length: off + capacity }, (_, i) => (i < off ? (c.targets[0] + 1) % V : c.targets[i - off] ?? 0)));
     const nll = zeros(ctx, capacity), loss = zeros(ctx, 2);
-    const op = new CrossEntropyOp(ctx, 'ce', { rows: capacity, blockRows: capacity !== B, vocab: V, tile, bos: c.bos }, { logits: tileBuf, targets, nll, loss, dlogits: dBuf }, block);
-    expect(op.tiles).toBe(Math.ceil(V / tile));
+    const spec = { rows: capacity, blockRows: capacity !== B, vocab: V, tile: opts.tileList ? undefined : tile, tileList: opts.tileList, bos: c.bos, targetOff: off };
+    const op = new CrossEntropyOp(ctx, 'ce', spec, { logits: tileBuf, targets, nll, loss, dlogits: dBuf }, block);
+    expect(op.tiles).toBe(list.length);
     block.write(B, 0);
     for (let t = 0; t < op.tiles; t++) {
       ctx.device.queue.writeBuffer(tileBuf, 0, tileOf(t));
@@ -138,7 +148,7 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
       ctx.device.queue.writeBuffer(tileBuf, 0, tileOf(t));
       await runPass(ctx, (pass) => op.encodeGrad(pass, t, B));
       const got = await readF32(ctx, dBuf ?? tileBuf, capacity * tile);
-      const v0 = t * tile, width = Math.min(tile, V - v0);
+      const { v0, width } = list[t];
       for (let r = 0; r < B; r++) dlogits.set(got.subarray(r * tile, r * tile + width), r * V + v0);
     }
     return { nll: (await readF32(ctx, nll)).subarray(0, B), loss: await readF32(ctx, loss), dlogits };
@@ -148,10 +158,10 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
     return crossEntropyBackward(Float64Array.from(c.logits), c.B, c.V, c.targets, c.bos);
   }
 
-  async function check(name: string, c: Case, opts: { tile?: number; inPlace?: boolean; capacity?: number } = {}) {
+  async function check(name: string, c: Case, opts: RunOpts = {}) {
     const got = await run(c, opts);
     const ref = reference(c);
-    const b = bounds(c, Math.min(opts.tile ?? c.V, c.V), ref);
+    const b = bounds(c, opts.tileList ?? Math.min(opts.tile ?? c.V, c.V), ref);
     expectClose(got.nll, ref.nll, { atol: b.nll, rtol: 0, label: `${name}: nll` });
     expectClose([got.loss[0]], [ref.loss], { atol: b.loss, rtol: 0, label: `${name}: loss` });
     expect(got.loss[1], `${name}: #valid`).toBe(ref.valid.reduce((s, v) => s + v, 0));
@@ -178,6 +188,17 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
     await check('V 1000 one tile', c);
     await check('V 1000 tiles of 384', c, { tile: 384, inPlace: true });
     await check('V 1000 tiles of 64', c, { tile: 64 });
+  });
+
+  it('targets read from an offset (the engine reads a chunk\'s kept tokens one on), and uneven explicit tiles (a split weight\'s parts)', async () => {
+    const [B, V, bos] = [7, 700, 2];
+    const c: Case = { B, V, logits: randn(B * V, 8, 2), targets: randomTargets(B, V, 9, [3], bos), bos };
+    await check('target offset 1', c, { targetOff: 1 });
+    await check('target offset 5, tiles 300|100|300', c, { targetOff: 5, tileList: [{ v0: 0, width: 300 }, { v0: 300, width: 100 }, { v0: 400, width: 300 }] });
+    // Planted: the targets one row off (what reading a kept chunk from offset 0 instead of 1 gives) change the loss.
+    const shifted = await run({ ...c, targets: [(c.targets[0] + 1) % V, ...c.targets.slice(0, B - 1)] }, {});
+    expect(shifted.loss[0]).not.toBeCloseTo(reference(c).loss, 3);
+    expect(() => new CrossEntropyOp(ctx, 'gap', { rows: 2, vocab: 10, tileList: [{ v0: 0, width: 4 }, { v0: 5, width: 5 }], bos: null }, { logits: zeros(ctx, 20), targets: zeros(ctx, 2), nll: zeros(ctx, 2), loss: zeros(ctx, 2) }, block)).toThrow(/does not follow/);
   });
 
   it('an all-BOS chunk: loss 0, #valid 0, gradient exactly 0, no NaN', async () => {

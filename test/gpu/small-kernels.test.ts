@@ -9,7 +9,7 @@ import { f16BitsToFloat32 } from '../../src/model/safetensors.ts';
 import { rmsNormRows, silu } from '../../src/reference/linalg.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
 import { hasFeature, openTestGpu, readF32, runPass, upload, zeros } from '../helpers/gpu.ts';
-import { expectClose } from '../helpers/close.ts';
+import { expectClose, expectNotClose } from '../helpers/close.ts';
 
 function randn(n: number, seed: number): Float32Array {
   const g = gaussian(rng(seed));
@@ -49,6 +49,27 @@ describe('RMSNorm, embedding gather and SwiGLU kernels against the reference', (
       // relative to itself: rtol (D/2 + 12)·u, u = 2^-24, with no absolute floor needed.
       expectClose(got, want, { atol: 0, rtol: (D / 2 + 12) * 2 ** -24, label: `subgroups ${subgroups}, in place ${inPlace}` });
     }
+  });
+
+  it('RMSNorm added into the stream after a sublayer: y += norm(x)·w and y = r + norm(x)·w (the sandwich norms; relative (D/2 + 12)·2^-24 of the norm, plus the add)', async () => {
+    const [rows, D] = [6, 100];
+    const x = randn(rows * D, 11), w = randn(D, 12), r = randn(rows * D, 13);
+    const norm = rmsNormRows(Float64Array.from(x), rows, D, Float64Array.from(w), 1e-6);
+    const want = Float64Array.from(norm, (v, i) => v + r[i]);
+    // The norm's own error (as above) plus one rounding of the sum: |norm|·(D/2 + 12)u + |want|·u.
+    const atolOf = Float64Array.from(norm, (v, i) => Math.abs(v) * (D / 2 + 12) * 2 ** -24 + Math.abs(want[i]) * 2 ** -24);
+    for (const mode of ['accumulate', 'residual'] as const) {
+      const y = upload(ctx, mode === 'accumulate' ? r : new Float32Array(rows * D).fill(123));
+      const spec = { n: D, eps: 1e-6, inStride: D, outStride: D, accumulate: mode === 'accumulate' };
+      const op = new RmsNormOp(ctx, mode, spec, { weight: upload(ctx, w), x: upload(ctx, x), y, residual: mode === 'residual' ? upload(ctx, r) : undefined }, block);
+      block.write(rows, 0);
+      await runPass(ctx, (p) => op.encode(p, rows));
+      const got = await readF32(ctx, y);
+      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - want[i]), `${mode} [${i}]`).toBeLessThanOrEqual(atolOf[i]);
+      // Planted: the plain store (the stream's value lost) is far outside.
+      expectNotClose(got, norm, { atol: 1e-3, rtol: 0 });
+    }
+    expect(() => new RmsNormOp(ctx, 'bad', { n: D, eps: 1e-6, inStride: D, outStride: D, accumulate: true }, { weight: upload(ctx, w), x: upload(ctx, x), y: upload(ctx, x), residual: upload(ctx, r) }, block)).toThrow(/exclude/);
   });
 
   it('embedding gather from a table split into parts, every weight storage (exact)', async () => {

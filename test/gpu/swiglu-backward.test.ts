@@ -10,14 +10,14 @@
  * (written out in `bounds`). Second-order terms (products of two errors, ~u²) are left out.
  * Measured errors sit well inside (CLOSE_LOG=1); the planted variants at the end exceed the bounds.
  */
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { SwigluBackwardOp } from '../../src/gpu/ops/swiglu-backward.ts';
 import { swigluBackward } from '../../src/reference/e2e/backward.ts';
 import { linear, matmul, sigmoid, silu, transpose } from '../../src/reference/linalg.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
-import { openTestGpu, readF32, runPass, upload } from '../helpers/gpu.ts';
+import { hasFeature, openTestGpu, readF32, roundToF16, runPass, toF16Bits, upload } from '../helpers/gpu.ts';
 import { expectClose, expectNotClose } from '../helpers/close.ts';
 
 const u = 2 ** -24;
@@ -121,6 +121,29 @@ describe('swiglu-backward against swigluBackward', () => {
     const acc = await run(33, 20, 52, { accumulate: true, seed: 21 });
     expectClose(acc.dx, acc.want.dx, { atol: acc.b.dx, rtol: 0, label: 'accumulate: dx' });
     expectClose(acc.grads, acc.wantGrads, { atol: acc.atolGrads, rtol: 0, label: 'accumulate: grads' });
+  });
+
+  it('a frozen MLP in f16 (native and packed) the gradient only passes through: dx alone, no dW launches', async () => {
+    const [rows, d, f] = [10, 24, 36];
+    for (const storage of ['f16', 'f16-packed'] as const) {
+      if (storage === 'f16' && !hasFeature(ctx, 'shaderF16', 'swiglu backward with native f16 weights')) continue;
+      const x = randn(rows * d, 31), dy = randn(rows * d, 32);
+      // [W1; W3] side by side (the checkpoint MLP's fused gate|up) and W2, rounded to f16 so the reference sees what the kernel reads.
+      const w13 = roundToF16(randn(2 * f * d, 33, 1.5 / Math.sqrt(d))), w2 = roundToF16(randn(d * f, 34, 1.5 / Math.sqrt(d)));
+      const w13Buf = ctx.allocator.upload('w13', 'weights', toF16Bits(w13)), w2Buf = ctx.allocator.upload('w2', 'weights', toF16Bits(w2));
+      const dxBuf = upload(ctx, new Float32Array(rows * d).fill(7));
+      const op = new SwigluBackwardOp(ctx, `frozen ${storage}`, { rows, d, f, weight: storage, weightGrads: false }, {
+        x: upload(ctx, x), dy: upload(ctx, dy), w1: { buffer: w13Buf, off: 0 }, w3: { buffer: w13Buf, off: f * d }, w2: w2Buf, dx: dxBuf,
+      }, block);
+      await runPass(ctx, (p) => op.encode(p));
+      const inputs: Inputs = { x: Float64Array.from(x), dy: Float64Array.from(dy), w1: Float64Array.from(w13.subarray(0, f * d)), w2: Float64Array.from(w2), w3: Float64Array.from(w13.subarray(f * d)), rows, d, f };
+      const ref = swigluBackward(inputs.x, rows, d, inputs.w1, inputs.w2, inputs.w3, f, inputs.dy);
+      const zero = (n: number) => new Float64Array(n);
+      const b = bounds(inputs, zero(rows * d), { w1: zero(d * f), w2: zero(d * f), w3: zero(d * f) });
+      expectClose(await readF32(ctx, dxBuf), ref.dx, { atol: b.dx, rtol: 0, label: `${storage}: dx` });
+      expect(op.flops()).toBe(10 * rows * d * f + 15 * rows * f);
+    }
+    expect(() => new SwigluBackwardOp(ctx, 'no grads given', { rows, d, f }, { x: upload(ctx, [0]), dy: upload(ctx, [0]), w1: upload(ctx, [0]), w2: upload(ctx, [0]), w3: upload(ctx, [0]), dx: upload(ctx, [0]) }, block)).toThrow(/need dw1/);
   });
 
   it('the bounds catch planted errors: silu\' taken as σ, dx without dg W3, dW1 and dW3 swapped, W2 read untransposed, gate and up swapped', async () => {

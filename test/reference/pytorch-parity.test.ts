@@ -1,3 +1,4 @@
+import { configOfFamily } from '../../src/model/model-config.ts';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -38,7 +39,7 @@ async function loadFixture(name: string) {
   const raw = golden.rawBytes('tokens');
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const tokens = Array.from({ length: raw.byteLength / 4 }, (_, i) => view.getInt32(4 * i, true));
-  return { model, golden, tokens, reference: new ReferenceModel(model.config, model.weights) };
+  return { model, golden, tokens, reference: new ReferenceModel(configOfFamily(model.config, 'lact'), model.weights) };
 }
 
 describe('CPU reference equals the PyTorch twin (golden fixtures)', () => {
@@ -47,7 +48,7 @@ describe('CPU reference equals the PyTorch twin (golden fixtures)', () => {
       const { model, golden, reference, tokens } = await loadFixture(name);
       expect(tokens.length).toBe(100);
       // The sequence must cross several chunk boundaries for the fast-weight update to be exercised.
-      expect(tokens.length).toBeGreaterThan(3 * model.config.chunkSize);
+      expect(tokens.length).toBeGreaterThan(3 * configOfFamily(model.config, 'lact').chunkSize);
       const out = reference.forward(tokens);
       expectClose(out.logits, golden.float32('logits'), tol(`${name} logits`));
       expect(out.hidden.length).toBe(model.config.numLayers + 1);
@@ -70,7 +71,7 @@ describe('CPU reference equals the PyTorch twin (golden fixtures)', () => {
     if (!w) throw new Error(`${name} missing`);
     const bumped = new Map(model.weights);
     bumped.set(name, { ...w, data: w.data.map((v) => v * (1 + 1e-5)) });
-    const out = new ReferenceModel(model.config, bumped).forward(tokens);
+    const out = new ReferenceModel(configOfFamily(model.config, 'lact'), bumped).forward(tokens);
     expectNotClose(out.logits, golden.float32('logits'), tol('o_proj x (1 + 1e-5)'));
   });
 });

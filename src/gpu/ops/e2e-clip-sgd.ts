@@ -9,6 +9,7 @@
  * `step` per tensor (tensors packed in one buffer make one each: pass one {n, off} covering them).
  */
 import source from '../../../shaders/e2e-clip-sgd.wgsl?raw';
+import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
 
 export interface StepTensor {
@@ -103,6 +104,17 @@ export class ClipSgdOp {
   encode(pass: GPUComputePassEncoder): void {
     this.encodeNorm(pass);
     this.encodeStep(pass);
+  }
+
+  /**
+   * A launch that logs each update for the engine's stats: chunk c (its block uniform's pos0 / B) writes
+   * (loss, #valid, ||g||, clip scale) to slot c mod `slots` of `log` (f32 [slots, 4]), from the cross
+   * entropy's loss buffer and this op's stats.
+   */
+  recorder(label: string, io: { loss: GPUBuffer; log: GPUBuffer; slots: number; chunk: number }, block: BlockParams): (pass: GPUComputePassEncoder) => void {
+    const kernel = this.ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry: 'record', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { RECORD: true } });
+    const group = this.ctx.bind(kernel, [this.ctx.uniform(`${label} params`, [['u32', io.chunk], ['u32', io.slots], ['u32', 0], ['u32', 0]]), block.buffer, io.loss, this.stats, io.log]);
+    return (pass) => dispatch(pass, kernel, group, 1);
   }
 
   /** 2 flops per gradient element for the norm, 2 for the step. */

@@ -29,6 +29,10 @@ export interface CrossEntropySpec {
   readonly ld?: number;
   /** Targets equal to this id do not count; null: every target counts. */
   readonly bos: number | null;
+  /** Row r's target is targets[targetOff + r] (default 0; the engine keeps a chunk's tokens and reads them one on). */
+  readonly targetOff?: number;
+  /** Explicit vocabulary tiles [v0, width) in order, covering [0, V) (default: `tile`-wide tiles); e.g. tiles that never straddle a split weight's parts. */
+  readonly tileList?: readonly { readonly v0: number; readonly width: number }[];
 }
 
 export interface CrossEntropyBuffers {
@@ -52,7 +56,9 @@ const NO_BOS = 0xffffffff;
 export class CrossEntropyOp {
   /** Number of vocabulary tiles (launches of encodeStats and encodeGrad per chunk). */
   readonly tiles: number;
+  /** The widest tile (the logits buffer holds rows × ld ≥ this). */
   readonly tile: number;
+  readonly tileList: readonly { readonly v0: number; readonly width: number }[];
   readonly stats: GPUBuffer;
   private readonly statsKernel: Kernel;
   private readonly finishKernel: Kernel;
@@ -63,12 +69,18 @@ export class CrossEntropyOp {
 
   constructor(ctx: GpuContext, readonly label: string, readonly spec: CrossEntropySpec, bufs: CrossEntropyBuffers, block: BlockParams) {
     const { rows, vocab } = spec;
-    const tile = Math.min(spec.tile ?? vocab, vocab);
+    const tile = spec.tileList ? Math.max(...spec.tileList.map((t) => t.width)) : Math.min(spec.tile ?? vocab, vocab);
     const ld = spec.ld ?? tile;
     if (!(rows >= 1 && vocab >= 1 && tile >= 1 && ld >= tile)) throw new RangeError(`${label}: rows ${rows}, vocab ${vocab}, tile ${tile}, ld ${ld}`);
     if (spec.bos !== null && !(spec.bos >= 0 && spec.bos < NO_BOS)) throw new RangeError(`${label}: BOS id ${spec.bos}`);
+    const list = spec.tileList ?? Array.from({ length: Math.ceil(vocab / tile) }, (_, t) => ({ v0: t * tile, width: Math.min(tile, vocab - t * tile) }));
+    list.forEach((t, i) => {
+      if (t.v0 !== (i === 0 ? 0 : list[i - 1].v0 + list[i - 1].width) || !(t.width >= 1)) throw new RangeError(`${label}: tile ${i} [${t.v0}, +${t.width}) does not follow the one before`);
+    });
+    if (list[list.length - 1].v0 + list[list.length - 1].width !== vocab) throw new RangeError(`${label}: the tiles do not end at the vocabulary ${vocab}`);
+    this.tileList = list;
     this.tile = tile;
-    this.tiles = Math.ceil(vocab / tile);
+    this.tiles = list.length;
     const inPlace = !bufs.dlogits;
     this.statsKernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'stats_tile', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { STATS: true } });
     this.finishKernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'finish', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw'], defines: { FINISH: true } });
@@ -78,9 +90,9 @@ export class CrossEntropyOp {
       defines: { GRAD: true, IN_PLACE: inPlace },
     });
     this.stats = bufs.stats ?? ctx.allocator.create(`${label} stats`, 'scratch', 16 * rows, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
-    const params = Array.from({ length: this.tiles }, (_, t) => ctx.uniform(`${label} tile ${t}`, [
+    const params = list.map((tl, t) => ctx.uniform(`${label} tile ${t}`, [
       ['u32', rows], ['u32', spec.blockRows ? 1 : 0], ['u32', spec.bos ?? NO_BOS], ['u32', ld],
-      ['u32', t * tile], ['u32', Math.min(tile, vocab - t * tile)], ['u32', t === 0 ? 1 : 0], ['u32', 0],
+      ['u32', tl.v0], ['u32', tl.width], ['u32', t === 0 ? 1 : 0], ['u32', spec.targetOff ?? 0],
     ]));
     this.statsGroups = params.map((u) => ctx.bind(this.statsKernel, [u, block.buffer, bufs.logits, bufs.targets, this.stats]));
     this.finishGroup = ctx.bind(this.finishKernel, [params[0], block.buffer, bufs.targets, this.stats, bufs.nll, bufs.loss]);
@@ -108,7 +120,7 @@ export class CrossEntropyOp {
 
   /** dlogits of tile `t` (the same logits as its encodeStats saw), after encodeFinish. */
   encodeGrad(pass: GPUComputePassEncoder, t = 0, rows?: number): void {
-    const width = Math.min(this.tile, this.spec.vocab - t * this.tile);
+    const width = this.tileList[t].width;
     dispatch(pass, this.gradKernel, this.gradGroups[t], Math.ceil(width / WG), this.rowsOf(rows));
   }
 

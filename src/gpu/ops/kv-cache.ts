@@ -21,6 +21,12 @@ export interface AttentionSpec {
   readonly maxBindingBytes?: number;
   /** Keys per split when a page's keys are split across invocations (default 256; small in tests). */
   readonly splitKeys?: number;
+  /**
+   * Sliding window only: the chunk size B of a TTT-E2E block, whose update reads the W − 1 keys before
+   * its pending chunk: the ring keeps W + max(maxRows, B) − 1 positions, and a save keeps every position
+   * from W − 1 before the pending chunk's start.
+   */
+  readonly keepChunk?: number;
 }
 
 export function checkAttentionSpec(label: string, s: AttentionSpec): void {
@@ -30,6 +36,7 @@ export function checkAttentionSpec(label: string, s: AttentionSpec): void {
   if (s.window !== null && !posInt(s.window)) throw new RangeError(`${label}: window ${s.window}`);
   if (s.window === null && !posInt(s.capacity)) throw new RangeError(`${label}: full attention needs a capacity >= 1, got ${s.capacity}`);
   if (s.splitKeys !== undefined && !posInt(s.splitKeys)) throw new RangeError(`${label}: splitKeys ${s.splitKeys}`);
+  if (s.keepChunk !== undefined && (!posInt(s.keepChunk) || s.window === null)) throw new RangeError(`${label}: keepChunk ${s.keepChunk} (sliding window only)`);
 }
 
 /**
@@ -39,7 +46,7 @@ export function checkAttentionSpec(label: string, s: AttentionSpec): void {
  */
 export function kvGeometry(spec: AttentionSpec, maxBindingBytes: number): { ring: number; pageTokens: number; pageSlots: number[] } {
   if (spec.window !== null) {
-    const ring = spec.window + spec.maxRows - 1;
+    const ring = spec.window + Math.max(spec.maxRows, spec.keepChunk ?? 0) - 1;
     return { ring, pageTokens: ring, pageSlots: [ring] };
   }
   const pageTokens = Math.max(1, Math.floor(maxBindingBytes / (spec.D * 4)));
@@ -75,9 +82,16 @@ export class KvCache {
     this.bytes = this.pages.reduce((s, pg) => s + pg.k.size + pg.v.size, 0);
   }
 
-  /** The first position still attended to after `position` tokens (the window's start; 0 for full attention). */
+  /**
+   * The first position still needed after `position` tokens: the window's start (0 for full attention);
+   * with keepChunk B, W − 1 before the start of the chunk that has not learned yet (the one holding the
+   * last token fed).
+   */
   firstLive(position: number): number {
-    return this.spec.window === null ? 0 : Math.max(0, position - this.spec.window);
+    const W = this.spec.window, B = this.spec.keepChunk;
+    if (W === null) return 0;
+    if (B !== undefined && position > 0) return Math.max(0, Math.min(position - W, Math.floor((position - 1) / B) * B - W + 1));
+    return Math.max(0, position - W);
   }
 
   /** Bytes holding live positions after `position` tokens. */

@@ -13,25 +13,33 @@ export interface RmsNormSpec {
   readonly inOff?: number;
   readonly outStride: number;
   readonly outOff?: number;
+  /** y += norm(x)·w (a post-sublayer norm added into the residual stream y). */
+  readonly accumulate?: boolean;
 }
 
 export class RmsNormOp {
   private readonly kernel: Kernel;
   private readonly group: GPUBindGroup;
 
-  /** `weight` holds segments·n floats; `x` and `y` may be the same buffer (in place). */
-  constructor(ctx: GpuContext, label: string, readonly spec: RmsNormSpec, io: { weight: GPUBuffer; x: GPUBuffer; y: GPUBuffer }, block: BlockParams, subgroups = ctx.features.subgroups) {
+  /**
+   * `weight` holds segments·n floats; `x` and `y` may be the same buffer (in place). `residual`: y = r +
+   * norm(x)·w, r laid out as y (neither in place nor with `accumulate`).
+   */
+  constructor(ctx: GpuContext, label: string, readonly spec: RmsNormSpec, io: { weight: GPUBuffer; x: GPUBuffer; y: GPUBuffer; residual?: GPUBuffer }, block: BlockParams, subgroups = ctx.features.subgroups) {
     const inPlace = io.x === io.y;
+    const residual = io.residual !== undefined;
+    if ((inPlace || spec.accumulate) && (residual || (inPlace && spec.accumulate))) throw new RangeError(`${label}: in place, accumulate and residual exclude one another`);
+    if (residual && (io.residual === io.y || io.residual === io.x)) throw new RangeError(`${label}: the residual must be a buffer of its own`);
     this.kernel = ctx.kernel({
       shader: 'rmsnorm.wgsl', source, entry: 'main',
-      bindings: inPlace ? ['uniform', 'uniform', 'read', 'rw'] : ['uniform', 'uniform', 'read', 'rw', 'rw'],
-      defines: { SUBGROUPS: subgroups, IN_PLACE: inPlace },
+      bindings: inPlace ? ['uniform', 'uniform', 'read', 'rw'] : residual ? ['uniform', 'uniform', 'read', 'rw', 'rw', 'read'] : ['uniform', 'uniform', 'read', 'rw', 'rw'],
+      defines: { SUBGROUPS: subgroups, IN_PLACE: inPlace, ACCUMULATE: !!spec.accumulate, RESIDUAL: residual },
     });
     const params = ctx.uniform(`${label} params`, [
       ['u32', spec.n], ['u32', spec.segments ?? 1], ['u32', spec.inStride], ['u32', spec.inOff ?? 0],
       ['u32', spec.outStride], ['u32', spec.outOff ?? 0], ['u32', spec.segStride ?? spec.n], ['f32', spec.eps],
     ]);
-    this.group = ctx.bind(this.kernel, inPlace ? [params, block.buffer, io.weight, io.x] : [params, block.buffer, io.weight, io.x, io.y]);
+    this.group = ctx.bind(this.kernel, inPlace ? [params, block.buffer, io.weight, io.x] : residual ? [params, block.buffer, io.weight, io.x, io.y, io.residual!] : [params, block.buffer, io.weight, io.x, io.y]);
   }
 
   encode(pass: GPUComputePassEncoder, rows: number): void {

@@ -1,0 +1,240 @@
+/**
+ * TTT-E2E's inner training step on the GPU, nothing read back (the math: the spec's "Inner loop"; the
+ * CPU twin: E2EReference.chunkForward / chunkGradient and clipAndStep in src/reference/e2e/). Recorded
+ * at the start of the block holding position (c + 1)B, it makes chunk c learn:
+ *
+ *   forward   the S TTT blocks over the chunk's B rows from its kept h_pre, with the θ that produced its
+ *             logits; the K/V of the W − 1 positions before the chunk are read from each block's ring
+ *             (constants); every activation the backward needs goes to one tape, which holds one block.
+ *   loss      final norm, tied head (vocabulary tiles), cross-entropy over targets pending[1 .. B]
+ *             (targets equal to BOS skipped).
+ *   backward  through the head, the final norm, then block by block from the top (a lower block's tape
+ *             is recomputed from its input first): sandwich norms, static MLP (frozen: dx only), dynamic
+ *             MLP (dθ), attention (flash-style, from the saved log-sum-exp), RoPE, q/k norm, q|k|v.
+ *   update    one global-norm clip over every TTT block's dθ, SGD in place: θ ← θ − η·c·dθ.
+ *
+ * Its own block uniform says (B, cB), so every op here is built once with the chunk's shape.
+ */
+import type { E2EConfig } from '../model/e2e-config.ts';
+import { BlockParams } from '../gpu/block.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { WeightParts } from '../gpu/weights.ts';
+import { ClipSgdOp } from '../gpu/ops/e2e-clip-sgd.ts';
+import { CrossEntropyOp } from '../gpu/ops/e2e-cross-entropy.ts';
+import { E2EAttentionBackwardOp, E2EAttentionOp, kvRingOf, type RowView } from '../gpu/ops/e2e-attention.ts';
+import type { PendingChunk } from '../gpu/ops/e2e-keep.ts';
+import { E2EQkNormBackwardOp, E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
+import { E2ERopeOp } from '../gpu/ops/e2e-rope.ts';
+import type { KvCache } from '../gpu/ops/kv-cache.ts';
+import { LinearOp } from '../gpu/ops/linear.ts';
+import { MatmulOp, type MatmulTiles } from '../gpu/ops/matmul.ts';
+import { RmsNormBackwardOp } from '../gpu/ops/rmsnorm-backward.ts';
+import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
+import { SwigluBackwardOp } from '../gpu/ops/swiglu-backward.ts';
+import { SwigluOp } from '../gpu/ops/swiglu.ts';
+import type { E2EGpuWeights } from './ttt-e2e-weights.ts';
+import { thetaBlockFloats } from './ttt-e2e-weights.ts';
+
+/** Updates logged for the engine's stats (chunk c in slot c mod this). */
+export const LEARNING_LOG_SLOTS = 256;
+
+/** The widest vocabulary tile of the chunk's logits (a [B, tile] f32 buffer), within the binding limit. */
+export function headTileColumns(c: E2EConfig, maxBindingBytes: number): number {
+  return Math.max(1, Math.min(c.vocabSize, 8192, Math.floor(maxBindingBytes / (4 * c.miniBatchSize))));
+}
+
+/** The head's vocabulary tiles: at most `cap` columns, never across a part of the (split) embedding. */
+export function headTiles(E: WeightParts, cap: number): { v0: number; width: number; part: number }[] {
+  const out: { v0: number; width: number; part: number }[] = [];
+  E.parts.forEach((p, i) => {
+    for (let v = p.row0; v < p.row0 + p.rows; v += cap) out.push({ v0: v, width: Math.min(cap, p.row0 + p.rows - v), part: i });
+  });
+  return out;
+}
+
+/** The [rows, width] buffers of the inner step, by name (sizes for the memory plan too). */
+export function innerStepBuffers(c: E2EConfig, maxBindingBytes: number): { name: string; floats: number }[] {
+  const B = c.miniBatchSize, d = c.hiddenSize, F = Math.max(c.intermediateSizeStaticMlp, c.intermediateSizeDynamicMlp);
+  const rowsOf = (name: string, width: number) => ({ name, floats: B * width });
+  return [
+    ...['a', 'o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
+    rowsOf('tape q|k|v (before the q/k norm)', 3 * d),
+    rowsOf('tape q|k (normed, roped)', 3 * d),
+    rowsOf('tape gate|up', 2 * F),
+    rowsOf('tape swiglu', F),
+    { name: 'tape attention lse', floats: B * c.numHeads * 2 },
+    ...Array.from({ length: c.numTttLayers }, (_, j) => rowsOf(`block ${c.firstTttLayer + j} output`, d)),
+    rowsOf('final norm out', d),
+    rowsOf('logits tile', headTileColumns(c, maxBindingBytes)),
+    { name: 'nll', floats: B },
+    { name: 'loss', floats: 2 },
+    { name: 'cross-entropy stats', floats: 4 * B },
+    ...['d stream', 'd post-norm', 'd norm out', 'd o', 'd head'].map((n) => rowsOf(n, d)),
+    rowsOf('d q|k|v (roped)', 3 * d),
+    rowsOf('d q|k|v', 3 * d),
+    ...[0, 1, 2].map((i) => rowsOf(`swiglu backward h${i}`, F)),
+    { name: 'dθ', floats: c.numTttLayers * thetaBlockFloats(c) },
+    { name: 'learning log', floats: 4 * LEARNING_LOG_SLOTS },
+  ];
+}
+
+/** One recorded launch (or a few) of the chunk, its shape fixed at construction. */
+type Launch = (pass: GPUComputePassEncoder) => void;
+
+interface BlockStep {
+  forward: Launch[];
+  backward: Launch[];
+}
+
+export class E2EInnerStep {
+  /** f32 [LEARNING_LOG_SLOTS, 4]: per update (loss before the step, #valid targets, ||dθ||, clip scale). */
+  readonly log: GPUBuffer;
+  readonly clip: ClipSgdOp;
+  private readonly chunk: BlockParams;
+  private readonly blocks: BlockStep[];
+  private readonly head: Launch[];
+  private readonly record: (pass: GPUComputePassEncoder) => void;
+
+  constructor(
+    ctx: GpuContext, readonly config: E2EConfig, w: E2EGpuWeights,
+    io: { theta: GPUBuffer; pending: PendingChunk; kv: readonly KvCache[] },
+    opts: { tiles: { wide: MatmulTiles; narrow: MatmulTiles }; maxBindingBytes: number; innerLr: number; clip: number },
+  ) {
+    const c = config, B = c.miniBatchSize, d = c.hiddenSize, H = c.numHeads, hd = c.headDim, eps = c.rmsNormEps;
+    const f = c.intermediateSizeStaticMlp, fd = c.intermediateSizeDynamicMlp, S = c.numTttLayers, V = c.vocabSize;
+    const tiles = opts.tiles;
+    const chunk = (this.chunk = new BlockParams(ctx));
+    const bufs = new Map<string, GPUBuffer>();
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    for (const b of innerStepBuffers(c, opts.maxBindingBytes)) bufs.set(b.name, ctx.allocator.create(`inner step: ${b.name}`, 'innerStep', 4 * b.floats, usage));
+    const buf = (name: string) => bufs.get(name)!;
+    const one = (m: WeightParts, label: string) => {
+      if (m.parts.length !== 1) throw new RangeError(`TTT-E2E's inner step reads ${label} as one binding; at ${m.rows}x${m.cols} it is split in ${m.parts.length} (raise maxBindingBytes or use f16 weights)`);
+      return m.parts[0].buffer;
+    };
+    this.log = buf('learning log');
+
+    const [a, o, ao, h1, bN, y, h2, m, z] = ['a', 'o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => buf(`tape ${n}`));
+    const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k (normed, roped)');
+    const gu = buf('tape gate|up'), sw = buf('tape swiglu'), lse = buf('tape attention lse');
+    const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
+    const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out'), dO = buf('d o'), dHead = buf('d head');
+    const dqkvR = buf('d q|k|v (roped)'), dqkv = buf('d q|k|v');
+    const scratch = [0, 1, 2].map((i) => buf(`swiglu backward h${i}`)) as unknown as [GPUBuffer, GPUBuffer, GPUBuffer];
+    const dTheta = buf('dθ');
+    const view = (buffer: GPUBuffer, stride: number, offset = 0): RowView => ({ buffer, stride, offset });
+    const norm = (label: string, weight: GPUBuffer, x: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer) =>
+      new RmsNormOp(ctx, label, { n: d, eps, inStride: d, outStride: d }, { weight, x, y: out, residual }, chunk);
+    const normBack = (label: string, x: GPUBuffer, gain: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer, accumulateDx = false): Launch => {
+      const op = new RmsNormBackwardOp(ctx, label, { n: d, eps, rows: B, accumulateDx }, { x, gain, dy, dx }, chunk);
+      return (pass) => op.encode(pass);
+    };
+    // Every op reads the chunk uniform (B rows at cB); `rows` and pos0 given here only pass the ops' range checks.
+    const rows = (op: { encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void }): Launch => (pass) => op.encode(pass, B, 0);
+    const storage = w.embeddings.storage;
+    const swigluBack = (...args: ConstructorParameters<typeof SwigluBackwardOp>): Launch => {
+      const op = new SwigluBackwardOp(...args);
+      return (pass) => op.encode(pass);
+    };
+    const attnSpec = { heads: H, headDim: hd, window: c.slidingWindow, maxRows: B };
+
+    this.blocks = Array.from({ length: S }, (_, j) => {
+      const i = c.firstTttLayer + j, lw = w.layers[i], L = `inner step block ${i}`;
+      const ring = kvRingOf(io.kv[i]);
+      const th = thetaBlockFloats(c) * j;
+      const q = view(qkvR, 3 * d, 0), k = view(qkvR, 3 * d, d), v = view(qkvRaw, 3 * d, 2 * d);
+      const attention = new E2EAttentionOp(ctx, `${L} attention`, attnSpec, { q, k, v, ring, o: view(o, d), stats: lse }, chunk);
+      const forward = [
+        rows(norm(`${L} attn_norm`, lw.attnNorm, res[j], a)),
+        rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: a, y: qkvRaw }, { inStride: d, outStride: 3 * d }, chunk, tiles)),
+        rows(new E2EQkNormOp(ctx, `${L} q/k norm`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
+        rows(new E2ERopeOp(ctx, `${L} rope`, { heads: H, headDim: hd, theta: c.ropeTheta, segments: 2, segStride: d, inStride: 3 * d }, { x: qkvR, y: qkvR }, chunk)),
+        rows(attention),
+        rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
+        rows(norm(`${L} attn_post_norm`, lw.attnPostNorm, ao, h1, res[j])),
+        rows(norm(`${L} dyn_norm`, lw.dynNorm!, h1, bN)),
+        rows(new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a: bN, b: io.theta, c: gu }, chunk, tiles)),
+        rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s: sw }, chunk)),
+        rows(new MatmulOp(ctx, `${L} dyn w2`, { M: 'rows', N: d, K: fd, a: { row: fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 } }, { a: sw, b: io.theta, c: y }, chunk, tiles)),
+        rows(norm(`${L} dyn_post_norm`, lw.dynPostNorm!, y, h2, h1)),
+        rows(norm(`${L} mlp_norm`, lw.mlpNorm, h2, m)),
+        rows(new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: m, y: gu }, { inStride: d, outStride: 2 * f }, chunk, tiles)),
+        rows(new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s: sw }, chunk)),
+        rows(new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: sw, y: z }, { inStride: f, outStride: d }, chunk, tiles)),
+        rows(norm(`${L} mlp_post_norm`, lw.mlpPostNorm, z, res[j + 1], h2)),
+      ];
+      const gateUp = one(lw.gateUp, `${L} mlp w1|w3`);
+      const backward = [
+        // static MLP (frozen): out = h2 + post(swiglu(mlp_norm(h2)))
+        normBack(`${L} mlp_post_norm backward`, z, lw.mlpPostNorm, dRes, dPost),
+        swigluBack(ctx, `${L} mlp backward`, { rows: B, d, f, weight: storage, weightGrads: false }, {
+          x: m, dy: dPost, w1: { buffer: gateUp, off: 0 }, w3: { buffer: gateUp, off: f * d }, w2: one(lw.down, `${L} mlp w2`), dx: dIn, scratch,
+        }, chunk, tiles),
+        normBack(`${L} mlp_norm backward`, h2, lw.mlpNorm, dIn, dRes, true),
+        // dynamic MLP: h2 = h1 + dyn_post(swiglu_θ(dyn_norm(h1)))
+        normBack(`${L} dyn_post_norm backward`, y, lw.dynPostNorm!, dRes, dPost),
+        swigluBack(ctx, `${L} dyn backward`, { rows: B, d, f: fd }, {
+          x: bN, dy: dPost,
+          w1: { buffer: io.theta, off: th }, w3: { buffer: io.theta, off: th + fd * d }, w2: { buffer: io.theta, off: th + 2 * fd * d },
+          dx: dIn, dw1: { buffer: dTheta, off: th }, dw3: { buffer: dTheta, off: th + fd * d }, dw2: { buffer: dTheta, off: th + 2 * fd * d }, scratch,
+        }, chunk, tiles),
+        normBack(`${L} dyn_norm backward`, h1, lw.dynNorm!, dIn, dRes, true),
+        // attention: h1 = h + attn_post(o_proj(attn(rope(qk_norm(a Wq^T)), rope(qk_norm(a Wk^T)), a Wv^T)))
+        normBack(`${L} attn_post_norm backward`, ao, lw.attnPostNorm, dRes, dPost),
+        rows(new MatmulOp(ctx, `${L} o_proj backward`, { M: 'rows', N: d, K: d, a: { row: d, col: 1 }, b: { row: 1, col: d }, c: { row: d, col: 1 }, weight: storage }, { a: dPost, b: one(lw.oProj, `${L} o_proj`), c: dO }, chunk, tiles)),
+        rows(new E2EAttentionBackwardOp(ctx, `${L} attention backward`, attnSpec, {
+          q, k, v, ring, o: view(o, d), dO: view(dO, d), stats: lse, dq: view(dqkvR, 3 * d, 0), dk: view(dqkvR, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d),
+        }, chunk)),
+        rows(new E2ERopeOp(ctx, `${L} rope backward`, { heads: H, headDim: hd, theta: c.ropeTheta, segments: 2, segStride: d, inStride: 3 * d, inverse: true }, { x: dqkvR, y: dqkvR }, chunk)),
+        rows(new E2EQkNormBackwardOp(ctx, `${L} q/k norm backward`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, dxStride: 3 * d }, { gain: lw.qkNorm, x: qkvRaw, dy: dqkvR, dx: dqkv }, chunk)),
+        rows(new MatmulOp(ctx, `${L} q|k|v backward`, { M: 'rows', N: d, K: 3 * d, a: { row: 3 * d, col: 1 }, b: { row: 1, col: d }, c: { row: d, col: 1 }, weight: storage }, { a: dqkv, b: one(lw.qkv, `${L} q|k|v`), c: dIn }, chunk, tiles)),
+        // The lowest TTT block's input is a constant (h_pre): its gradient is not needed.
+        ...(j > 0 ? [normBack(`${L} attn_norm backward`, res[j], lw.attnNorm, dIn, dRes, true)] : []),
+      ];
+      return { forward, backward };
+    });
+
+    // The loss: final norm, the tied head tile by tile, cross-entropy, and its gradient back to the stream.
+    const xn = buf('final norm out'), logits = buf('logits tile'), nll = buf('nll'), loss = buf('loss');
+    const cap = headTileColumns(c, opts.maxBindingBytes);
+    const headTileList = headTiles(w.embeddings, cap);
+    const ce = new CrossEntropyOp(ctx, 'inner step cross-entropy', { rows: B, vocab: V, tileList: headTileList, ld: cap, bos: c.bosTokenId, targetOff: 1 }, { logits, targets: io.pending.tokens, nll, loss, stats: buf('cross-entropy stats') }, chunk);
+    const headMm = headTileList.map((t) => {
+      const part = w.embeddings.parts[t.part], off = (t.v0 - part.row0) * d;
+      return {
+        logits: new MatmulOp(ctx, `inner step logits [${t.v0}, +${t.width})`, { M: 'rows', N: t.width, K: d, a: { row: d, col: 1 }, b: { off, row: d, col: 1 }, c: { row: cap, col: 1 }, weight: storage }, { a: xn, b: part.buffer, c: logits }, chunk, tiles),
+        // d xn += dlogits_tile · E_tile: B[n = i, k = v] = E[v0 + v, i]
+        back: new MatmulOp(ctx, `inner step head backward [${t.v0}, +${t.width})`, { M: 'rows', N: d, K: t.width, a: { row: cap, col: 1 }, b: { off, row: 1, col: d }, c: { row: d, col: 1 }, beta: t.v0 === 0 ? 0 : 1, weight: storage }, { a: logits, b: part.buffer, c: dHead }, chunk, tiles),
+      };
+    });
+    const finalNorm = norm('inner step final norm', w.finalNorm, res[S], xn);
+    const finalBack = normBack('inner step final norm backward', res[S], w.finalNorm, dHead, dRes);
+    const multi = headMm.length > 1;
+    this.head = [
+      rows(finalNorm),
+      ...headMm.map((h, t): Launch => (pass) => { h.logits.encode(pass, B); ce.encodeStats(pass, t); }),
+      (pass) => ce.encodeFinish(pass),
+      // One tile: its logits are still in place; several: each is recomputed before its gradient.
+      ...headMm.map((h, t): Launch => (pass) => { if (multi) h.logits.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
+      finalBack,
+    ];
+
+    this.clip = new ClipSgdOp(ctx, 'inner step clip + SGD', [{ theta: io.theta, grad: dTheta, n: S * thetaBlockFloats(c) }], { lr: opts.innerLr, maxNorm: opts.clip });
+    this.record = this.clip.recorder('inner step log', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk);
+  }
+
+  /** Records chunk `c0 / B`'s update (c0: its first position); the pending tokens' slot B must hold its last target. */
+  encode(pass: GPUComputePassEncoder, c0: number): void {
+    this.chunk.write(this.config.miniBatchSize, c0);
+    const S = this.blocks.length;
+    for (const b of this.blocks) for (const launch of b.forward) launch(pass);
+    for (const launch of this.head) launch(pass);
+    for (let j = S - 1; j >= 0; j--) {
+      // The tape holds the top block after the forward; every lower one is recomputed from its input.
+      if (j < S - 1) for (const launch of this.blocks[j].forward) launch(pass);
+      for (const launch of this.blocks[j].backward) launch(pass);
+    }
+    this.clip.encode(pass);
+    this.record(pass);
+  }
+}

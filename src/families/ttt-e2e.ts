@@ -1,0 +1,259 @@
+/**
+ * The TTT-E2E family on the GPU (the math: ../shared/spec/ttt-e2e-language-model.md; the CPU twin:
+ * src/reference/e2e/): one block of tokens, token → embedding → every block (sliding-window attention
+ * with per-head q/k norm and interleaved RoPE, then, in the top S "TTT blocks", the dynamic MLP with
+ * weights θ, then the static MLP; every sublayer between sandwich norms, x += post_norm(f(pre_norm(x))))
+ * → final norm → tied head → sample.
+ *
+ * The model learns while it reads: when a block starts at position (c + 1)B, chunk c is complete and its
+ * last target is the block's first token, so chunk c's update runs first (ttt-e2e-inner-step.ts:
+ * recompute, loss, backward to θ, one global clip, SGD), and the block runs with the new θ. Every block
+ * keeps its rows' h_pre (the first TTT block's input) and tokens for the update of its own chunk.
+ */
+import type { E2EConfig } from '../model/e2e-config.ts';
+import { BlockParams } from '../gpu/block.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { writeAligned } from '../gpu/allocator.ts';
+import { readBufferBytes } from '../gpu/readback.ts';
+import type { MemorySection, RestoreWrite, SectionSource } from '../gpu/saved-state.ts';
+import { AttentionOp } from '../gpu/ops/attention.ts';
+import { PendingChunk } from '../gpu/ops/e2e-keep.ts';
+import { E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
+import { E2ERopeOp } from '../gpu/ops/e2e-rope.ts';
+import { EmbedOp } from '../gpu/ops/embed.ts';
+import { KvCache, type AttentionSpec } from '../gpu/ops/kv-cache.ts';
+import { LinearOp } from '../gpu/ops/linear.ts';
+import { CPU_TILES, MatmulOp, ROW_TILES } from '../gpu/ops/matmul.ts';
+import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
+import { SampleOp } from '../gpu/ops/sample.ts';
+import { SwigluOp } from '../gpu/ops/swiglu.ts';
+import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, LearningLog, ModelBuilder, ModelFamily } from '../engine/family.ts';
+import { E2EInnerStep, LEARNING_LOG_SLOTS } from './ttt-e2e-inner-step.ts';
+import { e2ePlan } from './ttt-e2e-plan.ts';
+import { E2EGpuWeights, thetaBlockFloats } from './ttt-e2e-weights.ts';
+
+interface Layer {
+  kv: KvCache;
+  attnNorm: RmsNormOp;
+  qkv: LinearOp;
+  qkNorm: E2EQkNormOp;
+  rope: E2ERopeOp;
+  attention: AttentionOp;
+  oProj: LinearOp;
+  attnPost: RmsNormOp;
+  dyn: { norm: RmsNormOp; gateUp: MatmulOp; swiglu: SwigluOp; down: MatmulOp; post: RmsNormOp } | null;
+  mlpNorm: RmsNormOp;
+  gateUp: LinearOp;
+  swiglu: SwigluOp;
+  down: LinearOp;
+  mlpPost: RmsNormOp;
+}
+
+class E2EModel implements FamilyModel {
+  readonly mode: EngineMode;
+  readonly vocabSize: number;
+  readonly logits: GPUBuffer;
+  readonly sampled: GPUBuffer;
+  readonly allLogits: boolean;
+  readonly learningLog: LearningLog | null;
+  private readonly block: BlockParams;
+  private readonly tokens: GPUBuffer;
+  /** θ: every TTT block's [W1 | W3 | W2], f32, updated in place by the inner step. */
+  private readonly theta: GPUBuffer | null;
+  private readonly pending: PendingChunk | null;
+  private readonly inner: E2EInnerStep | null;
+  private readonly embed: EmbedOp;
+  private readonly layers: Layer[];
+  private readonly finalNorm: RmsNormOp;
+  private readonly headLast: LinearOp;
+  private readonly headAll: LinearOp | null;
+  private readonly sampler: SampleOp;
+
+  constructor(private readonly ctx: GpuContext, readonly config: E2EConfig, private readonly w: E2EGpuWeights, layout: EngineLayout, opts: EngineOptions) {
+    const c = config, d = c.hiddenSize, V = c.vocabSize, B = c.miniBatchSize, S = c.numTttLayers;
+    const f = c.intermediateSizeStaticMlp, fd = c.intermediateSizeDynamicMlp, F = Math.max(f, fd), eps = c.rmsNormEps;
+    const { maxRows, maxBindingBytes } = layout;
+    const tiles = opts.tiles ?? { wide: CPU_TILES, narrow: ROW_TILES };
+    this.mode = S > 0 ? 'ttt' : 'sliding-window';
+    this.vocabSize = V;
+    this.allLogits = opts.allLogits ?? false;
+    const A = ctx.allocator;
+    const act = (label: string, floats: number) => A.create(label, 'activations', floats * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+    const block = (this.block = new BlockParams(ctx));
+
+    // Activations, shared by every layer.
+    this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
+    const x = act('x: residual stream [rows, d]', maxRows * d);
+    const a = act('a: normed input [rows, d]', maxRows * d);
+    const qkv = act('qkv [rows, 3d]', maxRows * 3 * d);
+    const o = act('o: attention mix [rows, d]', maxRows * d);
+    const sub = act('sublayer output [rows, d]', maxRows * d);
+    const gu = act('gate|up [rows, 2F]', maxRows * 2 * F);
+    const s = act('swiglu [rows, F]', maxRows * F);
+    this.logits = act('logits', (this.allLogits ? maxRows : 1) * V);
+
+    this.theta = S > 0 ? A.upload('θ: dynamic MLPs', 'fastWeights', w.theta0) : null;
+    this.pending = S > 0 ? new PendingChunk(ctx, 'pending chunk', d, B, { x, tokens: this.tokens }, block) : null;
+
+    const norm = (label: string, weight: GPUBuffer, from: GPUBuffer, to: GPUBuffer, accumulate = false) =>
+      new RmsNormOp(ctx, label, { n: d, eps, inStride: d, outStride: d, accumulate }, { weight, x: from, y: to }, block);
+    this.embed = new EmbedOp(ctx, 'embed', d, w.embeddings, { tokens: this.tokens, x }, block);
+    this.layers = w.layers.map((lw, i) => {
+      const L = `layer ${i}`, ttt = i >= c.firstTttLayer;
+      const spec: AttentionSpec = { D: d, heads: c.numHeads, window: c.slidingWindow, maxRows, capacity: 0, maxBindingBytes, keepChunk: ttt ? B : undefined };
+      const kv = new KvCache(ctx, `${L} kv`, spec);
+      const th = (i - c.firstTttLayer) * thetaBlockFloats(c);
+      return {
+        kv,
+        attnNorm: norm(`${L} attn_norm`, lw.attnNorm, x, a),
+        qkv: new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: a, y: qkv }, { inStride: d, outStride: 3 * d }, block, tiles),
+        qkNorm: new E2EQkNormOp(ctx, `${L} q/k norm`, { heads: c.numHeads, headDim: c.headDim, eps, maxRows, segments: 2, segStride: d, xStride: 3 * d }, { gain: lw.qkNorm, x: qkv, y: qkv }, block),
+        rope: new E2ERopeOp(ctx, `${L} rope`, { heads: c.numHeads, headDim: c.headDim, theta: c.ropeTheta, segments: 2, segStride: d, inStride: 3 * d }, { x: qkv, y: qkv }, block),
+        attention: new AttentionOp(ctx, `${L} attention`, spec, { qkv, out: o }, kv, block),
+        oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: sub }, { inStride: d, outStride: d }, block, tiles),
+        attnPost: norm(`${L} attn_post_norm`, lw.attnPostNorm, sub, x, true),
+        dyn: ttt ? {
+          norm: norm(`${L} dyn_norm`, lw.dynNorm!, x, a),
+          gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a, b: this.theta!, c: gu }, block, tiles),
+          swiglu: new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s }, block),
+          down: new MatmulOp(ctx, `${L} dyn w2`, { M: 'rows', N: d, K: fd, a: { row: fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 } }, { a: s, b: this.theta!, c: sub }, block, tiles),
+          post: norm(`${L} dyn_post_norm`, lw.dynPostNorm!, sub, x, true),
+        } : null,
+        mlpNorm: norm(`${L} mlp_norm`, lw.mlpNorm, x, a),
+        gateUp: new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: a, y: gu }, { inStride: d, outStride: 2 * f }, block, tiles),
+        swiglu: new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s }, block),
+        down: new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: s, y: sub }, { inStride: f, outStride: d }, block, tiles),
+        mlpPost: norm(`${L} mlp_post_norm`, lw.mlpPostNorm, sub, x, true),
+      };
+    });
+    this.finalNorm = norm('final norm', w.finalNorm, x, a);
+    this.headLast = new LinearOp(ctx, 'tied head (last row)', w.embeddings, { x: a, y: this.logits }, { inStride: d, outStride: V, lastRow: true }, block, tiles);
+    this.headAll = this.allLogits ? new LinearOp(ctx, 'tied head (all rows)', w.embeddings, { x: a, y: this.logits }, { inStride: d, outStride: V }, block, tiles) : null;
+    this.sampler = new SampleOp(ctx, 'sample', this.logits, V);
+    this.sampled = this.sampler.result;
+
+    this.inner = S > 0
+      ? new E2EInnerStep(ctx, c, w, { theta: this.theta!, pending: this.pending!, kv: this.layers.map((l) => l.kv) }, {
+        tiles, maxBindingBytes, innerLr: opts.innerLr ?? c.innerLr, clip: opts.innerClip ?? c.innerClipGlobalNorm,
+      })
+      : null;
+    this.learningLog = this.inner
+      ? { buffer: this.inner.log, slots: LEARNING_LOG_SLOTS, updatesAfter: (position) => (position < 1 ? 0 : Math.floor((position - 1) / B)) }
+      : null;
+  }
+
+  /** The data path of one block, top to bottom. */
+  encodeBlock(pass: GPUComputePassEncoder, { plan, tokens, head, sampling }: BlockWork): void {
+    const { rows, pos0 } = plan;
+    const c = this.config, B = c.miniBatchSize;
+    this.block.write(rows, pos0);
+    this.ctx.device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens));
+
+    if (this.inner && pos0 > 0 && pos0 % B === 0) {
+      this.pending!.encodeLastTarget(pass); //                      the chunk's last target: this block's first token
+      this.inner.encode(pass, pos0 - B); //                         chunk pos0/B − 1 learns: θ ← θ − η·clip(∇θ loss)
+    }
+    this.embed.encode(pass, rows); //                               x = E[tokens]
+    this.layers.forEach((l, i) => {
+      if (i === c.firstTttLayer) this.pending!.encodeKeep(pass, rows); // keep h_pre and the tokens for this chunk's update
+      l.attnNorm.encode(pass, rows); //                             a = attn_norm(x)
+      l.qkv.encode(pass, rows); //                                  q|k|v = a [Wq; Wk; Wv]^T
+      l.qkNorm.encode(pass, rows); //                               q, k = per-head RMSNorm (one gain per q, k)
+      l.rope.encode(pass, rows); //                                 q, k = interleaved RoPE
+      l.attention.encode(pass, rows, pos0); //                      o = window attention (writes K/V)
+      l.oProj.encode(pass, rows); //                                sub = o Wo^T
+      l.attnPost.encode(pass, rows); //                             x += attn_post_norm(sub)
+      if (l.dyn) {
+        l.dyn.norm.encode(pass, rows); //                           a = dyn_norm(x)
+        l.dyn.gateUp.encode(pass, rows); //                         g|u = a [θW1; θW3]^T
+        l.dyn.swiglu.encode(pass, rows); //                         s = silu(g) * u
+        l.dyn.down.encode(pass, rows); //                           sub = s θW2^T
+        l.dyn.post.encode(pass, rows); //                           x += dyn_post_norm(sub)
+      }
+      l.mlpNorm.encode(pass, rows); //                              a = mlp_norm(x)
+      l.gateUp.encode(pass, rows); //                               g|u = a [W1; W3]^T
+      l.swiglu.encode(pass, rows); //                               s = silu(g) * u
+      l.down.encode(pass, rows); //                                 sub = s W2^T
+      l.mlpPost.encode(pass, rows); //                              x += mlp_post_norm(sub)
+    });
+    if (head === 'none') return;
+    this.finalNorm.encode(pass, rows); //                           a = norm(x)
+    if (head === 'all') this.headAll!.encode(pass, rows); //        logits = a E^T
+    else this.headLast.encode(pass, rows);
+    if (sampling) this.sampler.encode(pass, sampling, pos0 + rows);
+  }
+
+  reset(): void {
+    if (this.theta) writeAligned(this.ctx.device, this.theta, 0, this.w.theta0);
+  }
+
+  async save(position: number): Promise<MemorySection[]> {
+    const out: MemorySection[] = [];
+    for (const [i, l] of this.layers.entries()) out.push(...(await l.kv.save(`layer${i}`, position)));
+    if (this.theta) out.push({ name: 'theta', bytes: await readBufferBytes(this.ctx.device, this.theta) });
+    if (this.pending) out.push(...(await this.pending.save('pending', position)));
+    return out;
+  }
+
+  planRestore(position: number, sections: SectionSource): RestoreWrite[] {
+    const writes = this.layers.flatMap((l, i) => l.kv.planRestore(`layer${i}`, position, sections));
+    if (this.theta) writes.push({ buffer: this.theta, offset: 0, data: sections.need('theta', this.theta.size) });
+    if (this.pending) writes.push(...this.pending.planRestore('pending', position, sections));
+    return writes;
+  }
+
+  kvBytesInUse(position: number): number {
+    return this.layers.reduce((n, l) => n + l.kv.liveBytes(position), 0);
+  }
+}
+
+function defaultMaxRows(c: E2EConfig): number {
+  return c.numTttLayers > 0 ? Math.min(c.miniBatchSize, 512) : 64;
+}
+
+export const E2E_FAMILY: ModelFamily<E2EConfig> = {
+  name: 'ttt-e2e',
+
+  layout(caps, c, opts) {
+    return {
+      maxRows: opts.maxRows ?? defaultMaxRows(c),
+      maxBindingBytes: opts.maxBindingBytes ?? caps.maxStorageBufferBindingSize,
+      storage: opts.weights === 'f32' ? 'f32' : caps.shaderF16 ? 'f16' : 'f16-packed',
+      capacity: Infinity,
+      // Blocks end at chunk boundaries, so a block that starts a chunk can record the previous chunk's update first.
+      chunkSize: c.numTttLayers > 0 ? c.miniBatchSize : null,
+    };
+  },
+
+  plan: e2ePlan,
+
+  resize(c, opts, key, value) {
+    const field = ({ sliding_window: 'slidingWindow', mini_batch_size: 'miniBatchSize', intermediate_size_static_mlp: 'intermediateSizeStaticMlp', intermediate_size_dynamic_mlp: 'intermediateSizeDynamicMlp', vocab_size: 'vocabSize' } as const)[key as 'sliding_window'];
+    if (field) return { config: { ...c, [field]: value }, opts };
+    if (key === 'maxRows') return { config: c, opts: { ...opts, maxRows: value } };
+    return null;
+  },
+
+  deviceNeeds(c, opts, adapterBinding) {
+    const d = c.hiddenSize, B = c.miniBatchSize, F = Math.max(c.intermediateSizeStaticMlp, c.intermediateSizeDynamicMlp);
+    const maxRows = opts.maxRows ?? defaultMaxRows(c);
+    const wbytes = opts.weights === 'f32' ? 4 : 2;
+    const largestWeight = Math.max(c.vocabSize * d, 2 * c.intermediateSizeStaticMlp * d, 3 * d * d) * wbytes;
+    const rows = Math.max(maxRows, c.numTttLayers > 0 ? B : 0);
+    const largestActivation = 4 * rows * Math.max(2 * F, 3 * d, opts.allLogits ? c.vocabSize : 0);
+    const theta = 4 * c.numTttLayers * thetaBlockFloats(c);
+    return { largestBuffer: Math.max(largestActivation, theta, Math.min(largestWeight, adapterBinding)) };
+  },
+
+  prepare(ctx, config, layout, opts): ModelBuilder {
+    const w = new E2EGpuWeights(ctx, config, layout.storage, layout.maxBindingBytes);
+    return {
+      tensorCount: w.tensorCount,
+      write: (name, shape, data) => w.write(name, shape, data),
+      finish: () => {
+        const { modelId } = w.finish();
+        return { model: new E2EModel(ctx, config, w, layout, opts), modelId };
+      },
+    };
+  },
+};
