@@ -351,3 +351,38 @@ describe('generate on the GPU (in process, tiny-all-on on Dawn)', () => {
     }
   });
 });
+
+describe('the API with a TTT-E2E model (tiny-e2e-s1: learns by backpropagation while it reads)', () => {
+  let device: GPUDevice;
+  beforeAll(async () => {
+    device = (await openTestGpu()).gpu.device;
+  });
+  afterAll(() => device?.destroy());
+
+  it('prefill, generate, stats with each update\'s chunk loss, memory save/restore and reset, like every family', async () => {
+    const engine = await createEngine({ model: 'tiny-e2e-s1', source: fixture('tiny-e2e-s1'), device, weights: 'f32' });
+    expect(engine.info).toMatchObject({ mode: 'ttt', vocabSize: 256, tokenizer: 'byte', bosId: 1, eosId: 2, capacity: Infinity });
+    // BOS and EOS are the control bytes 1 and 2 (the official byte models' convention): text holding them is refused.
+    await expect(engine.prefill('a\u0001b')).rejects.toThrow(/reserves for BOS/);
+    // 100 bytes: 101 positions with BOS, whether or not the host holds the last one back for generate(), is 6 updates.
+    const text = 'Test-time training keeps learning while it reads: every chunk of sixteen bytes is one SGD step. ....'.slice(0, 100);
+    expect(text.length).toBe(100);
+    await engine.prefill(text);
+    const s = await engine.stats();
+    expect(s.position).toBe(1 + text.length); // BOS first
+    expect(s.learning!.updates).toBe(6);
+    expect(s.learning!.recent.length).toBe(s.learning!.updates);
+    for (const u of s.learning!.recent) expect(Number.isFinite(u.loss) && u.loss > 0 && u.gradNorm > 0).toBe(true);
+    expect(s.memory.innerStep).toBeGreaterThan(0);
+    const { blob } = await engine.saveMemory();
+    const want = (await collect(engine.generate(' It', { maxTokens: 20, temperature: 0, ignoreEos: true }))).map((t) => t.id);
+    expect(want.length).toBe(20);
+    const fresh = await createEngine({ model: 'tiny-e2e-s1', source: fixture('tiny-e2e-s1'), device, weights: 'f32' });
+    await fresh.loadMemory(blob);
+    expect((await collect(fresh.generate(' It', { maxTokens: 20, temperature: 0, ignoreEos: true }))).map((t) => t.id)).toEqual(want);
+    await fresh.reset();
+    expect((await fresh.stats()).learning!.updates).toBe(0);
+    await fresh.dispose();
+    await engine.dispose();
+  });
+});
