@@ -33,6 +33,12 @@ export interface EngineOptions {
   readonly innerLr?: number;
   /** The same: max global norm of the inner gradient (default: the config's; ≤ 0: no clip). */
   readonly innerClip?: number;
+  /**
+   * The same: false runs the model frozen, without its inner step (no update recorded, no buffers for
+   * it): the checkpoint's dynamic weights throughout, what inner_lr 0 computes at a forward's cost (for
+   * comparisons and to measure what learning costs). Saved memories load either way. Default true.
+   */
+  readonly learn?: boolean;
 }
 
 /** The shape an engine takes on a device, fixed at creation. */

@@ -69,7 +69,7 @@ export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions)
   }
   buf('sample params', 'scratch', SampleOp.PARAMS_BYTES, 'vocab_size', false);
   buf('sample result', 'scratch', 16, 'vocab_size');
-  if (S > 0) {
+  if (S > 0 && opts.learn !== false) {
     // The inner step (ttt-e2e-inner-step.ts): its chunk uniform, its buffers, and what its ops make for themselves.
     buf('inner step block params', 'scratch', 16, 'mini_batch_size', false);
     for (const b of innerStepBuffers(c, layout.maxBindingBytes)) buf(`inner step: ${b.name}`, 'innerStep', 4 * b.floats, b.name === 'dθ' ? 'intermediate_size_dynamic_mlp' : 'mini_batch_size');

@@ -132,7 +132,7 @@ class E2EModel implements FamilyModel {
     this.sampler = new SampleOp(ctx, 'sample', this.logits, V);
     this.sampled = this.sampler.result;
 
-    this.inner = S > 0
+    this.inner = S > 0 && opts.learn !== false
       ? new E2EInnerStep(ctx, c, w, { theta: this.theta!, pending: this.pending!, kv: this.layers.map((l) => l.kv) }, {
         tiles, maxBindingBytes, innerLr: opts.innerLr ?? c.innerLr, clip: opts.innerClip ?? c.innerClipGlobalNorm,
       })
@@ -215,6 +215,8 @@ export const E2E_FAMILY: ModelFamily<E2EConfig> = {
   name: 'ttt-e2e',
 
   layout(caps, c, opts) {
+    if (opts.innerLr !== undefined && !(Number.isFinite(opts.innerLr) && opts.innerLr >= 0)) throw new RangeError(`innerLr must be a finite number >= 0, got ${opts.innerLr}`);
+    if (opts.innerClip !== undefined && !Number.isFinite(opts.innerClip)) throw new RangeError(`innerClip must be a finite number (<= 0: no clip), got ${opts.innerClip}`);
     return {
       maxRows: opts.maxRows ?? defaultMaxRows(c),
       maxBindingBytes: opts.maxBindingBytes ?? caps.maxStorageBufferBindingSize,

@@ -126,7 +126,16 @@ describe('TTT-E2E engine against the PyTorch twin', () => {
         const V = c.vocabSize, from = (c.miniBatchSize + 1) * V;
         expectNotClose(golden.float32('logits').subarray(from), got.subarray(from), { atol: 1e-3, rtol: 1e-3 });
         expect(frozen.stats().learning!.recent.every((u) => u.gradNorm > 0)).toBe(true); // the gradient is still taken; only η is 0
+        // learn: false skips the inner step altogether: the same logits, no inner-step memory, no learning stats.
+        const off = await Engine.create(ctx, model, { weights: 'f32', allLogits: true, learn: false });
+        expectClose((await off.feed(tokens, { logits: 'all' })).logits!, got, { atol: 0, rtol: 0, label: 'learn: false vs inner_lr 0' });
+        expect(off.memory().innerStep).toBe(0);
+        expect(off.stats().learning).toBeNull();
+        // Their memories load into each other (the pending chunk is kept either way).
+        await frozen.loadMemory(await off.saveMemory());
+        await off.destroy();
         await frozen.destroy();
+        for (const bad of [-1, Number.NaN, Infinity]) await expect(Engine.create(ctx, model, { innerLr: bad })).rejects.toThrow(/innerLr must be a finite number >= 0/);
       });
     });
   }
