@@ -14,6 +14,9 @@ import { AttentionOp } from '../src/gpu/ops/attention.ts';
 import { KvCache } from '../src/gpu/ops/kv-cache.ts';
 import { FastWeightLayer, gateColumns } from '../src/gpu/ops/fast-weights.ts';
 import { CPU_TILES, MatmulOp, type MatmulTiles } from '../src/gpu/ops/matmul.ts';
+import { E2EAttentionBackwardOp, E2EAttentionOp } from '../src/gpu/ops/e2e-attention.ts';
+import { CrossEntropyOp } from '../src/gpu/ops/e2e-cross-entropy.ts';
+import { SwigluBackwardOp } from '../src/gpu/ops/swiglu-backward.ts';
 import { referenceWeights } from '../src/reference/weights.ts';
 import { BENCH_MODELS } from './models.ts';
 
@@ -118,6 +121,36 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
     // A decode row is a millisecond: more submits, or the host's jitter is the figure.
     add(label, `${heads} heads × da = ${D / heads}, keys up to ${ctxLen}; ${op.dispatches(rows, pos0)} dispatches`, 'f32 cache', 4 * D * keys, await time(ctx, rows === 1 ? Math.max(reps, 30) : reps, (p) => op.encode(p, rows, pos0)));
     for (const pg of kv.pages) made.push(pg.k, pg.v);
+  }
+  // TTT-E2E's inner step at the benchmark TTT-E2E model's shape: a chunk of B rows whose queries see the
+  // W - 1 positions before it from a ring, the backward kernels beside the forward attention.
+  const e2e = BENCH_MODELS['ttt-e2e'].config;
+  {
+    const B = e2e.miniBatchSize, d = e2e.hiddenSize, H = e2e.numHeads, hd = e2e.headDim, W = e2e.slidingWindow;
+    const ringSlots = W + B - 1, pos0 = 4096;
+    const ring = { k: buf('ring k', ringSlots * d * 4), v: buf('ring v', ringSlots * d * 4), ring: ringSlots };
+    const qkv = act(B * 3 * d), o = act(B * d), dO = act(B * d), dqkv = act(B * 3 * d);
+    const stats = buf('lse', B * H * 2 * 4, S | GPUBufferUsage.COPY_SRC);
+    const view = (buffer: GPUBuffer, stride: number, offset = 0) => ({ buffer, stride, offset });
+    const spec = { heads: H, headDim: hd, window: W, maxRows: B };
+    const q = view(qkv, 3 * d), k = view(qkv, 3 * d, d), v = view(qkv, 3 * d, 2 * d);
+    const fwd = new E2EAttentionOp(ctx, 'bench e2e attention', spec, { q, k, v, ring, o: view(o, d), stats }, block);
+    const bwd = new E2EAttentionBackwardOp(ctx, 'bench e2e attention backward', spec, { q, k, v, ring, o: view(o, d), dO: view(dO, d), stats, dq: view(dqkv, 3 * d), dk: view(dqkv, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d) }, block);
+    block.write(B, pos0);
+    const shape = `B = ${B} rows at ${pos0}, window ${W}, ${H} heads × hd = ${hd}`;
+    add('TTT-E2E attention forward with log-sum-exp (inner step)', `${shape}; 1 dispatch`, 'f32', fwd.flops(B, pos0), await time(ctx, reps, (p) => fwd.encode(p, B, pos0)));
+    add('TTT-E2E attention backward (flash-style recompute: D, dq, dk/dv)', `${shape}; 3 dispatches`, 'f32', bwd.flops(B, pos0), await time(ctx, reps, (p) => bwd.encode(p, B, pos0)));
+    const fd = e2e.intermediateSizeDynamicMlp;
+    const x = act(B * d), dy = act(B * d), dx = act(B * d), theta = act(3 * fd * d), grad = act(3 * fd * d);
+    const sw = new SwigluBackwardOp(ctx, 'bench swiglu backward', { rows: B, d, f: fd }, {
+      x, dy, w1: { buffer: theta, off: 0 }, w3: { buffer: theta, off: fd * d }, w2: { buffer: theta, off: 2 * fd * d },
+      dx, dw1: { buffer: grad, off: 0 }, dw3: { buffer: grad, off: fd * d }, dw2: { buffer: grad, off: 2 * fd * d },
+    }, block);
+    add('TTT-E2E dynamic MLP backward (dx, dW1, dW2, dW3)', `B = ${B}, d = ${d}, f = ${fd}; 9 dispatches (8 matmuls, tiles ${tiles})`, 'f32 θ', sw.flops(), await time(ctx, reps, (p) => sw.encode(p)));
+    const V = e2e.vocabSize;
+    const logits = act(B * V), targets = buf('targets', B * 4), nll = act(B), loss = act(2);
+    const ce = new CrossEntropyOp(ctx, 'bench cross-entropy', { rows: B, vocab: V, bos: e2e.bosTokenId }, { logits, targets, nll, loss }, block);
+    add('TTT-E2E cross-entropy and its gradient (memory-bound)', `B = ${B} rows × V = ${V}; 3 dispatches`, 'f32', ce.flops(), await time(ctx, reps, (p) => ce.encode(p)));
   }
   for (const b of made) b.destroy();
   block.buffer.destroy();

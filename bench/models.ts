@@ -1,6 +1,11 @@
-/** The benchmark models: one shape, three mixers (TTT, sliding window only, full attention), random weights. */
+/**
+ * The benchmark models: one shape, four mixers (LaCT, TTT-E2E, sliding window only, full attention),
+ * random weights. The TTT-E2E model has the same width, depth, heads, MLP width, window and chunk as the
+ * LaCT one; its top block is a TTT block (S = 1: a dynamic MLP of the same width that learns every chunk).
+ */
 import { writeSafetensors, type TensorToWrite } from '../src/model/safetensors-writer.ts';
 import { randomModel } from '../test/helpers/random-model.ts';
+import { randomE2EModel } from '../test/helpers/random-e2e-model.ts';
 
 export const BENCH_BASE = {
   vocab_size: 258,
@@ -26,9 +31,32 @@ export const BENCH_BASE = {
   tokenizer: 'byte',
 };
 
+export const BENCH_E2E = {
+  model_type: 'ttt_e2e',
+  vocab_size: BENCH_BASE.vocab_size,
+  hidden_size: BENCH_BASE.hidden_size,
+  num_heads: BENCH_BASE.num_attn_heads,
+  head_dim: BENCH_BASE.hidden_size / BENCH_BASE.num_attn_heads,
+  intermediate_size_static_mlp: BENCH_BASE.intermediate_size,
+  intermediate_size_dynamic_mlp: BENCH_BASE.intermediate_size,
+  num_layers: BENCH_BASE.num_hidden_layers,
+  num_ttt_layers: 1,
+  mini_batch_size: BENCH_BASE.lact_chunk_size,
+  sliding_window: BENCH_BASE.window_size,
+  rope_theta: BENCH_BASE.rope_theta,
+  rms_norm_eps: BENCH_BASE.norm_eps,
+  bos_token_id: BENCH_BASE.bos_token_id,
+  eos_token_id: BENCH_BASE.eos_token_id,
+  inner_lr: 1,
+  inner_clip_global_norm: 1,
+  tie_word_embeddings: true,
+  tokenizer: 'byte',
+};
+
 /** The raw config.json of each benchmark model (bench/model-folder.ts writes them to disk). */
 export const BENCH_CONFIGS = {
   ttt: { ...BENCH_BASE },
+  'ttt-e2e': BENCH_E2E,
   'sliding-window': { ...BENCH_BASE, use_fast_weights: false },
   'full-attention': { ...BENCH_BASE, use_fast_weights: false, window_size: null },
 } as const;
@@ -40,6 +68,7 @@ export type BenchMode = keyof typeof BENCH_CONFIGS;
 
 export const BENCH_MODELS = {
   ttt: randomModel(BENCH_CONFIGS.ttt, BENCH_SEED),
+  'ttt-e2e': randomE2EModel(BENCH_E2E, BENCH_SEED),
   'sliding-window': randomModel(BENCH_CONFIGS['sliding-window'], BENCH_SEED),
   'full-attention': randomModel(BENCH_CONFIGS['full-attention'], BENCH_SEED),
 } as const;

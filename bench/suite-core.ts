@@ -24,7 +24,8 @@
  */
 import { Engine } from '../src/engine/engine.ts';
 import { GpuContext } from '../src/gpu/context.ts';
-import type { LactConfig, WeightMap } from '../src/model/config.ts';
+import type { WeightMap } from '../src/model/config.ts';
+import type { ModelConfig } from '../src/model/model-config.ts';
 import { kernelMarkdown, measureKernels, type KernelReport } from './kernels.ts';
 import { BENCH_CONFIGS, BENCH_MODELS, benchModelFiles, type BenchMode } from './models.ts';
 import { GpuBufferBytes, loadOrtWebGpu, OrtKvDecoder, withLoopAwake, type OrtDecoderShape } from './ort-webgpu.ts';
@@ -72,8 +73,54 @@ export interface SuiteResult {
   readonly contexts: readonly number[];
   readonly rows: readonly SuiteRow[];
   readonly kernels: KernelReport | null;
+  /** TTT-E2E's inner step against its chunk's forward (when ttt-e2e is among the modes). */
+  readonly innerStep: InnerStepReport | null;
   readonly targets: readonly TargetCheck[];
   readonly seconds: number;
+}
+
+/**
+ * The benchmark TTT-E2E model's prefill over `chunks` chunks, learning (an inner step at every chunk
+ * boundary) and frozen (`learn: false`: the same forward without it), each the median of `runs` timings.
+ */
+export interface InnerStepReport {
+  readonly chunk: number;
+  readonly chunks: number;
+  readonly runs: number;
+  /** Milliseconds per chunk. */
+  readonly forwardMs: number;
+  readonly learningMs: number;
+  /** learningMs − forwardMs: one inner step. */
+  readonly innerStepMs: number;
+  /** innerStepMs / forwardMs (target: at most 3). */
+  readonly ofForward: number;
+  /** innerStepMs / learningMs: the inner step's share of prefill time. */
+  readonly shareOfPrefill: number;
+}
+
+/** Times the inner step as learning prefill minus frozen prefill of the same tokens (see InnerStepReport). */
+async function measureInnerStep(env: SuiteEnv, opts: SuiteOptions, chunks = 8, runs = 3): Promise<InnerStepReport> {
+  const model = BENCH_MODELS['ttt-e2e'];
+  const B = model.config.miniBatchSize;
+  const tokens = tokenStream((chunks + 1) * B);
+  const engines = await Promise.all([true, false].map((learn) => Engine.create(env.ctx, model, { weights: opts.weights, maxRows: ENGINE_ROWS, learn })));
+  const times: [number[], number[]] = [[], []];
+  for (let r = 0; r <= runs; r++) {
+    for (const [i, e] of engines.entries()) {
+      await e.reset();
+      await e.feed(tokens.slice(0, B)); // chunk 0: no update yet
+      await env.ctx.device.queue.onSubmittedWorkDone();
+      const t = now();
+      await e.feed(tokens.slice(B)); // `chunks` blocks that each start a chunk: one update each when learning
+      await env.ctx.device.queue.onSubmittedWorkDone();
+      if (r > 0) times[i].push((now() - t) / chunks); // run 0 warms up
+    }
+  }
+  for (const e of engines) await e.destroy();
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const learningMs = median(times[0]), forwardMs = median(times[1]);
+  const innerStepMs = learningMs - forwardMs;
+  return { chunk: B, chunks, runs, forwardMs, learningMs, innerStepMs, ofForward: innerStepMs / forwardMs, shareOfPrefill: innerStepMs / learningMs };
 }
 
 /** What the suite needs from where it runs (Node + Dawn here; a browser page in bench/browser/). */
@@ -127,7 +174,7 @@ function argmax(a: Float32Array, n: number): number {
   return best;
 }
 
-async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: LactConfig; weights: WeightMap }, maxContext: number, opts: SuiteOptions): Promise<Contender> {
+async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: ModelConfig; weights: WeightMap }, maxContext: number, opts: SuiteOptions): Promise<Contender> {
   const ctx = env.ctx;
   const engine = await Engine.create(ctx, model, { weights: opts.weights, maxContext, maxRows: ENGINE_ROWS });
   let token = 65;
@@ -155,7 +202,7 @@ async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: 
     async bytes(context) {
       const allocated = engine.memory().total;
       let now = allocated;
-      if (model.config.windowSize === null) {
+      if (model.config.family === 'lact' && model.config.windowSize === null) {
         const sized = await Engine.create(ctx, model, { weights: opts.weights, maxContext: context + opts.steps + 8, maxRows: ENGINE_ROWS });
         now = sized.memory().total;
         sized.destroy();
@@ -282,6 +329,13 @@ export async function runSuite(env: SuiteEnv, opts: SuiteOptions): Promise<Suite
   }
   for (const c of contenders) await c.destroy();
 
+  let innerStep: InnerStepReport | null = null;
+  if (opts.modes.includes('ttt-e2e')) {
+    env.log('TTT-E2E inner step...');
+    innerStep = await measureInnerStep(env, opts);
+    env.log(`inner step ${innerStep.innerStepMs.toFixed(1)} ms per chunk of ${innerStep.chunk}; forward ${innerStep.forwardMs.toFixed(1)} ms (${innerStep.ofForward.toFixed(2)}x)`);
+  }
+
   let kernels: KernelReport | null = null;
   if (opts.kernels) {
     env.log('kernels...');
@@ -298,17 +352,29 @@ export async function runSuite(env: SuiteEnv, opts: SuiteOptions): Promise<Suite
     contexts,
     rows,
     kernels,
-    targets: checkTargets(rows),
+    innerStep,
+    targets: checkTargets(rows, innerStep),
     seconds: (now() - t0) / 1000,
   };
 }
 
 /** The issue's targets, at the longest context measured (never asserted: reported). */
-export function checkTargets(rows: readonly SuiteRow[]): TargetCheck[] {
+export function checkTargets(rows: readonly SuiteRow[], innerStep: InnerStepReport | null = null): TargetCheck[] {
   const of = (name: string) => rows.filter((r) => r.contender === name).sort((a, b) => a.context - b.context);
-  const ttt = of('ttt'), full = of('full-attention');
+  const ttt = of('ttt'), full = of('full-attention'), e2e = of('ttt-e2e');
   const out: TargetCheck[] = [];
   const x = (v: number) => `${v.toFixed(2)}x`;
+  if (e2e.length > 0 && full.length > 0) {
+    const t = e2e[e2e.length - 1], f = full.find((r) => r.context === t.context)!;
+    const pre = f.prefillSeconds / t.prefillSeconds, dec = f.decodeMs.median / t.decodeMs.median;
+    out.push({ target: `TTT-E2E prefill vs. full attention at ${t.context}`, wanted: '>= 2.7x faster', measured: x(pre), met: pre >= 2.7 });
+    out.push({ target: `TTT-E2E decode vs. full attention at ${t.context}`, wanted: '>= 6x faster', measured: x(dec), met: dec >= 6 });
+    const bytes = new Set(e2e.map((r) => r.gpuBytes));
+    out.push({ target: 'TTT-E2E GPU bytes constant', wanted: 'one value at every context', measured: [...bytes].join(', '), met: bytes.size === 1 });
+  }
+  if (innerStep) {
+    out.push({ target: `TTT-E2E inner step vs. its chunk's forward (B = ${innerStep.chunk})`, wanted: '<= 3x', measured: `${x(innerStep.ofForward)} (${innerStep.innerStepMs.toFixed(1)} vs ${innerStep.forwardMs.toFixed(1)} ms; ${(innerStep.shareOfPrefill * 100).toFixed(0)}% of prefill)`, met: innerStep.ofForward <= 3 });
+  }
   if (ttt.length > 0 && full.length > 0) {
     const t = ttt[ttt.length - 1], f = full.find((r) => r.context === t.context)!;
     const pre = f.prefillSeconds / t.prefillSeconds, dec = f.decodeMs.median / t.decodeMs.median;
@@ -360,6 +426,10 @@ export function suiteMarkdown(r: SuiteResult): string {
   }
   lines.push('', '| target | wanted | measured | met |', '| --- | --- | --- | --- |');
   for (const t of r.targets) lines.push(`| ${t.target} | ${t.wanted} | ${t.measured} | ${t.met ? 'yes' : '**no**'} |`);
+  if (r.innerStep) {
+    const i = r.innerStep;
+    lines.push('', `TTT-E2E inner step (median of ${i.runs} runs of ${i.chunks} chunks of ${i.chunk}): ${i.innerStepMs.toFixed(1)} ms per chunk against ${i.forwardMs.toFixed(1)} ms for the chunk's forward (${i.ofForward.toFixed(2)}x); ${(i.shareOfPrefill * 100).toFixed(0)}% of prefill time.`);
+  }
   if (r.kernels) lines.push('', kernelMarkdown(r.kernels), '', `best matmul: ${r.kernels.bestMatmulGflops.toFixed(2)} GFLOP/s`);
   return lines.join('\n');
 }
@@ -388,7 +458,7 @@ export function parseSuiteArgs(args: readonly string[], defaults: { contexts: re
   const ortFlag = flag('--ort') ?? 'fused';
   const ort = ortFlag === 'none' ? [] : ortFlag.split(',');
   if (ort.some((v) => v !== 'plain' && v !== 'fused')) throw new Error('--ort: fused, plain, both (comma-separated) or none');
-  const modes = (flag('--modes') ?? 'ttt,sliding-window,full-attention').split(',');
+  const modes = (flag('--modes') ?? 'ttt,ttt-e2e,sliding-window,full-attention').split(',');
   if (modes.some((m) => !Object.hasOwn(BENCH_CONFIGS, m))) throw new Error(`--modes: some of ${Object.keys(BENCH_CONFIGS).join(', ')}`);
   const weights = flag('--weights') ?? 'f32';
   if (weights !== 'f32' && weights !== 'f16') throw new Error('--weights: f32 or f16');
