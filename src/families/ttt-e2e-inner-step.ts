@@ -20,7 +20,7 @@ import { BlockParams } from '../gpu/block.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { WeightParts } from '../gpu/weights.ts';
 import { ClipSgdOp } from '../gpu/ops/e2e-clip-sgd.ts';
-import { CrossEntropyOp } from '../gpu/ops/e2e-cross-entropy.ts';
+import { HeadLossOp } from '../gpu/ops/head-loss.ts';
 import { E2EAttentionBackwardOp, E2EAttentionOp, kvRingOf, type RowView } from '../gpu/ops/e2e-attention.ts';
 import type { PendingChunk } from '../gpu/ops/e2e-keep.ts';
 import { E2EQkNormBackwardOp, E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
@@ -38,22 +38,8 @@ import { thetaBlockFloats } from './ttt-e2e-weights.ts';
 /** Updates logged for the engine's stats (chunk c in slot c mod this). */
 export const LEARNING_LOG_SLOTS = 256;
 
-/** The widest vocabulary tile of the chunk's logits (a [B, tile] f32 buffer), within the binding limit. */
-export function headTileColumns(c: E2EConfig, maxBindingBytes: number): number {
-  return Math.max(1, Math.min(c.vocabSize, 8192, Math.floor(maxBindingBytes / (4 * c.miniBatchSize))));
-}
-
-/** The head's vocabulary tiles: at most `cap` columns, never across a part of the (split) embedding. */
-export function headTiles(E: WeightParts, cap: number): { v0: number; width: number; part: number }[] {
-  const out: { v0: number; width: number; part: number }[] = [];
-  E.parts.forEach((p, i) => {
-    for (let v = p.row0; v < p.row0 + p.rows; v += cap) out.push({ v0: v, width: Math.min(cap, p.row0 + p.rows - v), part: i });
-  });
-  return out;
-}
-
-/** The [rows, width] buffers of the inner step, by name (sizes for the memory plan too). */
-export function innerStepBuffers(c: E2EConfig, maxBindingBytes: number): { name: string; floats: number }[] {
+/** The [rows, width] buffers of the inner step, by name (sizes for the memory plan too; the loss's own: headLossBuffers). */
+export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }[] {
   const B = c.miniBatchSize, d = c.hiddenSize, F = Math.max(c.intermediateSizeStaticMlp, c.intermediateSizeDynamicMlp);
   const rowsOf = (name: string, width: number) => ({ name, floats: B * width });
   return [
@@ -64,12 +50,7 @@ export function innerStepBuffers(c: E2EConfig, maxBindingBytes: number): { name:
     rowsOf('tape swiglu', F),
     { name: 'tape attention lse', floats: B * c.numHeads * 2 },
     ...Array.from({ length: c.numTttLayers }, (_, j) => rowsOf(`block ${c.firstTttLayer + j} output`, d)),
-    rowsOf('final norm out', d),
-    rowsOf('logits tile', headTileColumns(c, maxBindingBytes)),
-    { name: 'nll', floats: B },
-    { name: 'loss', floats: 2 },
-    { name: 'cross-entropy stats', floats: 4 * B },
-    ...['d stream', 'd post-norm', 'd norm out', 'd o', 'd head'].map((n) => rowsOf(n, d)),
+    ...['d stream', 'd post-norm', 'd norm out', 'd o'].map((n) => rowsOf(n, d)),
     rowsOf('d q|k|v (roped)', 3 * d),
     rowsOf('d q|k|v', 3 * d),
     ...[0, 1, 2].map((i) => rowsOf(`swiglu backward h${i}`, F)),
@@ -106,7 +87,7 @@ export class E2EInnerStep {
     const chunk = (this.chunk = new BlockParams(ctx));
     const bufs = new Map<string, GPUBuffer>();
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    for (const b of innerStepBuffers(c, opts.maxBindingBytes)) bufs.set(b.name, ctx.allocator.create(`inner step: ${b.name}`, 'innerStep', 4 * b.floats, usage));
+    for (const b of innerStepBuffers(c)) bufs.set(b.name, ctx.allocator.create(`inner step: ${b.name}`, 'innerStep', 4 * b.floats, usage));
     const buf = (name: string) => bufs.get(name)!;
     const one = (m: WeightParts, label: string) => {
       if (m.parts.length !== 1) throw new RangeError(`TTT-E2E's inner step reads ${label} as one binding; at ${m.rows}x${m.cols} it is split in ${m.parts.length} (raise maxBindingBytes or use f16 weights)`);
@@ -118,7 +99,7 @@ export class E2EInnerStep {
     const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k (normed, roped)');
     const gu = buf('tape gate|up'), sw = buf('tape swiglu'), lse = buf('tape attention lse');
     const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
-    const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out'), dO = buf('d o'), dHead = buf('d head');
+    const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out'), dO = buf('d o');
     const dqkvR = buf('d q|k|v (roped)'), dqkv = buf('d q|k|v');
     const scratch = [0, 1, 2].map((i) => buf(`swiglu backward h${i}`)) as unknown as [GPUBuffer, GPUBuffer, GPUBuffer];
     const dTheta = buf('dθ');
@@ -194,30 +175,12 @@ export class E2EInnerStep {
       return { forward, backward };
     });
 
-    // The loss: final norm, the tied head tile by tile, cross-entropy, and its gradient back to the stream.
-    const xn = buf('final norm out'), logits = buf('logits tile'), nll = buf('nll'), loss = buf('loss');
-    const cap = headTileColumns(c, opts.maxBindingBytes);
-    const headTileList = headTiles(w.embeddings, cap);
-    const ce = new CrossEntropyOp(ctx, 'inner step cross-entropy', { rows: B, vocab: V, tileList: headTileList, ld: cap, bos: c.bosTokenId, targetOff: 1 }, { logits, targets: io.pending.tokens, nll, loss, stats: buf('cross-entropy stats') }, chunk);
-    const headMm = headTileList.map((t) => {
-      const part = w.embeddings.parts[t.part], off = (t.v0 - part.row0) * d;
-      return {
-        logits: new MatmulOp(ctx, `inner step logits [${t.v0}, +${t.width})`, { M: 'rows', N: t.width, K: d, a: { row: d, col: 1 }, b: { off, row: d, col: 1 }, c: { row: cap, col: 1 }, weight: storage }, { a: xn, b: part.buffer, c: logits }, chunk, tiles),
-        // d xn += dlogits_tile · E_tile: B[n = i, k = v] = E[v0 + v, i]
-        back: new MatmulOp(ctx, `inner step head backward [${t.v0}, +${t.width})`, { M: 'rows', N: d, K: t.width, a: { row: cap, col: 1 }, b: { off, row: 1, col: d }, c: { row: d, col: 1 }, beta: t.v0 === 0 ? 0 : 1, weight: storage }, { a: logits, b: part.buffer, c: dHead }, chunk, tiles),
-      };
-    });
-    const finalNorm = norm('inner step final norm', w.finalNorm, res[S], xn);
-    const finalBack = normBack('inner step final norm backward', res[S], w.finalNorm, dHead, dRes);
-    const multi = headMm.length > 1;
-    this.head = [
-      rows(finalNorm),
-      ...headMm.map((h, t): Launch => (pass) => { h.logits.encode(pass, B); ce.encodeStats(pass, t); }),
-      (pass) => ce.encodeFinish(pass),
-      // One tile: its logits are still in place; several: each is recomputed before its gradient.
-      ...headMm.map((h, t): Launch => (pass) => { if (multi) h.logits.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
-      finalBack,
-    ];
+    // The loss: final norm, the tied head tile by tile, cross-entropy over pending[1 .. B], and its gradient back to the stream.
+    const head = new HeadLossOp(ctx, 'inner step', { rows: B, d, vocab: V, eps, bos: c.bosTokenId, targetOff: 1, maxBindingBytes: opts.maxBindingBytes }, {
+      x: res[S], gain: w.finalNorm, head: w.embeddings, targets: io.pending.tokens, dx: dRes,
+    }, chunk, tiles);
+    this.head = [(pass) => head.encode(pass)];
+    const loss = head.loss;
 
     this.clip = new ClipSgdOp(ctx, 'inner step clip + SGD', [{ theta: io.theta, grad: dTheta, n: S * thetaBlockFloats(c) }], { lr: opts.innerLr, maxNorm: opts.clip });
     this.record = this.clip.recorder('inner step log', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk);

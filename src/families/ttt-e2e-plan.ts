@@ -5,6 +5,7 @@
 import type { MemoryCategory } from '../gpu/allocator.ts';
 import { attentionPartialsBytes } from '../gpu/ops/attention.ts';
 import { pendingChunkBytes } from '../gpu/ops/e2e-keep.ts';
+import { headLossBuffers } from '../gpu/ops/head-loss.ts';
 import { kvGeometry, type AttentionSpec } from '../gpu/ops/kv-cache.ts';
 import { SampleOp } from '../gpu/ops/sample.ts';
 import { matrixParts } from '../gpu/weights.ts';
@@ -72,7 +73,8 @@ export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions)
   if (S > 0 && opts.learn !== false) {
     // The inner step (ttt-e2e-inner-step.ts): its chunk uniform, its buffers, and what its ops make for themselves.
     buf('inner step block params', 'scratch', 16, 'mini_batch_size', false);
-    for (const b of innerStepBuffers(c, layout.maxBindingBytes)) buf(`inner step: ${b.name}`, 'innerStep', 4 * b.floats, b.name === 'dθ' ? 'intermediate_size_dynamic_mlp' : 'mini_batch_size');
+    for (const b of innerStepBuffers(c)) buf(`inner step: ${b.name}`, 'innerStep', 4 * b.floats, b.name === 'dθ' ? 'intermediate_size_dynamic_mlp' : 'mini_batch_size');
+    for (const b of headLossBuffers({ rows: B, d, vocab: V, maxBindingBytes: layout.maxBindingBytes })) buf(`inner step: ${b.name}`, b.category, 4 * b.floats, b.name === 'logits tile' ? 'vocab_size' : 'mini_batch_size');
     for (let j = 0; j < S; j++) {
       const L = `inner step block ${c.firstTttLayer + j}`;
       for (const r of ['rope', 'rope backward']) buf(`${L} ${r} turns`, 'weights', ropeTable, 'head_dim');
@@ -80,7 +82,6 @@ export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions)
       for (let n = 0; n < norms; n++) buf(`${L} norm backward r`, 'scratch', 4 * B, 'mini_batch_size');
       buf(`${L} q/k norm backward r`, 'scratch', 4 * B * 2 * H, 'mini_batch_size');
     }
-    buf('inner step final norm backward r', 'scratch', 4 * B, 'mini_batch_size');
     const slots = Math.max(1, Math.min(1024, Math.ceil((S * thetaBlockFloats(c)) / (64 * 16))));
     buf('inner step clip partials', 'scratch', 4 * slots, 'intermediate_size_dynamic_mlp');
     buf('inner step clip stats', 'scratch', 16, 'intermediate_size_dynamic_mlp');

@@ -1,0 +1,105 @@
+/**
+ * The next-token loss of a chunk and its gradient back to the residual stream, for inner training steps
+ * (TTT-E2E's, and a sliding-window model learning with its top MLP): final RMSNorm, the LM head over
+ * the vocabulary in tiles (never across a part of a split head matrix, at most `headTileColumns` wide),
+ * cross-entropy over targets[targetOff + r] (BOS skipped), then dlogits → d(norm out) → d(stream).
+ * Launches (rows fixed at B, read from the caller's chunk uniform by the ops that need it):
+ *
+ *   norm; per tile: logits, stats; finish; per tile: (logits again when several), grad, dx += dlogits·E; norm backward
+ *
+ * CPU twin: E2EReference.head / headBackward with crossEntropyBackward (src/reference/e2e/).
+ */
+import type { BlockParams } from '../block.ts';
+import type { GpuContext } from '../context.ts';
+import type { WeightParts } from '../weights.ts';
+import { CrossEntropyOp } from './e2e-cross-entropy.ts';
+import { MatmulOp, type MatmulTiles } from './matmul.ts';
+import { RmsNormBackwardOp } from './rmsnorm-backward.ts';
+import { RmsNormOp } from './rmsnorm.ts';
+
+export interface HeadLossSpec {
+  readonly rows: number;
+  readonly d: number;
+  readonly vocab: number;
+  readonly eps: number;
+  /** Targets equal to it do not count (null: all count). */
+  readonly bos: number | null;
+  /** Row r's target is targets[targetOff + r]. */
+  readonly targetOff: number;
+  readonly maxBindingBytes: number;
+}
+
+/** The widest vocabulary tile of the chunk's logits (a [rows, tile] f32 buffer), within the binding limit. */
+export function headTileColumns(rows: number, vocab: number, maxBindingBytes: number): number {
+  return Math.max(1, Math.min(vocab, 8192, Math.floor(maxBindingBytes / (4 * rows))));
+}
+
+/** The head's vocabulary tiles: at most `cap` columns, never across a part of the (split) head matrix. */
+export function headTiles(E: WeightParts, cap: number): { v0: number; width: number; part: number }[] {
+  const out: { v0: number; width: number; part: number }[] = [];
+  E.parts.forEach((p, i) => {
+    for (let v = p.row0; v < p.row0 + p.rows; v += cap) out.push({ v0: v, width: Math.min(cap, p.row0 + p.rows - v), part: i });
+  });
+  return out;
+}
+
+/** Every buffer a HeadLossOp allocates, in floats (for memory plans): category innerStep unless noted. */
+export function headLossBuffers(s: Pick<HeadLossSpec, 'rows' | 'd' | 'vocab' | 'maxBindingBytes'>): { name: string; floats: number; category: 'innerStep' | 'scratch' }[] {
+  const B = s.rows, d = s.d;
+  return [
+    { name: 'final norm out', floats: B * d, category: 'innerStep' },
+    { name: 'logits tile', floats: B * headTileColumns(B, s.vocab, s.maxBindingBytes), category: 'innerStep' },
+    { name: 'nll', floats: B, category: 'innerStep' },
+    { name: 'loss', floats: 2, category: 'innerStep' },
+    { name: 'cross-entropy stats', floats: 4 * B, category: 'innerStep' },
+    { name: 'd head', floats: B * d, category: 'innerStep' },
+    { name: 'final norm backward r', floats: B, category: 'scratch' },
+  ];
+}
+
+export class HeadLossOp {
+  /** f32 [2]: (mean loss over the valid targets, #valid), after encode. */
+  readonly loss: GPUBuffer;
+  readonly tiles: readonly { v0: number; width: number; part: number }[];
+  private readonly launches: ((pass: GPUComputePassEncoder) => void)[];
+
+  constructor(
+    ctx: GpuContext, label: string, readonly spec: HeadLossSpec,
+    io: { x: GPUBuffer; gain: GPUBuffer; head: WeightParts; targets: GPUBuffer; dx: GPUBuffer },
+    chunk: BlockParams, tiles: { wide: MatmulTiles; narrow: MatmulTiles },
+  ) {
+    const { rows: B, d, vocab: V, eps } = spec;
+    const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+    const made = new Map(headLossBuffers(spec).filter((b) => b.category === 'innerStep').map((b) => [b.name, ctx.allocator.create(`${label}: ${b.name}`, 'innerStep', 4 * b.floats, usage)]));
+    const buf = (n: string) => made.get(n)!;
+    const xn = buf('final norm out'), logits = buf('logits tile'), dHead = buf('d head');
+    this.loss = buf('loss');
+    const cap = headTileColumns(B, V, spec.maxBindingBytes);
+    this.tiles = headTiles(io.head, cap);
+    const storage = io.head.storage;
+    const ce = new CrossEntropyOp(ctx, `${label} cross-entropy`, { rows: B, vocab: V, tileList: this.tiles, ld: cap, bos: spec.bos, targetOff: spec.targetOff }, { logits, targets: io.targets, nll: buf('nll'), loss: this.loss, stats: buf('cross-entropy stats') }, chunk);
+    const mm = this.tiles.map((t) => {
+      const part = io.head.parts[t.part], off = (t.v0 - part.row0) * d;
+      return {
+        logits: new MatmulOp(ctx, `${label} logits [${t.v0}, +${t.width})`, { M: 'rows', N: t.width, K: d, a: { row: d, col: 1 }, b: { off, row: d, col: 1 }, c: { row: cap, col: 1 }, weight: storage }, { a: xn, b: part.buffer, c: logits }, chunk, tiles),
+        // d xn (+)= dlogits_tile · E_tile: B[n = i, k = v] = E[v0 + v, i]
+        back: new MatmulOp(ctx, `${label} head backward [${t.v0}, +${t.width})`, { M: 'rows', N: d, K: t.width, a: { row: cap, col: 1 }, b: { off, row: 1, col: d }, c: { row: d, col: 1 }, beta: t.v0 === 0 ? 0 : 1, weight: storage }, { a: logits, b: part.buffer, c: dHead }, chunk, tiles),
+      };
+    });
+    const norm = new RmsNormOp(ctx, `${label} final norm`, { n: d, eps, inStride: d, outStride: d }, { weight: io.gain, x: io.x, y: xn }, chunk);
+    const back = new RmsNormBackwardOp(ctx, `${label} final norm backward`, { n: d, eps, rows: B }, { x: io.x, gain: io.gain, dy: dHead, dx: io.dx }, chunk);
+    const multi = mm.length > 1;
+    this.launches = [
+      (pass) => norm.encode(pass, B),
+      ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.logits.encode(pass, B); ce.encodeStats(pass, t); }),
+      (pass) => ce.encodeFinish(pass),
+      // One tile: its logits are still in place; several: each is recomputed before its gradient.
+      ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { if (multi) h.logits.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
+      (pass) => back.encode(pass),
+    ];
+  }
+
+  encode(pass: GPUComputePassEncoder): void {
+    for (const launch of this.launches) launch(pass);
+  }
+}
