@@ -37,3 +37,17 @@ fn lastTarget() {
   pending[p.B] = tokens[0];
 }
 #endif
+
+#if COPY
+// The kept h rows into a working buffer (rows: the update's chunk uniform, B of them), for an update
+// that adds a sublayer's output to them (the stream the loss reads).
+@group(0) @binding(2) var<storage, read> kept: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+
+@compute @workgroup_size(64)
+fn copyRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= blk.rows * p.d) { return; }
+  dst[i] = kept[i];
+}
+#endif

@@ -42,7 +42,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lact.export import load_model  # noqa: E402
 from lact.model import rope_cos_sin, window_mask  # noqa: E402
 
-BUCKETS = [(0, 1024), (1024, 2048), (2048, 4096), (4096, 8192), (8192, 16384)]
 FROM = 2048  # the long-context part: where the frozen model has already lost the start from its window
 LN2 = math.log(2.0)
 
@@ -106,6 +105,15 @@ def run_document(model, ids: torch.Tensor, h, a, C: int, lr: float, clip: float,
     return nll, updates
 
 
+def buckets(N: int):
+    """0-1K, 1-2K, 2-4K, ... doubling until N."""
+    out, lo, hi = [], 0, 1024
+    while lo < N:
+        out.append((lo, hi))
+        lo, hi = hi, 2 * hi
+    return out
+
+
 def summary(bits_off: np.ndarray, bits_on: np.ndarray) -> dict:
     N = len(bits_off)
     out = {'positions': N,
@@ -115,11 +123,39 @@ def summary(bits_off: np.ndarray, bits_on: np.ndarray) -> dict:
         out.update({'bits_without_2k': off, 'bits_with_2k': on, 'ratio_2k': on / off})
     out['buckets'] = [{'bucket': f'{lo // 1024}-{hi // 1024}K', 'positions': min(hi, N) - lo,
                        'bits_without': float(bits_off[lo:hi].mean()), 'bits_with': float(bits_on[lo:hi].mean())}
-                      for lo, hi in BUCKETS if lo < N]
+                      for lo, hi in buckets(N)]
     return out
 
 
-def evaluate(model, path: str, a) -> dict:
+@torch.no_grad()
+def check_frozen(model, model64, ids, h, an, n: int = 2048) -> dict:
+    """The frozen chunked path must be the plain model: the twin's masked T x T forward on a prefix.
+
+    In f32 the two differ by rounding only (other summation orders: ~1e-6 of the logits' scale, a few
+    1e-5 absolute at logits ~20, also in the first chunk), so the f32 bound is relative; the same
+    paths in float64 must agree to 1e-9, which is what shows that they compute the same function.
+    """
+    n = min(n, ids.shape[0] - 1)
+    mlp = model.model.layers[-1].mlp
+    h64 = top_mlp_inputs(model64, ids[:n])
+    for m in (model, model64):
+        m.set_attn_impl('manual')
+    ref, ref64 = model(ids[None, :n])[0], model64(ids[None, :n])[0]
+    for m in (model, model64):
+        m.set_attn_impl('blocked')
+    got = chunk_logits(model, h[:n], an[:n], mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
+    d32 = float((ref - got).abs().max())
+    rel = d32 / float(ref.abs().max())
+    top64 = model64.model.layers[-1]
+    got64 = chunk_logits(model64, h64, top64.mlp_norm(h64), top64.mlp.gate_proj.weight, top64.mlp.up_proj.weight,
+                         top64.mlp.down_proj.weight)
+    d64 = float((ref64 - got64).abs().max())
+    assert rel < 1e-5 and d64 < 1e-9, f'frozen chunked logits differ from the full forward: {d32:.2e} ({rel:.1e} ' \
+                                      f'relative) in f32, {d64:.2e} in f64'
+    return {'positions': n, 'f32_max_abs_diff': d32, 'f32_rel_diff': rel, 'f64_max_abs_diff': d64}
+
+
+def evaluate(model, model64, path: str, a) -> dict:
     t0 = time.time()
     data = open(path, 'rb').read()
     ids = torch.tensor(([model.config.bos_token_id] + list(data))[:a.tokens + 1], dtype=torch.long)
@@ -127,16 +163,9 @@ def evaluate(model, path: str, a) -> dict:
     with torch.no_grad():
         an = model.model.layers[-1].mlp_norm(h)
     nll_off, _ = run_document(model, ids, h, an, a.chunk, a.lr, a.clip, learn=False)
-    # the frozen chunked path must be the plain model: the twin's masked T x T forward on a prefix
-    n = min(2048, len(nll_off))
-    with torch.no_grad():
-        ref = model(ids[None, :n])[0]
-        mlp = model.model.layers[-1].mlp
-        got = chunk_logits(model, h[:n], an[:n], mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight)
-    diff = float((ref - got).abs().max())
-    assert diff < 1e-5, f'frozen chunked logits differ from the full forward by {diff:.2e}'
+    check = check_frozen(model, model64, ids, h, an)
     nll_on, updates = run_document(model, ids, h, an, a.chunk, a.lr, a.clip, learn=True)
-    return {'nll_off': nll_off, 'nll_on': nll_on, 'updates': updates, 'check_max_abs_diff': diff,
+    return {'nll_off': nll_off, 'nll_on': nll_on, 'updates': updates, 'check': check,
             'seconds': round(time.time() - t0, 1)}
 
 
@@ -164,21 +193,24 @@ def main() -> None:
                       key=lambda d: -os.path.getsize(os.path.join(ev, d + '.txt')))[:4]
     print(f'documents: {", ".join(docs)}', flush=True)
     model = load_model(a.model, torch.float32).eval()
-    model.set_attn_impl('blocked')
-    for p in model.parameters():
-        p.requires_grad_(False)
+    model64 = load_model(a.model, torch.float64).eval()  # for the check only
+    for m in (model, model64):
+        m.set_attn_impl('blocked')
+        for p in m.parameters():
+            p.requires_grad_(False)
 
     t0 = time.time()
     results, per_doc = {}, {}
     for d in docs + ([a.dump] if a.dump and a.dump not in docs else []):
-        r = results[d] = evaluate(model, os.path.join(ev, d + '.txt'), a)
+        r = results[d] = evaluate(model, model64, os.path.join(ev, d + '.txt'), a)
         if d not in docs:
             continue
         s = summary(r['nll_off'] / LN2, r['nll_on'] / LN2)
-        s.update({'updates': r['updates'], 'check_max_abs_diff': r['check_max_abs_diff'], 'seconds': r['seconds']})
+        s.update({'updates': r['updates'], 'check': r['check'], 'seconds': r['seconds']})
         per_doc[d] = s
         print(f"{d}: {s['positions']} positions, {len(r['updates'])} updates, {r['seconds']} s, check "
-              f"{r['check_max_abs_diff']:.1e}; bits/byte [0, N) {s['bits_without_0']:.4f} -> {s['bits_with_0']:.4f}"
+              f"{r['check']['f32_max_abs_diff']:.1e} (f64 {r['check']['f64_max_abs_diff']:.0e}); bits/byte [0, N) "
+              f"{s['bits_without_0']:.4f} -> {s['bits_with_0']:.4f}"
               + (f"; [2K, N) {s['bits_without_2k']:.4f} -> {s['bits_with_2k']:.4f} (ratio {s['ratio_2k']:.4f})"
                  if 'ratio_2k' in s else ''), flush=True)
         for b in s['buckets']:

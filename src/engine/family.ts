@@ -39,6 +39,12 @@ export interface EngineOptions {
    * comparisons and to measure what learning costs). Saved memories load either way. Default true.
    */
   readonly learn?: boolean;
+  /**
+   * Sliding-window models without a dynamic MLP (the LaCT family's sliding-window baseline): learn while
+   * reading with the top block's own MLP (TTT-E2E's inner loop; src/families/top-mlp-learning.ts).
+   * true: chunks of 512, SGD rate 1, clip 1. Default off.
+   */
+  readonly learnWhileReading?: boolean | { readonly chunk?: number; readonly lr?: number; readonly clip?: number };
 }
 
 /** The shape an engine takes on a device, fixed at creation. */

@@ -8,6 +8,9 @@ import { attentionPartialsBytes } from '../gpu/ops/attention.ts';
 import { fastWeightLayerFloats, fastWeightScratchBuffers, gateColumns } from '../gpu/ops/fast-weights.ts';
 import { kvGeometry } from '../gpu/ops/kv-cache.ts';
 import { SampleOp } from '../gpu/ops/sample.ts';
+import { pendingChunkBytes } from '../gpu/ops/e2e-keep.ts';
+import { headLossBuffers } from '../gpu/ops/head-loss.ts';
+import { resolveLearnWhileReading, topMlpLearnerBuffers } from './top-mlp-learning.ts';
 import { matrixParts } from '../gpu/weights.ts';
 import type { EngineLayout, EngineOptions } from '../engine/family.ts';
 import type { PlannedBuffer } from '../engine/memory-plan.ts';
@@ -78,5 +81,19 @@ export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOption
   buf('block params', 'scratch', 16, 'maxRows', false);
   buf('sample params', 'scratch', SampleOp.PARAMS_BYTES, 'vocab_size', false);
   buf('sample result', 'scratch', 16, 'vocab_size');
+  const learning = resolveLearnWhileReading(c, opts.learnWhileReading);
+  if (learning) {
+    // The top MLP learning while reading (top-mlp-learning.ts): θ, its pending chunk, its update's buffers.
+    const C = learning.chunk;
+    for (const b of topMlpLearnerBuffers(c, learning)) buf(`top MLP learning: ${b.name}`, b.category, 4 * b.floats, b.category === 'fastWeights' ? 'intermediate_size' : 'learnWhileReading.chunk');
+    const p = pendingChunkBytes(D, C);
+    buf('top MLP pending h', 'pending', p.hPre, 'learnWhileReading.chunk');
+    buf('top MLP pending tokens', 'pending', p.tokens, 'learnWhileReading.chunk');
+    buf('top MLP update block params', 'scratch', 16, 'learnWhileReading.chunk', false);
+    for (const b of headLossBuffers({ rows: C, d: D, vocab: V, maxBindingBytes: layout.maxBindingBytes })) buf(`top MLP update: ${b.name}`, b.category, 4 * b.floats, 'learnWhileReading.chunk');
+    const slots = Math.max(1, Math.min(1024, Math.ceil((3 * I * D) / (64 * 16))));
+    buf('top MLP update clip partials', 'scratch', 4 * slots, 'intermediate_size');
+    buf('top MLP update clip stats', 'scratch', 16, 'intermediate_size');
+  }
   return out;
 }

@@ -42,7 +42,11 @@ export class GpuWeights {
   private readonly written = new Set<string>();
   private readonly identity: ModelIdentity;
 
-  constructor(private readonly ctx: GpuContext, readonly config: LactConfig, storage: WeightStorage, maxBinding: number) {
+  /** Checkpoint tensors also kept on the CPU as f32 (`keep` of the constructor), until finish(). */
+  readonly kept = new Map<string, Float32Array>();
+
+  /** `keep`: tensors to keep an f32 copy of as well (e.g. the weights a learning top MLP starts from). */
+  constructor(private readonly ctx: GpuContext, readonly config: LactConfig, storage: WeightStorage, maxBinding: number, private readonly keep: readonly string[] = []) {
     const c = config, D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize;
     this.identity = new ModelIdentity(c);
     const mat = (label: string, rows: number, cols: number) => allocMatrix(ctx, label, rows, cols, storage, maxBinding);
@@ -117,6 +121,7 @@ export class GpuWeights {
     if (t.kind === 'matrix') writeRows(this.ctx, t.m, t.row0, data);
     else if (t.kind === 'vector') writeAligned(this.ctx.device, t.buffer, t.offset * 4, data);
     else this.cpu.set(name, Float32Array.from(data));
+    if (this.keep.includes(name)) this.kept.set(name, Float32Array.from(data));
     this.written.add(name);
   }
 

@@ -25,6 +25,8 @@ import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder, ModelFamily } from '../engine/family.ts';
 import { lactPlan } from './lact-plan.ts';
 import { GpuWeights } from './lact-weights.ts';
+import { resolveLearnWhileReading, TopMlpLearner, topMlpTensors } from './top-mlp-learning.ts';
+import type { LearningLog } from '../engine/family.ts';
 
 /** eps of q_norm and k_norm (the library RMSNorm default; block norms use config.normEps). */
 const INNER_NORM_EPS = 1e-5;
@@ -51,7 +53,10 @@ class LactModel implements FamilyModel {
   readonly logits: GPUBuffer;
   readonly sampled: GPUBuffer;
   readonly allLogits: boolean;
+  readonly learningLog: LearningLog | null;
   private readonly block: BlockParams;
+  /** Learns while reading with the top block's MLP (sliding-window models, when asked). */
+  private readonly learner: TopMlpLearner | null;
   private readonly tokens: GPUBuffer;
   private readonly embed: EmbedOp;
   private readonly layers: LayerOps[];
@@ -112,6 +117,12 @@ class LactModel implements FamilyModel {
     this.headAll = this.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', w.lmHead, { x: a, y: this.logits }, { inStride: D, outStride: V }, block, tiles) : null;
     this.sampler = new SampleOp(ctx, 'sample', this.logits, V);
     this.sampled = this.sampler.result;
+
+    const learning = resolveLearnWhileReading(c, opts.learnWhileReading);
+    this.learner = learning
+      ? new TopMlpLearner(ctx, c, learning, concatFloats(topMlpTensors(c).map((n) => w.kept.get(n)!)), { mlpNorm: w.layers[c.numLayers - 1].mlpNorm, finalNorm: w.finalNorm, lmHead: w.lmHead }, { x, a, gu, s, tokens: this.tokens }, block, { tiles, maxBindingBytes: maxBinding })
+      : null;
+    this.learningLog = this.learner?.learningLog ?? null;
   }
 
   /** The data path of one block, top to bottom. */
@@ -120,7 +131,9 @@ class LactModel implements FamilyModel {
     this.block.write(rows, pos0);
     this.ctx.device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens));
 
+    this.learner?.encodeUpdate(pass, pos0); //                   learning while reading: the chunk pos0 completes learns first
     this.embed.encode(pass, rows); //                            x = E[tokens]
+    const top = this.layers[this.layers.length - 1];
     for (const l of this.layers) {
       l.attnNorm.encode(pass, rows); //                          a = RMSNorm(x)
       l.qkv.encode(pass, rows); //                               q|k|v = a Wqkv^T (+ b)
@@ -135,6 +148,12 @@ class LactModel implements FamilyModel {
         if (plan.endsChunk) l.fast.encodeLearn(pass); //         W <- renorm(W + Muon(momentum(grad)))
       }
       l.oProj.encode(pass, rows); //                             x += o Wo^T
+      if (this.learner && l === top) {
+        this.learner.encodeKeep(pass, rows); //                  keep x (the top MLP's input stream) and the tokens for the update
+        l.mlpNorm.encode(pass, rows); //                         a = RMSNorm(x)
+        this.learner.encodeMlp(pass, rows); //                   x += θd(silu(θg a) * θu a): the learning copy
+        continue;
+      }
       l.mlpNorm.encode(pass, rows); //                           a = RMSNorm(x)
       l.gateUp.encode(pass, rows); //                            g|u = a [Wg; Wu]^T
       l.swiglu.encode(pass, rows); //                            s = silu(g) * u
@@ -149,6 +168,7 @@ class LactModel implements FamilyModel {
 
   reset(): void {
     for (const l of this.layers) l.fast?.reset();
+    this.learner?.reset();
   }
 
   async save(position: number): Promise<MemorySection[]> {
@@ -157,11 +177,15 @@ class LactModel implements FamilyModel {
       out.push(...(await l.kv.save(`layer${i}`, position)));
       if (l.fast) out.push(...(await l.fast.save(`layer${i}`)));
     }
+    if (this.learner) out.push(...(await this.learner.save(position)));
     return out;
   }
 
   planRestore(position: number, sections: SectionSource): RestoreWrite[] {
-    return this.layers.flatMap((l, i) => [...l.kv.planRestore(`layer${i}`, position, sections), ...(l.fast?.planRestore(`layer${i}`, sections) ?? [])]);
+    return [
+      ...this.layers.flatMap((l, i) => [...l.kv.planRestore(`layer${i}`, position, sections), ...(l.fast?.planRestore(`layer${i}`, sections) ?? [])]),
+      ...(this.learner?.planRestore(position, sections) ?? []),
+    ];
   }
 
   kvBytesInUse(position: number): number {
@@ -186,7 +210,7 @@ export const LACT_FAMILY: ModelFamily<LactConfig> = {
       maxBindingBytes: opts.maxBindingBytes ?? caps.maxStorageBufferBindingSize,
       storage: opts.weights === 'f32' ? 'f32' : caps.shaderF16 ? 'f16' : 'f16-packed',
       capacity: c.windowSize === null ? opts.maxContext ?? 4096 : Infinity,
-      chunkSize: c.useFastWeights ? c.chunkSize : null,
+      chunkSize: c.useFastWeights ? c.chunkSize : resolveLearnWhileReading(c, opts.learnWhileReading)?.chunk ?? null,
     };
   },
 
@@ -210,7 +234,7 @@ export const LACT_FAMILY: ModelFamily<LactConfig> = {
   },
 
   prepare(ctx, config, layout, opts): ModelBuilder {
-    const w = new GpuWeights(ctx, config, layout.storage, layout.maxBindingBytes);
+    const w = new GpuWeights(ctx, config, layout.storage, layout.maxBindingBytes, resolveLearnWhileReading(config, opts.learnWhileReading) ? topMlpTensors(config) : []);
     return {
       tensorCount: w.tensorCount,
       write: (name, shape, data) => w.write(name, shape, data),
@@ -222,3 +246,12 @@ export const LACT_FAMILY: ModelFamily<LactConfig> = {
   },
 };
 
+function concatFloats(parts: readonly Float32Array[]): Float32Array {
+  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}

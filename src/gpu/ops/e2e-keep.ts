@@ -24,6 +24,7 @@ export class PendingChunk {
   private readonly lastKernel: Kernel;
   private readonly keepGroup: GPUBindGroup;
   private readonly lastGroup: GPUBindGroup;
+  private readonly params: GPUBuffer;
 
   constructor(private readonly ctx: GpuContext, label: string, readonly d: number, readonly B: number, io: { x: GPUBuffer; tokens: GPUBuffer }, block: BlockParams) {
     if (!(Number.isInteger(d) && d >= 1 && Number.isInteger(B) && B >= 1)) throw new RangeError(`${label}: d ${d}, B ${B}`);
@@ -31,7 +32,7 @@ export class PendingChunk {
     const bytes = pendingChunkBytes(d, B);
     this.hPre = ctx.allocator.create(`${label} h_pre`, 'pending', bytes.hPre, usage);
     this.tokens = ctx.allocator.create(`${label} tokens`, 'pending', bytes.tokens, usage);
-    const params = ctx.uniform(`${label} params`, [['u32', d], ['u32', B], ['u32', 0], ['u32', 0]]);
+    const params = (this.params = ctx.uniform(`${label} params`, [['u32', d], ['u32', B], ['u32', 0], ['u32', 0]]));
     this.keepKernel = ctx.kernel({ shader: 'e2e-keep.wgsl', source, entry: 'keep', bindings: ['uniform', 'uniform', 'read', 'read', 'rw', 'rw'], defines: { KEEP: true } });
     this.lastKernel = ctx.kernel({ shader: 'e2e-keep.wgsl', source, entry: 'lastTarget', bindings: ['uniform', 'uniform', 'read', 'rw'], defines: { LAST_TARGET: true } });
     this.keepGroup = ctx.bind(this.keepKernel, [params, block.buffer, io.x, io.tokens, this.hPre, this.tokens]);
@@ -47,6 +48,14 @@ export class PendingChunk {
   /** pending[B] = the block's first token: the last target of the chunk before it. */
   encodeLastTarget(pass: GPUComputePassEncoder): void {
     dispatch(pass, this.lastKernel, this.lastGroup, 1);
+  }
+
+  /** A launch copying the kept h rows into `dst` (rows from `block`: an update's chunk uniform). */
+  copier(dst: GPUBuffer, block: BlockParams): (pass: GPUComputePassEncoder) => void {
+    const kernel = this.ctx.kernel({ shader: 'e2e-keep.wgsl', source, entry: 'copyRows', bindings: ['uniform', 'uniform', 'read', 'rw'], defines: { COPY: true } });
+    const group = this.ctx.bind(kernel, [this.params, block.buffer, this.hPre, dst]);
+    const [x, y] = grid(Math.ceil((this.B * this.d) / 64));
+    return (pass) => dispatch(pass, kernel, group, x, y);
   }
 
   /** Rows of the chunk not yet learned from after `position` tokens (a complete chunk waits for the token after it). */
