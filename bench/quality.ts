@@ -4,6 +4,11 @@
  *
  *   npm run bench -- quality --model runs/lact-4m/model [--max-tokens 65536] [--docs a,b] [--out F.json]
  *                            [--dump DOC --dump-out F.f32] [--weights f32|f16]
+ *                            [--learn [CHUNK,LR,CLIP]] [--no-learn]
+ *
+ * `--learn`: a sliding-window model learns while reading with its top MLP (the engine's
+ * learnWhileReading; default 512,1,1). TTT-E2E models learn by default, their inner steps included;
+ * `--no-learn` runs them frozen (learn: false). The summary gives the mean over positions >= 2048 too.
  *
  * Each document is fed as BOS + its UTF-8 bytes from position 0, in segments; the loss at position p is
  * -log2 P(token p+1 | tokens 0..p), from the logits of every fed row. TTT and sliding-window models run
@@ -41,6 +46,12 @@ export async function main(args: string[]): Promise<void> {
   const only = flag(args, '--docs')?.split(',');
   const dump = flag(args, '--dump');
   const out = flag(args, '--out');
+  const learnArg = args.includes('--learn') ? (flag(args, '--learn') ?? '') : null;
+  const learnWhileReading = learnArg === null ? undefined : learnArg === '' || learnArg.startsWith('--') ? true : (() => {
+    const [chunk, lr, clip] = learnArg.split(',').map(Number);
+    return { chunk, lr, clip };
+  })();
+  const learn = !args.includes('--no-learn');
 
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
   const model = await loadModel(new NodeDirectorySource(modelDir));
@@ -52,14 +63,16 @@ export async function main(args: string[]): Promise<void> {
     return maxTokens > 0 ? ids.slice(0, maxTokens + 1) : ids;
   });
   const longest = Math.max(...texts.map((t) => t.length));
-  const engine = await Engine.create(new GpuContext(gpu.device), model, { weights, allLogits: true, maxContext: model.config.family === 'lact' && model.config.windowSize === null ? longest : undefined });
+  const engine = await Engine.create(new GpuContext(gpu.device), model, { weights, allLogits: true, maxContext: model.config.family === 'lact' && model.config.windowSize === null ? longest : undefined, learnWhileReading, learn });
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- quality ${args.join(' ')}`);
-  console.log(`model: ${modelDir} (${engine.info.mode}, ${engine.info.weights} weights)`);
+  const learning = engine.stats().learning !== null ? (learnWhileReading ? `learning while reading: ${JSON.stringify(learnWhileReading)}` : 'learning (its inner steps)') : 'not learning';
+  console.log(`model: ${modelDir} (${engine.info.mode}, ${engine.info.weights} weights, ${learning})`);
 
   const V = model.config.vocabSize;
   const sums: number[] = [];
   const counts: number[] = [];
+  let past2k = 0, past2kCount = 0;
   const perDoc: Record<string, { tokens: number; bits: number[]; counts: number[]; seconds: number }> = {};
   const t0 = performance.now();
   let total = 0;
@@ -68,7 +81,7 @@ export async function main(args: string[]): Promise<void> {
     const dsum: number[] = [];
     const dcnt: number[] = [];
     const dumped = doc === dump ? new Float32Array(ids.length - 1) : null;
-    engine.reset();
+    await engine.reset();
     const td = performance.now();
     // Feed all but the last token: row p's logits predict token p+1.
     for (let s = 0; s < ids.length - 1; s += SEGMENT) {
@@ -80,6 +93,7 @@ export async function main(args: string[]): Promise<void> {
         const b = bucketOf(p);
         dsum[b] = (dsum[b] ?? 0) + bits;
         dcnt[b] = (dcnt[b] ?? 0) + 1;
+        if (p >= 2048) { past2k += bits; past2kCount++; }
         if (dumped) dumped[p] = bits;
       }
     }
@@ -97,12 +111,13 @@ export async function main(args: string[]): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   console.log(`\n| position | tokens | bits/byte |\n| --- | ---: | ---: |`);
   for (let b = 0; b < sums.length; b++) if (counts[b]) console.log(`| ${bucketLabel(b)} | ${counts[b]} | ${(sums[b] / counts[b]).toFixed(4)} |`);
+  if (past2kCount) console.log(`\npositions >= 2048: ${past2kCount} tokens, ${(past2k / past2kCount).toFixed(4)} bits/byte`);
   console.log(`\n${total} tokens in ${seconds.toFixed(0)} s (${(total / seconds).toFixed(0)} tokens/s)`);
   if (out) {
     const buckets = sums.map((s, b) => ({ bucket: bucketLabel(b), tokens: counts[b], bits: s / counts[b] }));
-    writeFileSync(out, JSON.stringify({ model: modelDir, mode: engine.info.mode, weights: engine.info.weights, device: gpu.description, maxTokens, buckets, perDoc, seconds, source: 'engine' }, null, 1));
+    writeFileSync(out, JSON.stringify({ model: modelDir, mode: engine.info.mode, weights: engine.info.weights, learning, device: gpu.description, maxTokens, buckets, past2k: past2kCount ? { tokens: past2kCount, bits: past2k / past2kCount } : null, perDoc, seconds, source: 'engine' }, null, 1));
   }
-  engine.destroy();
+  await engine.destroy();
   gpu.device.destroy();
 }
 

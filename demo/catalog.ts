@@ -20,6 +20,8 @@ export interface ModelEntry {
   /** Models of one family share dimensions and tokenizer: the ones Compare puts side by side. */
   readonly family: string;
   readonly description: string;
+  /** Sliding-window models listed a second time to learn while reading (the engine's learnWhileReading). */
+  readonly learnWhileReading: boolean;
 }
 
 export interface DocEntry {
@@ -63,6 +65,7 @@ export async function loadModelIndex(url = 'models/index.json'): Promise<ModelEn
       mode: mode as ModelMode,
       family: field(o, 'family', where),
       description: typeof o.description === 'string' ? o.description : '',
+      learnWhileReading: o.learnWhileReading === true,
     };
   });
 }

@@ -40,6 +40,7 @@ export class ModelSession {
       model: entry.path,
       weights: options.weights,
       maxContext: entry.mode === 'full-attention' ? options.maxContext : undefined,
+      learnWhileReading: entry.learnWhileReading || undefined,
       onProgress: options.onProgress,
       // One push per generated token: the charts plot every decode step.
       statsEvery: 1,

@@ -44,6 +44,14 @@ export interface CreateEngineOptions {
   readonly onProgress?: (p: LoadProgress) => void;
   /** Decode tokens between two `onStats` pushes during generation (default 8). */
   readonly statsEvery?: number;
+  /**
+   * Sliding-window models: learn while reading, with the top block's MLP taking TTT-E2E's inner step
+   * every chunk (true: chunks of 512, SGD rate 1, clip 1). A model that cannot (one with fast weights, or
+   * full attention) fails to load with a RangeError saying why. Default off.
+   */
+  readonly learnWhileReading?: boolean | { readonly chunk?: number; readonly lr?: number; readonly clip?: number };
+  /** Models that learn by gradient steps (TTT-E2E): false runs them frozen, without their inner step. Default true. */
+  readonly learn?: boolean;
 }
 
 /**

@@ -44,10 +44,10 @@ export type EnumAttribute = keyof typeof ENUM_ATTRIBUTES;
 export type EnumValue<A extends EnumAttribute> = (typeof ENUM_ATTRIBUTES)[A]['values'][number];
 
 /** Every attribute the element watches. */
-export const OBSERVED_ATTRIBUTES: readonly string[] = ['model', 'placeholder', 'no-cache', ...Object.keys(NUMBER_ATTRIBUTES), ...Object.keys(ENUM_ATTRIBUTES)];
+export const OBSERVED_ATTRIBUTES: readonly string[] = ['model', 'placeholder', 'no-cache', 'learn-while-reading', ...Object.keys(NUMBER_ATTRIBUTES), ...Object.keys(ENUM_ATTRIBUTES)];
 
 /** Attributes whose change means a different engine (the model is loaded again). */
-export const RELOAD_ATTRIBUTES: ReadonlySet<string> = new Set(['model', 'weights', 'no-cache']);
+export const RELOAD_ATTRIBUTES: ReadonlySet<string> = new Set(['model', 'weights', 'no-cache', 'learn-while-reading']);
 
 /** The attribute's number, its default when absent, or TttChatAttributeError. */
 export function parseNumber(name: NumberAttribute, raw: string | null): number | null {

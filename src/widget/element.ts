@@ -138,6 +138,14 @@ export class TttChatElement extends ElementBase {
     this.toggleAttribute('no-cache', !v);
   }
 
+  /** `learn-while-reading` (boolean attribute): a sliding-window model learns while it reads, with its top MLP (reloads the model). */
+  get learnWhileReading(): boolean {
+    return this.hasAttribute('learn-while-reading');
+  }
+  set learnWhileReading(v: boolean) {
+    this.toggleAttribute('learn-while-reading', v);
+  }
+
   get weights(): EnumValue<'weights'> {
     return this.#enumOrDefault('weights');
   }
@@ -339,7 +347,7 @@ export class TttChatElement extends ElementBase {
   }
 
   #engineKey(): string {
-    return JSON.stringify([this.model, this.getAttribute('weights'), this.cache]);
+    return JSON.stringify([this.model, this.getAttribute('weights'), this.cache, this.learnWhileReading]);
   }
 
   #ensureEngine(): Promise<TttEngine> {
@@ -362,6 +370,7 @@ export class TttChatElement extends ElementBase {
         model: this.model,
         weights,
         cache: this.cache,
+        learnWhileReading: this.learnWhileReading || undefined,
         onProgress: (p) => {
           if (current()) this.#onProgress(p);
         },
