@@ -54,6 +54,7 @@ def parse() -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=2)
     p.add_argument('--ckpt-every', type=int, default=25)
     p.add_argument('--val-seqs', type=int, default=16)
+    p.add_argument('--export-now', action='store_true', help='export the latest checkpoint as it is (a run cut short), then stop')
     return p.parse_args()
 
 
@@ -104,7 +105,10 @@ def main() -> None:
     step = 0
     if os.path.exists(ckpt):
         state = torch.load(ckpt)
-        if state['args'] != vars(a):
+        if a.export_now:
+            a.steps = state['step']  # what was trained; the rest of the arguments are the run's own
+            state['args']['export_now'] = True
+        if {k: v for k, v in state['args'].items() if k not in ('export_now', 'steps')} != {k: v for k, v in vars(a).items() if k not in ('export_now', 'steps')} or (not a.export_now and state['args']['steps'] != a.steps):
             raise SystemExit(f'{ckpt} was written with other arguments: {state["args"]}')
         model.load_state_dict(state['model'])
         opt.load_state_dict(state['opt'])
