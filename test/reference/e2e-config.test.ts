@@ -1,7 +1,7 @@
 /**
  * The TTT-E2E config format (src/model/e2e-config.ts) reads config.json exactly as the PyTorch twin's
  * `train/e2e/config.py` does, names the key of every bad value, implies exactly the twin's tensors, and
- * is not registered yet (the loader still refuses ttt_e2e).
+ * is registered in the loader's config formats (src/model/model-config.ts).
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -150,13 +150,11 @@ describe('e2eExpectedTensors and the format', () => {
     expect(E2E_CONFIG.parse(S1.config).numLayers).toBe(2);
   });
 
-  it('is not registered yet: the loader still refuses a ttt_e2e config (the engine has no such family)', () => {
-    expect(() => parseModelConfig(S1.config, 'config.json')).toThrow(ConfigError);
-    try {
-      parseModelConfig(S1.config);
-    } catch (e) {
-      expect((e as ConfigError).key).toBe('model_type');
-    }
+  it('is registered: the loader reads a ttt_e2e config as this family\'s, and a bad one by its own rules', () => {
+    const c = parseModelConfig(S1.config, 'config.json');
+    expect(c.family).toBe('ttt-e2e');
+    expect(c).toEqual(parseE2EConfig(S1.config, 'config.json'));
+    expect(() => parseModelConfig({ ...S1.config, head_dim: 15 }, 'config.json')).toThrow(/head_dim/);
   });
 });
 
