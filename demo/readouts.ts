@@ -88,7 +88,7 @@ export class RunPanel {
     swatch.className = 'swatch';
     swatch.style.background = color;
     const mode = document.createElement('small');
-    mode.textContent = MODE_LABEL[entry.mode];
+    mode.textContent = entry.learnWhileReading ? `${MODE_LABEL[entry.mode]}, learning while reading` : MODE_LABEL[entry.mode];
     h.append(swatch, `${entry.name} `, mode);
 
     const progress = document.createElement('div');
