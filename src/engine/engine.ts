@@ -5,6 +5,7 @@
  * logits), timing, saved memory and device loss. The data path itself is the family's
  * (src/families/<name>.ts, picked by the config's `family`).
  */
+import { concatFloats } from './float-arrays.ts';
 import type { WeightMap } from '../model/config.ts';
 import type { ModelConfig } from '../model/model-config.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
@@ -484,16 +485,6 @@ export function deviceCaps(ctx: GpuContext): DeviceCaps & { timestampQuery: bool
     shaderF16: ctx.features.shaderF16,
     timestampQuery: ctx.features.timestampQuery,
   };
-}
-
-function concatFloats(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** What a device must allow for this model and these options (asked before the device is requested). */

@@ -3,7 +3,7 @@
  * allocate, computed from the config and layout alone with the same size helpers the allocating code
  * uses, so the engine can check it against the device before anything is allocated.
  */
-import type { MemoryCategory } from '../gpu/allocator.ts';
+import { planBuilder } from './plan-builder.ts';
 import { attentionPartialsBytes } from '../gpu/ops/attention.ts';
 import { fastWeightLayerFloats, fastWeightScratchBuffers, gateColumns } from '../gpu/ops/fast-weights.ts';
 import { kvGeometry } from '../gpu/ops/kv-cache.ts';
@@ -11,7 +11,6 @@ import { SampleOp } from '../gpu/ops/sample.ts';
 import { pendingChunkBytes } from '../gpu/ops/e2e-keep.ts';
 import { headLossBuffers } from '../gpu/ops/head-loss.ts';
 import { resolveLearnWhileReading, topMlpLearnerBuffers } from './top-mlp-learning.ts';
-import { matrixParts } from '../gpu/weights.ts';
 import type { EngineLayout, EngineOptions } from '../engine/family.ts';
 import type { PlannedBuffer } from '../engine/memory-plan.ts';
 import type { LactConfig } from '../model/config.ts';
@@ -23,17 +22,7 @@ import type { LactConfig } from '../model/config.ts';
 export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOptions): PlannedBuffer[] {
   const D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize, R = layout.maxRows, f = c.useFastWeights;
   const G = f ? gateColumns(c).total : 0;
-  const out: PlannedBuffer[] = [];
-  const buf = (label: string, category: MemoryCategory, bytes: number, key: string, bound = true) => out.push({ label, category, bytes, bound, key });
-  const matrix = (label: string, rows: number, cols: number, key: string) => {
-    let parts: { bytes: number }[];
-    try {
-      parts = matrixParts(rows, cols, layout.storage, layout.maxBindingBytes);
-    } catch {
-      parts = [{ bytes: cols * (layout.storage === 'f32' ? 4 : 2) }]; // one row is already over the binding limit
-    }
-    for (const p of parts) buf(label, 'weights', p.bytes, key);
-  };
+  const { out, buf, matrix } = planBuilder(layout);
   // The checkpoint (lact-weights.ts).
   matrix('embeddings', V, D, 'vocab_size');
   if (!c.tieWordEmbeddings) matrix('lm_head', V, D, 'vocab_size');

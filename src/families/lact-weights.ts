@@ -9,9 +9,8 @@
 import { expectedTensors, type LactConfig } from '../model/config.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
 import type { FastWeightInit } from '../gpu/ops/fast-weights.ts';
-import { allocMatrix, writeRows, type WeightParts } from '../gpu/weights.ts';
-import { writeAligned } from '../gpu/allocator.ts';
-import { ModelIdentity } from '../engine/memory-blob.ts';
+import { allocMatrix, type WeightParts } from '../gpu/weights.ts';
+import { CheckpointTargets, type PlacedTarget } from './checkpoint-targets.ts';
 
 export interface LayerWeights {
   attnNorm: GPUBuffer;
@@ -26,32 +25,27 @@ export interface LayerWeights {
   down: WeightParts; // [D, I]
 }
 
-/** Where one checkpoint tensor goes. */
-type Target =
-  | { kind: 'matrix'; m: WeightParts; row0: number }
-  | { kind: 'vector'; buffer: GPUBuffer; offset: number }
-  | { kind: 'cpu' };
+/** A tensor of the fast-weight branch, kept on the CPU. */
+type CpuTarget = { readonly kind: 'cpu' };
 
 export class GpuWeights {
   readonly embeddings: WeightParts;
   readonly lmHead: WeightParts;
   readonly finalNorm: GPUBuffer;
   readonly layers: LayerWeights[] = [];
-  private readonly targets = new Map<string, Target>();
+  private readonly targets: CheckpointTargets<CpuTarget>;
   private readonly cpu = new Map<string, Float32Array>();
-  private readonly written = new Set<string>();
-  private readonly identity: ModelIdentity;
 
   /** Checkpoint tensors also kept on the CPU as f32 (`keep` of the constructor), until finish(). */
   readonly kept = new Map<string, Float32Array>();
 
   /** `keep`: tensors to keep an f32 copy of as well (e.g. the weights a learning top MLP starts from). */
-  constructor(private readonly ctx: GpuContext, readonly config: LactConfig, storage: WeightStorage, maxBinding: number, private readonly keep: readonly string[] = []) {
+  constructor(ctx: GpuContext, readonly config: LactConfig, storage: WeightStorage, maxBinding: number, private readonly keep: readonly string[] = []) {
     const c = config, D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize;
-    this.identity = new ModelIdentity(c);
+    this.targets = new CheckpointTargets<CpuTarget>(ctx, c, (_, data, name) => this.cpu.set(name, Float32Array.from(data)));
     const mat = (label: string, rows: number, cols: number) => allocMatrix(ctx, label, rows, cols, storage, maxBinding);
     const vec = (label: string, n: number) => ctx.allocator.create(label, 'weights', n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
-    const at = (name: string, t: Target) => this.targets.set(name, t);
+    const at = (name: string, t: PlacedTarget | CpuTarget) => this.targets.at(name, t);
 
     this.embeddings = mat('embeddings', V, D);
     at('model.embeddings.weight', { kind: 'matrix', m: this.embeddings, row0: 0 });
@@ -103,32 +97,19 @@ export class GpuWeights {
     for (const name of expectedTensors(c).keys()) if (!this.targets.has(name)) at(name, { kind: 'cpu' });
   }
 
-  /** Names still expected. */
-  get missing(): string[] {
-    return [...this.targets.keys()].filter((n) => !this.written.has(n));
-  }
-
   get tensorCount(): number {
-    return this.targets.size;
+    return this.targets.count;
   }
 
-  /** Puts one checkpoint tensor (f32, transient: not kept unless it is a small fast-weight tensor) in place. */
+  /** Puts one checkpoint tensor (f32, transient: not kept unless it is a small fast-weight tensor or asked for) in place. */
   write(name: string, shape: readonly number[], data: Float32Array): void {
-    const t = this.targets.get(name);
-    if (!t) throw new Error(`tensor ${name} is not part of this model (the loader validates names before upload)`);
-    if (this.written.has(name)) throw new Error(`tensor ${name} was written twice`);
-    this.identity.add(name, shape, data);
-    if (t.kind === 'matrix') writeRows(this.ctx, t.m, t.row0, data);
-    else if (t.kind === 'vector') writeAligned(this.ctx.device, t.buffer, t.offset * 4, data);
-    else this.cpu.set(name, Float32Array.from(data));
+    this.targets.write(name, shape, data);
     if (this.keep.includes(name)) this.kept.set(name, Float32Array.from(data));
-    this.written.add(name);
   }
 
   /** After every tensor is written: the model's identity and each layer's initial fast weights. */
   finish(): { modelId: string; fast: (FastWeightInit | null)[] } {
-    const missing = this.missing;
-    if (missing.length) throw new Error(`tensors never arrived: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? '…' : ''}`);
+    const modelId = this.targets.finish();
     const c = this.config;
     const fast = this.layers.map((_, l) => {
       if (!c.useFastWeights) return null;
@@ -144,7 +125,7 @@ export class GpuWeights {
       };
     });
     this.cpu.clear();
-    return { modelId: this.identity.digest(), fast };
+    return { modelId, fast };
   }
 }
 

@@ -8,6 +8,7 @@
  * uniform (rows, pos0) and the token ids, then records its launches. When the block completes a chunk,
  * the chunk update (gradient, momentum, Muon, renorm) is recorded right after the apply.
  */
+import { concatFloats } from '../engine/float-arrays.ts';
 import type { LactConfig } from '../model/config.ts';
 import { BlockParams } from '../gpu/block.ts';
 import type { GpuContext } from '../gpu/context.ts';
@@ -245,13 +246,3 @@ export const LACT_FAMILY: ModelFamily<LactConfig> = {
     };
   },
 };
-
-function concatFloats(parts: readonly Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}

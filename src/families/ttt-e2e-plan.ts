@@ -2,13 +2,12 @@
  * The TTT-E2E family's memory plan: every buffer E2EModel (ttt-e2e.ts), its weights and its inner step
  * allocate, from the config and layout alone, with the size helpers the allocating code uses.
  */
-import type { MemoryCategory } from '../gpu/allocator.ts';
+import { planBuilder } from './plan-builder.ts';
 import { attentionPartialsBytes } from '../gpu/ops/attention.ts';
 import { pendingChunkBytes } from '../gpu/ops/e2e-keep.ts';
 import { headLossBuffers } from '../gpu/ops/head-loss.ts';
 import { kvGeometry, type AttentionSpec } from '../gpu/ops/kv-cache.ts';
 import { SampleOp } from '../gpu/ops/sample.ts';
-import { matrixParts } from '../gpu/weights.ts';
 import type { EngineLayout, EngineOptions } from '../engine/family.ts';
 import type { PlannedBuffer } from '../engine/memory-plan.ts';
 import type { E2EConfig } from '../model/e2e-config.ts';
@@ -19,17 +18,7 @@ import { thetaBlockFloats } from './ttt-e2e-weights.ts';
 export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions): PlannedBuffer[] {
   const d = c.hiddenSize, V = c.vocabSize, R = layout.maxRows, B = c.miniBatchSize, S = c.numTttLayers, H = c.numHeads;
   const f = c.intermediateSizeStaticMlp, fd = c.intermediateSizeDynamicMlp, F = Math.max(f, fd);
-  const out: PlannedBuffer[] = [];
-  const buf = (label: string, category: MemoryCategory, bytes: number, key: string, bound = true) => out.push({ label, category, bytes, bound, key });
-  const matrix = (label: string, rows: number, cols: number, key: string) => {
-    let parts: { bytes: number }[];
-    try {
-      parts = matrixParts(rows, cols, layout.storage, layout.maxBindingBytes);
-    } catch {
-      parts = [{ bytes: cols * (layout.storage === 'f32' ? 4 : 2) }];
-    }
-    for (const p of parts) buf(label, 'weights', p.bytes, key);
-  };
+  const { out, buf, matrix } = planBuilder(layout);
   // The checkpoint (ttt-e2e-weights.ts).
   matrix('embeddings (tied head)', V, d, 'vocab_size');
   buf('final norm', 'weights', 4 * d, 'hidden_size');

@@ -7,9 +7,8 @@
  */
 import { e2eExpectedTensors, isE2ETttLayer, type E2EConfig } from '../model/e2e-config.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
-import { allocMatrix, writeRows, type WeightParts } from '../gpu/weights.ts';
-import { writeAligned } from '../gpu/allocator.ts';
-import { ModelIdentity } from '../engine/memory-blob.ts';
+import { allocMatrix, type WeightParts } from '../gpu/weights.ts';
+import { CheckpointTargets, type PlacedTarget } from './checkpoint-targets.ts';
 
 export interface E2ELayerWeights {
   attnNorm: GPUBuffer;
@@ -26,10 +25,8 @@ export interface E2ELayerWeights {
   mlpPostNorm: GPUBuffer;
 }
 
-type Target =
-  | { kind: 'matrix'; m: WeightParts; row0: number }
-  | { kind: 'vector'; buffer: GPUBuffer; offset: number }
-  | { kind: 'theta'; block: number; offset: number };
+/** A dynamic-MLP tensor: part of θ_0 (block j, at a float offset). */
+type ThetaTarget = { readonly kind: 'theta'; readonly block: number; readonly offset: number };
 
 /** Floats of one TTT block's θ: [W1 (fd·d) | W3 (fd·d) | W2 (d·fd)], W1|W3 the dynamic gate|up [2fd, d]. */
 export function thetaBlockFloats(c: E2EConfig): number {
@@ -42,16 +39,14 @@ export class E2EGpuWeights {
   readonly layers: E2ELayerWeights[] = [];
   /** θ_0 of every TTT block, packed as the model's θ buffer. */
   readonly theta0: Float32Array;
-  private readonly targets = new Map<string, Target>();
-  private readonly written = new Set<string>();
-  private readonly identity: ModelIdentity;
+  private readonly targets: CheckpointTargets<ThetaTarget>;
 
-  constructor(private readonly ctx: GpuContext, readonly config: E2EConfig, storage: WeightStorage, maxBinding: number) {
+  constructor(ctx: GpuContext, readonly config: E2EConfig, storage: WeightStorage, maxBinding: number) {
     const c = config, d = c.hiddenSize, f = c.intermediateSizeStaticMlp, fd = c.intermediateSizeDynamicMlp, hd = c.headDim;
-    this.identity = new ModelIdentity(c);
+    this.targets = new CheckpointTargets<ThetaTarget>(ctx, c, (t, data) => this.theta0.set(data, t.block * thetaBlockFloats(c) + t.offset));
     const mat = (label: string, rows: number, cols: number) => allocMatrix(ctx, label, rows, cols, storage, maxBinding);
     const vec = (label: string, n: number) => ctx.allocator.create(label, 'weights', n * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC);
-    const at = (name: string, t: Target) => this.targets.set(name, t);
+    const at = (name: string, t: PlacedTarget | ThetaTarget) => this.targets.at(name, t);
     const vecAt = (name: string, buffer: GPUBuffer, offset = 0) => at(name, { kind: 'vector', buffer, offset });
     this.theta0 = new Float32Array(c.numTttLayers * thetaBlockFloats(c));
 
@@ -99,32 +94,19 @@ export class E2EGpuWeights {
       vecAt(p + 'mlp_post_norm.weight', lw.mlpPostNorm);
     }
     const expected = e2eExpectedTensors(c);
-    for (const name of this.targets.keys()) if (!expected.has(name)) throw new Error(`E2EGpuWeights: ${name} is not a tensor of the config (the two lists disagree)`);
+    for (const name of this.targets.names()) if (!expected.has(name)) throw new Error(`E2EGpuWeights: ${name} is not a tensor of the config (the two lists disagree)`);
     for (const name of expected.keys()) if (!this.targets.has(name)) throw new Error(`E2EGpuWeights: the config's ${name} has no place on the GPU`);
   }
 
-  get missing(): string[] {
-    return [...this.targets.keys()].filter((n) => !this.written.has(n));
-  }
-
   get tensorCount(): number {
-    return this.targets.size;
+    return this.targets.count;
   }
 
   write(name: string, shape: readonly number[], data: Float32Array): void {
-    const t = this.targets.get(name);
-    if (!t) throw new Error(`tensor ${name} is not part of this model (the loader validates names before upload)`);
-    if (this.written.has(name)) throw new Error(`tensor ${name} was written twice`);
-    this.identity.add(name, shape, data);
-    if (t.kind === 'matrix') writeRows(this.ctx, t.m, t.row0, data);
-    else if (t.kind === 'vector') writeAligned(this.ctx.device, t.buffer, t.offset * 4, data);
-    else this.theta0.set(data, t.block * thetaBlockFloats(this.config) + t.offset);
-    this.written.add(name);
+    this.targets.write(name, shape, data);
   }
 
   finish(): { modelId: string } {
-    const missing = this.missing;
-    if (missing.length) throw new Error(`tensors never arrived: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? '…' : ''}`);
-    return { modelId: this.identity.digest() };
+    return { modelId: this.targets.finish() };
   }
 }
