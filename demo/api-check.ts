@@ -132,6 +132,22 @@ async function main(): Promise<void> {
   check.pushedStats = pushed.length;
   await engine.dispose();
   check.afterDispose = await engine.stats().then(() => 'accepted', (e: unknown) => seen(e, EngineDestroyedError));
+
+  // A TTT-E2E model in the worker: its inner steps run on the GPU as it reads; stats carry each update.
+  const e2e = await createEngine({ model: 'models/tiny-random-e2e/' });
+  const text = 'Test-time training keeps learning while it reads: one step per chunk of sixteen bytes......';
+  check.e2ePrefill = await e2e.prefill(text.slice(0, 100));
+  const e2eStats = await e2e.stats();
+  check.e2e = { info: e2e.info, learning: e2eStats.learning, innerStep: e2eStats.memory.innerStep };
+  const saved = (await e2e.saveMemory()).blob;
+  const continued = (await greedy(e2e, ' It', 8)).map((t) => t.id);
+  await e2e.loadMemory(saved);
+  check.e2eRestored = { want: continued, got: (await greedy(e2e, ' It', 8)).map((t) => t.id) };
+  await e2e.dispose();
+  const frozen = await createEngine({ model: 'models/tiny-random-e2e/', learn: false });
+  await frozen.prefill(text.slice(0, 100));
+  check.e2eFrozen = { learning: (await frozen.stats()).learning, innerStep: (await frozen.stats()).memory.innerStep };
+  await frozen.dispose();
   check.totalMs = performance.now() - t0;
 }
 

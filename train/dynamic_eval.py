@@ -182,6 +182,9 @@ def main() -> None:
     ap.add_argument('--dump', default=None, help='one document whose per-position bits are written')
     ap.add_argument('--dump-out', default=None, help='default runs/dynamic-eval-DOC.nll')
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--cross-check', default=None, metavar='STATIC.f32,LEARNING.f32',
+                    help="the engine's per-position bits of the --dump document (npm run bench -- quality --dump), "
+                         'frozen and learning while reading: compared position by position with these')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -235,7 +238,27 @@ def main() -> None:
                                  '(position p predicts token p+1), first without updates, then with updates',
                        'document': a.dump, 'tokens': N, 'chunk': a.chunk, 'lr': a.lr, 'clip': a.clip,
                        'model': a.model, 'updates': len(r['updates'])}, f, indent=1)
+        if a.cross_check:
+            check = cross_check(a.cross_check.split(','), r['nll_off'] / LN2, r['nll_on'] / LN2)
+            with open(out + '.cross-check.json', 'w') as f:
+                json.dump(check, f, indent=1)
+            for k, v in check.items():
+                print(f"cross-check {k}: max |engine - PyTorch| {v['max_abs_diff']:.2e} bits at position {v['at']}, "
+                      f"mean {v['mean_abs_diff']:.2e}; mean over [2K, N): engine {v['engine_2k']:.4f}, PyTorch {v['pytorch_2k']:.4f}", flush=True)
     print(f'total {seconds} s', flush=True)
+
+
+def cross_check(files, off: np.ndarray, on: np.ndarray) -> dict:
+    """The engine's dumps (float32 bits per position) against this run's, position by position."""
+    out = {}
+    for name, path, ours in zip(('frozen', 'learning'), files, (off, on)):
+        eng = np.fromfile(path, dtype='<f4').astype(np.float64)
+        if eng.shape[0] != ours.shape[0]:
+            raise SystemExit(f'{path}: {eng.shape[0]} positions, PyTorch scored {ours.shape[0]}')
+        d = np.abs(eng - ours)
+        out[name] = {'file': path, 'max_abs_diff': float(d.max()), 'at': int(d.argmax()), 'mean_abs_diff': float(d.mean()),
+                     'engine_2k': float(eng[2048:].mean()), 'pytorch_2k': float(ours[2048:].mean())}
+    return out
 
 
 if __name__ == '__main__':

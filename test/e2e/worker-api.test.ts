@@ -40,6 +40,10 @@ interface Check {
   afterDispose: ErrorSeen | string;
   badModel: ErrorSeen | string;
   noWebGpu?: ErrorSeen | string;
+  e2ePrefill: { processed: number; position: number };
+  e2e: { info: { mode: string; worker: boolean; vocabSize: number; bosId: number | null; eosId: number | null }; learning: { updates: number; recent: { chunk: number; loss: number; gradNorm: number; clipScale: number }[] }; innerStep: number };
+  e2eRestored: { want: number[]; got: number[] };
+  e2eFrozen: { learning: null | object; innerStep: number };
 }
 
 async function runCheck(browser: Browser, url: string): Promise<{ check: Check; errors: string[] }> {
@@ -115,6 +119,20 @@ describe('public API through the Web Worker in headless Chromium (SwiftShader)',
     process.stderr.write(`[worker-api] js heap: worker ${c.stats.jsHeap.engine}, page ${c.stats.jsHeap.page}; timing ${c.stats.timingSource}, gpu ms ${c.stats.gpuMsLast}\n`);
     expect(c.stats.jsHeap.page).toBeGreaterThan(0);
     expect(c.stats.jsHeap.engine === null || c.stats.jsHeap.engine > 0).toBe(true);
+
+    // TTT-E2E in the worker: 101 positions (BOS first) hold 6 updates whatever the host holds back, each logged.
+    expect(c.e2e.info).toMatchObject({ mode: 'ttt', worker: true, vocabSize: 256, bosId: 1, eosId: 2 });
+    expect(c.e2e.learning.updates).toBe(6);
+    expect(c.e2e.learning.recent.map((u) => u.chunk)).toEqual([0, 1, 2, 3, 4, 5]);
+    for (const u of c.e2e.learning.recent) {
+      expect(u.loss).toBeGreaterThan(0);
+      expect(u.gradNorm).toBeGreaterThan(0);
+      expect(u.clipScale).toBeGreaterThan(0);
+      expect(u.clipScale).toBeLessThanOrEqual(1);
+    }
+    expect(c.e2e.innerStep).toBeGreaterThan(0);
+    expect(c.e2eRestored.got).toEqual(c.e2eRestored.want);
+    expect(c.e2eFrozen).toEqual({ learning: null, innerStep: 0 });
     expect(c.stats.timingSource).toBe(c.stats.gpuMsLast === null ? 'submitted-work-done' : 'timestamp-query');
     expect(c.pushedStats).toBeGreaterThanOrEqual(6);
     expect(c.afterDispose).toMatchObject({ name: 'EngineDestroyedError', instance: true });
