@@ -135,7 +135,8 @@ async function main(): Promise<void> {
 
   // A TTT-E2E model in the worker: its inner steps run on the GPU as it reads; stats carry each update.
   const e2e = await createEngine({ model: 'models/tiny-random-e2e/' });
-  const text = 'Test-time training keeps learning while it reads: one step per chunk of sixteen bytes......';
+  // 100 bytes: with BOS, 101 positions, 6 updates (whether or not the host holds the last token back).
+  const text = 'Test-time training keeps learning while it reads: one step per chunk of sixteen bytes.'.padEnd(100, '.');
   check.e2ePrefill = await e2e.prefill(text.slice(0, 100));
   const e2eStats = await e2e.stats();
   check.e2e = { info: e2e.info, learning: e2eStats.learning, innerStep: e2eStats.memory.innerStep };
