@@ -471,7 +471,7 @@ export class TttChatElement extends ElementBase {
   #writeReadout(r: ReadoutText): void {
     const ro = this.#parts.readout;
     ro.title = r.title;
-    for (const key of ['latency', 'speed', 'memory', 'position'] as const) {
+    for (const key of ['latency', 'speed', 'memory', 'position', 'learning'] as const) {
       const span = ro.querySelector(`[data-stat="${key}"]`);
       if (span) span.textContent = r[key];
     }

@@ -9,6 +9,8 @@ export interface ReadoutText {
   readonly speed: string;
   readonly memory: string;
   readonly position: string;
+  /** For a model that learns while it reads: its updates and the last chunk's loss ('' otherwise). */
+  readonly learning: string;
   /** A longer line for the readout's tooltip: what the numbers are and how they were measured. */
   readonly title: string;
 }
@@ -18,6 +20,7 @@ export const EMPTY_READOUT: ReadoutText = {
   speed: '– tok/s',
   memory: '– GPU',
   position: '0 tokens',
+  learning: '',
   title: 'Decode latency (mean of the last 32 tokens), prompt speed, GPU memory held by the engine, tokens in memory',
 };
 
@@ -37,6 +40,14 @@ function fixed(n: number): string {
   return n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2);
 }
 
+/** "learned 6× · 2.31 bits/byte": the updates so far and the last one's chunk loss (nats → bits per token). */
+function formatLearning(s: TttStats): string {
+  const l = s.learning;
+  if (!l) return '';
+  const last = l.recent[l.recent.length - 1];
+  return last ? `learned ${l.updates}× · ${(last.loss / Math.LN2).toFixed(2)} bits/token` : 'learning: no chunk yet';
+}
+
 export function formatReadout(s: TttStats): ReadoutText {
   const latency = s.decodeMsRolling ?? s.decodeMsLast;
   return {
@@ -44,8 +55,10 @@ export function formatReadout(s: TttStats): ReadoutText {
     speed: s.prefillTokensPerSecond === null ? EMPTY_READOUT.speed : `${fixed(s.prefillTokensPerSecond)} tok/s`,
     memory: `${formatBytes(s.memory.total)} GPU`,
     position: `${s.position} ${s.position === 1 ? 'token' : 'tokens'}`,
+    learning: formatLearning(s),
     title:
       `${EMPTY_READOUT.title}. Times: ${s.timing}. ` +
-      `GPU memory: weights ${formatBytes(s.memory.weights)}, KV ${formatBytes(s.memory.kv)}, fast weights ${formatBytes(s.memory.fastWeights)}.`,
+      `GPU memory: weights ${formatBytes(s.memory.weights)}, KV ${formatBytes(s.memory.kv)}, fast weights ${formatBytes(s.memory.fastWeights)}` +
+      (s.learning ? `, inner step ${formatBytes(s.memory.innerStep)}. Learning: the loss of the last chunk the model learned from, before its step.` : '.'),
   };
 }

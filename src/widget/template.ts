@@ -96,6 +96,7 @@ const MARKUP = /* html */ `
     <span data-stat="speed"></span>
     <span data-stat="memory"></span>
     <span data-stat="position"></span>
+    <span data-stat="learning"></span>
   </div>
 </div>
 `;
