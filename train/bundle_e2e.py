@@ -7,18 +7,13 @@ entry in public/models/index.json.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
+import sys
 
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            h.update(block)
-    return h.hexdigest()
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bundle import sha256  # noqa: E402
 
 
 def main() -> None:
