@@ -27,9 +27,7 @@ import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
 import { SwigluBackwardOp } from '../gpu/ops/swiglu-backward.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { EngineOptions, LearningLog } from '../engine/family.ts';
-
-/** Updates kept in the log (chunk c in slot c mod this). */
-const LOG_SLOTS = 256;
+import { chunkLearningLog, LEARNING_LOG_SLOTS } from './learning-log.ts';
 
 export interface LearnWhileReading {
   readonly chunk: number;
@@ -68,7 +66,7 @@ export function topMlpLearnerBuffers(c: LactConfig, s: LearnWhileReading): { nam
     { name: 'swiglu', floats: C * I, category: 'innerStep' },
     ...[0, 1, 2].map((i) => ({ name: `swiglu backward h${i}`, floats: C * I, category: 'innerStep' as const })),
     { name: 'dθ', floats: 3 * I * D, category: 'innerStep' },
-    { name: 'learning log', floats: 4 * LOG_SLOTS, category: 'innerStep' },
+    { name: 'learning log', floats: 4 * LEARNING_LOG_SLOTS, category: 'innerStep' },
   ];
 }
 
@@ -118,7 +116,7 @@ export class TopMlpLearner {
     }, chunk, tiles);
     const clip = new ClipSgdOp(ctx, 'top MLP update: clip + SGD', [{ theta: this.theta, grad: dTheta, n: 3 * I * D }], { lr: settings.lr, maxNorm: settings.clip });
     const log = buf('learning log');
-    const record = clip.recorder('top MLP update log', { loss: head.loss, log, slots: LOG_SLOTS, chunk: C }, chunk);
+    const record = clip.recorder('top MLP update log', { loss: head.loss, log, slots: LEARNING_LOG_SLOTS, chunk: C }, chunk);
     this.update = [
       (pass) => this.pending.encodeLastTarget(pass),
       (pass) => norm.encode(pass, C),
@@ -131,7 +129,7 @@ export class TopMlpLearner {
       (pass) => clip.encode(pass),
       record,
     ];
-    this.learningLog = { buffer: log, slots: LOG_SLOTS, updatesAfter: (position) => (position < 1 ? 0 : Math.floor((position - 1) / C)) };
+    this.learningLog = chunkLearningLog(log, C);
   }
 
   /** At the start of a block at pos0: the update of the chunk pos0 completes, when it completes one. */

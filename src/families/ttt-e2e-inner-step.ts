@@ -34,9 +34,7 @@ import { SwigluBackwardOp } from '../gpu/ops/swiglu-backward.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { E2EGpuWeights } from './ttt-e2e-weights.ts';
 import { thetaBlockFloats } from './ttt-e2e-weights.ts';
-
-/** Updates logged for the engine's stats (chunk c in slot c mod this). */
-export const LEARNING_LOG_SLOTS = 256;
+import { LEARNING_LOG_SLOTS } from './learning-log.ts';
 
 /** The [rows, width] buffers of the inner step, by name (sizes for the memory plan too; the loss's own: headLossBuffers). */
 export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }[] {
@@ -70,7 +68,7 @@ interface BlockStep {
 export class E2EInnerStep {
   /** f32 [LEARNING_LOG_SLOTS, 4]: per update (loss before the step, #valid targets, ||dθ||, clip scale). */
   readonly log: GPUBuffer;
-  readonly clip: ClipSgdOp;
+  private readonly clip: ClipSgdOp;
   private readonly chunk: BlockParams;
   private readonly blocks: BlockStep[];
   private readonly head: Launch[];

@@ -28,7 +28,8 @@ import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
 import { SampleOp } from '../gpu/ops/sample.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, LearningLog, ModelBuilder, ModelFamily } from '../engine/family.ts';
-import { E2EInnerStep, LEARNING_LOG_SLOTS } from './ttt-e2e-inner-step.ts';
+import { E2EInnerStep } from './ttt-e2e-inner-step.ts';
+import { chunkLearningLog } from './learning-log.ts';
 import { e2ePlan } from './ttt-e2e-plan.ts';
 import { E2EGpuWeights, thetaBlockFloats } from './ttt-e2e-weights.ts';
 
@@ -137,9 +138,7 @@ class E2EModel implements FamilyModel {
         tiles, maxBindingBytes, innerLr: opts.innerLr ?? c.innerLr, clip: opts.innerClip ?? c.innerClipGlobalNorm,
       })
       : null;
-    this.learningLog = this.inner
-      ? { buffer: this.inner.log, slots: LEARNING_LOG_SLOTS, updatesAfter: (position) => (position < 1 ? 0 : Math.floor((position - 1) / B)) }
-      : null;
+    this.learningLog = this.inner ? chunkLearningLog(this.inner.log, B) : null;
   }
 
   /** The data path of one block, top to bottom. */
