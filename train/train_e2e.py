@@ -1,16 +1,17 @@
 """Trains one byte-level TTT-E2E model on data/train.u16 (the outer loop: second order through every inner
 step, train/e2e/inner.py), resumable.
 
-    /usr/bin/python3 train/train_e2e.py --out runs/e2e-small [--steps 1200] [--threads 2]
+    python3 train/train_e2e.py --out runs/e2e [--tokens 8e6] [--threads 2] [--max-minutes 60]
 
-The data is the LaCT models' (train/data/build_data.py): vocabulary 258, BOS 256, EOS 257, so the byte
-tokenizer's specials sit outside the bytes as for the project's other models. A run checkpoints to
-OUT/ckpt.pt every --ckpt-every steps and resumes from there when started again with the same arguments,
-logs one JSON line per step to OUT/log.jsonl, and at the end exports OUT/model (config.json +
-model.safetensors, F16) with OUT/summary.json (validation loss with and without the inner updates).
-
-Batches are deterministic: step s reads the windows a generator seeded with (seed, s) picks, so a
-resumed run sees the same tokens as an uninterrupted one.
+The data, the sequences and their order are the LaCT-family models' (train/batches.py: whole pieces of
+one document, seq + 1 tokens, the same seeded order), and so are the schedule, the resume rule and the
+record of a run (train/recipe.py): vocabulary 258, BOS 256, EOS 257, so the byte tokenizer's specials
+sit outside the bytes as for the project's other models. q/k RMSNorm is per head, as in the official
+TTT-E2E configs. A run checkpoints to OUT/ckpt.pt every --ckpt-every steps and resumes from there; a
+resumed run with other hyperparameters or data is refused. It logs one JSON line per step to
+OUT/log.jsonl, validation (with loss by position bucket) to OUT/val.jsonl, and at the end exports OUT/model
+(config.json + model.safetensors, F16) with OUT/summary.json (validation with and without the inner
+updates, and the whole run's record).
 """
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import recipe  # noqa: E402
+from batches import PieceOrder, validation_pieces  # noqa: E402
 from e2e.config import E2EConfig  # noqa: E402
 from e2e.export import export_model  # noqa: E402
 from e2e.inner import inner_lr_schedule, make_outer_optimizer, train_step, ttt_forward  # noqa: E402
@@ -37,117 +40,161 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', required=True)
     p.add_argument('--data', default='data')
-    p.add_argument('--dim', type=int, default=128)
-    p.add_argument('--heads', type=int, default=2)
+    p.add_argument('--dim', type=int, default=256)
     p.add_argument('--layers', type=int, default=4)
     p.add_argument('--ttt-layers', type=int, default=1)
-    p.add_argument('--mlp', type=int, default=384, help='static and dynamic MLP width')
-    p.add_argument('--chunk', type=int, default=64, help='B: the inner-loop chunk')
-    p.add_argument('--window', type=int, default=64)
-    p.add_argument('--chunks', type=int, default=4, help='chunks per training sequence (n*B + 1 tokens)')
-    p.add_argument('--batch', type=int, default=8)
-    p.add_argument('--steps', type=int, default=1200)
-    p.add_argument('--lr', type=float, default=3e-3)
+    p.add_argument('--mlp', type=int, default=768, help='static MLP width (the LaCT-family models\' at width 256)')
+    p.add_argument('--dynamic-mlp', type=int, default=384, help='dynamic MLP width of the TTT blocks')
+    p.add_argument('--chunk', type=int, default=256, help='B: the inner-loop chunk')
+    p.add_argument('--window', type=int, default=256)
+    p.add_argument('--seq', type=int, default=2048, help='training sequence length (a multiple of --chunk)')
+    p.add_argument('--batch', type=int, default=4)
+    p.add_argument('--tokens', type=float, default=8e6, help='training tokens in all')
+    p.add_argument('--lr', type=float, default=2e-3)
+    p.add_argument('--min-lr-ratio', type=float, default=0.1)
+    p.add_argument('--warmup', type=int, default=50)
+    p.add_argument('--decay-frac', type=float, default=0.2)
+    p.add_argument('--wd', type=float, default=0.1)
     p.add_argument('--inner-lr', type=float, default=1.0)
-    p.add_argument('--inner-warmup', type=int, default=200)
-    p.add_argument('--seed', type=int, default=20261201)
+    p.add_argument('--inner-warmup', type=int, default=100)
+    p.add_argument('--seed', type=int, default=1234)
     p.add_argument('--threads', type=int, default=2)
-    p.add_argument('--ckpt-every', type=int, default=25)
-    p.add_argument('--val-seqs', type=int, default=16)
+    p.add_argument('--ckpt-every', type=int, default=10)
+    p.add_argument('--val-every', type=int, default=50)
+    p.add_argument('--val-pieces', type=int, default=16)
+    p.add_argument('--max-minutes', type=float, default=0, help='stop (checkpointed) after this long; 0 = no limit')
     p.add_argument('--export-now', action='store_true', help='export the latest checkpoint as it is (a run cut short), then stop')
-    return p.parse_args()
+    p.add_argument('--name', default=None)
+    a = p.parse_args()
+    if a.seq % a.chunk:
+        p.error(f'--seq {a.seq} is not a multiple of --chunk {a.chunk}')
+    return a
 
 
 def config_of(a: argparse.Namespace) -> E2EConfig:
     return E2EConfig(
-        vocab_size=VOCAB, hidden_size=a.dim, num_heads=a.heads, head_dim=a.dim // a.heads,
-        intermediate_size_static_mlp=a.mlp, intermediate_size_dynamic_mlp=a.mlp, num_layers=a.layers,
+        vocab_size=VOCAB, hidden_size=a.dim, num_heads=a.dim // 64, head_dim=64,
+        intermediate_size_static_mlp=a.mlp, intermediate_size_dynamic_mlp=a.dynamic_mlp, num_layers=a.layers,
         num_ttt_layers=a.ttt_layers, mini_batch_size=a.chunk, sliding_window=a.window, rope_theta=10000.0,
         rms_norm_eps=1e-6, bos_token_id=BOS, eos_token_id=EOS, inner_lr=a.inner_lr, inner_clip_global_norm=1.0,
         tie_word_embeddings=True, tokenizer='byte',
     )
 
 
-def windows(data: np.ndarray, n: int, length: int, rng: np.random.Generator) -> list:
-    starts = rng.integers(0, len(data) - length, size=n)
-    return [torch.from_numpy(data[s:s + length].astype(np.int64)) for s in starts]
-
-
-def cosine(step: int, total: int, lr: float, warmup: int = 50) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.1 * lr + 0.9 * lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+def steps_of(args: dict) -> int:
+    return int(math.ceil(float(args['tokens']) / (args['seq'] * args['batch'])))
 
 
 @torch.no_grad()
-def validate(model: E2EForCausalLM, seqs: list, inner_lr: float) -> float:
-    losses = []
-    for t in seqs:
-        r = ttt_forward(model, t, n_inputs=t.shape[0] - 1, inner_lr=inner_lr, create_graph=False)
-        losses.append(float(torch.stack(r.chunk_losses).mean()))
-    return float(np.mean(losses))
+def validate(model: E2EForCausalLM, val: np.ndarray, a: argparse.Namespace, inner_lr: float) -> dict:
+    nll = np.stack([ttt_forward(model, torch.from_numpy(t), n_inputs=len(t) - 1, inner_lr=inner_lr).nll.numpy()
+                    for t in val])
+    return {'val_bpb': round(float(nll.mean()) / math.log(2), 5),
+            'val_bpb_by_position': recipe.bucket_means(nll, recipe.position_buckets(a.seq, a.window))}
 
 
 def main() -> None:
     a = parse()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
-    train = np.memmap(os.path.join(a.data, 'train.u16'), dtype='<u2', mode='r')
-    val = np.memmap(os.path.join(a.data, 'val.u16'), dtype='<u2', mode='r')
+    train = np.asarray(np.memmap(os.path.join(a.data, 'train.u16'), dtype='<u2', mode='r'))
+    val_stream = np.asarray(np.memmap(os.path.join(a.data, 'val.u16'), dtype='<u2', mode='r'))
+    order = PieceOrder(train, a.seq + 1, a.batch, a.seed)
+    val = validation_pieces(val_stream, a.seq + 1, a.val_pieces, a.seed)
+    data_id = recipe.data_identity(a.data)
     cfg = config_of(a)
     cfg.validate()
-    length = a.chunks * a.chunk + 1
     model = E2EForCausalLM(cfg)
     with torch.no_grad():
         init_official(model, seed=a.seed)
-    opt = make_outer_optimizer(model, a.lr)
+    opt = make_outer_optimizer(model, a.lr, weight_decay=a.wd)
+    args = vars(a)
+    total_steps = steps_of(args)
+    n_params = sum(p.numel() for p in model.parameters())
     ckpt = os.path.join(a.out, 'ckpt.pt')
-    step = 0
+    sessions = os.path.join(a.out, 'sessions.jsonl')
+    step, elapsed = 0, 0.0
     if os.path.exists(ckpt):
-        state = torch.load(ckpt)
+        st = torch.load(ckpt, weights_only=False)
         if a.export_now:
-            a.steps = state['step']  # what was trained; the rest of the arguments are the run's own
-            state['args']['export_now'] = True
-        if {k: v for k, v in state['args'].items() if k not in ('export_now', 'steps')} != {k: v for k, v in vars(a).items() if k not in ('export_now', 'steps')} or (not a.export_now and state['args']['steps'] != a.steps):
-            raise SystemExit(f'{ckpt} was written with other arguments: {state["args"]}')
-        model.load_state_dict(state['model'])
-        opt.load_state_dict(state['opt'])
-        step = state['step']
-        print(f'resumed at step {step}', flush=True)
+            args = dict(args, tokens=st['args']['tokens'])
+            total_steps = steps_of(args)
+        recipe.check_resume(st['args'], args, st['data'], data_id, st['step'], a.decay_frac, steps_of)
+        model.load_state_dict(st['model'])
+        opt.load_state_dict(st['opt'])
+        step, elapsed = st['step'], st['elapsed']
+        print(f'resumed at step {step}/{total_steps} ({elapsed / 60:.1f} min so far)', flush=True)
+        recipe.sessions_record(sessions, {'event': 'resume', 'step': step, 'total_steps': total_steps})
+    elif a.export_now:
+        raise SystemExit(f'--export-now: there is no checkpoint in {a.out}')
+    else:
+        print(f'ttt-e2e: {n_params:,} parameters, {total_steps} steps of {a.batch}x{a.seq} tokens; '
+              f'{len(order.pieces.starts)} pieces per epoch', flush=True)
+        recipe.sessions_record(sessions, {'event': 'start', 'step': 0, 'total_steps': total_steps})
+
+    def save() -> None:
+        tmp = ckpt + '.tmp'
+        torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step, 'elapsed': elapsed,
+                    'args': args, 'data': data_id}, tmp)
+        os.replace(tmp, ckpt)  # never a half-written checkpoint
+
+    def lr_of(s: int) -> float:
+        return recipe.lr_at(s, total_steps, a.lr, a.warmup, a.decay_frac, a.min_lr_ratio)
+
+    session_start = time.time()
     log = open(os.path.join(a.out, 'log.jsonl'), 'a')
-    t0 = time.time()
-    while step < a.steps:
-        rng = np.random.default_rng((a.seed, step))
-        batch = windows(train, a.batch, length, rng)
+    vlog = open(os.path.join(a.out, 'val.jsonl'), 'a')
+    while step < total_steps and not a.export_now:
+        t0 = time.time()
         for g in opt.param_groups:
-            g['lr'] = cosine(step, a.steps, a.lr)
+            g['lr'] = lr_of(step)
         ilr = inner_lr_schedule(step, a.inner_warmup, lr=a.inner_lr)
+        batch = [torch.from_numpy(t) for t in order.batch_at(step)]
         loss, gn = train_step(model, opt, batch, inner_lr=ilr)
+        dt = time.time() - t0
+        elapsed += dt
         step += 1
-        log.write(json.dumps({'step': step, 'loss': loss, 'grad_norm': gn, 'inner_lr': ilr, 'lr': opt.param_groups[0]['lr'], 's': round(time.time() - t0, 1)}) + '\n')
+        rec = {'step': step, 'loss': round(loss, 5), 'bpb': round(loss / math.log(2), 5), 'lr': round(lr_of(step - 1), 7),
+               'inner_lr': round(ilr, 5), 'gnorm': round(gn, 4), 'tok_s': round(a.seq * a.batch / dt, 1),
+               'elapsed_min': round(elapsed / 60, 2)}
+        log.write(json.dumps(rec) + '\n')
         log.flush()
-        if step % 10 == 0:
-            print(f'step {step}/{a.steps} loss {loss:.4f} ({loss / math.log(2):.3f} bits/byte) {time.time() - t0:.0f}s', flush=True)
-        if step % a.ckpt_every == 0 or step == a.steps:
-            tmp = ckpt + '.tmp'
-            torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step, 'args': vars(a)}, tmp)
-            os.replace(tmp, ckpt)  # never a half-written checkpoint
-    vrng = np.random.default_rng((a.seed, 'val'.encode()[0]))
-    vseqs = windows(val, a.val_seqs, length, vrng)
-    model.eval()
-    with_updates = validate(model, vseqs, a.inner_lr)
-    without = validate(model, vseqs, 0.0)
-    params = sum(p.numel() for p in model.parameters())
-    summary = {
-        'params': params, 'steps': a.steps, 'tokens_seen': a.steps * a.batch * length,
-        'val_loss_with_updates': with_updates, 'val_loss_inner_lr_0': without,
-        'val_bits_per_byte_with_updates': with_updates / math.log(2), 'val_bits_per_byte_inner_lr_0': without / math.log(2),
-        'val_sequences': a.val_seqs, 'val_tokens_each': length, 'args': vars(a),
-    }
-    export_model(model, os.path.join(a.out, 'model'), 'F16', metadata={'trained_steps': a.steps, 'params': params})
+        if step % 10 == 0 or step == 1:
+            print(json.dumps(rec), flush=True)
+        if step % a.val_every == 0 or step == total_steps:
+            v = validate(model, val, a, ilr)
+            vlog.write(json.dumps({'step': step, 'tokens': step * a.seq * a.batch, **v}) + '\n')
+            vlog.flush()
+            print(f'step {step}: validation {v["val_bpb"]:.4f} bits/byte {v["val_bpb_by_position"]}', flush=True)
+        if step % a.ckpt_every == 0 or step == total_steps:
+            save()
+        if a.max_minutes and time.time() - session_start > a.max_minutes * 60 and step < total_steps:
+            save()
+            recipe.sessions_record(sessions, {'event': 'stop', 'step': step, 'elapsed_min': round(elapsed / 60, 2)})
+            print(f'stopping after {a.max_minutes} min at step {step}; run again to resume', flush=True)
+            return
+
+    log.close()
+    vlog.close()
+    last = recipe.read_jsonl(os.path.join(a.out, 'log.jsonl'))[-50:]
+    with_updates = validate(model, val, a, a.inner_lr)
+    frozen = validate(model, val, a, 0.0)
+    summary = recipe.jsonable({
+        'family': 'ttt-e2e', 'mode': 'e2e', 'name': a.name or os.path.basename(os.path.normpath(a.out)),
+        'parameters': n_params, 'steps': step, 'planned_steps': total_steps, 'complete': step >= total_steps,
+        'tokens': step * a.seq * a.batch, 'sequence': a.seq, 'batch': a.batch,
+        'pieces_per_epoch': len(order.pieces.starts), 'epochs': round(order.epoch_of(step), 4),
+        'final_train_bpb_mean_last_50': round(recipe.mean(r['bpb'] for r in last), 4),
+        'final_val': with_updates, 'final_val_inner_lr_0': frozen,
+        'val_history': recipe.read_jsonl(os.path.join(a.out, 'val.jsonl')), 'train_minutes': round(elapsed / 60, 1),
+        'threads': a.threads, 'environment': recipe.environment(), 'data': data_id, 'args': args,
+        'sessions': recipe.read_jsonl(sessions), 'config': cfg.to_dict(),
+    })
+    export_model(model, os.path.join(a.out, 'model'), 'F16', metadata={'ttt_web_training': json.dumps(summary)})
     with open(os.path.join(a.out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    print(json.dumps(summary, indent=2), flush=True)
+    recipe.sessions_record(sessions, {'event': 'export', 'step': step})
+    print(json.dumps({k: summary[k] for k in ('name', 'parameters', 'steps', 'tokens', 'final_val', 'final_val_inner_lr_0', 'train_minutes')}), flush=True)
 
 
 if __name__ == '__main__':

@@ -5,6 +5,9 @@ Run from the repository root:
 
     /usr/bin/python3 train/data/build_data.py [--out data] [--debs DIR] [--check]
 
+Training text: reST sources of the Linux and Python documentation, and the .py files of the Python
+3.11 standard library. Evaluation text (never training text): GNU Info manuals, Go source files.
+
 Inputs: .deb files fetched with `apt-get download` into DIR (default OUT/debs); a .deb already there
 is reused, so the same .debs always give byte-identical outputs. Nothing else is read from the
 network or from the installed system.
@@ -14,6 +17,7 @@ Outputs (OUT, default `data/`):
   val.u16        the same for a deterministic ~1% of the documents (at least 300K tokens)
   documents.tsv  split, position, document id, tokens, sha256 of the document bytes
   eval/<manual>.txt  whole GNU Info manuals (cleaned), >= 128,000 characters each
+  eval-go/<path-with-dashes>.txt  12 long hand-written Go source files (golang-1.19-src), as shipped
   manifest.json  .debs used (package, version, sha256), every output (sha256, bytes, sizes), seed
 
 `--check` only verifies an existing OUT (the build always runs the same checks at its end).
@@ -47,6 +51,14 @@ TRAIN_SOURCES = [
     ("linux", "linux-doc-6.1", "usr/share/doc/linux-doc-6.1/html/_sources/", "translations/"),
     ("python", "python3.11-doc", "usr/share/doc/python3.11/html/_sources/", None),
 ]
+# Training code: the .py files of Python 3.11's standard library (one source, two packages). Files in
+# a directory named like this (at any depth: test/, idlelib/idle_test/, lib2to3/tests/, ...) are not
+# training text.
+PYSTDLIB = "pystdlib"
+PYSTDLIB_PACKAGES = ["libpython3.11-minimal", "libpython3.11-stdlib"]
+PYSTDLIB_PREFIX = "usr/lib/python3.11/"
+PYSTDLIB_EXCLUDED_DIRS = ("test", "tests", "idle_test", "site-packages", "dist-packages")
+SOURCE_NAMES = [name for name, _, _, _ in TRAIN_SOURCES] + [PYSTDLIB]
 
 # Long-document evaluation: the GNU Info manuals of these packages (all Debian main).
 EVAL_PACKAGES = [
@@ -60,6 +72,16 @@ INFO_PREFIX = "usr/share/info/"
 # Never evaluation text: the Python manual is training text (python3.11-doc ships python3.11.info).
 FORBIDDEN_EVAL_PACKAGES = {"python3.11-doc"}
 FORBIDDEN_EVAL_NAME = re.compile(r"python", re.I)
+
+# Code evaluation: long hand-written Go source files (not training text).
+EVAL_GO_PACKAGE = "golang-1.19-src"
+EVAL_GO_ROOT = "usr/share/go-1.19/"  # ids are "go:" + the path below it, e.g. go:src/net/http/server.go
+EVAL_GO_PREFIX = "src/"
+EVAL_GO_EXCLUDED = ("testdata/", "vendor/")  # anywhere in the path
+EVAL_GO_GENERATED = (b"Code generated", b"DO NOT EDIT")  # in the first EVAL_GO_HEAD bytes
+EVAL_GO_HEAD = 2000
+EVAL_GO_MIN_BYTES = 48_000
+EVAL_GO_COUNT = 12
 
 INDEX_NODE = re.compile(r"\b(index|indexes|indices)$", re.I)  # "Concept Index", "Indexes", ...
 INDEX_MARKER = "\x00\x08[index\x00\x08]"
@@ -154,9 +176,51 @@ def deb_members(path, prefix):
 # Training text
 
 
+def pystdlib_excluded(rel):
+    """True for a path inside one of the excluded directories (test/, tests/, site-packages/, ...)."""
+    return any(d in PYSTDLIB_EXCLUDED_DIRS for d in rel.split("/")[:-1])
+
+
+def load_pystdlib(debs):
+    """{path relative to /usr/lib/python3.11/: bytes} of the regular .py files of both packages."""
+    files, per_pkg = {}, {}
+    for pkg in PYSTDLIB_PACKAGES:
+        members, links = deb_members(debs[pkg]["path"], PYSTDLIB_PREFIX)
+        py = {r: b for r, b in members.items() if r.endswith(".py")}
+        both = sorted(set(py) & set(files))
+        if both:
+            raise SystemExit(f"{pkg} and another package both ship {both[:3]}")
+        files.update(py)
+        per_pkg[pkg] = {"files": len(members), "py_files": len(py),
+                        "py_symlinks_skipped": sorted(r for r in links if r.endswith(".py"))}
+    return files, per_pkg
+
+
 def load_training_docs(debs):
     """Sorted list of (doc id, bytes) and some statistics."""
     docs, stats, raw = [], {}, {}
+    files, per_pkg = load_pystdlib(debs)
+    raw[PYSTDLIB] = files
+    n_excl = n_empty = 0
+    not_utf8 = []
+    for rel in sorted(files):
+        data = files[rel]
+        if pystdlib_excluded(rel):
+            n_excl += 1
+            continue
+        if not data.strip():
+            n_empty += 1
+            continue
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            not_utf8.append(rel)
+            continue
+        docs.append((f"{PYSTDLIB}:{rel}", data))
+    stats[PYSTDLIB] = {"files": len(files), "excluded": n_excl, "empty": n_empty,
+                       "not_utf8_skipped": len(not_utf8), "not_utf8_files": not_utf8,
+                       "symlinks_skipped": sum(len(p["py_symlinks_skipped"]) for p in per_pkg.values()),
+                       "packages": per_pkg}
     for name, pkg, prefix, exclude in TRAIN_SOURCES:
         files, links = deb_members(debs[pkg]["path"], prefix)
         raw[name] = files
@@ -287,6 +351,57 @@ def python_info_samples(debs, n=40, length=200):
     return text_samples(text, n, length)
 
 
+# ----------------------------------------------------------------------------------------------------
+# Go source files
+
+
+def eval_go_name(doc_id):
+    """go:src/net/http/server.go -> src-net-http-server.go.txt"""
+    return doc_id.split(":", 1)[1].replace("/", "-") + ".txt"
+
+
+def load_eval_go(debs):
+    """The EVAL_GO_COUNT selected files as [(doc id, text)], and the filter counts."""
+    files, links = deb_members(debs[EVAL_GO_PACKAGE]["path"], EVAL_GO_ROOT + EVAL_GO_PREFIX)
+    st = {"files": len(files), "symlinks": len(links), "go_files": 0, "test_files": 0,
+          "testdata_or_vendor": 0, "generated": 0, "not_utf8": 0, "too_small": 0,
+          "crlf_converted": 0, "candidates": 0}
+    cands = []
+    for rel in sorted(files):
+        path = EVAL_GO_PREFIX + rel
+        if not rel.endswith(".go"):
+            continue
+        st["go_files"] += 1
+        data = files[rel]
+        if rel.endswith("_test.go"):
+            st["test_files"] += 1
+            continue
+        if any(x in path for x in EVAL_GO_EXCLUDED):
+            st["testdata_or_vendor"] += 1
+            continue
+        if any(g in data[:EVAL_GO_HEAD] for g in EVAL_GO_GENERATED):
+            st["generated"] += 1
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            st["not_utf8"] += 1
+            continue
+        if "\r\n" in text:
+            text = text.replace("\r\n", "\n")
+            st["crlf_converted"] += 1
+        if len(text.encode("utf-8")) < EVAL_GO_MIN_BYTES:
+            st["too_small"] += 1
+            continue
+        cands.append((shuffle_key("go:" + path), "go:" + path, text))
+    st["candidates"] = len(cands)
+    cands.sort()
+    selected = [(doc_id, text) for _, doc_id, text in cands[:EVAL_GO_COUNT]]
+    names = [eval_go_name(d) for d, _ in selected]
+    assert len(set(names)) == len(names), "two eval-go files map to one file name"
+    return selected, st
+
+
 def text_samples(text, n, length):
     """n deterministic samples of `length` characters, starting at line starts, not mostly blank."""
     out = []
@@ -341,6 +456,10 @@ def check(out_dir, debs_dir, extracted=None):
             assert int(r[3]) == e - s + 2, f"{split}: {r[2]} length"
             assert sha256_bytes(doc) == r[4], f"{split}: {r[2]} sha256"
             assert not r[2].startswith("linux:translations/") and "/translations/" not in r[2], r[2]
+            source, _, rel = r[2].partition(":")
+            assert source in SOURCE_NAMES, f"{split}: unknown source of {r[2]}"
+            if source == PYSTDLIB:
+                assert rel.endswith(".py") and not pystdlib_excluded(rel), f"{split}: {r[2]}"
             hashes.add(r[4])
         streams[split], doc_hashes[split] = raw, hashes
         assert len(tokens) == man["outputs"][f"{split}.u16"]["tokens"]
@@ -370,6 +489,21 @@ def check(out_dir, debs_dir, extracted=None):
                 assert h not in doc_hashes["train"] and h not in doc_hashes["val"], rel
     assert n_tr > 0, "no translations/ files seen: is the exclusion path right?"
 
+    # the standard library's test/ (and other excluded) files are not training text (by content,
+    # unless an identical file exists outside them)
+    files = extracted.get("pystdlib_files")
+    if files is None:
+        files, _ = load_pystdlib(debs)
+    kept = {sha256_bytes(b) for r, b in files.items() if not pystdlib_excluded(r)}
+    n_py_excl = 0
+    for rel, b in files.items():
+        if pystdlib_excluded(rel):
+            n_py_excl += 1
+            h = sha256_bytes(b)
+            if h not in kept:
+                assert h not in doc_hashes["train"] and h not in doc_hashes["val"], rel
+    assert n_py_excl > 0, "no python3.11 test/ files seen: is the exclusion rule right?"
+
     # eval: no Python manual, nothing verbatim in training, sizes as in the manifest
     train_all = streams["train"] + streams["val"]
     eval_texts = {}
@@ -389,9 +523,37 @@ def check(out_dir, debs_dir, extracted=None):
     for s in py:
         for manual, text in eval_texts.items():
             assert s not in text, f"{manual} contains Python manual text"
+
+    # eval-go: the rule's selection, the files as in the manifest, nothing verbatim in training
+    go = extracted.get("eval_go")
+    if go is None:
+        go, _ = load_eval_go(debs)
+    assert [d for d, _ in go] == [e["id"] for e in man["eval_go"]], "eval-go selection differs"
+    assert len(go) == EVAL_GO_COUNT, "eval-go: too few files"
+    names = set()
+    for e, (doc_id, src_text) in zip(man["eval_go"], go):
+        path = doc_id.split(":", 1)[1]
+        assert path.startswith(EVAL_GO_PREFIX) and path.endswith(".go"), doc_id
+        assert not path.endswith("_test.go") and not any(x in path for x in EVAL_GO_EXCLUDED), doc_id
+        rel = "eval-go/" + e["file"]
+        assert e["file"] == eval_go_name(doc_id) and rel in man["outputs"], doc_id
+        names.add(e["file"])
+        data = open(os.path.join(out_dir, rel), "rb").read()
+        assert sha256_bytes(data) == e["sha256"] == sha256_bytes(src_text.encode()), f"{rel}: sha256"
+        assert len(data) == e["bytes"] >= EVAL_GO_MIN_BYTES, f"{rel}: size"
+        assert not any(g in data[:EVAL_GO_HEAD] for g in EVAL_GO_GENERATED), f"{rel}: generated"
+        text = data.decode("utf-8")
+        assert "\r\n" not in text, f"{rel}: CRLF"
+        samples = text_samples(text, 8, 200)
+        assert len(samples) >= 4, rel
+        for s in samples:
+            assert s.encode() not in train_all, f"{rel}: eval text found in training: {s[:80]!r}"
+    listed = set(os.listdir(os.path.join(out_dir, "eval-go")))
+    assert listed == names, f"eval-go/: unexpected files {sorted(listed - names)}"
     log(f"check: OK ({len(doc_hashes['train'])} train + {len(doc_hashes['val'])} val documents, "
-        f"{len(eval_texts)} eval manuals, {n_tr} translations/ files and {len(py)} python.info "
-        f"samples checked, {time.time() - t0:.1f} s)")
+        f"{len(eval_texts)} eval manuals, {len(names)} eval-go files, {n_tr} translations/ files, "
+        f"{n_py_excl} python3.11 test files and {len(py)} python.info samples checked, "
+        f"{time.time() - t0:.1f} s)")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -408,7 +570,9 @@ def write_bytes(path, data):
 def build(out_dir, debs_dir):
     t0 = time.time()
     os.makedirs(os.path.join(out_dir, "eval"), exist_ok=True)
-    packages = [p for _, p, _, _ in TRAIN_SOURCES] + EVAL_PACKAGES + sorted(FORBIDDEN_EVAL_PACKAGES)
+    os.makedirs(os.path.join(out_dir, "eval-go"), exist_ok=True)
+    packages = ([p for _, p, _, _ in TRAIN_SOURCES] + PYSTDLIB_PACKAGES + EVAL_PACKAGES
+                + [EVAL_GO_PACKAGE] + sorted(FORBIDDEN_EVAL_PACKAGES))
     debs = {}
     for pkg in dict.fromkeys(packages):
         debs[pkg] = get_deb(pkg, debs_dir)
@@ -433,11 +597,19 @@ def build(out_dir, debs_dir):
         val_tokens += len(docs[n_val][1]) + 2
         n_val += 1
     val_docs, train_docs = docs[:n_val], docs[n_val:]
-    for name, st in src_stats.items():
-        st["documents"] = sum(1 for d, _ in docs if d.startswith(name + ":"))
-        st["characters"] = sum(chars(b) for d, b in docs if d.startswith(name + ":"))
-        log(f"{name}: {st['documents']} documents, {st['characters']:,} characters "
-            f"({st['excluded']} excluded, {st['empty']} empty, {st['symlinks_skipped']} symlinks skipped)")
+    for name in SOURCE_NAMES:
+        st = src_stats[name]
+        mine = [b for d, b in docs if d.startswith(name + ":")]
+        st["documents"] = len(mine)
+        st["characters"] = sum(chars(b) for b in mine)
+        st["tokens"] = sum(len(b) + 2 for b in mine)
+        st["val_documents"] = sum(1 for d, _ in val_docs if d.startswith(name + ":"))
+        st["val_tokens"] = sum(len(b) + 2 for d, b in val_docs if d.startswith(name + ":"))
+        log(f"{name}: {st['documents']} documents, {st['characters']:,} characters, "
+            f"{st['tokens']:,} tokens ({st['val_documents']} documents / {st['val_tokens']:,} tokens "
+            f"in val; {st['excluded']} excluded, {st['empty']} empty, {st['symlinks_skipped']} "
+            f"symlinks skipped" + (f", {st['not_utf8_skipped']} not UTF-8 skipped"
+                                   if "not_utf8_skipped" in st else "") + ")")
     if dups:
         log(f"{len(dups)} exact duplicate documents dropped: {', '.join(dups[:5])}"
             f"{' ...' if len(dups) > 5 else ''}")
@@ -486,15 +658,41 @@ def build(out_dir, debs_dir):
         f"{sum(v['characters'] for v in eval_info.values()):,} characters; too short: "
         + ", ".join(f"{m} ({n:,})" for m, n in sorted(skipped.items())))
 
+    # evaluation Go source files
+    go, go_stats = load_eval_go(debs)
+    for f in glob.glob(os.path.join(out_dir, "eval-go", "*")):
+        os.remove(f)
+    eval_go = []
+    for rank, (doc_id, text) in enumerate(go):
+        name = eval_go_name(doc_id)
+        rel = f"eval-go/{name}"
+        path = os.path.join(out_dir, rel)
+        write_bytes(path, text.encode("utf-8"))
+        outputs[rel] = {"sha256": sha256_file(path), "bytes": os.path.getsize(path),
+                        "characters": len(text), "documents": 1}
+        eval_go.append({"id": doc_id, "file": name, "rank": rank, "package": EVAL_GO_PACKAGE,
+                        "path": "/" + EVAL_GO_ROOT + doc_id.split(":", 1)[1],
+                        **{k: outputs[rel][k] for k in ("sha256", "bytes", "characters")}})
+        log(f"{rel}: {outputs[rel]['bytes']:,} bytes, {len(text):,} characters")
+    log(f"eval-go: {len(eval_go)} of {go_stats['candidates']} candidate files "
+        f"(>= {EVAL_GO_MIN_BYTES:,} bytes), {sum(e['bytes'] for e in eval_go):,} bytes; "
+        f"{go_stats['go_files']} .go files, {go_stats['test_files']} _test.go, "
+        f"{go_stats['testdata_or_vendor']} testdata/vendor, {go_stats['generated']} generated, "
+        f"{go_stats['not_utf8']} not UTF-8, {go_stats['too_small']} too small")
+
     manifest = {
         "seed": SEED,
         "tokenizer": {"type": "byte", "bos": BOS, "eos": EOS, "vocab_size": VOCAB, "dtype": "<u2",
                       "document": "BOS + UTF-8 bytes + EOS"},
         "debs": [{k: d[k] for k in ("package", "version", "file", "sha256", "bytes")}
                  for d in sorted(debs.values(), key=lambda d: d["package"])],
-        "training_sources": {name: {"package": pkg, "path": "/" + prefix,
-                                    "excluded": exclude, **src_stats[name]}
-                             for name, pkg, prefix, exclude in TRAIN_SOURCES},
+        "training_sources": {
+            **{name: {"package": pkg, "path": "/" + prefix, "excluded": exclude, **src_stats[name]}
+               for name, pkg, prefix, exclude in TRAIN_SOURCES},
+            PYSTDLIB: {"package": PYSTDLIB_PACKAGES, "path": "/" + PYSTDLIB_PREFIX,
+                       "excluded": "*.py in a directory named " + "/, ".join(PYSTDLIB_EXCLUDED_DIRS)
+                       + "/ (any depth); not valid UTF-8; empty; symlinks", **src_stats[PYSTDLIB]},
+        },
         "training_characters": sum(v["characters"] for v in src_stats.values()),
         "training_tokens": total_tokens,
         "duplicate_documents_dropped": dups,
@@ -505,6 +703,14 @@ def build(out_dir, debs_dir):
         "eval_rule": f"GNU Info manuals from {EVAL_PACKAGES}; parts joined in order; preamble, "
                      "tag tables, node header lines, index and licence nodes, control characters "
                      f"dropped; kept if >= {EVAL_MIN_CHARS} characters",
+        "eval_go": eval_go,
+        "eval_go_stats": go_stats,
+        "eval_go_rule": f"*.go under /{EVAL_GO_ROOT}{EVAL_GO_PREFIX} of {EVAL_GO_PACKAGE}, id 'go:' + "
+                        f"path below /{EVAL_GO_ROOT}; not *_test.go, no {EVAL_GO_EXCLUDED} in the "
+                        f"path, no {[g.decode() for g in EVAL_GO_GENERATED]} in the first "
+                        f"{EVAL_GO_HEAD} bytes, valid UTF-8 (CRLF -> LF, otherwise as shipped), "
+                        f">= {EVAL_GO_MIN_BYTES} bytes; the first {EVAL_GO_COUNT} in "
+                        f"sha256('{SEED}:'+id) order",
         "outputs": outputs,
     }
     path = os.path.join(out_dir, "manifest.json")
@@ -512,7 +718,8 @@ def build(out_dir, debs_dir):
                 .encode())
     log(f"manifest.json: {len(debs)} debs, {len(outputs)} outputs, "
         f"training {manifest['training_characters']:,} characters / {total_tokens:,} tokens")
-    check(out_dir, debs_dir, {"debs": debs, "linux_files": raw_files[TRAIN_SOURCES[0][0]]})
+    check(out_dir, debs_dir, {"debs": debs, "linux_files": raw_files[TRAIN_SOURCES[0][0]],
+                              "pystdlib_files": raw_files[PYSTDLIB], "eval_go": go})
     log(f"total time {time.time() - t0:.1f} s")
 
 

@@ -1,0 +1,126 @@
+"""What every training script shares: the learning-rate schedule, the resume rule, the data's identity,
+validation loss by position, and the model card's record of a run.
+
+Schedule: warm-up, then constant ("stable"), then a linear decay to min_lr_ratio over the last
+decay_frac of the steps (warmup-stable-decay). A run may be extended (a larger --tokens) while it is
+still in its stable phase, since until then the schedule it followed is the longer run's too; every
+other hyperparameter of a resumed run must equal the checkpoint's, or the run is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Sequence
+
+import numpy as np
+
+# Arguments that do not change what a run computes: they may differ between the sessions of one run.
+SESSION_ONLY = frozenset({'out', 'data', 'threads', 'max_minutes', 'ckpt_every', 'val_every', 'export_now', 'name'})
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, decay_frac: float, min_ratio: float) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    decay_start = decay_start_of(total, decay_frac)
+    if step < decay_start:
+        return peak
+    p = (step - decay_start) / max(1, total - decay_start)
+    return peak * (1.0 - (1.0 - min_ratio) * min(1.0, p))
+
+
+def decay_start_of(total: int, decay_frac: float) -> int:
+    return int(math.floor(total * (1.0 - decay_frac)))
+
+
+def data_identity(data_dir: str) -> Dict[str, Any]:
+    """The sha256 of the training and validation streams, from the build's manifest when it has them
+    (checked against the files' sizes), else hashed here."""
+    out: Dict[str, Any] = {}
+    manifest = os.path.join(data_dir, 'manifest.json')
+    listed: Dict[str, Any] = {}
+    if os.path.exists(manifest):
+        with open(manifest) as f:
+            m = json.load(f)
+        listed = {k: v for k, v in (m.get('outputs') or {}).items()} if isinstance(m.get('outputs'), dict) else {}
+    for name in ('train.u16', 'val.u16'):
+        path = os.path.join(data_dir, name)
+        entry = listed.get(name)
+        if isinstance(entry, dict) and 'sha256' in entry and entry.get('bytes', os.path.getsize(path)) == os.path.getsize(path):
+            out[name] = entry['sha256']
+        else:
+            h = hashlib.sha256()
+            with open(path, 'rb') as f:
+                for block in iter(lambda: f.read(1 << 22), b''):
+                    h.update(block)
+            out[name] = h.hexdigest()
+    return out
+
+
+def check_resume(saved: Dict[str, Any], now: Dict[str, Any], saved_data: Dict[str, Any], data: Dict[str, Any],
+                 step: int, decay_frac: float, steps_of) -> None:
+    """Refuse a resumed run whose hyperparameters or data differ from the checkpoint's. `steps_of(args)`
+    gives a run's total steps; a larger total is accepted only while `step` is before the saved run's
+    decay began."""
+    diff = sorted(k for k in set(saved) | set(now)
+                  if k not in SESSION_ONLY and k != 'tokens' and saved.get(k) != now.get(k))
+    if diff:
+        shown = ', '.join(f'{k}: {saved.get(k)!r} -> {now.get(k)!r}' for k in diff)
+        raise SystemExit(f'the checkpoint was written by a run with other hyperparameters ({shown}); '
+                         'use another --out, or the same arguments')
+    if saved_data != data:
+        raise SystemExit(f'the checkpoint was trained on other data ({saved_data}) than {data}; rebuild the '
+                         'data it was trained on or use another --out')
+    old_total, new_total = steps_of(saved), steps_of(now)
+    if new_total != old_total:
+        if new_total < old_total:
+            raise SystemExit(f'--tokens shrinks the run from {old_total} to {new_total} steps: refused')
+        if step >= decay_start_of(old_total, decay_frac):
+            raise SystemExit(f'the run is already in its learning-rate decay (step {step}, decay from '
+                             f'{decay_start_of(old_total, decay_frac)}): it cannot be extended')
+
+
+def position_buckets(seq: int, window: int) -> List[List[int]]:
+    """[start, end) buckets of position for validation: inside the window, up to 4 windows, beyond."""
+    edges = [0, window, min(4 * window, seq)]
+    if 4 * window < seq:
+        edges.append(seq)
+    return [[a, b] for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def bucket_means(nll: np.ndarray, buckets: Sequence[Sequence[int]]) -> Dict[str, float]:
+    """nll [n, seq] in nats -> mean bits/byte per bucket name 'a-b'."""
+    return {f'{a}-{b}': round(float(nll[:, a:b].mean()) / math.log(2), 5) for a, b in buckets}
+
+
+def environment() -> Dict[str, Any]:
+    import torch
+    return {'torch': torch.__version__, 'python': platform.python_version(), 'machine': platform.machine(),
+            'cpus': os.cpu_count()}
+
+
+def read_jsonl(path: str) -> List[Dict[str, Any]]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def sessions_record(path: str, event: Dict[str, Any]) -> None:
+    """Append one line per training session (start, resume, stop, finish) with its command."""
+    rec = dict(event, time=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), command=' '.join(sys.argv))
+    with open(path, 'a') as f:
+        f.write(json.dumps(rec) + '\n')
+
+
+def jsonable(d: Dict[str, Any]) -> Dict[str, Any]:
+    return json.loads(json.dumps(d, default=str))
+
+
+def mean(xs: Iterable[float]) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float('nan')
