@@ -24,7 +24,23 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e.export import load_model as load_e2e  # noqa: E402
+from e2e.inner import ttt_forward  # noqa: E402
 from lact.export import load_model  # noqa: E402
+
+
+def is_e2e(model_dir: str) -> bool:
+    with open(os.path.join(model_dir, 'config.json')) as f:
+        return json.load(f).get('model_type') == 'ttt_e2e'
+
+
+@torch.no_grad()
+def e2e_position_losses(model, ids: list[int], learn: bool) -> np.ndarray:
+    """Bits for each predicted position of a TTT-E2E model, its inner steps taken as it reads (the
+    engine's rule: chunk c is scored with the weights of the updates before it)."""
+    r = ttt_forward(model, torch.tensor(ids, dtype=torch.long), n_inputs=len(ids) - 1,
+                    inner_lr=None if learn else 0.0)
+    return (r.nll.double() / math.log(2)).numpy()
 
 
 def bucket_of(p: np.ndarray) -> np.ndarray:
@@ -64,6 +80,7 @@ def main() -> None:
     ap.add_argument('--max-tokens', type=int, default=65536, help='per document; 0 = whole documents')
     ap.add_argument('--full-max-tokens', type=int, default=None, help='cap for full-attention models (cost grows as T^2)')
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--no-learn', action='store_true', help='TTT-E2E models without their inner steps (inner lr 0)')
     ap.add_argument('--out', default=None)
     ap.add_argument('--cross-check', default=None, help="engine's per-position losses (float32 bits) for the one --docs document")
     a = ap.parse_args()
@@ -74,10 +91,15 @@ def main() -> None:
         docs = [d for d in docs if d in a.docs.split(',')]
     results = []
     for mdir in a.models:
-        model = load_model(mdir, torch.float32).eval()
-        model.set_attn_impl('blocked')
-        c = model.config
-        mode = 'full-attention' if c.window_size is None else 'ttt' if c.use_fast_weights else 'sliding-window'
+        if is_e2e(mdir):
+            model = load_e2e(mdir, torch.float32).eval()
+            c = model.config
+            mode = 'ttt-e2e' if not a.no_learn else 'ttt-e2e-frozen'
+        else:
+            model = load_model(mdir, torch.float32).eval()
+            model.set_attn_impl('blocked')
+            c = model.config
+            mode = 'full-attention' if c.window_size is None else 'ttt' if c.use_fast_weights else 'sliding-window'
         cap = a.max_tokens
         if mode == 'full-attention' and a.full_max_tokens:
             cap = min(cap, a.full_max_tokens) if cap else a.full_max_tokens
@@ -91,7 +113,7 @@ def main() -> None:
             if cap:
                 ids = ids[:cap + 1]
             td = time.time()
-            bits = position_losses(model, ids)
+            bits = e2e_position_losses(model, ids, not a.no_learn) if mode.startswith('ttt-e2e') else position_losses(model, ids)
             b = bucket_of(np.arange(len(bits)))
             ds = np.bincount(b, weights=bits)
             dc = np.bincount(b)

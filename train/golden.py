@@ -18,7 +18,22 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e.export import load_model as load_e2e  # noqa: E402
+from e2e.inner import ttt_forward  # noqa: E402
 from lact.export import load_model  # noqa: E402
+
+
+def last_logits_of(model_dir: str):
+    """(model, ids -> the logits after the last id): the whole sequence is rerun from position 0 every
+    step. A TTT-E2E model takes its inner steps as it reads: a chunk is learned from once the token after
+    it is there, so a step that completes a chunk does not learn from it yet, exactly as the engine."""
+    with open(os.path.join(model_dir, 'config.json')) as f:
+        e2e = json.load(f).get('model_type') == 'ttt_e2e'
+    if e2e:
+        model = load_e2e(model_dir, torch.float32).eval()
+        return model, lambda seq: ttt_forward(model, torch.tensor(seq)).logits[-1]
+    model = load_model(model_dir, torch.float32).eval()
+    return model, lambda seq: model(torch.tensor([seq]))[0, -1]
 
 SHORT = 'The '
 REST = """Installing the module
@@ -40,12 +55,12 @@ PROMPTS = {'short': SHORT, 'rest': REST, 'long': LONG}
 
 
 @torch.no_grad()
-def greedy(model, ids: list[int], n: int) -> tuple[list[int], list[float]]:
+def greedy(last_logits, ids: list[int], n: int) -> tuple[list[int], list[float]]:
     """n greedy tokens after ids; also the margin (top-1 minus top-2 logit) at each step."""
     out, margins = [], []
     seq = list(ids)
     for _ in range(n):
-        logits = model(torch.tensor([seq]))[0, -1].double()
+        logits = last_logits(seq).double()
         top = torch.topk(logits, 2)
         out.append(int(top.indices[0]))
         margins.append(float(top.values[0] - top.values[1]))
@@ -61,12 +76,12 @@ def main() -> None:
     ap.add_argument('--threads', type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model = load_model(a.model, torch.float32).eval()
+    model, last_logits = last_logits_of(a.model)
     c = model.config
     cases = []
     for name, text in PROMPTS.items():
         prompt = [c.bos_token_id] + list(text.encode('utf-8'))
-        ids, margins = greedy(model, prompt, a.tokens)
+        ids, margins = greedy(last_logits, prompt, a.tokens)
         cont = bytes(i for i in ids if i < 256).decode('utf-8', errors='replace')
         print(f'{name} ({len(prompt)} prompt tokens, smallest top-1 margin {min(margins):.4f}): {cont!r}', flush=True)
         cases.append({'name': name, 'prompt': prompt, 'greedy': ids, 'margins': [round(m, 5) for m in margins],
