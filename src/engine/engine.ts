@@ -22,6 +22,7 @@ import { checkCapacity, checkTokens } from './input-checks.ts';
 import { configDifferences, decodeMemory, encodeMemory, MEMORY_FORMAT, sectionSource } from './memory-blob.ts';
 import { validateSamplingParams, type SamplingParams } from './sampling-params.ts';
 import { WorkQueue } from './work-queue.ts';
+import { TokenLogprobsOp } from '../gpu/ops/token-logprobs.ts';
 
 export type { EngineMode, EngineOptions } from './family.ts';
 
@@ -92,6 +93,12 @@ export interface FeedOptions {
   readonly sample?: SamplingParams;
   /** Read back logits: of the last fed token, or of every fed token (needs `allLogits` at creation). */
   readonly logits?: 'last' | 'all';
+  /**
+   * The natural-log probability of each fed token given everything before it, computed on the GPU (4
+   * bytes a token read back; needs `logprobs` at creation). NaN for the token at position 0, and for
+   * the first token after a loadMemory of a memory saved without the next-token distribution.
+   */
+  readonly logprobs?: boolean;
 }
 
 export interface FeedResult {
@@ -99,6 +106,8 @@ export interface FeedResult {
   readonly token: number | null;
   /** [fed or 1, vocab] logits, when asked for. */
   readonly logits: Float32Array | null;
+  /** [fed] log-probabilities of the fed tokens, when asked for. */
+  readonly logprobs: Float32Array | null;
 }
 
 export interface EngineInfo {
@@ -138,8 +147,11 @@ export class Engine {
   /** Updates whose log records have been read, and those records (the last LOG_KEPT). */
   private updatesRead = 0;
   private updates: ChunkUpdate[] = [];
+  private readonly logprobs: TokenLogprobsOp | null;
+  /** The position whose next-token distribution the logprobs carry holds (null: none). */
+  private carryAt: number | null = null;
 
-  private constructor(readonly ctx: GpuContext, config: ModelConfig, layout: EngineLayout, built: { model: FamilyModel; modelId: string }) {
+  private constructor(readonly ctx: GpuContext, config: ModelConfig, layout: EngineLayout, built: { model: FamilyModel; modelId: string }, opts: EngineOptions) {
     this.config = config;
     this.model = built.model;
     this.modelId = built.modelId;
@@ -154,6 +166,7 @@ export class Engine {
     };
     this.planner = new BlockPlanner(layout.maxRows, layout.chunkSize);
     this.readback = ctx.allocator.create('readback', 'scratch', this.model.logits.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
+    this.logprobs = opts.logprobs ? new TokenLogprobsOp(ctx, 'token logprobs', this.model.logits, this.model.tokens, this.model.vocabSize, layout.maxRows) : null;
     this.timer = GpuTimer.forContext(ctx);
     this.queue = new WorkQueue(ctx.device);
   }
@@ -191,10 +204,11 @@ export class Engine {
       const caps = deviceCaps(own);
       // Every size the config implies meets the device's limits before the first allocation.
       Engine.plan(config, opts, caps);
-      const layout = family.layout(caps, config, opts);
-      const builder = family.prepare(own, config, layout, opts);
+      const fopts = familyOptions(opts);
+      const layout = family.layout(caps, config, fopts);
+      const builder = family.prepare(own, config, layout, fopts);
       await fill(builder);
-      engine = new Engine(own, config, layout, builder.finish());
+      engine = new Engine(own, config, layout, builder.finish(), opts);
     } catch (e) {
       failure = e;
     }
@@ -219,11 +233,16 @@ export class Engine {
   static plan(config: ModelConfig, opts: EngineOptions, caps: DeviceCaps & { readonly timestampQuery?: boolean }): MemoryPlan {
     const family = familyOf(config);
     const buffersOf = (c: ModelConfig, o: EngineOptions): PlannedBuffer[] => {
-      const layout = family.layout(caps, c, o);
-      const own = family.plan(c, layout, o);
+      const layout = family.layout(caps, c, familyOptions(o));
+      const own = family.plan(c, layout, familyOptions(o));
       const logits = own.find((b) => b.label === 'logits');
-      // The engine's own: the read-back buffer (as large as the logits) and the GPU timer's two.
+      // The engine's own: the read-back buffer (as large as the logits), the GPU timer's two, the logprobs op's two.
       const engine: PlannedBuffer[] = [{ label: 'readback', category: 'scratch', bytes: logits?.bytes ?? 4, bound: false, key: 'vocab_size' }];
+      if (o.logprobs) {
+        const lp = TokenLogprobsOp.bytes(c.vocabSize, layout.maxRows);
+        engine.push({ label: 'token logprobs carried row', category: 'activations', bytes: lp.carry, bound: true, key: 'vocab_size' });
+        engine.push({ label: 'token logprobs out', category: 'activations', bytes: lp.out, bound: true, key: 'maxRows' });
+      }
       if (caps.timestampQuery) for (const label of ['timestamps', 'timestamps readback']) engine.push({ label, category: 'scratch', bytes: 16 * GpuTimer.SLOTS, bound: false, key: 'maxRows' });
       return [...own, ...engine];
     };
@@ -315,6 +334,7 @@ export class Engine {
   reset(): Promise<void> {
     return this.queue.run(() => {
       this.pos = 0;
+      this.carryAt = null;
       this.model.reset();
       this.updatesRead = 0;
       this.updates = [];
@@ -329,6 +349,8 @@ export class Engine {
   saveMemory(): Promise<Uint8Array> {
     return this.queue.run(async () => {
       const sections = await this.model.save(this.pos);
+      // The next token's distribution, so that its log-probability survives a save and load.
+      if (this.logprobs && this.carryAt === this.pos && this.pos > 0) sections.push({ name: NEXT_LOGITS, bytes: await this.readInto(this.logprobs.carry, this.logprobs.carry.size) });
       return encodeMemory({ format: MEMORY_FORMAT, family: this.info.family, modelId: this.modelId, config: { ...this.config }, position: this.pos }, sections);
     });
   }
@@ -346,9 +368,13 @@ export class Engine {
       if (header.position > this.info.capacity) throw new MemoryMismatchError(`the memory holds ${header.position} positions; this engine's cache holds ${this.info.capacity}`);
       // Every section is checked before anything is written, so a bad blob leaves the engine as it was.
       const writes = this.model.planRestore(header.position, sectionSource(sections));
+      const next = sections.get(NEXT_LOGITS);
+      if (next && next.byteLength !== 4 * this.model.vocabSize) throw new MemoryMismatchError(`this memory does not fit the model: section ${NEXT_LOGITS} has ${next.byteLength} bytes, the model's vocabulary ${4 * this.model.vocabSize}`);
+      if (next && this.logprobs) writes.push({ buffer: this.logprobs.carry, offset: 0, data: next });
       for (const w of writes) writeAligned(this.ctx.device, w.buffer, w.offset, w.data);
       await this.ctx.device.queue.onSubmittedWorkDone();
       this.pos = header.position;
+      this.carryAt = next && this.logprobs ? this.pos : null;
       this.updatesRead = this.model.learningLog?.updatesAfter(this.pos) ?? 0;
       this.updates = [];
     });
@@ -375,9 +401,11 @@ export class Engine {
     checkCapacity(this.pos, tokens.length, this.info.capacity);
     const sampling = opts.sample ? validateSamplingParams(opts.sample) : null;
     if (opts.logits === 'all' && !this.model.allLogits) throw new RangeError('logits: "all" needs an engine created with allLogits: true');
+    if (opts.logprobs && !this.logprobs) throw new RangeError('logprobs: true needs an engine created with logprobs: true');
 
     const t0 = performance.now();
     const all: Float32Array[] = [];
+    const lps: Float32Array[] = [];
     let i = 0;
     let token: number | null = null;
     let lastLogits: Float32Array | null = null;
@@ -400,9 +428,10 @@ export class Engine {
       }
       const plan = this.planner.next(this.pos, tokens.length - i);
       const last = i + plan.rows === tokens.length;
-      const head = opts.logits === 'all' ? 'all' : last && (opts.logits === 'last' || sampling) ? 'last' : 'none';
+      // An engine with logprobs runs the head on at least a feed's last row, to carry it to the next feed.
+      const head = opts.logits === 'all' || opts.logprobs ? 'all' : last && (opts.logits === 'last' || sampling || this.logprobs) ? 'last' : 'none';
       if (this.timer?.full) await this.timer.drain();
-      this.submitBlock({ plan, tokens: tokens.slice(i, i + plan.rows), head, sampling: last ? sampling : null });
+      this.submitBlock({ plan, tokens: tokens.slice(i, i + plan.rows), head, sampling: last ? sampling : null }, opts.logprobs ?? false);
       this.pos += plan.rows;
       i += plan.rows;
       const previous = inflight;
@@ -411,6 +440,7 @@ export class Engine {
         await previous.done;
         report(previous.end);
       }
+      if (opts.logprobs) lps.push(new Float32Array((await this.readInto(this.logprobs!.out, plan.rows * 4)).buffer));
       if (opts.logits === 'all') all.push(await this.readFloats(plan.rows * V));
       else if (last && opts.logits === 'last') lastLogits = await this.readFloats(V);
       if (last && sampling) token = await this.readToken();
@@ -428,7 +458,7 @@ export class Engine {
     } else {
       this.prefillTokS = tokens.length / (ms / 1000);
     }
-    return { token, logits: opts.logits === 'all' ? concatFloats(all) : lastLogits };
+    return { token, logits: opts.logits === 'all' ? concatFloats(all) : lastLogits, logprobs: opts.logprobs ? concatFloats(lps) : null };
   }
 
   /** Reads the log records of the updates taken since the last read (one small read-back, only when there were any). */
@@ -447,11 +477,16 @@ export class Engine {
   }
 
   /** One block in one command buffer and one compute pass (timed when the adapter can). */
-  private submitBlock(w: BlockWork): void {
+  private submitBlock(w: BlockWork, score: boolean): void {
     const encoder = this.ctx.device.createCommandEncoder({ label: `block @${w.plan.pos0} x${w.plan.rows}` });
     const timestampWrites = this.timer?.writes();
     const counter = new DispatchCounter(encoder.beginComputePass(timestampWrites ? { timestampWrites } : {}));
     this.model.encodeBlock(counter.encoder, w);
+    if (this.logprobs && w.head !== 'none') {
+      const { rows, pos0 } = w.plan;
+      this.logprobs.encode(counter.encoder, rows, { score, carryValid: this.carryAt === pos0 && pos0 > 0, keepRow: w.head === 'all' ? rows - 1 : 0 });
+      this.carryAt = pos0 + rows;
+    }
     counter.encoder.end();
     this.lastDispatches = counter.count;
     this.ctx.device.queue.submit([encoder.finish()]);
@@ -477,6 +512,14 @@ export class Engine {
   }
 }
 
+/** Options as a family sees them: logprobs need every row's logits. */
+function familyOptions(opts: EngineOptions): EngineOptions {
+  return opts.logprobs && !opts.allLogits ? { ...opts, allLogits: true } : opts;
+}
+
+/** The saved-memory section holding the next token's logits (engines with logprobs). */
+const NEXT_LOGITS = 'next-token logits';
+
 /** The limits and features a plan depends on, of a context's device. */
 export function deviceCaps(ctx: GpuContext): DeviceCaps & { timestampQuery: boolean } {
   return {
@@ -489,5 +532,5 @@ export function deviceCaps(ctx: GpuContext): DeviceCaps & { timestampQuery: bool
 
 /** What a device must allow for this model and these options (asked before the device is requested). */
 export function deviceNeeds(config: ModelConfig, opts: EngineOptions = {}, adapterBinding = 128 << 20): { largestBuffer: number } {
-  return familyOf(config).deviceNeeds(config, opts, adapterBinding);
+  return familyOf(config).deviceNeeds(config, familyOptions(opts), adapterBinding);
 }

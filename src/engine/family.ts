@@ -29,6 +29,13 @@ export interface EngineOptions {
   readonly tiles?: { readonly wide: MatmulTiles; readonly narrow: MatmulTiles };
   /** Keep every row's logits of a block readable (tests; costs maxRows·vocab floats). */
   readonly allLogits?: boolean;
+  /**
+   * Per-token log-probabilities (`feed(…, { logprobs: true })`), computed on the GPU: the head runs on
+   * every row of a block that asks (costs maxRows·vocab floats of logits, as allLogits), and each feed's
+   * last row is carried to score the next feed's first token. Default false here; the public API's
+   * engines have it on.
+   */
+  readonly logprobs?: boolean;
   /** Families that learn by gradient steps at test time (TTT-E2E): η of the inner SGD (default: the config's; 0: never learn). */
   readonly innerLr?: number;
   /** The same: max global norm of the inner gradient (default: the config's; ≤ 0: no clip). */
@@ -82,8 +89,10 @@ export interface LearningLog {
 export interface FamilyModel {
   readonly mode: EngineMode;
   readonly vocabSize: number;
-  /** Logits of the head's rows: [1 or maxRows (allLogits), vocab] f32. */
+  /** Logits of the head's rows: [1 or maxRows (allLogits), vocab] f32; a 'last' head writes row 0, an 'all' head row r at r·vocab. */
   readonly logits: GPUBuffer;
+  /** The block's token ids (u32 [maxRows]), as encodeBlock wrote them. */
+  readonly tokens: GPUBuffer;
   /** The sampled token id (u32 at offset 0) after a block with sampling. */
   readonly sampled: GPUBuffer;
   /** Whether `head: 'all'` is available (EngineOptions.allLogits). */

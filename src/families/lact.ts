@@ -58,7 +58,7 @@ class LactModel implements FamilyModel {
   private readonly block: BlockParams;
   /** Learns while reading with the top block's MLP (sliding-window models, when asked). */
   private readonly learner: TopMlpLearner | null;
-  private readonly tokens: GPUBuffer;
+  readonly tokens: GPUBuffer;
   private readonly embed: EmbedOp;
   private readonly layers: LayerOps[];
   private readonly finalNorm: RmsNormOp;
@@ -164,7 +164,7 @@ class LactModel implements FamilyModel {
     this.finalNorm.encode(pass, rows); //                        a = RMSNorm(x)
     if (head === 'all') this.headAll!.encode(pass, rows); //     logits = a Wlm^T
     else this.headLast.encode(pass, rows);
-    if (sampling) this.sampler.encode(pass, sampling, pos0 + rows); // next id, drawn with (seed, position)
+    if (sampling) this.sampler.encode(pass, sampling, pos0 + rows, head === 'all' ? rows - 1 : 0); // next id, drawn with (seed, position), from the last row
   }
 
   reset(): void {

@@ -58,7 +58,7 @@ class E2EModel implements FamilyModel {
   readonly allLogits: boolean;
   readonly learningLog: LearningLog | null;
   private readonly block: BlockParams;
-  private readonly tokens: GPUBuffer;
+  readonly tokens: GPUBuffer;
   /** θ: every TTT block's [W1 | W3 | W2], f32, updated in place by the inner step. */
   private readonly theta: GPUBuffer | null;
   private readonly pending: PendingChunk | null;
@@ -179,7 +179,7 @@ class E2EModel implements FamilyModel {
     this.finalNorm.encode(pass, rows); //                           a = norm(x)
     if (head === 'all') this.headAll!.encode(pass, rows); //        logits = a E^T
     else this.headLast.encode(pass, rows);
-    if (sampling) this.sampler.encode(pass, sampling, pos0 + rows);
+    if (sampling) this.sampler.encode(pass, sampling, pos0 + rows, head === 'all' ? rows - 1 : 0); // from the last row
   }
 
   reset(): void {

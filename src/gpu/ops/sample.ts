@@ -19,6 +19,7 @@ export class SampleOp {
   /** Bytes of the sampling-parameters uniform. */
   static readonly PARAMS_BYTES = 48;
   private readonly data = new ArrayBuffer(SampleOp.PARAMS_BYTES);
+  private readonly logitsBytes: number;
 
   constructor(private readonly ctx: GpuContext, label: string, logits: GPUBuffer, readonly V: number, readonly logitsOffset = 0) {
     if (!Number.isInteger(V) || V < 1 || V > 0xffffffff) throw new RangeError(`${label}: vocabulary size ${V} must be an integer >= 1`);
@@ -32,13 +33,14 @@ export class SampleOp {
     // The whole buffer is bound and the offset goes in the uniform: storage bindings need 256-byte
     // aligned offsets, and a row of logits need not start on one.
     this.group = ctx.bind(this.kernel, [this.params, logits, this.result]);
+    this.logitsBytes = logits.size;
   }
 
   /**
-   * Records the draw for (params, step). The params uniform is written with queue.writeBuffer, which is
+   * Records the draw for (params, step) from logits row `row` (after the constructor's offset). The params uniform is written with queue.writeBuffer, which is
    * ordered before the next submit: one encode per submit (a second would overwrite the first's params).
    */
-  encode(pass: GPUComputePassEncoder, params: SamplingParams, step: number): void {
+  encode(pass: GPUComputePassEncoder, params: SamplingParams, step: number, row = 0): void {
     const { temperature, topK, topP, seed } = validateSamplingParams(params);
     validateStep(step);
     const invT = temperature === 0 ? 0 : Math.fround(1 / temperature);
@@ -46,7 +48,9 @@ export class SampleOp {
     const sample = temperature > 0 && Number.isFinite(invT);
     const view = new DataView(this.data);
     view.setUint32(0, this.V, true);
-    view.setUint32(4, this.logitsOffset, true);
+    const offset = this.logitsOffset + row * this.V;
+    if (!Number.isInteger(row) || row < 0 || (offset + this.V) * 4 > this.logitsBytes) throw new RangeError(`sample: logits row ${row} is outside the buffer`);
+    view.setUint32(4, offset, true);
     view.setUint32(8, (sample ? SAMPLE : 0) | (topP < 1 ? TOP_P : 0), true);
     view.setUint32(12, topK >= this.V ? 0 : topK, true);
     view.setFloat32(16, sample ? invT : 0, true);
