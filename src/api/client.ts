@@ -119,7 +119,8 @@ export class TttEngineClient implements TttEngine {
 
   prefill(input: string | readonly number[], opts: PrefillOptions = {}): Promise<PrefillResult> {
     const onProgress = opts.onProgress;
-    return this.send(opts.signal, (req) => this.backend.prefill(input, req, onProgress && this.wrap((p: PrefillProgress) => onProgress(p)))).promise;
+    const wire = opts.logprobs === undefined ? undefined : { logprobs: opts.logprobs };
+    return this.send(opts.signal, (req) => this.backend.prefill(input, req, onProgress && this.wrap((p: PrefillProgress) => onProgress(p)), wire)).promise;
   }
 
   generate(prompt: string | readonly number[], opts: GenerateOptions = {}): GenerateStream {

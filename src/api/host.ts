@@ -17,12 +17,15 @@ import { validateSamplingParams, type SamplingParams } from '../engine/sampling-
 import type { Tokenizer } from '../model/tokenizer.ts';
 import { Scheduler } from './scheduler.ts';
 import { StopText } from './stop-text.ts';
-import type { GenerateOptions, GenerateResult, GeneratedToken, PrefillProgress, PrefillResult, TttInfo, TttStats } from './types.ts';
+import type { GenerateOptions, GenerateResult, GeneratedToken, PrefillOptions, PrefillProgress, PrefillResult, TttInfo, TttStats } from './types.ts';
 
 /** Identifies a request so that the page can abort it later. */
 export interface RequestRef {
   readonly id: number;
 }
+
+/** `PrefillOptions` without the signal and the callback (they travel apart). */
+export type WirePrefillOptions = Omit<PrefillOptions, 'signal' | 'onProgress'>;
 
 /** `GenerateOptions` without the signal (aborts travel as `abort(id)`). */
 export type WireGenerateOptions = Omit<GenerateOptions, 'signal'>;
@@ -31,7 +34,7 @@ export type StatsListener = (s: TttStats) => void;
 
 /** What the page-side client calls; every method is async so a comlink Remote can stand in for it. */
 export interface EngineBackend {
-  prefill(input: string | readonly number[], req: RequestRef, onProgress?: (p: PrefillProgress) => void): Promise<PrefillResult>;
+  prefill(input: string | readonly number[], req: RequestRef, onProgress?: (p: PrefillProgress) => void, opts?: WirePrefillOptions): Promise<PrefillResult>;
   generate(prompt: string | readonly number[], opts: WireGenerateOptions, req: RequestRef, onToken: (t: GeneratedToken) => void): Promise<GenerateResult>;
   abort(id: number, reason?: string): Promise<void>;
   stats(): Promise<TttStats>;
@@ -137,18 +140,20 @@ export class EngineHost implements EngineBackend {
    * Feeds the held-back token (if any) followed by `tokens`. On abort the error is restated in the
    * caller's terms: tokens of *its* input processed, and the position with anything still held.
    */
-  private async feedWithPending(tokens: readonly number[], signal: AbortSignal, onProgress?: (processed: number, position: number) => void, sample?: SamplingParams): Promise<number | null> {
+  private async feedWithPending(tokens: readonly number[], signal: AbortSignal, onProgress?: (processed: number, position: number) => void, sample?: SamplingParams, logprobs = false): Promise<{ token: number | null; logprobs: Float32Array | null }> {
     const lead = this.pending !== null ? [this.pending] : [];
     const all = [...lead, ...tokens];
-    if (all.length === 0) return null;
+    if (all.length === 0) return { token: null, logprobs: logprobs ? new Float32Array(0) : null };
     this.pending = null;
     try {
       const r = await this.engine.feed(all, {
         signal,
         sample,
+        logprobs,
         onProgress: onProgress && ((p) => onProgress(Math.max(0, p.processed - lead.length), p.position)),
       });
-      return r.token;
+      // The held-back token was scored by the request that gave it.
+      return { token: r.token, logprobs: r.logprobs && r.logprobs.subarray(lead.length) };
     } catch (e) {
       const fedLead = e instanceof EngineAbortedError && e.processed >= lead.length;
       if (!fedLead && lead.length) this.pending = lead[0];
@@ -157,19 +162,28 @@ export class EngineHost implements EngineBackend {
     }
   }
 
-  prefill(input: string | readonly number[], req: RequestRef, onProgress?: (p: PrefillProgress) => void): Promise<PrefillResult> {
+  prefill(input: string | readonly number[], req: RequestRef, onProgress?: (p: PrefillProgress) => void, opts: WirePrefillOptions = {}): Promise<PrefillResult> {
     try {
       this.alive();
       const t = this.tokens(input);
+      const logprobs = opts.logprobs ?? false;
+      if (logprobs && !this.engine.info.logprobs) throw new RangeError('logprobs: true needs an engine created with logprobs: true (the default)');
       return this.schedule(req, 'prefill', async (signal) => {
         const user = this.withBos(t);
         const n = user.length;
-        if (n === 0) return { processed: 0, position: this.position() };
+        if (n === 0) return { processed: 0, position: this.position(), ...(logprobs ? { logprobs: new Float32Array(0) } : {}) };
         this.checkRoom(n);
         if (signal.aborted) throw new EngineAbortedError(0, this.position(), abortReason(signal.reason));
-        await this.feedWithPending(user.slice(0, -1), signal, (processed, position) => notify(onProgress, { processed, total: n, position }));
+        const fed = await this.feedWithPending(user.slice(0, -1), signal, (processed, position) => notify(onProgress, { processed, total: n, position }), undefined, logprobs);
         this.pending = user[n - 1];
-        const result = { processed: n, position: this.position() };
+        let lps: Float32Array | undefined;
+        if (logprobs) {
+          // The last token is held back (fed by the next request), but its distribution is known now.
+          lps = new Float32Array(n);
+          lps.set(fed.logprobs!);
+          lps[n - 1] = await this.engine.nextLogprob(user[n - 1]);
+        }
+        const result = { processed: n, position: this.position(), ...(lps ? { logprobs: lps } : {}) };
         notify(onProgress, { processed: n, total: n, position: result.position });
         return result;
       });
@@ -220,7 +234,7 @@ export class EngineHost implements EngineBackend {
       }
       return { reason: 'length', promptTokens: user.length, generatedTokens: 0, position: this.position(), text: '' };
     }
-    let next = (await this.feedWithPending(user, signal, undefined, o.sampling))!;
+    let next = (await this.feedWithPending(user, signal, undefined, o.sampling)).token!;
     const decoder = this.tokenizer.decoder();
     const stop = new StopText(o.stops);
     let text = '';

@@ -16,7 +16,7 @@ import { EngineHost } from './host.ts';
 import type { CreateEngineOptions, InProcessOptions, LoadProgress, ModelInput, TttInfo } from './types.ts';
 
 /** createEngine's options as they reach the side that opens the engine. */
-export interface OpenOptions extends InProcessOptions, Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'onProgress' | 'learnWhileReading' | 'learn'> {
+export interface OpenOptions extends InProcessOptions, Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'onProgress' | 'learnWhileReading' | 'learn' | 'logprobs'> {
   /** Recorded in `info.worker`. */
   readonly inWorker?: boolean;
 }
@@ -119,7 +119,7 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
   let needs = '';
   const stream = await openModelStream(source, { onProgress: streamProgress(progress, () => needs) });
 
-  const engineOpts = { weights: opts.weights ?? 'f16', maxContext: opts.maxContext, learnWhileReading: opts.learnWhileReading, learn: opts.learn };
+  const engineOpts = { weights: opts.weights ?? 'f16', maxContext: opts.maxContext, learnWhileReading: opts.learnWhileReading, learn: opts.learn, logprobs: opts.logprobs ?? true };
   const owned = !opts.device;
   let device: GPUDevice | null = opts.device ?? null;
   try {
@@ -145,6 +145,7 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
       bosId: tokenizer.bosId,
       eosId: tokenizer.eosId,
       capacity: engine.info.capacity,
+      logprobs: engine.info.logprobs,
       worker: opts.inWorker ?? false,
     };
     const dev = device;

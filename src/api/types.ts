@@ -52,6 +52,12 @@ export interface CreateEngineOptions {
   readonly learnWhileReading?: boolean | { readonly chunk?: number; readonly lr?: number; readonly clip?: number };
   /** Models that learn by gradient steps (TTT-E2E): false runs them frozen, without their inner step. Default true. */
   readonly learn?: boolean;
+  /**
+   * Keep what `prefill(…, { logprobs: true })` needs: the head's logits for every row of a block
+   * (maxRows × vocab floats) and one carried row. Default true; false saves that memory for large
+   * vocabularies.
+   */
+  readonly logprobs?: boolean;
 }
 
 /**
@@ -81,12 +87,24 @@ export interface PrefillOptions {
   /** Stops the prefill within one block; it then rejects with EngineAbortedError. */
   readonly signal?: AbortSignal;
   readonly onProgress?: (p: PrefillProgress) => void;
+  /**
+   * Resolve with the natural-log probability of each token of this call given everything before it,
+   * computed on the GPU (4 bytes a token read back, never whole logits rows). Needs an engine created
+   * with `logprobs` (the default). Default false.
+   */
+  readonly logprobs?: boolean;
 }
 
 export interface PrefillResult {
   /** Tokens of this call now in the engine's memory (a prepended BOS counts). */
   readonly processed: number;
   readonly position: number;
+  /**
+   * With `logprobs: true`: [processed] ln P(token | everything before it), a prepended BOS included. NaN
+   * for the token at position 0, which nothing precedes (and for the first token after loading a memory
+   * saved by an engine without logprobs). Bits per token: −logprob / ln 2.
+   */
+  readonly logprobs?: Float32Array;
 }
 
 export interface GenerateOptions {
@@ -145,6 +163,8 @@ export interface TttInfo {
   readonly capacity: number;
   /** Whether the engine runs in a Web Worker. */
   readonly worker: boolean;
+  /** Whether `prefill(…, { logprobs: true })` is available (CreateEngineOptions.logprobs). */
+  readonly logprobs: boolean;
 }
 
 /** The engine's stats, plus the requests waiting behind the running one. */

@@ -10,7 +10,7 @@
  * after the request's promise has settled. Proxies are released when their request ends.
  */
 import * as Comlink from 'comlink';
-import type { EngineHost, RequestRef, StatsListener, WireGenerateOptions } from './host.ts';
+import type { EngineHost, RequestRef, StatsListener, WireGenerateOptions, WirePrefillOptions } from './host.ts';
 import { openEngineHost } from './open.ts';
 import type { GeneratedToken, LoadProgress, ModelInput, PrefillProgress, TttInfo, TttStats, CreateEngineOptions } from './types.ts';
 import { installErrorTransfer } from './wire-errors.ts';
@@ -19,7 +19,7 @@ import { EngineDestroyedError } from '../engine/errors.ts';
 installErrorTransfer();
 
 /** createEngine's options that cross to the worker (callbacks travel as their own arguments). */
-export type WorkerInitOptions = Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'learnWhileReading' | 'learn'>;
+export type WorkerInitOptions = Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'learnWhileReading' | 'learn' | 'logprobs'>;
 
 type RemoteFn<T> = ((v: T) => unknown) & Partial<Record<typeof Comlink.releaseProxy, () => void>>;
 
@@ -115,8 +115,8 @@ const api = {
     });
     return opening;
   },
-  prefill(input: string | readonly number[], req: RequestRef, onProgress?: RemoteFn<PrefillProgress>) {
-    return withCallback(onProgress, (fn) => engine().prefill(input, req, fn));
+  prefill(input: string | readonly number[], req: RequestRef, onProgress?: RemoteFn<PrefillProgress>, opts?: WirePrefillOptions) {
+    return withCallback(onProgress, (fn) => engine().prefill(input, req, fn, opts));
   },
   generate(prompt: string | readonly number[], opts: WireGenerateOptions, req: RequestRef, onToken: RemoteFn<GeneratedToken>) {
     return withCallback(onToken, (fn) => engine().generate(prompt, opts, req, fn!));

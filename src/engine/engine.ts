@@ -119,6 +119,8 @@ export interface EngineInfo {
   readonly maxRows: number;
   readonly maxBindingBytes: number;
   readonly capacity: number;
+  /** Whether feeds can return per-token log-probabilities (EngineOptions.logprobs). */
+  readonly logprobs: boolean;
 }
 
 /** A streamed tensor, as src/model/stream.ts yields them. */
@@ -163,6 +165,7 @@ export class Engine {
       maxRows: layout.maxRows,
       maxBindingBytes: layout.maxBindingBytes,
       capacity: layout.capacity,
+      logprobs: opts.logprobs ?? false,
     };
     this.planner = new BlockPlanner(layout.maxRows, layout.chunkSize);
     this.readback = ctx.allocator.create('readback', 'scratch', this.model.logits.size, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST);
@@ -308,6 +311,26 @@ export class Engine {
   /** Feeds tokens (a prompt, or one token of decode) and optionally samples the next one. */
   feed(tokens: readonly number[], opts: FeedOptions = {}): Promise<FeedResult> {
     return this.queue.run(() => this.feedNow(tokens, opts));
+  }
+
+  /**
+   * The natural-log probability of `token` as the next token, without feeding it (from the distribution
+   * the last feed left; needs `logprobs` at creation). NaN where there is none: at position 0, after
+   * reset(), or after loading a memory saved without it.
+   */
+  nextLogprob(token: number): Promise<number> {
+    return this.queue.run(async () => {
+      const lp = this.logprobs;
+      if (!lp) throw new RangeError('nextLogprob needs an engine created with logprobs: true');
+      checkTokens([token], this.model.vocabSize);
+      this.ctx.device.queue.writeBuffer(this.model.tokens, 0, Uint32Array.of(token));
+      const encoder = this.ctx.device.createCommandEncoder({ label: 'next-token logprob' });
+      const pass = encoder.beginComputePass();
+      lp.encode(pass, 1, { score: true, keep: false, carryValid: this.carryAt === this.pos && this.pos > 0, keepRow: 0 });
+      pass.end();
+      this.ctx.device.queue.submit([encoder.finish()]);
+      return new Float32Array((await this.readInto(lp.out, 4)).buffer)[0];
+    });
   }
 
   /** One decode step: feed `token`, sample the next on the GPU, read back only its id. */

@@ -127,6 +127,9 @@ describe('per-token log-probabilities from the engine', () => {
     const blob = await a.saveMemory();
     const b = await Engine.create(ctx, model, { ...opts, maxRows: 8 });
     await b.loadMemory(blob);
+    // nextLogprob scores a token against that distribution without feeding it.
+    expect(await b.nextLogprob(tokens[37])).toBeCloseTo(want[37], 5);
+    expect(b.position).toBe(37);
     const r = await b.feed(tokens.slice(37), { logprobs: true });
     expectClose(Float64Array.from(r.logprobs!), want.subarray(37), { atol: 1e-5, rtol: 1e-5, label: 'after a memory round trip' });
     // Without the distribution in the memory: that one value is unknown, the rest as before.
@@ -138,7 +141,9 @@ describe('per-token log-probabilities from the engine', () => {
     expect(Number.isNaN(r2.logprobs![0])).toBe(true);
     expectClose(Float64Array.from(r2.logprobs!.subarray(1)), want.subarray(38), { atol: 1e-5, rtol: 1e-5, label: 'memory without the distribution' });
     await c.reset();
+    expect(Number.isNaN(await c.nextLogprob(tokens[0]))).toBe(true);
     expect(Number.isNaN((await c.feed(tokens.slice(0, 3), { logprobs: true })).logprobs![0])).toBe(true);
+    await expect(c.nextLogprob(V)).rejects.toThrow(/token/i);
     for (const e of [a, b, plain, c]) await e.destroy();
   });
 
@@ -146,6 +151,7 @@ describe('per-token log-probabilities from the engine', () => {
     const { model, tokens } = await fixture('tiny-swa');
     const e = await Engine.create(ctx, model, { weights: 'f32' });
     await expect(e.feed(tokens.slice(0, 4), { logprobs: true })).rejects.toThrow(/logprobs: true needs an engine created with logprobs: true/);
+    await expect(e.nextLogprob(1)).rejects.toThrow(/nextLogprob needs an engine created with logprobs: true/);
     const withLp = await Engine.create(ctx, model, { weights: 'f32', logprobs: true });
     const extra = withLp.memory().activations - e.memory().activations;
     // The all-rows logits (maxRows·V floats beyond the one row), the carried row and the out array.

@@ -39,15 +39,16 @@ export class TokenLogprobsOp {
 
   /**
    * Records, for a block of `rows` tokens whose logits the head has just written: with `score`, the
-   * log-probability of each token (row 0 from the carry, NaN unless `carryValid`); then the copy of
-   * logits row `keepRow` into the carry. One encode per submit: the params go by queue.writeBuffer.
+   * log-probability of each token (row 0 from the carry, NaN unless `carryValid`); then, with `keep`
+   * (default true), the copy of logits row `keepRow` into the carry. `score` alone with one row scores
+   * a token against the carry without feeding it. One encode per submit: the params go by queue.writeBuffer.
    */
-  encode(pass: GPUComputePassEncoder, rows: number, opts: { score: boolean; carryValid: boolean; keepRow: number }): void {
+  encode(pass: GPUComputePassEncoder, rows: number, opts: { score: boolean; keep?: boolean; carryValid: boolean; keepRow: number }): void {
     if (!Number.isInteger(rows) || rows < 1 || rows > this.maxRows) throw new RangeError(`token logprobs: ${rows} rows, this op holds 1..${this.maxRows}`);
     if (!Number.isInteger(opts.keepRow) || opts.keepRow < 0 || opts.keepRow >= this.maxRows) throw new RangeError(`token logprobs: keep row ${opts.keepRow} outside 0..${this.maxRows - 1}`);
     this.data.set([this.V, rows, opts.carryValid ? 1 : 0, opts.keepRow]);
     this.ctx.device.queue.writeBuffer(this.params, 0, this.data);
     if (opts.score) dispatch(pass, this.score, this.group, Math.ceil(rows / 64));
-    dispatch(pass, this.copy, this.group, Math.ceil(this.V / 64));
+    if (opts.keep ?? true) dispatch(pass, this.copy, this.group, Math.ceil(this.V / 64));
   }
 }
