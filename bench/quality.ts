@@ -4,14 +4,16 @@
  *
  *   npm run bench -- quality --model runs/lact-4m/model [--max-tokens 65536] [--docs a,b] [--out F.json]
  *                            [--dump DOC --dump-out F.f32] [--weights f32|f16]
- *                            [--learn [CHUNK,LR,CLIP]] [--no-learn]
+ *                            [--learn [CHUNK,LR,CLIP]] [--no-learn] [--past N]
  *
  * `--learn`: a sliding-window model learns while reading with its top MLP (the engine's
  * learnWhileReading; default 512,1,1). TTT-E2E models learn by default, their inner steps included;
- * `--no-learn` runs them frozen (learn: false). The summary gives the mean over positions >= 2048 too.
+ * `--no-learn` runs them frozen (learn: false). The summary gives the mean over positions >= N too
+ * (`--past`, default 2048).
  *
  * Each document is fed as BOS + its UTF-8 bytes from position 0, in segments; the loss at position p is
- * -log2 P(token p+1 | tokens 0..p), from the logits of every fed row. TTT and sliding-window models run
+ * -log2 P(token p+1 | tokens 0..p), from the engine's per-token log-probabilities (feed's `logprobs`,
+ * computed on the GPU; 4 bytes a token read back). TTT and sliding-window models run
  * any length in constant memory; full attention needs --max-tokens (its cache is sized to the document).
  * `--dump` writes one document's per-position losses (float32, bits) for the PyTorch cross-check
  * (train/eval_quality.py --cross-check).
@@ -52,6 +54,7 @@ export async function main(args: string[]): Promise<void> {
     return { chunk, lr, clip };
   })();
   const learn = !args.includes('--no-learn');
+  const past = Number(flag(args, '--past') ?? 2048);
 
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
   const model = await loadModel(new NodeDirectorySource(modelDir));
@@ -63,16 +66,15 @@ export async function main(args: string[]): Promise<void> {
     return maxTokens > 0 ? ids.slice(0, maxTokens + 1) : ids;
   });
   const longest = Math.max(...texts.map((t) => t.length));
-  const engine = await Engine.create(new GpuContext(gpu.device), model, { weights, allLogits: true, maxContext: model.config.family === 'lact' && model.config.windowSize === null ? longest : undefined, learnWhileReading, learn });
+  const engine = await Engine.create(new GpuContext(gpu.device), model, { weights, logprobs: true, maxContext: model.config.family === 'lact' && model.config.windowSize === null ? longest : undefined, learnWhileReading, learn });
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- quality ${args.join(' ')}`);
   const learning = engine.stats().learning !== null ? (learnWhileReading ? `learning while reading: ${JSON.stringify(learnWhileReading)}` : 'learning (its inner steps)') : 'not learning';
   console.log(`model: ${modelDir} (${engine.info.mode}, ${engine.info.weights} weights, ${learning})`);
 
-  const V = model.config.vocabSize;
   const sums: number[] = [];
   const counts: number[] = [];
-  let past2k = 0, past2kCount = 0;
+  let pastSum = 0, pastCount = 0;
   const perDoc: Record<string, { tokens: number; bits: number[]; counts: number[]; seconds: number }> = {};
   const t0 = performance.now();
   let total = 0;
@@ -83,17 +85,18 @@ export async function main(args: string[]): Promise<void> {
     const dumped = doc === dump ? new Float32Array(ids.length - 1) : null;
     await engine.reset();
     const td = performance.now();
-    // Feed all but the last token: row p's logits predict token p+1.
-    for (let s = 0; s < ids.length - 1; s += SEGMENT) {
-      const seg = ids.slice(s, Math.min(s + SEGMENT, ids.length - 1));
-      const { logits } = await engine.feed(seg, { logits: 'all' });
+    // The engine's per-token log-probabilities (computed on the GPU): token k's is position k-1's loss.
+    for (let s = 0; s < ids.length; s += SEGMENT) {
+      const seg = ids.slice(s, Math.min(s + SEGMENT, ids.length));
+      const { logprobs } = await engine.feed(seg, { logprobs: true });
       for (let r = 0; r < seg.length; r++) {
-        const p = s + r;
-        const bits = nllBits(logits!, r * V, V, ids[p + 1]);
+        const p = s + r - 1;
+        if (p < 0) continue;
+        const bits = -logprobs![r] / Math.LN2;
         const b = bucketOf(p);
         dsum[b] = (dsum[b] ?? 0) + bits;
         dcnt[b] = (dcnt[b] ?? 0) + 1;
-        if (p >= 2048) { past2k += bits; past2kCount++; }
+        if (p >= past) { pastSum += bits; pastCount++; }
         if (dumped) dumped[p] = bits;
       }
     }
@@ -111,23 +114,14 @@ export async function main(args: string[]): Promise<void> {
   const seconds = (performance.now() - t0) / 1000;
   console.log(`\n| position | tokens | bits/byte |\n| --- | ---: | ---: |`);
   for (let b = 0; b < sums.length; b++) if (counts[b]) console.log(`| ${bucketLabel(b)} | ${counts[b]} | ${(sums[b] / counts[b]).toFixed(4)} |`);
-  if (past2kCount) console.log(`\npositions >= 2048: ${past2kCount} tokens, ${(past2k / past2kCount).toFixed(4)} bits/byte`);
+  if (pastCount) console.log(`\npositions >= ${past}: ${pastCount} tokens, ${(pastSum / pastCount).toFixed(4)} bits/byte`);
   console.log(`\n${total} tokens in ${seconds.toFixed(0)} s (${(total / seconds).toFixed(0)} tokens/s)`);
   if (out) {
     const buckets = sums.map((s, b) => ({ bucket: bucketLabel(b), tokens: counts[b], bits: s / counts[b] }));
-    writeFileSync(out, JSON.stringify({ model: modelDir, mode: engine.info.mode, weights: engine.info.weights, learning, device: gpu.description, maxTokens, buckets, past2k: past2kCount ? { tokens: past2kCount, bits: past2k / past2kCount } : null, perDoc, seconds, source: 'engine' }, null, 1));
+    writeFileSync(out, JSON.stringify({ model: modelDir, mode: engine.info.mode, weights: engine.info.weights, learning, device: gpu.description, maxTokens, buckets, past: pastCount ? { from: past, tokens: pastCount, bits: pastSum / pastCount } : null, perDoc, seconds, source: 'engine' }, null, 1));
   }
   await engine.destroy();
   gpu.device.destroy();
-}
-
-/** -log2 softmax(logits[o..o+V])[target], with the max subtracted first. */
-function nllBits(logits: Float32Array, o: number, V: number, target: number): number {
-  let m = -Infinity;
-  for (let v = 0; v < V; v++) m = Math.max(m, logits[o + v]);
-  let s = 0;
-  for (let v = 0; v < V; v++) s += Math.exp(logits[o + v] - m);
-  return (Math.log(s) + m - logits[o + target]) / Math.LN2;
 }
 
 function flag(args: string[], name: string): string | undefined {
