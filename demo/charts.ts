@@ -25,6 +25,15 @@ export interface ChartSpec {
    * above it (a shader compiled on first use, a busy machine), so one slow step does not flatten the rest.
    */
   readonly robust?: boolean;
+  /** The y axis from this value instead of 0 (losses sit far above 0). */
+  readonly fromMin?: boolean;
+}
+
+/** A vertical line at x with a label (a model's window edge). */
+export interface Marker {
+  readonly x: number;
+  readonly label: string;
+  readonly color: string;
 }
 
 /** The y range for `ys`: from 0 to the largest, or to 1.5x the 95th percentile when outliers lie above. */
@@ -60,6 +69,7 @@ export class LiveChart {
   private yTop = 1;
   private frame = 0;
   private readonly resize: ResizeObserver;
+  private markers: Marker[] = [];
 
   constructor(private readonly el: HTMLElement, private readonly spec: ChartSpec) {
     this.resize = new ResizeObserver(() => this.plot?.setSize(this.size()));
@@ -82,8 +92,11 @@ export class LiveChart {
       {
         ...this.size(),
         scales: {
-          x: { time: false },
-          y: this.spec.robust ? { range: (): uPlot.Range.MinMax => [0, this.yTop] } : { range: (_u, _min, max): uPlot.Range.MinMax => [0, max > 0 ? max * 1.05 : 1] },
+          // From position 0, so that a window edge before the first point still shows.
+          x: { time: false, range: (_u, _min, max): uPlot.Range.MinMax => [0, Math.max(1, max)] },
+          y: this.spec.robust ? { range: (): uPlot.Range.MinMax => [0, this.yTop] }
+            : this.spec.fromMin ? { range: (_u, min, max): uPlot.Range.MinMax => (min < max ? [Math.max(0, min - 0.05 * (max - min)), max + 0.05 * (max - min)] : [0, Math.max(1, max * 1.05)]) }
+            : { range: (_u, _min, max): uPlot.Range.MinMax => [0, max > 0 ? max * 1.05 : 1] },
         },
         axes: [
           { label: 'position (tokens in memory)' },
@@ -104,6 +117,7 @@ export class LiveChart {
         ],
         legend: { live: true },
         cursor: { drag: { x: false, y: false } },
+        hooks: { draw: [(u: uPlot) => this.drawMarkers(u)] },
       },
       [[], ...this.series.map(() => [])],
       this.el,
@@ -122,6 +136,33 @@ export class LiveChart {
     if (row[index] === null) this.points++;
     row[index] = y;
     if (!this.frame) this.frame = requestAnimationFrame(() => this.draw());
+  }
+
+  /** Vertical lines (window edges), redrawn with the chart. */
+  setMarkers(markers: readonly Marker[]): void {
+    this.markers = [...markers];
+    this.el.dataset.markers = this.markers.map((m) => `${m.label}@${m.x}`).join(';');
+    this.plot?.redraw();
+  }
+
+  private drawMarkers(u: uPlot): void {
+    const c = u.ctx;
+    for (const m of this.markers) {
+      const x = u.valToPos(m.x, 'x', true);
+      if (!Number.isFinite(x) || x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+      c.save();
+      c.strokeStyle = m.color;
+      c.setLineDash([4, 4]);
+      c.lineWidth = 1;
+      c.beginPath();
+      c.moveTo(x, u.bbox.top);
+      c.lineTo(x, u.bbox.top + u.bbox.height);
+      c.stroke();
+      c.fillStyle = m.color;
+      c.font = `${11 * devicePixelRatio}px sans-serif`;
+      c.fillText(m.label, x + 4, u.bbox.top + 12 * devicePixelRatio);
+      c.restore();
+    }
   }
 
   get pointCount(): number {

@@ -4,6 +4,7 @@
 import { MemoryMismatchError } from '../src/api/index.ts';
 import { comparePartner, loadDocIndex, loadModelIndex, MODE_LABEL, type DocEntry, type ModelEntry } from './catalog.ts';
 import { LiveChart } from './charts.ts';
+import { exportCsv, exportJson, type RunExport } from './export.ts';
 import { InputError, inputText, inputTokens, type InputChoice } from './inputs.ts';
 import { byDocument, docKeyOf, forgetMemory, listMemories, saveMemory, type SavedMemory } from './memory-store.ts';
 import { CONTEXT_GRANULE, fullAttentionContext, probeInterval } from './plan.ts';
@@ -26,9 +27,10 @@ const WEIGHTS: 'f16' | 'f32' = new URLSearchParams(location.search).get('weights
 const status = new StatusPanel($('status'));
 const latencyChart = new LiveChart($('chart-latency'), { yLabel: 'ms / token', robust: true, format: (v) => (v === 0 ? '0' : v < 10 ? v.toFixed(2) : v.toFixed(1)) });
 const memoryChart = new LiveChart($('chart-memory'), { yLabel: 'MB', format: (v) => (v === 0 ? '0' : v < 0.01 ? v.toFixed(4) : v < 1 ? v.toFixed(3) : v.toFixed(1)) });
-const runs = new Runs($('runs'), latencyChart, memoryChart, status, (phase) => setPhase(phase));
+const lossChart = new LiveChart($('chart-loss'), { yLabel: 'bits / token', fromMin: true, format: (v) => v.toFixed(2) });
+const runs = new Runs($('runs'), latencyChart, memoryChart, lossChart, status, (phase) => setPhase(phase));
 // For inspection from devtools (and scripts): what the charts hold.
-(globalThis as { tttDemo?: object }).tttDemo = { latency: () => latencyChart.snapshot(), memory: () => memoryChart.snapshot() };
+(globalThis as { tttDemo?: object }).tttDemo = { latency: () => latencyChart.snapshot(), memory: () => memoryChart.snapshot(), loss: () => lossChart.snapshot(), exportJson: () => exportJson(runExport()), exportCsv: () => exportCsv(runExport()) };
 
 let models: ModelEntry[] = [];
 let docs: DocEntry[] = [];
@@ -49,6 +51,7 @@ function setPhase(phase: Phase): void {
   const list = runs.list;
   $<HTMLButtonElement>('generate').disabled = !idle || list.length === 0;
   $<HTMLButtonElement>('remember').disabled = !idle || list.length === 0 || !current?.complete || list.every((r) => r.ids.length === 0);
+  for (const id of ['export-json', 'export-csv']) $<HTMLButtonElement>(id).disabled = !idle || list.length === 0;
   for (const el of document.querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>('#setup input, #setup select, #setup textarea')) {
     el.disabled = !idle;
   }
@@ -235,6 +238,25 @@ async function generateMore(): Promise<void> {
 
 // ---------------------------------------------------------------- Remember / restore
 
+/** What the charts hold and which models made it, for the export buttons. */
+function runExport(): RunExport {
+  return {
+    exported: new Date().toISOString(),
+    document: current?.label ?? '',
+    adapter: runs.list[0]?.session.engine.info.adapter ?? '',
+    models: runs.list.map((r) => ({ name: r.session.entry.name, mode: r.session.entry.mode, window: r.session.engine.info.window, lossBits: r.loss.meanBits, tokensRead: r.loss.next })),
+    charts: { loss: lossChart.snapshot(), latency: latencyChart.snapshot(), memory: memoryChart.snapshot() },
+  };
+}
+
+function download(text: string, type: string, ext: string): void {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([text], { type }));
+  a.download = `ttt-web-run-${new Date().toISOString().replace(/[:.]/g, '-')}.${ext}`;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
 async function remember(): Promise<void> {
   if (!current) return;
   setPhase('busy');
@@ -378,6 +400,8 @@ async function init(): Promise<void> {
   $('generate').addEventListener('click', () => void act('generate', generateMore));
   $('remember').addEventListener('click', () => void act('save the memory', remember));
   $('cancel').addEventListener('click', () => controller?.abort());
+  $('export-json').addEventListener('click', () => download(exportJson(runExport()), 'application/json', 'json'));
+  $('export-csv').addEventListener('click', () => download(exportCsv(runExport()), 'text/csv', 'csv'));
   $('stop').addEventListener('click', () => controller?.abort());
 
   await act('load the model', selectModel);

@@ -53,6 +53,7 @@ export function memoryBreakdown(s: TttStats): MemoryBreakdown {
 
 const READOUTS = [
   ['position', 'position'],
+  ['loss', 'loss so far (bits/token)'],
   ['prefill-tps', 'prefill tokens/s'],
   ['decode-ms', 'decode ms/token (last)'],
   ['decode-ms-rolling', 'decode ms/token (mean of 32)'],

@@ -5,14 +5,15 @@
  */
 import { ContextOverflowError, type TttStats } from '../src/api/index.ts';
 import { RollingMedian, type LiveChart, type SeriesSpec } from './charts.ts';
+import { LossCurve } from './loss-curve.ts';
 import { prefillPlan, probeInterval } from './plan.ts';
 import { formatDuration, formatInt, memoryBreakdown, RunPanel } from './readouts.ts';
 import { isAbort, type ModelSession } from './session.ts';
 import type { StatusPanel } from './status.ts';
 
-const COLORS = ['#2563eb', '#ea580c'];
+const COLORS = ['#2563eb', '#ea580c', '#16a34a', '#9333ea', '#dc2626'];
 /** Runs side by side at most (Compare: the selected model and one more). */
-export const MAX_RUNS = COLORS.length;
+export const MAX_RUNS = 2;
 const MB = 1024 * 1024;
 /** Tokens of the input shown (dimmed) before the generated text. */
 const CONTEXT_TOKENS = 240;
@@ -49,6 +50,8 @@ export interface Run {
   readonly median: RollingMedian;
   /** Milliseconds this run's prefill calls took (Compare interleaves two runs). */
   prefillMs: number;
+  /** Loss by position from the read's per-token log-probabilities. */
+  readonly loss: LossCurve;
   unsubscribe: () => void;
 }
 
@@ -59,6 +62,7 @@ export class Runs {
     private readonly parent: HTMLElement,
     private readonly latency: LiveChart,
     private readonly memory: LiveChart,
+    private readonly lossChart: LiveChart,
     private readonly status: StatusPanel,
     /** Called when reading or generating starts: the page enables Cancel or Stop. */
     private readonly onPhase: (phase: 'prefill' | 'decode') => void,
@@ -83,6 +87,7 @@ export class Runs {
         ended: '',
         median: new RollingMedian(MEDIAN_OF),
         prefillMs: 0,
+        loss: new LossCurve(),
         unsubscribe: () => undefined,
       };
       run.unsubscribe = session.engine.onStats((s) => this.onStats(run, s));
@@ -97,6 +102,24 @@ export class Runs {
       color: r.panel.color,
       dash: dash ? [...dash] : undefined,
     }))));
+    this.lossChart.reset(this.list.flatMap((r): SeriesSpec[] => [
+      { label: `${r.session.entry.name}: mean of the last ${r.loss.smooth} tokens`, color: r.panel.color },
+      { label: `${r.session.entry.name}: mean per position bucket`, color: r.panel.color, dots: true, dash: [2, 3] },
+    ]));
+    const windows = new Map<number, string[]>();
+    for (const r of this.list) {
+      const w = r.session.engine.info.window;
+      if (w !== null) windows.set(w, [...(windows.get(w) ?? []), r.session.entry.name]);
+    }
+    this.lossChart.setMarkers([...windows].map(([x, names]) => ({ x, label: `window (${x})${this.list.length > 1 ? `: ${names.join(', ')}` : ''}`, color: '#6b7280' })));
+  }
+
+  /** A read call's log-probabilities: the smoothed line, the bucket means and the readout. */
+  private plotLoss(run: Run, start: number, values: Float32Array): void {
+    for (const p of run.loss.push(start, values)) this.lossChart.add(2 * run.index, p.position, p.bits);
+    for (const b of run.loss.buckets()) this.lossChart.add(2 * run.index + 1, b.position, b.bits);
+    const mean = run.loss.meanBits;
+    if (mean !== null) run.panel.set('loss', `${mean.toFixed(3)} over ${formatInt(run.loss.scoredTokens)} tokens`, mean);
   }
 
   private plotLatency(run: Run, position: number, ms: number): void {
@@ -161,6 +184,7 @@ export class Runs {
           this.plotLatency(r, p.position, p.ms);
           this.show(r, p.stats);
         },
+        onLogprobs: (start, values) => this.plotLoss(r, start, values),
       }),
     );
     showStatus();

@@ -24,6 +24,8 @@ export interface PrefillEvents {
   /** Tokens of the whole input fed so far (the held-back last token counts, as in positions). */
   readonly onProgress?: (done: number, total: number) => void;
   readonly onProbe?: (p: Probe) => void;
+  /** Each call's per-token log-probabilities: those of ids[start, start + values.length). */
+  readonly onLogprobs?: (start: number, values: Float32Array) => void;
 }
 
 export class ModelSession {
@@ -68,9 +70,11 @@ export class ModelSession {
       if (signal.aborted) throw new EngineAbortedError(0, (await this.engine.stats()).position, signal.reason);
       const r = await this.engine.prefill(ids.slice(step.start, step.end), {
         signal,
+        logprobs: events.onLogprobs !== undefined,
         onProgress: (p) => events.onProgress?.(step.start + p.processed, total),
       });
       this.held = true;
+      if (r.logprobs) events.onLogprobs?.(step.start, r.logprobs);
       if (step.probe) {
         const stats = await this.engine.stats();
         if (stats.decodeMsLast !== null) events.onProbe?.({ position: r.position, ms: stats.decodeMsLast, stats });

@@ -12,6 +12,7 @@ import { HOW_TO_GET_WEBGPU, requestEngineDevice, WebGpuUnavailableError } from '
 import { CachedUrlSource } from '../model/cache.ts';
 import { MemorySource, UrlSource, type ModelSource } from '../model/source.ts';
 import { openModelStream, type LoadProgress as StreamProgress } from '../model/stream.ts';
+import { attentionWindow } from '../model/model-config.ts';
 import { EngineHost } from './host.ts';
 import type { CreateEngineOptions, InProcessOptions, LoadProgress, ModelInput, TttInfo } from './types.ts';
 
@@ -145,6 +146,7 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
       bosId: tokenizer.bosId,
       eosId: tokenizer.eosId,
       capacity: engine.info.capacity,
+      window: attentionWindow(engine.config),
       logprobs: engine.info.logprobs,
       worker: opts.inWorker ?? false,
     };

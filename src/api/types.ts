@@ -161,6 +161,8 @@ export interface TttInfo {
   readonly eosId: number | null;
   /** Positions the engine can hold (Infinity for TTT and sliding-window models). */
   readonly capacity: number;
+  /** Positions the model attends exactly (its sliding window); null for full attention. */
+  readonly window: number | null;
   /** Whether the engine runs in a Web Worker. */
   readonly worker: boolean;
   /** Whether `prefill(…, { logprobs: true })` is available (CreateEngineOptions.logprobs). */

@@ -39,6 +39,11 @@ export function configFormatOf<C extends ModelConfig>(config: C): ConfigFormat<C
   return FORMATS[config.family] as unknown as ConfigFormat<C>;
 }
 
+/** The positions a model attends exactly (its sliding window), null for full attention. */
+export function attentionWindow(config: ModelConfig): number | null {
+  return config.family === 'lact' ? config.windowSize : config.slidingWindow;
+}
+
 /** `config` as its family's config type when it is of `family`; a ConfigError naming both otherwise (for tools that run one family). */
 export function configOfFamily<K extends ModelConfig['family']>(config: ModelConfig, family: K): Extract<ModelConfig, { family: K }> {
   if (config.family !== family) throw new ConfigError('model_type', `this needs a ${family} model; the file holds a ${config.family} model`);

@@ -361,7 +361,7 @@ describe('the API with a TTT-E2E model (tiny-e2e-s1: learns by backpropagation w
 
   it('prefill, generate, stats with each update\'s chunk loss, memory save/restore and reset, like every family', async () => {
     const engine = await createEngine({ model: 'tiny-e2e-s1', source: fixture('tiny-e2e-s1'), device, weights: 'f32' });
-    expect(engine.info).toMatchObject({ mode: 'ttt', vocabSize: 256, tokenizer: 'byte', bosId: 1, eosId: 2, capacity: Infinity });
+    expect(engine.info).toMatchObject({ mode: 'ttt', vocabSize: 256, tokenizer: 'byte', bosId: 1, eosId: 2, capacity: Infinity, window: 24, logprobs: true });
     // BOS and EOS are the control bytes 1 and 2 (the official byte models' convention): text holding them is refused.
     await expect(engine.prefill('a\u0001b')).rejects.toThrow(/reserves for BOS/);
     // 100 bytes: 101 positions with BOS, whether or not the host holds the last one back for generate(), is 6 updates.

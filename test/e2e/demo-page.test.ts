@@ -9,6 +9,8 @@ import { resolve } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseExportCsv } from '../../demo/export.ts';
+import { LossCurve } from '../../demo/loss-curve.ts';
 import { fullAttentionContext, prefillPlan, probeInterval } from '../../demo/plan.ts';
 import { createEngine, type TttEngine } from '../../src/api/index.ts';
 import { NodeDirectorySource } from '../../src/model/source.ts';
@@ -56,7 +58,13 @@ async function statusOf(page: Page): Promise<{ state: string; title: string; mes
  * way. Node uses its default adapter (lavapipe, ten times faster here than Node's SwiftShader); measured
  * when this test was written, the texts agreed on lavapipe and SwiftShader with f32 and f16 alike.
  */
-async function nodeRun(model: string, ids: number[], afterSave: number): Promise<{ text: string; afterSave: string }> {
+interface NodeLoss {
+  readonly smooth: [number, number][];
+  readonly buckets: [number, number][];
+  readonly mean: number | null;
+}
+
+async function nodeRun(model: string, ids: number[], afterSave: number): Promise<{ text: string; afterSave: string; loss: NodeLoss }> {
   const { adapter } = await openNodeAdapter();
   const engine: TttEngine = await createEngine({
     model,
@@ -67,14 +75,21 @@ async function nodeRun(model: string, ids: number[], afterSave: number): Promise
     worker: false,
   });
   try {
-    for (const s of prefillPlan(ids.length, probeInterval(ids.length))) await engine.prefill(ids.slice(s.start, s.end));
+    // The page asks for each call's log-probabilities and plots them (demo/loss-curve.ts): so does Node.
+    const curve = new LossCurve();
+    const smooth: [number, number][] = [];
+    for (const s of prefillPlan(ids.length, probeInterval(ids.length))) {
+      const r = await engine.prefill(ids.slice(s.start, s.end), { logprobs: true });
+      for (const p of curve.push(s.start, r.logprobs!)) smooth.push([p.position, p.bits]);
+    }
+    const loss = { smooth, buckets: curve.buckets().map((b): [number, number] => [b.position, b.bits]), mean: curve.meanBits };
     let text = '';
     for await (const t of engine.generate('', { maxTokens: DECODE, temperature: 0, topP: 0.95 })) text += t.text;
     // What "Remember", then "Generate more" after a reload continues with: the saved memory, then '\n'.
     await engine.saveMemory();
     let more = '';
     for await (const t of engine.generate('\n', { maxTokens: afterSave, temperature: 0, topP: 0.95 })) more += t.text;
-    return { text, afterSave: more };
+    return { text, afterSave: more, loss };
   } finally {
     await engine.dispose();
   }
@@ -175,6 +190,40 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     expect(latency).toBeGreaterThanOrEqual(4 * (probes + DECODE - 1));
     expect(memory).toBeGreaterThanOrEqual(8 * (probes + DECODE - 1));
     expect(await page.$$eval('#charts canvas', (cs) => cs.length)).toBeGreaterThanOrEqual(2);
+
+    // Loss by position: for each model the smoothed line and the bucket means the engine gives in Node
+    // for the same input and calls (f32 weights on both sides: SwiftShader and lavapipe differ by f32
+    // rounding, about 1e-5 bits here; the bound is 1e-3 bits), the window edge marked, the readout.
+    type Snap = { labels: string[]; rows: [number, ...(number | null)[]][] };
+    const loss = await page.evaluate(() => (globalThis as unknown as { tttDemo: { loss: () => Snap } }).tttDemo.loss());
+    expect(await page.getAttribute('#chart-loss', 'data-series')).toBe('4');
+    const seriesOf = (i: number) => loss.rows.filter((r) => r[i + 1] !== null).map((r) => [r[0], r[i + 1] as number]);
+    for (const [i, model] of [ttt, full].entries()) {
+      expect(loss.labels[2 * i]).toMatch(new RegExp(`^${model}: mean of the last`));
+      for (const [k, want] of [[0, expected[model].loss.smooth], [1, expected[model].loss.buckets]] as const) {
+        const got = seriesOf(2 * i + k);
+        expect(got.map((p) => p[0]), `${model} loss series ${k} positions`).toEqual(want.map((p) => p[0]));
+        expect(want.length).toBeGreaterThan(0);
+        got.forEach((p, j) => expect(Math.abs(p[1] - want[j][1]), `${model} loss series ${k} at ${p[0]}`).toBeLessThan(1e-3));
+      }
+      const r = await readouts(page, model);
+      expect(Math.abs(r.loss.value! - expected[model].loss.mean!)).toBeLessThan(1e-3);
+    }
+    const tttWindow = (JSON.parse(readFileSync(`public/models/${ttt}/config.json`, 'utf8')) as { window_size: number }).window_size;
+    expect(await page.getAttribute('#chart-loss', 'data-markers')).toBe(`window (${tttWindow}): ${ttt}@${tttWindow}`);
+
+    // The export holds exactly what the charts hold, as JSON and as CSV.
+    const exported = await page.evaluate(() => {
+      const d = (globalThis as unknown as { tttDemo: { exportJson: () => string; exportCsv: () => string; latency: () => Snap; memory: () => Snap } }).tttDemo;
+      return { json: d.exportJson(), csv: d.exportCsv(), latency: d.latency(), memory: d.memory() };
+    });
+    const json = JSON.parse(exported.json) as { models: { name: string }[]; charts: Record<string, Snap> };
+    expect(json.models.map((m) => m.name)).toEqual([ttt, full]);
+    expect(json.charts).toEqual({ loss, latency: exported.latency, memory: exported.memory });
+    const points = parseExportCsv(exported.csv);
+    const want = Object.entries(json.charts).flatMap(([chart, s]) => s.rows.flatMap(([x, ...ys]) => ys.flatMap((y, i) => (y === null ? [] : [{ chart, series: s.labels[i], position: x, value: y }]))));
+    expect(points).toEqual(want);
+    expect(await page.isEnabled('#export-json')).toBe(true);
 
     mkdirSync('test-results', { recursive: true });
     await page.screenshot({ path: 'test-results/demo.png', fullPage: true });
