@@ -124,3 +124,58 @@ def jsonable(d: Dict[str, Any]) -> Dict[str, Any]:
 def mean(xs: Iterable[float]) -> float:
     xs = list(xs)
     return sum(xs) / len(xs) if xs else float('nan')
+
+
+class Run:
+    """A run's checkpoint (OUT/ckpt.pt, written atomically) and its sessions log (OUT/sessions.jsonl).
+
+    `Run.open` resumes from the checkpoint when there is one (refusing other hyperparameters or data, see
+    check_resume), or starts a new run; with `export_now` a checkpoint must exist and its token budget is
+    the run's."""
+
+    def __init__(self, out: str, args: Dict[str, Any], data: Dict[str, Any], steps_of):
+        self.ckpt = os.path.join(out, 'ckpt.pt')
+        self.sessions = os.path.join(out, 'sessions.jsonl')
+        self.args, self.data, self.steps_of = args, data, steps_of
+        self.total_steps = steps_of(args)
+        self.step, self.elapsed = 0, 0.0
+
+    @classmethod
+    def open(cls, out: str, args: Dict[str, Any], data: Dict[str, Any], steps_of, model, opt,
+             start_message: str) -> 'Run':
+        import torch
+        run = cls(out, args, data, steps_of)
+        export_now = bool(args.get('export_now'))
+        if os.path.exists(run.ckpt):
+            st = torch.load(run.ckpt, weights_only=False)
+            if export_now:
+                run.args = dict(args, tokens=st['args']['tokens'])
+                run.total_steps = steps_of(run.args)
+            check_resume(st['args'], run.args, st['data'], data, st['step'], args['decay_frac'], steps_of)
+            model.load_state_dict(st['model'])
+            opt.load_state_dict(st['opt'])
+            run.step, run.elapsed = st['step'], st['elapsed']
+            print(f'resumed at step {run.step}/{run.total_steps} ({run.elapsed / 60:.1f} min so far)', flush=True)
+            sessions_record(run.sessions, {'event': 'resume', 'step': run.step, 'total_steps': run.total_steps})
+        elif export_now:
+            raise SystemExit(f'--export-now: there is no checkpoint in {out}')
+        else:
+            print(start_message, flush=True)
+            sessions_record(run.sessions, {'event': 'start', 'step': 0, 'total_steps': run.total_steps})
+        return run
+
+    def save(self, model, opt) -> None:
+        import torch
+        tmp = self.ckpt + '.tmp'
+        torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': self.step, 'elapsed': self.elapsed,
+                    'args': self.args, 'data': self.data}, tmp)
+        os.replace(tmp, self.ckpt)  # never a half-written checkpoint
+
+    def stop_if_out_of_time(self, model, opt, session_start: float, max_minutes: float) -> bool:
+        """After a step: past --max-minutes (and not finished), checkpoint, log the stop and say so."""
+        if not max_minutes or time.time() - session_start <= max_minutes * 60 or self.step >= self.total_steps:
+            return False
+        self.save(model, opt)
+        sessions_record(self.sessions, {'event': 'stop', 'step': self.step, 'elapsed_min': round(self.elapsed / 60, 2)})
+        print(f'stopping after {max_minutes} min at step {self.step}; run again to resume', flush=True)
+        return True

@@ -132,35 +132,13 @@ def main() -> None:
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': a.wd}, {'params': rest, 'weight_decay': 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
     args = vars(a)
-    total_steps = steps_of(args)
+    total_steps = steps_of(args)  # the message's; the run's own (a resumed --export-now's) comes from Run.open
     n_params = sum(p.numel() for p in model.parameters())
 
-    ckpt = os.path.join(a.out, 'ckpt.pt')
-    sessions = os.path.join(a.out, 'sessions.jsonl')
-    step, elapsed = 0, 0.0
-    if os.path.exists(ckpt):
-        st = torch.load(ckpt, weights_only=False)
-        if a.export_now:
-            args = dict(args, tokens=st['args']['tokens'])
-            total_steps = steps_of(args)
-        recipe.check_resume(st['args'], args, st['data'], data_id, st['step'], a.decay_frac, steps_of)
-        model.load_state_dict(st['model'])
-        opt.load_state_dict(st['opt'])
-        step, elapsed = st['step'], st['elapsed']
-        print(f'resumed at step {step}/{total_steps} ({elapsed / 60:.1f} min so far)', flush=True)
-        recipe.sessions_record(sessions, {'event': 'resume', 'step': step, 'total_steps': total_steps})
-    elif a.export_now:
-        raise SystemExit(f'--export-now: there is no checkpoint in {a.out}')
-    else:
-        print(f'{a.mode}: {n_params:,} parameters, {total_steps} steps of {a.batch}x{a.seq} tokens; '
-              f'{len(order.pieces.starts)} pieces ({order.pieces.targets_per_epoch:,} targets) per epoch', flush=True)
-        recipe.sessions_record(sessions, {'event': 'start', 'step': 0, 'total_steps': total_steps})
-
-    def save() -> None:
-        tmp = ckpt + '.tmp'
-        torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step, 'elapsed': elapsed,
-                    'args': args, 'data': data_id}, tmp)
-        os.replace(tmp, ckpt)  # never a half-written checkpoint
+    run = recipe.Run.open(a.out, args, data_id, steps_of, model, opt,
+        f'{a.mode}: {n_params:,} parameters, {total_steps} steps of {a.batch}x{a.seq} tokens; '
+        f'{len(order.pieces.starts)} pieces ({order.pieces.targets_per_epoch:,} targets) per epoch')
+    args, total_steps = run.args, run.total_steps
 
     def lr_of(s: int) -> float:
         return recipe.lr_at(s, total_steps, a.lr, a.warmup, a.decay_frac, a.min_lr_ratio)
@@ -169,7 +147,8 @@ def main() -> None:
     log = open(os.path.join(a.out, 'log.jsonl'), 'a')
     vlog = open(os.path.join(a.out, 'val.jsonl'), 'a')
     model.train()
-    while step < total_steps and not a.export_now:
+    while run.step < total_steps and not a.export_now:
+        step = run.step
         t0 = time.time()
         for g in opt.param_groups:
             g['lr'] = lr_of(step)
@@ -180,11 +159,11 @@ def main() -> None:
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip).item()
         opt.step()
         dt = time.time() - t0
-        elapsed += dt
-        step += 1
+        run.elapsed += dt
+        run.step = step = step + 1
         rec = {'step': step, 'loss': round(loss.item(), 5), 'bpb': round(loss.item() / math.log(2), 5),
                'lr': round(lr_of(step - 1), 7), 'gnorm': round(gnorm, 4),
-               'tok_s': round(a.seq * a.batch / dt, 1), 'elapsed_min': round(elapsed / 60, 2)}
+               'tok_s': round(a.seq * a.batch / dt, 1), 'elapsed_min': round(run.elapsed / 60, 2)}
         log.write(json.dumps(rec) + '\n')
         log.flush()
         if step % 10 == 0 or step == 1:
@@ -195,12 +174,10 @@ def main() -> None:
             vlog.flush()
             print(f'step {step}: validation {v["val_bpb"]:.4f} bits/byte {v["val_bpb_by_position"]}', flush=True)
         if step % a.ckpt_every == 0 or step == total_steps:
-            save()
-        if a.max_minutes and time.time() - session_start > a.max_minutes * 60 and step < total_steps:
-            save()
-            recipe.sessions_record(sessions, {'event': 'stop', 'step': step, 'elapsed_min': round(elapsed / 60, 2)})
-            print(f'stopping after {a.max_minutes} min at step {step}; run again to resume', flush=True)
+            run.save(model, opt)
+        if run.stop_if_out_of_time(model, opt, session_start, a.max_minutes):
             return
+    step, elapsed = run.step, run.elapsed
 
     # Finished (or --export-now): export (F16) with the whole run's record.
     log.close()
@@ -217,13 +194,13 @@ def main() -> None:
         'final_train_bpb_mean_last_50': round(recipe.mean(r['bpb'] for r in last), 4),
         'final_val': final_val, 'val_history': vals, 'train_minutes': round(elapsed / 60, 1),
         'threads': a.threads, 'environment': recipe.environment(), 'data': data_id, 'args': args,
-        'sessions': recipe.read_jsonl(sessions), 'config': cfg.to_dict() if hasattr(cfg, 'to_dict') else None,
+        'sessions': recipe.read_jsonl(run.sessions), 'config': cfg.to_dict() if hasattr(cfg, 'to_dict') else None,
     })
     model.set_attn_impl('auto')
     export_model(model, os.path.join(a.out, 'model'), 'F16', metadata={'ttt_web_training': json.dumps(summary)})
     with open(os.path.join(a.out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
-    recipe.sessions_record(sessions, {'event': 'export', 'step': step})
+    recipe.sessions_record(run.sessions, {'event': 'export', 'step': step})
     print(json.dumps({k: summary[k] for k in ('name', 'parameters', 'steps', 'tokens', 'final_val', 'train_minutes')}), flush=True)
 
 
