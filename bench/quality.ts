@@ -118,7 +118,7 @@ export async function main(args: string[]): Promise<void> {
   console.log(`\n${total} tokens in ${seconds.toFixed(0)} s (${(total / seconds).toFixed(0)} tokens/s)`);
   if (out) {
     const buckets = sums.map((s, b) => ({ bucket: bucketLabel(b), tokens: counts[b], bits: s / counts[b] }));
-    writeFileSync(out, JSON.stringify({ model: modelDir, mode: engine.info.mode, weights: engine.info.weights, learning, device: gpu.description, maxTokens, buckets, past: pastCount ? { from: past, tokens: pastCount, bits: pastSum / pastCount } : null, perDoc, seconds, source: 'engine' }, null, 1));
+    writeFileSync(out, JSON.stringify({ model: modelDir, family: engine.info.family, mode: engine.info.mode, weights: engine.info.weights, learning, device: gpu.description, maxTokens, buckets, past: pastCount ? { from: past, tokens: pastCount, bits: pastSum / pastCount } : null, perDoc, seconds, source: 'engine' }, null, 1));
   }
   await engine.destroy();
   gpu.device.destroy();
