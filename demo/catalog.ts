@@ -92,6 +92,11 @@ export async function loadDocIndex(url = 'docs/index.json'): Promise<DocEntry[]>
  * The model Compare runs beside `selected`: the full-attention model of its family, or (for a
  * full-attention model) the family's TTT model. Null when the family has no such model.
  */
+/** The other models of the selected one's family, in index order: what Compare can put beside it. */
+export function familyMates(models: readonly ModelEntry[], selected: ModelEntry): ModelEntry[] {
+  return models.filter((m) => m.family === selected.family && m.name !== selected.name);
+}
+
 export function comparePartner(models: readonly ModelEntry[], selected: ModelEntry): ModelEntry | null {
   const family = models.filter((m) => m.family === selected.family && m.name !== selected.name);
   const want: ModelMode = selected.mode === 'full-attention' ? 'ttt' : 'full-attention';

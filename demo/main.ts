@@ -2,7 +2,7 @@
 // then generate, while the charts plot decode latency and GPU memory against position. This file wires the
 // form, the buttons, the loaded models and the saved memories together; the runs themselves are runs.ts.
 import { MemoryMismatchError } from '../src/api/index.ts';
-import { comparePartner, loadDocIndex, loadModelIndex, MODE_LABEL, type DocEntry, type ModelEntry } from './catalog.ts';
+import { comparePartner, familyMates, loadDocIndex, loadModelIndex, MODE_LABEL, type DocEntry, type ModelEntry } from './catalog.ts';
 import { LiveChart } from './charts.ts';
 import { exportCsv, exportJson, type RunExport } from './export.ts';
 import { InputError, inputText, inputTokens, type InputChoice } from './inputs.ts';
@@ -55,7 +55,6 @@ function setPhase(phase: Phase): void {
   for (const el of document.querySelectorAll<HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>('#setup input, #setup select, #setup textarea')) {
     el.disabled = !idle;
   }
-  if (idle) $<HTMLInputElement>('compare').disabled = !comparePartner(models, selectedModel());
   for (const b of document.querySelectorAll<HTMLButtonElement>('#saved-list button')) b.disabled = !idle;
 }
 
@@ -67,8 +66,33 @@ function selectedModel(): ModelEntry {
 
 function runEntries(): ModelEntry[] {
   const primary = selectedModel();
-  const partner = $<HTMLInputElement>('compare').checked ? comparePartner(models, primary) : null;
-  return partner ? [primary, partner] : [primary];
+  const chosen = new Set([...document.querySelectorAll<HTMLInputElement>('input[name="compare"]:checked')].map((c) => c.value));
+  return [primary, ...familyMates(models, primary).filter((m) => chosen.has(m.name))].slice(0, MAX_RUNS);
+}
+
+/**
+ * One checkbox per other model of the selected one's family (any subset runs beside it); `checked`: the
+ * names to tick, by default the model's usual partner (full attention for a TTT model, and the reverse).
+ */
+function renderCompare(checked?: readonly string[]): void {
+  const primary = selectedModel();
+  const mates = familyMates(models, primary).slice(0, MAX_RUNS - 1);
+  const tick = new Set(checked ?? [comparePartner(models, primary)?.name ?? '']);
+  const list = $('compare-list');
+  list.replaceChildren();
+  if (mates.length === 0) list.textContent = 'no other model of this family';
+  for (const m of mates) {
+    const label = document.createElement('label');
+    label.className = 'check';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.name = 'compare';
+    box.value = m.name;
+    box.checked = tick.has(m.name);
+    box.disabled = document.body.dataset.phase !== 'idle';
+    label.append(box, ` ${m.name} (${m.learnWhileReading ? `${MODE_LABEL[m.mode]}, learning while reading` : MODE_LABEL[m.mode]})`);
+    list.append(label);
+  }
 }
 
 function radio(name: string): string {
@@ -112,8 +136,6 @@ function updateNotes(): void {
   const m = selectedModel();
   if (!m) return;
   $('model-description').textContent = `${MODE_LABEL[m.mode]}: ${m.description}`;
-  const partner = comparePartner(models, m);
-  $('compare-name').textContent = partner ? `${partner.name} (${MODE_LABEL[partner.mode]})` : 'no other model of this family';
   const doc = docs[Number($<HTMLSelectElement>('doc').value)];
   $('doc-origin').textContent = doc ? `${doc.origin}. Licence: ${doc.licence}.` : '';
   let target: number | null = null;
@@ -315,7 +337,7 @@ async function restore(group: readonly SavedMemory[]): Promise<void> {
   }
   const first = models.findIndex((m) => m.name === group[0].modelName);
   if (first >= 0) $<HTMLSelectElement>('model').value = String(first);
-  $<HTMLInputElement>('compare').checked = list.length > 1;
+  renderCompare(list.slice(1).map((l) => l.session.entry.name));
   updateNotes();
   current = { label: group[0].docLabel, docKey: group[0].docKey, complete: true };
   status.show('done', {
@@ -358,6 +380,7 @@ async function act(doing: string, action: () => Promise<void>): Promise<void> {
 
 async function selectModel(): Promise<void> {
   setPhase('busy');
+  renderCompare();
   updateNotes();
   const entry = selectedModel();
   void showConfig(entry);

@@ -13,7 +13,7 @@ export interface SavedMemory {
   /** Positions the memory holds. */
   readonly position: number;
   readonly modelName: string;
-  /** The model's place in the run that saved it (0: the selected model, 1: the one compared with it). */
+  /** The model's place in the run that saved it (0: the selected model, 1 and up: the ones compared with it). */
   readonly slot: number;
   readonly modelId: string;
   readonly mode: string;

@@ -12,8 +12,8 @@ import { isAbort, type ModelSession } from './session.ts';
 import type { StatusPanel } from './status.ts';
 
 const COLORS = ['#2563eb', '#ea580c', '#16a34a', '#9333ea', '#dc2626'];
-/** Runs side by side at most (Compare: the selected model and one more). */
-export const MAX_RUNS = 2;
+/** Runs side by side at most (Compare: the selected model and up to four more of its family). */
+export const MAX_RUNS = COLORS.length;
 const MB = 1024 * 1024;
 /** Tokens of the input shown (dimmed) before the generated text. */
 const CONTEXT_TOKENS = 240;

@@ -168,7 +168,7 @@ describe('a strict Content-Security-Policy, in headless Chromium', () => {
       await page.goto(server.url);
       await page.waitForFunction(() => document.body.dataset.phase === 'idle', undefined, { timeout: 90_000 });
       expect(await page.getAttribute('#status', 'data-state')).toBe('ready');
-      await page.uncheck('#compare');
+      for (const box of await page.$$('input[name="compare"]:checked')) await box.uncheck();
       await page.check('input[name="source"][value="paste"]');
       await page.fill('#paste', 'To be, or not to be: that is the question. ');
       await page.check('input[name="length"][value="n"]');

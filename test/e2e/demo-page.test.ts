@@ -36,6 +36,11 @@ async function readouts(page: Page, model: string): Promise<Readouts> {
   );
 }
 
+/** Compare with nothing: the selected model alone. */
+async function uncheckCompare(page: Page): Promise<void> {
+  for (const box of await page.$$('input[name="compare"]:checked')) await box.uncheck();
+}
+
 async function waitIdle(page: Page, timeout = 180_000): Promise<void> {
   await page.waitForFunction(() => document.body.dataset.phase === 'idle', undefined, { timeout });
 }
@@ -137,15 +142,19 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     await page.fill('#tokens', String(TOKENS));
     await page.fill('#max-tokens', String(DECODE));
     await page.fill('#temperature', '0');
-    expect(await page.isChecked('#compare')).toBe(true);
+    const ttt = index.find((m) => m.mode === 'ttt')!.name;
+    const full = index.find((m) => m.mode === 'full-attention')!.name;
+    // Compare offers every other model of the family; the usual partner (full attention) is ticked.
+    const family = index.filter((m) => (m as { family?: string }).family === (index[0] as { family?: string }).family).map((m) => m.name);
+    expect(family.length).toBeGreaterThanOrEqual(3);
+    expect(await page.$$eval('input[name="compare"]', (bs) => bs.map((b) => (b as HTMLInputElement).value))).toEqual(family.slice(1));
+    expect(await page.$$eval('input[name="compare"]:checked', (bs) => bs.map((b) => (b as HTMLInputElement).value))).toEqual([full]);
     const t1 = Date.now();
     await page.click('#start');
     await waitIdle(page);
     const runMs = Date.now() - t1;
     expect(await statusOf(page)).toMatchObject({ state: 'done' });
 
-    const ttt = index.find((m) => m.mode === 'ttt')!.name;
-    const full = index.find((m) => m.mode === 'full-attention')!.name;
     expect(await page.$$eval('.run', (rs) => rs.map((r) => (r as HTMLElement).dataset.model))).toEqual([ttt, full]);
 
     // The same text as the engine in Node, for the same input and calls.
@@ -257,7 +266,7 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     expect(await page.$$eval('#saved-list li[data-doc-key]', (lis) => lis.length)).toBe(0);
 
     // Cancel: a long read (TTT alone) stops part-way, the model keeps what it read, and the page works on.
-    await page.uncheck('#compare');
+    await uncheckCompare(page);
     await page.fill('#tokens', '6000');
     await page.fill('#max-tokens', '4');
     await page.click('#start');
@@ -282,6 +291,28 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     expect((await statusOf(page)).state).toBe('done');
     // The next unread token of the document, then 4 generated ones.
     expect((await readouts(page, ttt)).position.value).toBe(done + 1 + 4);
+
+    // Compare with every model of the family at once (three here), and Cancel stops all of them.
+    for (const name of family.slice(1)) await page.check(`input[name="compare"][value="${name}"]`);
+    await page.fill('#tokens', '3000');
+    await page.click('#start');
+    await page.waitForFunction((n) => {
+      const bars = [...document.querySelectorAll('.run progress')];
+      return bars.length === n && bars.every((b) => Number(b.getAttribute('data-done')) >= 32);
+    }, family.length, { timeout: 120_000 });
+    expect(await page.$$eval('.run', (rs) => rs.map((r) => (r as HTMLElement).dataset.model))).toEqual(family);
+    expect(await page.getAttribute('#chart-loss', 'data-series')).toBe(String(2 * family.length));
+    await page.click('#cancel');
+    await waitIdle(page, 60_000);
+    expect((await statusOf(page)).state).toBe('cancelled');
+    for (const name of family) {
+      const held = Number(await page.getAttribute(`.run[data-model="${name}"] progress`, 'data-done'));
+      expect(held, name).toBeLessThan(3001);
+      expect((await readouts(page, name)).position.value, name).toBe(held);
+    }
+    await page.waitForTimeout(500);
+    for (const name of family) expect((await readouts(page, name)).position.value).toBe(Number(await page.getAttribute(`.run[data-model="${name}"] progress`, 'data-done')));
+    await uncheckCompare(page);
 
     process.stderr.write(`[demo-page] load ${loadMs} ms, read ${TOKENS} tokens with 2 models + ${DECODE} greedy tokens each ${runMs} ms, ` +
       `Node replay ${nodeMs} ms; cancelled at ${done}/6001; ${latency} latency and ${memory} memory points\n`);
@@ -325,7 +356,7 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     expect((await statusOf(page)).state).toBe('ready');
 
     // The other inputs: an empty text box says what to do; pasted text repeated to a length; a file whole.
-    await page.uncheck('#compare');
+    await uncheckCompare(page);
     await page.fill('#max-tokens', '2');
     await page.check('input[name="source"][value="paste"]');
     await page.click('#start');
