@@ -78,14 +78,23 @@ struct Params { B: u32, slots: u32, _a: u32, _b: u32 }
 @group(0) @binding(1) var<uniform> blk: Block;
 @group(0) @binding(2) var<storage, read> loss: array<f32>;   // (mean chunk loss, #valid targets)
 @group(0) @binding(3) var<storage, read> stats: array<f32>;  // [Σ g², ||g||, c, η·c]
-@group(0) @binding(4) var<storage, read_write> log: array<f32>;  // [slots, 4]
+@group(0) @binding(4) var<storage, read_write> log: array<f32>;  // [slots, 5]
 
 @compute @workgroup_size(1)
 fn record() {
-  let s = 4u * ((blk.pos0 / p.B) % p.slots);
+  let s = 5u * ((blk.pos0 / p.B) % p.slots);
   log[s] = loss[0];
   log[s + 1u] = loss[1];
   log[s + 2u] = stats[1];
   log[s + 3u] = stats[2];
+  // The loss after the step, until record_after writes it: a quiet NaN (not measured). WGSL refuses NaN
+  // as a constant expression; p._a is 0 and not constant.
+  log[s + 4u] = bitcast<f32>(0x7fc00000u + p._a);
+}
+
+// After the step and a second forward of the chunk with the new weights: its loss then.
+@compute @workgroup_size(1)
+fn record_after() {
+  log[5u * ((blk.pos0 / p.B) % p.slots) + 4u] = loss[0];
 }
 #endif

@@ -17,7 +17,7 @@ import { EngineHost } from './host.ts';
 import type { CreateEngineOptions, InProcessOptions, LoadProgress, ModelInput, TttInfo } from './types.ts';
 
 /** createEngine's options as they reach the side that opens the engine. */
-export interface OpenOptions extends InProcessOptions, Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'onProgress' | 'learnWhileReading' | 'learn' | 'logprobs'> {
+export interface OpenOptions extends InProcessOptions, Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'onProgress' | 'learnWhileReading' | 'learn' | 'logprobs' | 'lossAfterStep'> {
   /** Recorded in `info.worker`. */
   readonly inWorker?: boolean;
 }
@@ -120,7 +120,7 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
   let needs = '';
   const stream = await openModelStream(source, { onProgress: streamProgress(progress, () => needs) });
 
-  const engineOpts = { weights: opts.weights ?? 'f16', maxContext: opts.maxContext, learnWhileReading: opts.learnWhileReading, learn: opts.learn, logprobs: opts.logprobs ?? true };
+  const engineOpts = { weights: opts.weights ?? 'f16', maxContext: opts.maxContext, learnWhileReading: opts.learnWhileReading, learn: opts.learn, logprobs: opts.logprobs ?? true, lossAfterStep: opts.lossAfterStep };
   const owned = !opts.device;
   let device: GPUDevice | null = opts.device ?? null;
   try {

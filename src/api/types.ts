@@ -53,6 +53,12 @@ export interface CreateEngineOptions {
   /** Models that learn by gradient steps (TTT-E2E): false runs them frozen, without their inner step. Default true. */
   readonly learn?: boolean;
   /**
+   * TTT-E2E models: after each inner step, score its chunk again with the new weights, so that
+   * `stats().learning.recent[i].lossAfter` says what the step learned (one more forward of the chunk
+   * through the TTT blocks and the head per step). Default false.
+   */
+  readonly lossAfterStep?: boolean;
+  /**
    * Keep what `prefill(…, { logprobs: true })` needs: the head's logits for every row of a block
    * (maxRows × vocab floats) and one carried row. Default true; false saves that memory for large
    * vocabularies.

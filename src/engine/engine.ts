@@ -14,6 +14,7 @@ import { readBufferBytes } from '../gpu/readback.ts';
 import { DispatchCounter } from '../gpu/dispatch-counter.ts';
 import { GpuTimer } from '../gpu/gpu-timer.ts';
 import { familyOf } from '../families/index.ts';
+import { LEARNING_LOG_FLOATS } from '../families/learning-log.ts';
 import { BlockPlanner } from './block-planner.ts';
 import { EngineAbortedError, EngineDestroyedError, GpuValidationError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
 import type { BlockWork, DeviceCaps, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder } from './family.ts';
@@ -71,6 +72,8 @@ export interface ChunkUpdate {
   readonly chunk: number;
   /** Its mean next-token loss (nats) before the step: what the model is learning. */
   readonly loss: number;
+  /** The same chunk's loss with the weights after the step (EngineOptions.lossAfterStep), else null. */
+  readonly lossAfter: number | null;
   readonly validTargets: number;
   /** Global norm of the gradient, and the clip's factor (1: not clipped). */
   readonly gradNorm: number;
@@ -492,8 +495,9 @@ export class Engine {
     if (n <= this.updatesRead) return;
     const rec = new Float32Array((await readBufferBytes(this.ctx.device, log.buffer)).buffer);
     for (let c = Math.max(this.updatesRead, n - log.slots); c < n; c++) {
-      const s = 4 * (c % log.slots);
-      this.updates.push({ chunk: c, loss: rec[s], validTargets: rec[s + 1], gradNorm: rec[s + 2], clipScale: rec[s + 3] });
+      const s = LEARNING_LOG_FLOATS * (c % log.slots);
+      const after = rec[s + 4];
+      this.updates.push({ chunk: c, loss: rec[s], validTargets: rec[s + 1], gradNorm: rec[s + 2], clipScale: rec[s + 3], lossAfter: Number.isNaN(after) ? null : after });
     }
     if (this.updates.length > LOG_KEPT) this.updates.splice(0, this.updates.length - LOG_KEPT);
     this.updatesRead = n;

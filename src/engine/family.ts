@@ -47,6 +47,12 @@ export interface EngineOptions {
    */
   readonly learn?: boolean;
   /**
+   * The same: after each inner step, score its chunk again with the new weights and log that loss too
+   * (`ChunkUpdate.lossAfter`: what the step learned), at the cost of one more forward of the chunk
+   * through the TTT blocks and the head. Default false.
+   */
+  readonly lossAfterStep?: boolean;
+  /**
    * Sliding-window models without a dynamic MLP (the LaCT family's sliding-window baseline): learn while
    * reading with the top block's own MLP (TTT-E2E's inner loop; src/families/top-mlp-learning.ts).
    * true: chunks of 512, SGD rate 1, clip 1. Default off.
@@ -78,7 +84,7 @@ export interface BlockWork {
 
 /** Where a family that learns by gradient steps logs each update on the GPU, for the engine's stats. */
 export interface LearningLog {
-  /** f32 [slots, 4]: update c (the c-th chunk, from 0) in slot c mod slots: (loss before the step, #valid targets, gradient norm, clip scale). */
+  /** f32 [slots, 5]: update c (the c-th chunk, from 0) in slot c mod slots: (loss before the step, #valid targets, gradient norm, clip scale, loss after the step or NaN). */
   readonly buffer: GPUBuffer;
   readonly slots: number;
   /** Updates taken once `position` tokens have been fed. */

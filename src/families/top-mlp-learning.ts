@@ -27,7 +27,7 @@ import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
 import { SwigluBackwardOp } from '../gpu/ops/swiglu-backward.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { EngineOptions, LearningLog } from '../engine/family.ts';
-import { chunkLearningLog, LEARNING_LOG_SLOTS } from './learning-log.ts';
+import { chunkLearningLog, LEARNING_LOG_FLOATS, LEARNING_LOG_SLOTS } from './learning-log.ts';
 
 export interface LearnWhileReading {
   readonly chunk: number;
@@ -66,7 +66,7 @@ export function topMlpLearnerBuffers(c: LactConfig, s: LearnWhileReading): { nam
     { name: 'swiglu', floats: C * I, category: 'innerStep' },
     ...[0, 1, 2].map((i) => ({ name: `swiglu backward h${i}`, floats: C * I, category: 'innerStep' as const })),
     { name: 'dθ', floats: 3 * I * D, category: 'innerStep' },
-    { name: 'learning log', floats: 4 * LEARNING_LOG_SLOTS, category: 'innerStep' },
+    { name: 'learning log', floats: LEARNING_LOG_FLOATS * LEARNING_LOG_SLOTS, category: 'innerStep' },
   ];
 }
 

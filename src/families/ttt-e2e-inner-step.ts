@@ -34,7 +34,7 @@ import { SwigluBackwardOp } from '../gpu/ops/swiglu-backward.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { E2EGpuWeights } from './ttt-e2e-weights.ts';
 import { thetaBlockFloats } from './ttt-e2e-weights.ts';
-import { LEARNING_LOG_SLOTS } from './learning-log.ts';
+import { LEARNING_LOG_FLOATS, LEARNING_LOG_SLOTS } from './learning-log.ts';
 
 /** The [rows, width] buffers of the inner step, by name (sizes for the memory plan too; the loss's own: headLossBuffers). */
 export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }[] {
@@ -53,7 +53,7 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
     rowsOf('d q|k|v', 3 * d),
     ...[0, 1, 2].map((i) => rowsOf(`swiglu backward h${i}`, F)),
     { name: 'dθ', floats: c.numTttLayers * thetaBlockFloats(c) },
-    { name: 'learning log', floats: 4 * LEARNING_LOG_SLOTS },
+    { name: 'learning log', floats: LEARNING_LOG_FLOATS * LEARNING_LOG_SLOTS },
   ];
 }
 
@@ -66,18 +66,20 @@ interface BlockStep {
 }
 
 export class E2EInnerStep {
-  /** f32 [LEARNING_LOG_SLOTS, 4]: per update (loss before the step, #valid targets, ||dθ||, clip scale). */
+  /** f32 [LEARNING_LOG_SLOTS, LEARNING_LOG_FLOATS]: per update (loss before the step, #valid targets, ||dθ||, clip scale, loss after or NaN). */
   readonly log: GPUBuffer;
   private readonly clip: ClipSgdOp;
   private readonly chunk: BlockParams;
   private readonly blocks: BlockStep[];
   private readonly head: Launch[];
   private readonly record: (pass: GPUComputePassEncoder) => void;
+  /** With lossAfterStep: the chunk's loss again with the new θ (a forward, no backward), logged beside the first. */
+  private readonly after: Launch[];
 
   constructor(
     ctx: GpuContext, readonly config: E2EConfig, w: E2EGpuWeights,
     io: { theta: GPUBuffer; pending: PendingChunk; kv: readonly KvCache[] },
-    opts: { tiles: { wide: MatmulTiles; narrow: MatmulTiles }; maxBindingBytes: number; innerLr: number; clip: number },
+    opts: { tiles: { wide: MatmulTiles; narrow: MatmulTiles }; maxBindingBytes: number; innerLr: number; clip: number; lossAfterStep?: boolean },
   ) {
     const c = config, B = c.miniBatchSize, d = c.hiddenSize, H = c.numHeads, hd = c.headDim, eps = c.rmsNormEps;
     const f = c.intermediateSizeStaticMlp, fd = c.intermediateSizeDynamicMlp, S = c.numTttLayers, V = c.vocabSize;
@@ -182,6 +184,10 @@ export class E2EInnerStep {
 
     this.clip = new ClipSgdOp(ctx, 'inner step clip + SGD', [{ theta: io.theta, grad: dTheta, n: S * thetaBlockFloats(c) }], { lr: opts.innerLr, maxNorm: opts.clip });
     this.record = this.clip.recorder('inner step log', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk);
+    // Nothing but the tape and the loss is written by a forward here (the chunk's own K/V stay in the
+    // tape, the ring is only read), so measuring again changes no state.
+    const recordAfter = this.clip.afterRecorder('inner step log (after)', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk);
+    this.after = opts.lossAfterStep ? [...this.blocks.flatMap((b) => b.forward), (pass) => head.encodeLoss(pass), recordAfter] : [];
   }
 
   /** Records chunk `c0 / B`'s update (c0: its first position); the pending tokens' slot B must hold its last target. */
@@ -197,5 +203,6 @@ export class E2EInnerStep {
     }
     this.clip.encode(pass);
     this.record(pass);
+    for (const launch of this.after) launch(pass);
   }
 }

@@ -135,7 +135,7 @@ class E2EModel implements FamilyModel {
 
     this.inner = S > 0 && opts.learn !== false
       ? new E2EInnerStep(ctx, c, w, { theta: this.theta!, pending: this.pending!, kv: this.layers.map((l) => l.kv) }, {
-        tiles, maxBindingBytes, innerLr: opts.innerLr ?? c.innerLr, clip: opts.innerClip ?? c.innerClipGlobalNorm,
+        tiles, maxBindingBytes, innerLr: opts.innerLr ?? c.innerLr, clip: opts.innerClip ?? c.innerClipGlobalNorm, lossAfterStep: opts.lossAfterStep,
       })
       : null;
     this.learningLog = this.inner ? chunkLearningLog(this.inner.log, B) : null;

@@ -27,6 +27,7 @@ import { hasFeature, openTestGpu, registerTestGpu, roundToF16 } from '../helpers
 import { expectPlanHeld } from '../helpers/memory-plan.ts';
 import { expectClose, expectNotClose } from '../helpers/close.ts';
 import { randomModel, SWA_ONLY } from '../helpers/random-model.ts';
+import { E2EReference } from '../../src/reference/e2e/index.ts';
 
 const FIXTURES = ['tiny-e2e-s1', 'tiny-e2e-s2'] as const;
 const GOLDEN_LOGITS = { atol: 1e-5, rtol: 1e-4 };
@@ -97,7 +98,30 @@ describe('TTT-E2E engine against the PyTorch twin', () => {
         expectClose(learning.recent.map((u) => u.clipScale), golden.float32('clip_scale'), { atol: 1e-6, rtol: 1e-4, label: 'clip scale' });
         // The chunk with the BOS at position 40 (chunk 2) has 15 valid targets, the others 16.
         expect(learning.recent.map((u) => u.validTargets)).toEqual([16, 16, 15, 16, 16]);
+        expect(learning.recent.every((u) => u.lossAfter === null)).toBe(true); // not asked for
         await engine.destroy();
+      });
+
+      it('lossAfterStep: each chunk scored again with the weights its step made equals the CPU twin\'s, and changes nothing else', async () => {
+        const { model, tokens, config: c } = await fixture(name);
+        const plain = await Engine.create(ctx, model, { weights: 'f32', allLogits: true });
+        const want = (await plain.feed(tokens, { logits: 'all' })).logits!;
+        const thetaWant = await thetaOf(plain);
+        const engine = await Engine.create(ctx, model, { weights: 'f32', allLogits: true, lossAfterStep: true });
+        const got = (await engine.feed(tokens, { logits: 'all' })).logits!;
+        expectClose(got, want, { atol: 0, rtol: 0, label: 'logits with and without the second look' });
+        expectClose(await thetaOf(engine), thetaWant, { atol: 0, rtol: 0, label: 'θ with and without the second look' });
+        const ups = engine.stats().learning!.recent;
+        expect(ups.length).toBe(5);
+        // The twin (f64): chunk k's loss under θ after its own update.
+        const ref = new E2EReference(c, model.weights).forward(tokens);
+        const updated = ref.chunks.filter((ch) => ch.targets !== null);
+        const twin = new E2EReference(c, model.weights);
+        const after = updated.map((ch, u) => twin.chunkLoss(ch.input, ref.thetas[u], ch.targets!));
+        expectClose(ups.map((u) => u.lossAfter!), after, { atol: 1e-6, rtol: 1e-4, label: 'loss after the step' });
+        // What the step learned: the same chunk is predicted better right after it.
+        expect(ups.every((u) => u.lossAfter! < u.loss)).toBe(true);
+        for (const e of [plain, engine]) await e.destroy();
       });
 
       it('θ after every update, each read when the token that triggers it has been fed', async () => {

@@ -67,7 +67,7 @@ describe('<ttt-chat> readout', () => {
     const fresh = { ...s, position: 1, decodeMsRolling: null, decodeMsLast: null, prefillTokensPerSecond: null } as TttStats;
     expect(formatReadout(fresh)).toMatchObject({ latency: EMPTY_READOUT.latency, speed: EMPTY_READOUT.speed, position: '1 token', learning: '' });
     // A model learning while it reads: its updates and the last chunk's loss in bits.
-    const learning = { ...s, learning: { updates: 6, recent: [{ chunk: 5, loss: 2 * Math.LN2, validTargets: 16, gradNorm: 0.5, clipScale: 1 }] } } as TttStats;
+    const learning = { ...s, learning: { updates: 6, recent: [{ chunk: 5, loss: 2 * Math.LN2, validTargets: 16, gradNorm: 0.5, clipScale: 1, lossAfter: null }] } } as TttStats;
     expect(formatReadout(learning).learning).toBe('learned 6× · 2.00 bits/token');
     expect(formatReadout({ ...s, learning: { updates: 0, recent: [] } } as TttStats).learning).toBe('learning: no chunk yet');
   });

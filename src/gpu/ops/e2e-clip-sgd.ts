@@ -117,6 +117,13 @@ export class ClipSgdOp {
     return (pass) => dispatch(pass, kernel, group, 1);
   }
 
+  /** The same log's fifth value: `io.loss` again, measured after the step (the same chunk with the new weights). */
+  afterRecorder(label: string, io: { loss: GPUBuffer; log: GPUBuffer; slots: number; chunk: number }, block: BlockParams): (pass: GPUComputePassEncoder) => void {
+    const kernel = this.ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry: 'record_after', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { RECORD: true } });
+    const group = this.ctx.bind(kernel, [this.ctx.uniform(`${label} params`, [['u32', io.chunk], ['u32', io.slots], ['u32', 0], ['u32', 0]]), block.buffer, io.loss, this.stats, io.log]);
+    return (pass) => dispatch(pass, kernel, group, 1);
+  }
+
   /** 2 flops per gradient element for the norm, 2 for the step. */
   flops(): number {
     return 4 * this.tensors.reduce((s, t) => s + t.n, 0);

@@ -62,6 +62,8 @@ export class HeadLossOp {
   readonly loss: GPUBuffer;
   readonly tiles: readonly { v0: number; width: number; part: number }[];
   private readonly launches: ((pass: GPUComputePassEncoder) => void)[];
+  /** The forward part alone: norm, logits and cross-entropy stats per tile, the finish (the loss). */
+  private readonly lossLaunches: ((pass: GPUComputePassEncoder) => void)[];
 
   constructor(
     ctx: GpuContext, label: string, readonly spec: HeadLossSpec,
@@ -89,10 +91,13 @@ export class HeadLossOp {
     const norm = new RmsNormOp(ctx, `${label} final norm`, { n: d, eps, inStride: d, outStride: d }, { weight: io.gain, x: io.x, y: xn }, chunk);
     const back = new RmsNormBackwardOp(ctx, `${label} final norm backward`, { n: d, eps, rows: B }, { x: io.x, gain: io.gain, dy: dHead, dx: io.dx }, chunk);
     const multi = mm.length > 1;
-    this.launches = [
+    this.lossLaunches = [
       (pass) => norm.encode(pass, B),
       ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.logits.encode(pass, B); ce.encodeStats(pass, t); }),
       (pass) => ce.encodeFinish(pass),
+    ];
+    this.launches = [
+      ...this.lossLaunches,
       // One tile: its logits are still in place; several: each is recomputed before its gradient.
       ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { if (multi) h.logits.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
       (pass) => back.encode(pass),
@@ -101,5 +106,10 @@ export class HeadLossOp {
 
   encode(pass: GPUComputePassEncoder): void {
     for (const launch of this.launches) launch(pass);
+  }
+
+  /** The loss only (`loss`), no gradient. */
+  encodeLoss(pass: GPUComputePassEncoder): void {
+    for (const launch of this.lossLaunches) launch(pass);
   }
 }
