@@ -54,6 +54,7 @@ export function memoryBreakdown(s: TttStats): MemoryBreakdown {
 const READOUTS = [
   ['position', 'position'],
   ['loss', 'loss so far (bits/token)'],
+  ['learning', 'inner steps (chunk loss before → after, bits/token)'],
   ['prefill-tps', 'prefill tokens/s'],
   ['decode-ms', 'decode ms/token (last)'],
   ['decode-ms-rolling', 'decode ms/token (mean of 32)'],
@@ -70,6 +71,30 @@ const READOUTS = [
 ] as const;
 export type ReadoutName = (typeof READOUTS)[number][0];
 
+const SVG = 'http://www.w3.org/2000/svg';
+const SPARK_W = 160, SPARK_H = 32;
+
+/** Two polylines over the updates: the loss before each step (solid) and after it (dashed), one y scale. */
+function sparkline(ups: readonly { loss: number; lossAfter: number | null }[], color: string): SVGElement[] {
+  const ys = ups.flatMap((u) => (u.lossAfter === null ? [u.loss] : [u.loss, u.lossAfter]));
+  if (ys.length === 0) return [];
+  const lo = Math.min(...ys), hi = Math.max(...ys), span = hi - lo || 1;
+  const x = (i: number) => (ups.length === 1 ? SPARK_W / 2 : (i / (ups.length - 1)) * (SPARK_W - 4) + 2);
+  const y = (v: number) => SPARK_H - 2 - ((v - lo) / span) * (SPARK_H - 4);
+  const line = (vals: (number | null)[], dash: boolean) => {
+    const p = document.createElementNS(SVG, 'polyline');
+    p.setAttribute('points', vals.map((v, i) => (v === null ? '' : `${x(i).toFixed(1)},${y(v).toFixed(1)}`)).filter(Boolean).join(' '));
+    p.setAttribute('fill', 'none');
+    p.setAttribute('stroke', color);
+    p.setAttribute('stroke-width', '1.5');
+    if (dash) p.setAttribute('stroke-dasharray', '3 2');
+    return p;
+  };
+  const out = [line(ups.map((u) => u.loss), false)];
+  if (ups.some((u) => u.lossAfter !== null)) out.push(line(ups.map((u) => u.lossAfter), true));
+  return out;
+}
+
 export class RunPanel {
   readonly el: HTMLElement;
   private readonly values = new Map<ReadoutName, HTMLElement>();
@@ -78,6 +103,7 @@ export class RunPanel {
   private readonly out: HTMLElement;
   private readonly context: HTMLElement;
   private generated: HTMLElement | null = null;
+  private readonly spark: SVGSVGElement;
 
   constructor(parent: HTMLElement, readonly entry: ModelEntry, readonly color: string) {
     const el = (this.el = document.createElement('article'));
@@ -112,6 +138,12 @@ export class RunPanel {
       this.values.set(name, dd);
       dl.append(dt, dd);
     }
+
+    this.spark = document.createElementNS(SVG, 'svg');
+    this.spark.classList.add('spark');
+    this.spark.setAttribute('viewBox', `0 0 ${SPARK_W} ${SPARK_H}`);
+    this.spark.setAttribute('aria-label', 'inner steps: chunk loss before (solid) and after (dashed) each step');
+    this.values.get('learning')!.after(this.spark);
 
     const out = (this.out = document.createElement('pre'));
     out.className = 'output';
@@ -148,6 +180,29 @@ export class RunPanel {
     const f16 = s.info.weights === 'f16' ? 'native f16' : s.info.weights === 'f16-packed' ? 'f16 unpacked in the shader (no shader-f16)' : 'f32 only';
     this.set('features', `${f16}; subgroups: ${s.info.subgroups ? 'yes' : 'no'}; GPU timestamps: ${s.timingSource === 'timestamp-query' ? 'yes' : 'no'}`);
     this.set('timing', s.timingSource === 'timestamp-query' ? 'wall clock, + GPU timestamps' : 'wall clock (no GPU timestamps)');
+    this.showLearning(s);
+  }
+
+  /**
+   * A model that learns by gradient steps while it reads: how many steps, the last chunk's loss before and
+   * after its step, and a sparkline of the recent ones (solid: before, dashed: after).
+   */
+  private showLearning(s: TttStats): void {
+    const l = s.learning;
+    if (!l) {
+      this.set('learning', 'none: this model does not learn while reading');
+      this.spark.replaceChildren();
+      return;
+    }
+    const bits = (nats: number) => nats / Math.LN2;
+    const last = l.recent[l.recent.length - 1];
+    if (!last) {
+      this.set('learning', 'no chunk complete yet', 0);
+      return;
+    }
+    const after = last.lossAfter === null ? '' : ` → ${bits(last.lossAfter).toFixed(2)}`;
+    this.set('learning', `${formatInt(l.updates)} steps; chunk ${formatInt(last.chunk)}: ${bits(last.loss).toFixed(2)}${after}`, l.updates);
+    this.spark.replaceChildren(...sparkline(l.recent.slice(-64), this.color));
   }
 
   progress(done: number, total: number, text: string): void {

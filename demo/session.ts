@@ -43,6 +43,8 @@ export class ModelSession {
       weights: options.weights,
       maxContext: entry.mode === 'full-attention' ? options.maxContext : undefined,
       learnWhileReading: entry.learnWhileReading || undefined,
+      // TTT-E2E: each inner step's chunk is scored again after it, for the panel's learning readout.
+      lossAfterStep: true,
       onProgress: options.onProgress,
       // One push per generated token: the charts plot every decode step.
       statsEvery: 1,

@@ -374,6 +374,22 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     await waitIdle(page);
     expect((await statusOf(page)).state).toBe('done');
     expect(await page.getAttribute('.run progress', 'data-total')).toBe('21'); // BOS + 20 bytes
+
+    // A TTT-E2E model: its panel shows each inner step's chunk loss before and after the step.
+    const names = await page.$$eval('#model option', (os) => os.map((o) => o.textContent ?? ''));
+    await page.selectOption('#model', String(names.findIndex((n) => n.startsWith('tiny-random-e2e '))));
+    await waitIdle(page, 90_000);
+    await page.check('input[name="length"][value="n"]');
+    await page.fill('#tokens', '100');
+    await page.check('input[name="source"][value="paste"]');
+    await page.click('#start');
+    await waitIdle(page);
+    expect((await statusOf(page)).state).toBe('done');
+    const e2e = await readouts(page, 'tiny-random-e2e');
+    // 101 positions (BOS + 100) and 2 generated: chunks of 16 complete and learn 6 times.
+    expect(e2e.learning.value).toBe(6);
+    expect(e2e.learning.text).toMatch(/^6 steps; chunk 5: \d+\.\d\d → \d+\.\d\d$/);
+    expect(await page.$$eval('.run[data-model="tiny-random-e2e"] svg.spark polyline', (ps) => ps.length)).toBe(2);
     await page.close();
   });
 });
