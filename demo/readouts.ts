@@ -67,6 +67,7 @@ const READOUTS = [
   ['weights-storage', 'weights on the GPU'],
   ['features', 'kernels use'],
   ['timing', 'times measured by'],
+  ['memory-size', 'memory to save now'],
   ['saved', 'saved memory'],
 ] as const;
 export type ReadoutName = (typeof READOUTS)[number][0];
@@ -181,6 +182,8 @@ export class RunPanel {
     this.set('features', `${f16}; subgroups: ${s.info.subgroups ? 'yes' : 'no'}; GPU timestamps: ${s.timingSource === 'timestamp-query' ? 'yes' : 'no'}`);
     this.set('timing', s.timingSource === 'timestamp-query' ? 'wall clock, + GPU timestamps' : 'wall clock (no GPU timestamps)');
     this.showLearning(s);
+    const constant = !Number.isFinite(s.info.capacity);
+    this.set('memory-size', `${formatBytes(s.savedMemoryBytes)}${constant ? ': the same at any length' : ': grows with every token'}`, s.savedMemoryBytes);
   }
 
   /**

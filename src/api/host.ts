@@ -287,7 +287,11 @@ export class EngineHost implements EngineBackend {
   private statsNow(): TttStats {
     const heap = jsHeapBytes();
     // `page` is filled by the client on the caller's side; in process both are this thread.
-    return { ...this.engine.stats(), position: this.position(), queued: this.scheduler.queued, jsHeap: { engine: heap, page: heap } };
+    return {
+      ...this.engine.stats(), position: this.position(), queued: this.scheduler.queued, jsHeap: { engine: heap, page: heap },
+      // What saveMemory() returns now: it feeds the held-back token first.
+      savedMemoryBytes: this.engine.savedMemoryBytes(this.pending !== null ? 1 : 0),
+    };
   }
 
   async stats(): Promise<TttStats> {

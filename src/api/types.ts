@@ -179,6 +179,8 @@ export interface TttInfo {
 export interface TttStats extends EngineStats {
   /** Requests waiting behind the running one. */
   readonly queued: number;
+  /** The size of the blob saveMemory() would return now (constant in context length but for full attention's). */
+  readonly savedMemoryBytes: number;
   /**
    * JS heap bytes in use, where the runtime exposes it (Chromium's performance.memory, Node), else null:
    * `engine` in the thread the engine runs in (the worker), `page` in the caller's thread.

@@ -20,7 +20,7 @@ import { EngineAbortedError, EngineDestroyedError, GpuValidationError, MemoryMis
 import type { BlockWork, DeviceCaps, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder } from './family.ts';
 import { checkPlan, largestWhere, limitFor, summarize, type MemoryPlan, type PlanLimits, type PlannedBuffer } from './memory-plan.ts';
 import { checkCapacity, checkTokens } from './input-checks.ts';
-import { configDifferences, decodeMemory, encodeMemory, MEMORY_FORMAT, sectionSource } from './memory-blob.ts';
+import { configDifferences, decodeMemory, encodedMemoryBytes, encodeMemory, MEMORY_FORMAT, sectionSource } from './memory-blob.ts';
 import { validateSamplingParams, type SamplingParams } from './sampling-params.ts';
 import { WorkQueue } from './work-queue.ts';
 import { TokenLogprobsOp } from '../gpu/ops/token-logprobs.ts';
@@ -379,6 +379,21 @@ export class Engine {
       if (this.logprobs && this.carryAt === this.pos && this.pos > 0) sections.push({ name: NEXT_LOGITS, bytes: await this.readInto(this.logprobs.carry, this.logprobs.carry.size) });
       return encodeMemory({ format: MEMORY_FORMAT, family: this.info.family, modelId: this.modelId, config: { ...this.config }, position: this.pos }, sections);
     });
+  }
+
+  /**
+   * The bytes saveMemory() would return after `more` further tokens (the API passes 1 while it holds a
+   * token back), computed from the sections' sizes without reading anything back.
+   */
+  savedMemoryBytes(more = 0): number {
+    const position = this.pos + more;
+    const sizes: [string, number][] = [];
+    const none = new Uint8Array(0);
+    // planRestore asks for every section by name and size, exactly what save() writes; nothing is written.
+    this.model.planRestore(position, { need: (name, bytes) => (sizes.push([name, bytes]), none) });
+    // The next token's distribution goes in when it is known: after any feed (those `more` tokens included).
+    if (this.logprobs && position > 0 && (more > 0 || this.carryAt === this.pos)) sizes.push([NEXT_LOGITS, this.logprobs.carry.size]);
+    return encodedMemoryBytes({ format: MEMORY_FORMAT, family: this.info.family, modelId: this.modelId, config: { ...this.config }, position }, sizes);
   }
 
   /** Restores a blob from saveMemory (this model, any engine options); MemoryMismatchError otherwise, the state untouched. */

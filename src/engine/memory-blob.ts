@@ -31,11 +31,19 @@ export interface MemoryHeader {
   readonly position: number;
 }
 
+/** The header as stored: JSON padded with spaces to a multiple of 256 bytes, so the blob's size does not change with the digits of the position. */
+function headerJson(header: MemoryHeader, sections: readonly (readonly [string, number])[]): Uint8Array {
+  const text = JSON.stringify({ ...header, sections });
+  return new TextEncoder().encode(text.padEnd(Math.ceil((text.length + 1) / 256) * 256, ' '));
+}
+
+/** The size of encodeMemory(header, sections) for sections of these names and byte lengths. */
+export function encodedMemoryBytes(header: MemoryHeader, sections: readonly (readonly [string, number])[]): number {
+  return PREFIX + headerJson(header, sections).byteLength + sections.reduce((n, s) => n + s[1], 0) + TRAILER;
+}
+
 export function encodeMemory(header: MemoryHeader, sections: readonly MemorySection[]): Uint8Array {
-  // Padded with spaces (JSON whitespace) to a multiple of 256 bytes, so the blob's size does not change
-  // with the digits of the position.
-  const text = JSON.stringify({ ...header, sections: sections.map((s) => [s.name, s.bytes.byteLength]) });
-  const json = new TextEncoder().encode(text.padEnd(Math.ceil((text.length + 1) / 256) * 256, ' '));
+  const json = headerJson(header, sections.map((s) => [s.name, s.bytes.byteLength]));
   const body = PREFIX + json.byteLength + sections.reduce((n, s) => n + s.bytes.byteLength, 0);
   const out = new Uint8Array(body + TRAILER);
   const view = new DataView(out.buffer);

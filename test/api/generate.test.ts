@@ -59,6 +59,7 @@ function scriptedHost(script: number[]): { client: TttEngineClient; fed: number[
       return (await this.feed([token], { sample: { temperature: 0 }, signal: opts.signal })).token!;
     },
     stats: () => ({ position: fed.length }),
+    savedMemoryBytes: () => 0,
     reset: () => void (fed.length = 0),
     destroy: () => undefined,
   };

@@ -181,6 +181,8 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
       expect(r['decode-ms'].value!).toBeGreaterThan(0);
       expect(r['mem-weights'].value!).toBeGreaterThan(0);
       expect(r['weights-storage'].text).toBe('f32');
+      expect(r['loss'].value!).toBeGreaterThan(0);
+      expect(r['memory-size'].value!).toBeGreaterThan(0);
       expect(await page.getAttribute(`.run[data-model="${model}"] progress`, 'data-done')).toBe(String(ids.length));
     }
     const rt = await readouts(page, ttt), rf = await readouts(page, full);
@@ -244,6 +246,11 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     expect(await statusOf(page)).toMatchObject({ state: 'done', title: 'Remembered' });
     const saved = await readouts(page, ttt);
     expect(saved.saved.value!).toBeGreaterThan(0);
+    // The readout said how large the memory would be before it was saved.
+    for (const model of [ttt, full]) {
+      const r = await readouts(page, model);
+      expect(r.saved.value, model).toBe(r['memory-size'].value);
+    }
     expect(saved.saved.text).toMatch(/the same size at any length/);
     expect((await readouts(page, full)).saved.text).toMatch(/grows with the document/);
     await page.reload();

@@ -147,6 +147,20 @@ describe('per-token log-probabilities from the engine', () => {
     for (const e of [a, b, plain, c]) await e.destroy();
   });
 
+  it('savedMemoryBytes is the size of the blob saveMemory returns, for every family, with and without logprobs, at any position', async () => {
+    for (const name of FIXTURES) {
+      const { model, tokens } = await fixture(name);
+      for (const o of [{ weights: 'f32' as const }, opts]) {
+        const e = await Engine.create(ctx, model, o);
+        for (const n of [0, 1, 17, 40, tokens.length - 41]) {
+          if (n) await e.feed(tokens.slice(e.position, e.position + n));
+          expect(e.savedMemoryBytes(), `${name} at ${e.position}, logprobs ${o.logprobs ?? false}`).toBe((await e.saveMemory()).byteLength);
+        }
+        await e.destroy();
+      }
+    }
+  });
+
   it('an engine created without logprobs refuses them by name, and with them its memory plan holds its buffers', async () => {
     const { model, tokens } = await fixture('tiny-swa');
     const e = await Engine.create(ctx, model, { weights: 'f32' });
