@@ -22,6 +22,8 @@ export interface ModelEntry {
   readonly description: string;
   /** Sliding-window models listed a second time to learn while reading (the engine's learnWhileReading). */
   readonly learnWhileReading: boolean;
+  /** The model the page opens on (`"default": true` in the index). */
+  readonly isDefault: boolean;
 }
 
 export interface DocEntry {
@@ -66,6 +68,7 @@ export async function loadModelIndex(url = 'models/index.json'): Promise<ModelEn
       family: field(o, 'family', where),
       description: typeof o.description === 'string' ? o.description : '',
       learnWhileReading: o.learnWhileReading === true,
+      isDefault: o.default === true,
     };
   });
 }
@@ -88,15 +91,25 @@ export async function loadDocIndex(url = 'docs/index.json'): Promise<DocEntry[]>
   });
 }
 
-/**
- * The model Compare runs beside `selected`: the full-attention model of its family, or (for a
- * full-attention model) the family's TTT model. Null when the family has no such model.
- */
 /** The other models of the selected one's family, in index order: what Compare can put beside it. */
 export function familyMates(models: readonly ModelEntry[], selected: ModelEntry): ModelEntry[] {
   return models.filter((m) => m.family === selected.family && m.name !== selected.name);
 }
 
+/** The model the page opens on: the index's `"default": true` entry (the trained family), else the first. */
+export function defaultModelIndex(models: readonly ModelEntry[]): number {
+  return Math.max(0, models.findIndex((m) => m.isDefault));
+}
+
+/** A model's place in its family (index order): its color on every chart, whichever models run beside it. */
+export function familyPlace(models: readonly ModelEntry[], entry: ModelEntry): number {
+  return Math.max(0, models.filter((m) => m.family === entry.family).findIndex((m) => m.name === entry.name));
+}
+
+/**
+ * The model Compare runs beside `selected`: the full-attention model of its family, or (for a
+ * full-attention model) the family's TTT model. Null when the family has no such model.
+ */
 export function comparePartner(models: readonly ModelEntry[], selected: ModelEntry): ModelEntry | null {
   const family = models.filter((m) => m.family === selected.family && m.name !== selected.name);
   const want: ModelMode = selected.mode === 'full-attention' ? 'ttt' : 'full-attention';

@@ -2,7 +2,7 @@
 // then generate, while the charts plot decode latency and GPU memory against position. This file wires the
 // form, the buttons, the loaded models and the saved memories together; the runs themselves are runs.ts.
 import { MemoryMismatchError } from '../src/api/index.ts';
-import { comparePartner, familyMates, loadDocIndex, loadModelIndex, MODE_LABEL, type DocEntry, type ModelEntry } from './catalog.ts';
+import { comparePartner, defaultModelIndex, familyMates, familyPlace, loadDocIndex, loadModelIndex, MODE_LABEL, type DocEntry, type ModelEntry } from './catalog.ts';
 import { LiveChart } from './charts.ts';
 import { exportCsv, exportJson, type RunExport } from './export.ts';
 import { InputError, inputText, inputTokens, type InputChoice } from './inputs.ts';
@@ -218,11 +218,11 @@ async function start(): Promise<void> {
   };
   const firstIds = await idsOf(encoder);
   const needed = fullAttentionContext(firstIds.length, gen.maxTokens);
-  const list: { session: ModelSession; ids: number[] }[] = [];
+  const list: { session: ModelSession; ids: number[]; place: number }[] = [];
   for (const entry of entries) {
     const session = await ensureSession(entry, entry.mode === 'full-attention' ? needed : undefined);
     const same = session.engine.info.tokenizer === encoder.engine.info.tokenizer && session.engine.info.vocabSize === encoder.engine.info.vocabSize;
-    list.push({ session, ids: same ? firstIds : await idsOf(session) });
+    list.push({ session, ids: same ? firstIds : await idsOf(session), place: familyPlace(models, entry) });
   }
   await disposeExcept(list.map((l) => l.session));
   for (const { session } of list) await session.reset();
@@ -322,7 +322,7 @@ async function restore(group: readonly SavedMemory[]): Promise<void> {
     list.push({ session, memory });
   }
   await disposeExcept(list.map((l) => l.session));
-  runs.setup(list.map(({ session }) => ({ session, ids: [] })));
+  runs.setup(list.map(({ session }) => ({ session, ids: [], place: familyPlace(models, session.entry) })));
   const done: string[] = [];
   for (const [i, { session, memory }] of list.entries()) {
     const t0 = performance.now();
@@ -378,6 +378,37 @@ async function act(doing: string, action: () => Promise<void>): Promise<void> {
   }
 }
 
+/** Whether the visitor has set the length (or the tokens to generate): then the page no longer sizes it. */
+let lengthTouched = false;
+let generationTouched = false;
+
+/**
+ * The default length, sized to this adapter: a read of every run in about READ_SECONDS at the speed a
+ * short timed prefill measures (after one to compile the pipelines), between 256 tokens and DEFAULT_MAX.
+ * A real GPU gets DEFAULT_MAX (8K tokens pass a 256-token window 32 times); a software adapter fewer,
+ * and generates 16 tokens instead of 64 (a decode step costs it about what a whole block does).
+ */
+const READ_SECONDS = 30;
+const DEFAULT_MAX = 8192;
+const SLOW_TOKENS_PER_SECOND = 500;
+async function sizeLength(session: ModelSession): Promise<void> {
+  if (lengthTouched) return;
+  const probe = Array.from(new TextEncoder().encode('Test-time training keeps learning while it reads. ')).map((b) => b % session.engine.info.vocabSize);
+  await session.engine.prefill(probe.slice(0, 32));
+  const t0 = performance.now();
+  const timed = [...probe, ...probe].slice(0, 96);
+  await session.engine.prefill(timed);
+  const tps = timed.length / ((performance.now() - t0) / 1000);
+  await session.reset();
+  const runsCount = runEntries().length;
+  const sized = Math.floor(Math.min(DEFAULT_MAX, Math.max(256, (tps * READ_SECONDS) / runsCount)) / 256) * 256;
+  if (lengthTouched) return;
+  $<HTMLInputElement>('tokens').value = String(sized);
+  if (tps < SLOW_TOKENS_PER_SECOND && !generationTouched) $<HTMLInputElement>('max-tokens').value = '16';
+  $('length-note').textContent = `Sized to this GPU: ${formatInt(tps)} tokens/s measured with ${session.entry.name}, so ${runsCount} model${runsCount > 1 ? 's' : ''} read ${formatInt(sized)} tokens in about ${READ_SECONDS} s${sized === DEFAULT_MAX ? ' (the most the page picks by itself)' : ''}. Change it at will.`;
+  updateNotes();
+}
+
 async function selectModel(): Promise<void> {
   setPhase('busy');
   renderCompare();
@@ -386,7 +417,11 @@ async function selectModel(): Promise<void> {
   void showConfig(entry);
   const t0 = performance.now();
   const target = lengthTarget() ?? 4096;
-  await ensureSession(entry, entry.mode === 'full-attention' ? fullAttentionContext(target + 1, generation().maxTokens) : undefined);
+  const session = await ensureSession(entry, entry.mode === 'full-attention' ? fullAttentionContext(target + 1, generation().maxTokens) : undefined);
+  if (!lengthTouched) {
+    status.show('loading', { title: 'Timing this GPU…', message: `a short read with ${entry.name}, to size the default length` });
+    await sizeLength(session);
+  }
   status.show('ready', {
     title: 'Ready',
     message: `${entry.name} is loaded (${((performance.now() - t0) / 1000).toFixed(1)} s). Pick an input and press Start.`,
@@ -411,11 +446,17 @@ async function init(): Promise<void> {
   status.show('loading', { title: 'Loading the lists of models and documents…' });
   [models, docs] = await Promise.all([loadModelIndex(), loadDocIndex().catch((e: Error) => (console.warn(e), [] as DocEntry[]))]);
   $<HTMLSelectElement>('model').replaceChildren(...models.map((m, i) => new Option(`${m.name} (${MODE_LABEL[m.mode]})`, String(i))));
+  $<HTMLSelectElement>('model').value = String(defaultModelIndex(models));
   $<HTMLSelectElement>('doc').replaceChildren(...docs.map((d, i) => new Option(`${d.title}: ${formatBytes(d.bytes)} of text, ${formatBytes(d.gzipBytes)} to download`, String(i))));
   await renderSaved();
 
   $('model').addEventListener('change', () => void act('load the model', selectModel));
   for (const id of ['doc', 'tokens', 'compare']) $(id).addEventListener('change', updateNotes);
+  $('max-tokens').addEventListener('input', () => (generationTouched = true));
+  $('tokens').addEventListener('input', () => {
+    lengthTouched = true;
+    $('length-note').textContent = '';
+  });
   for (const el of document.querySelectorAll('input[name="length"]')) el.addEventListener('change', updateNotes);
   $('paste').addEventListener('input', () => (document.querySelector<HTMLInputElement>('input[name="source"][value="paste"]')!.checked = true));
   $('file').addEventListener('change', () => (document.querySelector<HTMLInputElement>('input[name="source"][value="file"]')!.checked = true));

@@ -68,17 +68,20 @@ export class Runs {
     private readonly onPhase: (phase: 'prefill' | 'decode') => void,
   ) {}
 
-  /** Replaces the runs (panels, chart series, stats listeners) with one per session. */
-  setup(sessions: readonly { session: ModelSession; ids: number[] }[]): void {
+  /**
+   * Replaces the runs (panels, chart series, stats listeners) with one per session. `place`: the model's
+   * place in its family, which picks its color, so a model keeps its color whichever others run beside it.
+   */
+  setup(sessions: readonly { session: ModelSession; ids: number[]; place?: number }[]): void {
     for (const r of this.list) {
       r.unsubscribe();
       r.panel.remove();
     }
-    this.list = sessions.slice(0, MAX_RUNS).map(({ session, ids }, index) => {
+    this.list = sessions.slice(0, MAX_RUNS).map(({ session, ids, place }, index) => {
       const run: Run = {
         index,
         session,
-        panel: new RunPanel(this.parent, session.entry, COLORS[index]),
+        panel: new RunPanel(this.parent, session.entry, COLORS[(place ?? index) % COLORS.length]),
         ids,
         resumeAt: null,
         decoding: false,

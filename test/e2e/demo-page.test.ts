@@ -125,6 +125,9 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     await waitIdle(page, 90_000);
     const loadMs = Date.now() - t0;
     expect((await statusOf(page)).state).toBe('ready');
+    // The page opens on the index's default (the trained family); this test runs the tiny random ones.
+    await page.selectOption('#model', '0');
+    await waitIdle(page, 90_000);
 
     // The adapter and its features, and the selected model's config.json, key by key.
     expect(await page.getAttribute('#gpu-status', 'data-state')).toBe('ok');
@@ -327,6 +330,35 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     await context.close();
   }, 400_000);
 
+  it('opens on the trained family with a length sized to the adapter; its default run (Start, nothing changed) finishes here, on SwiftShader', async () => {
+    const page = await browser.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    const t0 = Date.now();
+    await page.goto(server.url);
+    await waitIdle(page, 120_000);
+    const index = JSON.parse(readFileSync('public/models/index.json', 'utf8')) as { name: string; family: string; default?: boolean }[];
+    const def = index.find((m) => m.default)!;
+    expect(def).toBeDefined();
+    expect(await page.$eval('#model', (s) => (s as HTMLSelectElement).selectedOptions[0].textContent ?? '')).toMatch(new RegExp(`^${def.name} `));
+    const tokens = Number(await page.inputValue('#tokens'));
+    expect(await page.textContent('#length-note')).toMatch(/^Sized to this GPU: [\d,]+ tokens\/s measured/);
+    expect(tokens % 256).toBe(0);
+    expect(tokens).toBeGreaterThanOrEqual(256);
+    expect(tokens).toBeLessThanOrEqual(8192);
+    await page.click('#start');
+    await waitIdle(page, 300_000);
+    expect((await statusOf(page)).state).toBe('done');
+    const ran = await page.$$eval('.run', (rs) => rs.map((r) => (r as HTMLElement).dataset.model));
+    expect(ran.length).toBeGreaterThanOrEqual(2);
+    expect(ran.every((m) => index.find((e) => e.name === m)!.family === def.family)).toBe(true);
+    for (const m of ran) expect(await page.getAttribute(`.run[data-model="${m}"] progress`, 'data-done')).toBe(String(tokens + 1));
+    expect(Number(await page.getAttribute('#chart-loss', 'data-points'))).toBeGreaterThan(0);
+    process.stderr.write(`[demo-page] default run: ${ran.join(' + ')}, ${tokens} tokens, ${Math.round((Date.now() - t0) / 1000)} s from page load to done\n`);
+    expect(errors).toEqual([]);
+    await page.close();
+  }, 420_000);
+
   it('without WebGPU it says so and what to do, and offers no button that cannot work', async () => {
     const args = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
     const plain = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
@@ -349,7 +381,9 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
     const page = await browser.newPage();
     const index = JSON.parse(readFileSync('public/models/index.json', 'utf8')) as unknown[];
     const broken = { name: 'broken-model', path: 'models/does-not-exist/', mode: 'ttt', family: 'broken', description: 'missing files' };
-    await page.route('**/models/index.json', (route) => route.fulfill({ json: [broken, ...index] }));
+    // The broken model is the one the page opens on.
+    const others = (index as Record<string, unknown>[]).map(({ default: _, ...e }) => e);
+    await page.route('**/models/index.json', (route) => route.fulfill({ json: [{ ...broken, default: true }, ...others] }));
     await page.goto(server.url);
     await waitIdle(page, 90_000);
     const s = await statusOf(page);
