@@ -139,12 +139,15 @@ class Run:
         self.args, self.data, self.steps_of = args, data, steps_of
         self.total_steps = steps_of(args)
         self.step, self.elapsed = 0, 0.0
+        self.parameters = 0
 
     @classmethod
-    def open(cls, out: str, args: Dict[str, Any], data: Dict[str, Any], steps_of, model, opt,
-             start_message: str) -> 'Run':
+    def open(cls, out: str, args: Dict[str, Any], data: Dict[str, Any], steps_of, model, opt, what: str, order) -> 'Run':
         import torch
         run = cls(out, args, data, steps_of)
+        run.parameters = sum(p.numel() for p in model.parameters())
+        start_message = (f'{what}: {run.parameters:,} parameters, {run.total_steps} steps of {args["batch"]}x{args["seq"]} '
+                         f'tokens; {len(order.pieces.starts)} pieces ({order.pieces.targets_per_epoch:,} targets) per epoch')
         export_now = bool(args.get('export_now'))
         if os.path.exists(run.ckpt):
             st = torch.load(run.ckpt, weights_only=False)
@@ -164,6 +167,52 @@ class Run:
             sessions_record(run.sessions, {'event': 'start', 'step': 0, 'total_steps': run.total_steps})
         return run
 
+    def lr(self, step: int) -> float:
+        a = self.args
+        return lr_at(step, self.total_steps, a['lr'], a['warmup'], a['decay_frac'], a['min_lr_ratio'])
+
+    def logs(self):
+        """OUT/log.jsonl (a line per step) and OUT/val.jsonl (a line per validation), appended to."""
+        out = os.path.dirname(self.ckpt)
+        return open(os.path.join(out, 'log.jsonl'), 'a'), open(os.path.join(out, 'val.jsonl'), 'a')
+
+    def after_step(self, rec: Dict[str, Any], validate, model, opt, a, session_start: float, logs) -> bool:
+        """After step self.step: its log line, validation every --val-every steps, the checkpoint every
+        --ckpt-every; True when the session's time is up (checkpointed)."""
+        step, (log, vlog) = self.step, logs
+        log.write(json.dumps(rec) + '\n')
+        log.flush()
+        if step % 10 == 0 or step == 1:
+            print(json.dumps(rec), flush=True)
+        if step % a.val_every == 0 or step == self.total_steps:
+            v = validate()
+            vlog.write(json.dumps({'step': step, 'tokens': step * a.seq * a.batch, **v}) + '\n')
+            vlog.flush()
+            print(f'step {step}: validation {v["val_bpb"]:.4f} bits/byte {v["val_bpb_by_position"]}', flush=True)
+        if step % a.ckpt_every == 0 or step == self.total_steps:
+            self.save(model, opt)
+        return self.stop_if_out_of_time(model, opt, session_start, a.max_minutes)
+
+    def finish(self, a, model, export, order, record: Dict[str, Any], shown: Sequence[str]) -> None:
+        """The export (F16) with the whole run's record in OUT/summary.json and in the weights' metadata."""
+        out = os.path.dirname(self.ckpt)
+        last = read_jsonl(os.path.join(out, 'log.jsonl'))[-50:]
+        summary = jsonable({
+            **record, 'name': a.name or os.path.basename(os.path.normpath(out)), 'parameters': self.parameters,
+            'steps': self.step, 'planned_steps': self.total_steps, 'complete': self.step >= self.total_steps,
+            'tokens': self.step * a.seq * a.batch, 'sequence': a.seq, 'batch': a.batch,
+            'pieces_per_epoch': len(order.pieces.starts), 'epochs': round(order.epoch_of(self.step), 4),
+            'final_train_bpb_mean_last_50': round(mean(r['bpb'] for r in last), 4),
+            'val_history': read_jsonl(os.path.join(out, 'val.jsonl')), 'train_minutes': round(self.elapsed / 60, 1),
+            'threads': a.threads, 'environment': environment(), 'data': self.data, 'args': self.args,
+            'sessions': read_jsonl(self.sessions),
+        })
+        export(model, os.path.join(out, 'model'), 'F16', metadata={'ttt_web_training': json.dumps(summary)})
+        with open(os.path.join(out, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=2)
+        sessions_record(self.sessions, {'event': 'export', 'step': self.step})
+        print(json.dumps({k: summary[k] for k in ('name', 'parameters', 'steps', 'tokens', *shown, 'train_minutes')}), flush=True)
+
     def save(self, model, opt) -> None:
         import torch
         tmp = self.ckpt + '.tmp'
@@ -179,3 +228,12 @@ class Run:
         sessions_record(self.sessions, {'event': 'stop', 'step': self.step, 'elapsed_min': round(self.elapsed / 60, 2)})
         print(f'stopping after {max_minutes} min at step {self.step}; run again to resume', flush=True)
         return True
+
+
+def training_data(data_dir: str, seq: int, batch: int, seed: int, val_pieces: int):
+    """The training stream's seeded order of whole pieces, the fixed validation pieces, and the data's identity."""
+    import numpy as np
+    from batches import PieceOrder, validation_pieces
+    train = np.asarray(np.memmap(os.path.join(data_dir, 'train.u16'), dtype='<u2', mode='r'))
+    val_stream = np.asarray(np.memmap(os.path.join(data_dir, 'val.u16'), dtype='<u2', mode='r'))
+    return train, PieceOrder(train, seq + 1, batch, seed), validation_pieces(val_stream, seq + 1, val_pieces, seed), data_identity(data_dir)

@@ -18,7 +18,6 @@ model.safetensors, F16) with OUT/summary.json, the whole run's record for the mo
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -30,7 +29,6 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import recipe  # noqa: E402
-from batches import PieceOrder, validation_pieces  # noqa: E402
 from lact.config import LactConfig  # noqa: E402
 from lact.export import export_model  # noqa: E402
 from lact.model import LaCTForCausalLM, init_official  # noqa: E402
@@ -117,11 +115,7 @@ def main() -> None:
 
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
-    train = np.asarray(np.memmap(os.path.join(a.data, 'train.u16'), dtype='<u2', mode='r'))
-    val_stream = np.asarray(np.memmap(os.path.join(a.data, 'val.u16'), dtype='<u2', mode='r'))
-    order = PieceOrder(train, a.seq + 1, a.batch, a.seed)
-    val = validation_pieces(val_stream, a.seq + 1, a.val_pieces, a.seed)
-    data_id = recipe.data_identity(a.data)
+    train, order, val, data_id = recipe.training_data(a.data, a.seq, a.batch, a.seed, a.val_pieces)
     cfg = model_config(a.mode, a)
     torch.manual_seed(a.seed)
     model = LaCTForCausalLM(cfg)
@@ -131,21 +125,10 @@ def main() -> None:
     rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and 'embeddings' not in n)]
     opt = torch.optim.AdamW([{'params': decay, 'weight_decay': a.wd}, {'params': rest, 'weight_decay': 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
-    args = vars(a)
-    total_steps = steps_of(args)  # the message's; the run's own (a resumed --export-now's) comes from Run.open
-    n_params = sum(p.numel() for p in model.parameters())
-
-    run = recipe.Run.open(a.out, args, data_id, steps_of, model, opt,
-        f'{a.mode}: {n_params:,} parameters, {total_steps} steps of {a.batch}x{a.seq} tokens; '
-        f'{len(order.pieces.starts)} pieces ({order.pieces.targets_per_epoch:,} targets) per epoch')
-    args, total_steps = run.args, run.total_steps
-
-    def lr_of(s: int) -> float:
-        return recipe.lr_at(s, total_steps, a.lr, a.warmup, a.decay_frac, a.min_lr_ratio)
-
+    run = recipe.Run.open(a.out, vars(a), data_id, steps_of, model, opt, a.mode, order)
+    args, total_steps, lr_of = run.args, run.total_steps, run.lr
     session_start = time.time()
-    log = open(os.path.join(a.out, 'log.jsonl'), 'a')
-    vlog = open(os.path.join(a.out, 'val.jsonl'), 'a')
+    log, vlog = run.logs()
     model.train()
     while run.step < total_steps and not a.export_now:
         step = run.step
@@ -164,44 +147,17 @@ def main() -> None:
         rec = {'step': step, 'loss': round(loss.item(), 5), 'bpb': round(loss.item() / math.log(2), 5),
                'lr': round(lr_of(step - 1), 7), 'gnorm': round(gnorm, 4),
                'tok_s': round(a.seq * a.batch / dt, 1), 'elapsed_min': round(run.elapsed / 60, 2)}
-        log.write(json.dumps(rec) + '\n')
-        log.flush()
-        if step % 10 == 0 or step == 1:
-            print(json.dumps(rec), flush=True)
-        if step % a.val_every == 0 or step == total_steps:
-            v = validate(model, val, a)
-            vlog.write(json.dumps({'step': step, 'tokens': step * a.seq * a.batch, **v}) + '\n')
-            vlog.flush()
-            print(f'step {step}: validation {v["val_bpb"]:.4f} bits/byte {v["val_bpb_by_position"]}', flush=True)
-        if step % a.ckpt_every == 0 or step == total_steps:
-            run.save(model, opt)
-        if run.stop_if_out_of_time(model, opt, session_start, a.max_minutes):
+        if run.after_step(rec, lambda: validate(model, val, a), model, opt, a, session_start, (log, vlog)):
             return
-    step, elapsed = run.step, run.elapsed
 
     # Finished (or --export-now): export (F16) with the whole run's record.
     log.close()
     vlog.close()
-    last = recipe.read_jsonl(os.path.join(a.out, 'log.jsonl'))[-50:]
-    vals = recipe.read_jsonl(os.path.join(a.out, 'val.jsonl'))
-    final_val = validate(model, val, a)
-    summary = recipe.jsonable({
-        'family': 'lact' if a.mode == 'lact' else a.mode, 'mode': a.mode,
-        'name': a.name or os.path.basename(os.path.normpath(a.out)), 'parameters': n_params,
-        'steps': step, 'planned_steps': total_steps, 'complete': step >= total_steps,
-        'tokens': step * a.seq * a.batch, 'sequence': a.seq, 'batch': a.batch,
-        'pieces_per_epoch': len(order.pieces.starts), 'epochs': round(order.epoch_of(step), 4),
-        'final_train_bpb_mean_last_50': round(recipe.mean(r['bpb'] for r in last), 4),
-        'final_val': final_val, 'val_history': vals, 'train_minutes': round(elapsed / 60, 1),
-        'threads': a.threads, 'environment': recipe.environment(), 'data': data_id, 'args': args,
-        'sessions': recipe.read_jsonl(run.sessions), 'config': cfg.to_dict() if hasattr(cfg, 'to_dict') else None,
-    })
     model.set_attn_impl('auto')
-    export_model(model, os.path.join(a.out, 'model'), 'F16', metadata={'ttt_web_training': json.dumps(summary)})
-    with open(os.path.join(a.out, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
-    recipe.sessions_record(run.sessions, {'event': 'export', 'step': step})
-    print(json.dumps({k: summary[k] for k in ('name', 'parameters', 'steps', 'tokens', 'final_val', 'train_minutes')}), flush=True)
+    run.finish(a, model, export_model, order, {
+        'family': 'lact' if a.mode == 'lact' else a.mode, 'mode': a.mode,
+        'final_val': validate(model, val, a), 'config': cfg.to_dict(),
+    }, ['final_val'])
 
 
 if __name__ == '__main__':
