@@ -44,7 +44,7 @@ export type EnumAttribute = keyof typeof ENUM_ATTRIBUTES;
 export type EnumValue<A extends EnumAttribute> = (typeof ENUM_ATTRIBUTES)[A]['values'][number];
 
 /** Every attribute the element watches. */
-export const OBSERVED_ATTRIBUTES: readonly string[] = ['model', 'placeholder', 'no-cache', 'learn-while-reading', ...Object.keys(NUMBER_ATTRIBUTES), ...Object.keys(ENUM_ATTRIBUTES)];
+export const OBSERVED_ATTRIBUTES: readonly string[] = ['model', 'placeholder', 'no-cache', 'learn-while-reading', 'show-loss', ...Object.keys(NUMBER_ATTRIBUTES), ...Object.keys(ENUM_ATTRIBUTES)];
 
 /** Attributes whose change means a different engine (the model is loaded again). */
 export const RELOAD_ATTRIBUTES: ReadonlySet<string> = new Set(['model', 'weights', 'no-cache', 'learn-while-reading']);

@@ -20,7 +20,7 @@ import {
   type NumberAttribute,
 } from './attributes.ts';
 import { chatEvent, type TttChatDoneDetail, type TttChatEventMap } from './events.ts';
-import { EMPTY_READOUT, formatReadout, type ReadoutText } from './readout.ts';
+import { EMPTY_READOUT, formatReadout, meanBits, type ReadoutText } from './readout.ts';
 import { fillShadowRoot } from './template.ts';
 
 /** Where the element is: no engine yet, loading one, idle with one, generating, failed, or no WebGPU here. */
@@ -136,6 +136,14 @@ export class TttChatElement extends ElementBase {
   }
   set cache(v: boolean) {
     this.toggleAttribute('no-cache', !v);
+  }
+
+  /** `show-loss` (boolean attribute): the readout shows each prompt's loss in bits per token (its log-probabilities). */
+  get showLoss(): boolean {
+    return this.hasAttribute('show-loss');
+  }
+  set showLoss(v: boolean) {
+    this.toggleAttribute('show-loss', v);
   }
 
   /** `learn-while-reading` (boolean attribute): a sliding-window model learns while it reads, with its top MLP (reloads the model). */
@@ -268,6 +276,7 @@ export class TttChatElement extends ElementBase {
     const epoch = this.#epoch;
     let reply: Text | null = null;
     let tokens = 0;
+    let promptBits: number | null = null;
     let detail: TttChatDoneDetail;
     try {
       const opts = this.#generateOptions();
@@ -277,7 +286,16 @@ export class TttChatElement extends ElementBase {
       if (fromBox) this.prompt = '';
       if (text) this.#append('prompt-text', text);
       reply = this.#append('reply-text', '');
-      const stream = engine.generate(text, { ...opts, signal: ctl.signal });
+      // show-loss: the prompt goes in first as a prefill that scores it; the generation then continues
+      // from it (the same tokens as generating from the prompt directly: the draw depends on the position).
+      let input = text;
+      if (this.showLoss && text) {
+        const scored = await engine.prefill(text, { logprobs: true, signal: ctl.signal });
+        promptBits = meanBits(scored.logprobs!);
+        this.#writeStat('loss', promptBits === null ? '' : `prompt: ${promptBits.toFixed(2)} bits/token`);
+        input = '';
+      }
+      const stream = engine.generate(input, { ...opts, signal: ctl.signal });
       for await (const t of stream) {
         if (t.text) {
           reply.data += t.text;
@@ -287,7 +305,7 @@ export class TttChatElement extends ElementBase {
         tokens++;
       }
       const r = await stream.result;
-      detail = { reason: r.reason, prompt: text, text: r.text, generatedTokens: r.generatedTokens, position: r.position, ms: performance.now() - t0 };
+      detail = { reason: r.reason, prompt: text, text: r.text, generatedTokens: r.generatedTokens, position: r.position, ms: performance.now() - t0, promptBits };
     } catch (e) {
       // A generation cut short because the engine was let go (model changed, element removed) was
       // stopped on purpose, like stop(): whether it ends as an abort or a destroyed engine is a race.
@@ -304,7 +322,7 @@ export class TttChatElement extends ElementBase {
         throw e;
       }
       const position = e instanceof EngineAbortedError ? e.position : 0;
-      detail = { reason: 'abort', prompt: text, text: reply?.data ?? '', generatedTokens: tokens, position, ms: performance.now() - t0 };
+      detail = { reason: 'abort', prompt: text, text: reply?.data ?? '', generatedTokens: tokens, position, ms: performance.now() - t0, promptBits };
     }
     this.#running = null;
     if (epoch === this.#epoch) this.#setState('ready');
@@ -322,6 +340,7 @@ export class TttChatElement extends ElementBase {
   async reset(): Promise<void> {
     this.stop();
     this.#parts.output.textContent = '';
+    this.#writeStat('loss', '');
     const engine = this.#engine;
     if (!engine) return;
     try {
@@ -475,6 +494,11 @@ export class TttChatElement extends ElementBase {
       const span = ro.querySelector(`[data-stat="${key}"]`);
       if (span) span.textContent = r[key];
     }
+  }
+
+  #writeStat(key: string, text: string): void {
+    const span = this.#parts.readout.querySelector(`[data-stat="${key}"]`);
+    if (span) span.textContent = text;
   }
 
   #showStatus(text: string, kind: 'info' | 'error' | 'unsupported' = 'info'): void {

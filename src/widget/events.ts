@@ -17,6 +17,8 @@ export interface TttChatDoneDetail {
   readonly position: number;
   /** Wall-clock milliseconds from the call to the end. */
   readonly ms: number;
+  /** With `show-loss`: the prompt's mean loss in bits per token under the model (from its log-probabilities), else null. */
+  readonly promptBits: number | null;
 }
 
 /** `error`: anything that failed (loading, generating, a bad attribute); also shown in the element. */

@@ -48,6 +48,17 @@ function formatLearning(s: TttStats): string {
   return last ? `learned ${l.updates}× · ${(last.loss / Math.LN2).toFixed(2)} bits/token` : 'learning: no chunk yet';
 }
 
+/** Mean bits per token of log-probabilities (natural log), NaN entries (nothing before them) skipped; null when none. */
+export function meanBits(logprobs: ArrayLike<number>): number | null {
+  let sum = 0, n = 0;
+  for (let i = 0; i < logprobs.length; i++) {
+    if (Number.isNaN(logprobs[i])) continue;
+    sum -= logprobs[i] / Math.LN2;
+    n++;
+  }
+  return n ? sum / n : null;
+}
+
 export function formatReadout(s: TttStats): ReadoutText {
   const latency = s.decodeMsRolling ?? s.decodeMsLast;
   return {

@@ -97,6 +97,7 @@ const MARKUP = /* html */ `
     <span data-stat="memory"></span>
     <span data-stat="position"></span>
     <span data-stat="learning"></span>
+    <span data-stat="loss"></span>
   </div>
 </div>
 `;

@@ -259,6 +259,30 @@ describe('the npm package: packed tarball → fresh Vite app → <ttt-chat> in h
       expect(r.readout.speed).toMatch(/^\d+(\.\d+)? tok\/s$/);
       expect(r.readout.memory).toMatch(/^\d+(\.\d+)? (KB|MB) GPU$/);
       expect(r.readout.position).toBe(`${done.position} tokens`);
+      expect(r.readout.loss).toBe(''); // show-loss is off
+
+      // show-loss: the prompt is scored (its bits per token in the readout and the done event), and the
+      // text is the same as without it for the same seed from the same memory.
+      const chat = page.locator('ttt-chat');
+      const run = async (showLoss: boolean) => {
+        await page.evaluate((on) => {
+          const el = document.querySelector('ttt-chat')! as HTMLElement & { reset(): Promise<void> };
+          el.toggleAttribute('show-loss', on);
+          el.setAttribute('seed', '7');
+          return el.reset();
+        }, showLoss);
+        const before = (await events(page)).length;
+        await page.locator('ttt-chat [part="prompt"]').fill('Once upon a time');
+        await page.locator('ttt-chat [part~="generate"]').click();
+        await waitForEvent(page, 'done', before);
+        return (await events(page)).slice(before).find((e) => e.type === 'done')!.detail as { text: string; promptBits: number | null };
+      };
+      const plain = await run(false), scored = await run(true);
+      expect(plain.promptBits).toBeNull();
+      expect(scored.text).toBe(plain.text);
+      expect(scored.promptBits!).toBeGreaterThan(0);
+      expect((await readout(page)).loss).toBe(`prompt: ${scored.promptBits!.toFixed(2)} bits/token`);
+      expect(await chat.getAttribute('state')).toBe('ready');
       expect(errors).toEqual([]);
     } finally {
       await page.close();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TttStats } from '../../src/api/types.ts';
 import { numberToAttribute, parseEnum, parseNumber, TttChatAttributeError } from '../../src/widget/attributes.ts';
-import { EMPTY_READOUT, formatBytes, formatReadout } from '../../src/widget/readout.ts';
+import { EMPTY_READOUT, formatBytes, formatReadout, meanBits } from '../../src/widget/readout.ts';
 
 function attributeError(f: () => unknown): TttChatAttributeError {
   try {
@@ -78,5 +78,13 @@ describe('ttt-web/widget outside a browser', () => {
     const mod = await import('../../src/widget/index.ts');
     expect(typeof mod.TttChatElement).toBe('function');
     expect(typeof (globalThis as { customElements?: unknown }).customElements).toBe('undefined');
+  });
+});
+
+describe('meanBits (the widget\'s prompt loss)', () => {
+  it('averages -logprob / ln 2 over the entries that have one', () => {
+    expect(meanBits([NaN, -Math.LN2, -3 * Math.LN2])).toBeCloseTo(2, 12);
+    expect(meanBits([NaN])).toBeNull();
+    expect(meanBits(new Float32Array(0))).toBeNull();
   });
 });
