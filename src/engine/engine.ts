@@ -14,7 +14,6 @@ import { readBufferBytes } from '../gpu/readback.ts';
 import { DispatchCounter } from '../gpu/dispatch-counter.ts';
 import { GpuTimer } from '../gpu/gpu-timer.ts';
 import { familyOf } from '../families/index.ts';
-import { LEARNING_LOG_FLOATS } from '../families/learning-log.ts';
 import { BlockPlanner } from './block-planner.ts';
 import { EngineAbortedError, EngineDestroyedError, GpuValidationError, MemoryMismatchError, OutOfGpuMemoryError } from './errors.ts';
 import type { BlockWork, DeviceCaps, EngineLayout, EngineMode, EngineOptions, FamilyModel, ModelBuilder } from './family.ts';
@@ -510,7 +509,7 @@ export class Engine {
     if (n <= this.updatesRead) return;
     const rec = new Float32Array((await readBufferBytes(this.ctx.device, log.buffer)).buffer);
     for (let c = Math.max(this.updatesRead, n - log.slots); c < n; c++) {
-      const s = LEARNING_LOG_FLOATS * (c % log.slots);
+      const s = log.floats * (c % log.slots);
       const after = rec[s + 4];
       this.updates.push({ chunk: c, loss: rec[s], validTargets: rec[s + 1], gradNorm: rec[s + 2], clipScale: rec[s + 3], lossAfter: Number.isNaN(after) ? null : after });
     }

@@ -84,9 +84,11 @@ export interface BlockWork {
 
 /** Where a family that learns by gradient steps logs each update on the GPU, for the engine's stats. */
 export interface LearningLog {
-  /** f32 [slots, 5]: update c (the c-th chunk, from 0) in slot c mod slots: (loss before the step, #valid targets, gradient norm, clip scale, loss after the step or NaN). */
+  /** f32 [slots, floats]: update c (the c-th chunk, from 0) in slot c mod slots: (loss before the step, #valid targets, gradient norm, clip scale, loss after the step or NaN). */
   readonly buffer: GPUBuffer;
   readonly slots: number;
+  /** f32 values per record (5). */
+  readonly floats: number;
   /** Updates taken once `position` tokens have been fed. */
   updatesAfter(position: number): number;
 }

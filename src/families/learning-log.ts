@@ -13,5 +13,5 @@ export const LEARNING_LOG_FLOATS = 5;
 
 /** The log of `buffer` for chunks of `chunk` tokens: after P tokens, floor((P − 1) / B) updates. */
 export function chunkLearningLog(buffer: GPUBuffer, chunk: number): LearningLog {
-  return { buffer, slots: LEARNING_LOG_SLOTS, updatesAfter: (position) => (position < 1 ? 0 : Math.floor((position - 1) / chunk)) };
+  return { buffer, slots: LEARNING_LOG_SLOTS, floats: LEARNING_LOG_FLOATS, updatesAfter: (position) => (position < 1 ? 0 : Math.floor((position - 1) / chunk)) };
 }
