@@ -30,6 +30,22 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def update_index(root: str, name: str, fields: dict) -> dict:
+    """public/models/index.json: the entry `name` gets `fields` (made at the end if new; its place and
+    other keys, such as `default`, are kept)."""
+    index_path = os.path.join(root, 'index.json')
+    index = json.load(open(index_path)) if os.path.exists(index_path) else []
+    entry = next((e for e in index if e.get('name') == name), None)
+    if entry is None:
+        entry = {'name': name}
+        index.append(entry)
+    entry.update({'path': f'models/{name}/', **fields})
+    with open(index_path, 'w') as f:
+        json.dump(index, f, indent=2)
+        f.write('\n')
+    return entry
+
+
 def architecture(cfg: dict) -> str:
     if cfg.get('model_type') == 'ttt_e2e':
         L, S = cfg['num_layers'], cfg['num_ttt_layers']
@@ -126,17 +142,8 @@ Bundled with `python3 train/bundle.py {a.run} {a.name} --family {a.family}`.
     with open(os.path.join(dst, 'README.md'), 'w') as f:
         f.write(card)
 
-    index_path = os.path.join(a.root, 'index.json')
-    index = json.load(open(index_path)) if os.path.exists(index_path) else []
-    entry = next((e for e in index if e.get('name') == a.name), None)
-    if entry is None:
-        entry = {'name': a.name}
-        index.append(entry)
-    entry.update({'path': f'models/{a.name}/', 'mode': mode, 'family': a.family,
-                  'description': a.description or f'{what}; {summary["parameters"]:,} parameters, trained on {summary["tokens"]:,} bytes'})
-    with open(index_path, 'w') as f:
-        json.dump(index, f, indent=2)
-        f.write('\n')
+    entry = update_index(a.root, a.name, {'mode': mode, 'family': a.family,
+                                          'description': a.description or f'{what}; {summary["parameters"]:,} parameters, trained on {summary["tokens"]:,} bytes'})
     print(f'{dst}: {os.path.getsize(weights):,} bytes; index entry {entry}')
 
 

@@ -13,7 +13,7 @@ import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bundle import sha256  # noqa: E402
+from bundle import sha256, update_index  # noqa: E402
 
 
 def main() -> None:
@@ -60,15 +60,9 @@ Bundled with `/usr/bin/python3 train/bundle_e2e.py {a.run} {a.name}`.
 """
     with open(os.path.join(out, 'README.md'), 'w') as f:
         f.write(card)
-    idx_path = os.path.join(a.root, 'index.json')
-    idx = json.load(open(idx_path))
-    idx = [e for e in idx if e['name'] != a.name]
-    idx.append({'name': a.name, 'path': f'models/{a.name}/', 'mode': 'ttt', 'family': a.family,
-                'description': f"TTT-E2E: its top block's MLP learns by backpropagation every {cfg['mini_batch_size']} bytes it reads; "
-                               f"{summary['params']:,} parameters, trained on {summary['tokens_seen']:,} bytes of documentation"})
-    with open(idx_path, 'w') as f:
-        json.dump(idx, f, indent=2)
-        f.write('\n')
+    update_index(a.root, a.name, {'mode': 'ttt', 'family': a.family,
+                                  'description': f"TTT-E2E: its top block's MLP learns by backpropagation every {cfg['mini_batch_size']} bytes it reads; "
+                                                 f"{summary['params']:,} parameters, trained on {summary['tokens_seen']:,} bytes of documentation"})
     print(f'wrote {out} and its index entry')
 
 

@@ -388,7 +388,8 @@ export class Engine {
     const position = this.pos + more;
     const sizes: [string, number][] = [];
     const none = new Uint8Array(0);
-    // planRestore asks for every section by name and size, exactly what save() writes; nothing is written.
+    // planRestore asks for every section by name and size, exactly what save() writes; nothing is written,
+    // and given empty data it plans no per-row writes (the KV cache's would be one per position).
     this.model.planRestore(position, { need: (name, bytes) => (sizes.push([name, bytes]), none) });
     // The next token's distribution goes in when it is known: after any feed (those `more` tokens included).
     if (this.logprobs && position > 0 && (more > 0 || this.carryAt === this.pos)) sizes.push([NEXT_LOGITS, this.logprobs.carry.size]);

@@ -186,7 +186,7 @@ export class E2EInnerStep {
     this.record = this.clip.recorder('inner step log', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk);
     // Nothing but the tape and the loss is written by a forward here (the chunk's own K/V stay in the
     // tape, the ring is only read), so measuring again changes no state.
-    const recordAfter = this.clip.afterRecorder('inner step log (after)', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk);
+    const recordAfter = this.clip.recorder('inner step log (after)', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk, true);
     this.after = opts.lossAfterStep ? [...this.blocks.flatMap((b) => b.forward), (pass) => head.encodeLoss(pass), recordAfter] : [];
   }
 

@@ -108,18 +108,12 @@ export class ClipSgdOp {
 
   /**
    * A launch that logs each update for the engine's stats: chunk c (its block uniform's pos0 / B) writes
-   * (loss, #valid, ||g||, clip scale) to slot c mod `slots` of `log` (f32 [slots, 4]), from the cross
-   * entropy's loss buffer and this op's stats.
+   * (loss, #valid, ||g||, clip scale, NaN) to slot c mod `slots` of `log` (f32 [slots, 5]), from the cross
+   * entropy's loss buffer and this op's stats. `after`: the record's fifth value instead, `io.loss` again,
+   * measured after the step (the same chunk with the new weights).
    */
-  recorder(label: string, io: { loss: GPUBuffer; log: GPUBuffer; slots: number; chunk: number }, block: BlockParams): (pass: GPUComputePassEncoder) => void {
-    const kernel = this.ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry: 'record', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { RECORD: true } });
-    const group = this.ctx.bind(kernel, [this.ctx.uniform(`${label} params`, [['u32', io.chunk], ['u32', io.slots], ['u32', 0], ['u32', 0]]), block.buffer, io.loss, this.stats, io.log]);
-    return (pass) => dispatch(pass, kernel, group, 1);
-  }
-
-  /** The same log's fifth value: `io.loss` again, measured after the step (the same chunk with the new weights). */
-  afterRecorder(label: string, io: { loss: GPUBuffer; log: GPUBuffer; slots: number; chunk: number }, block: BlockParams): (pass: GPUComputePassEncoder) => void {
-    const kernel = this.ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry: 'record_after', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { RECORD: true } });
+  recorder(label: string, io: { loss: GPUBuffer; log: GPUBuffer; slots: number; chunk: number }, block: BlockParams, after = false): (pass: GPUComputePassEncoder) => void {
+    const kernel = this.ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry: after ? 'record_after' : 'record', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { RECORD: true } });
     const group = this.ctx.bind(kernel, [this.ctx.uniform(`${label} params`, [['u32', io.chunk], ['u32', io.slots], ['u32', 0], ['u32', 0]]), block.buffer, io.loss, this.stats, io.log]);
     return (pass) => dispatch(pass, kernel, group, 1);
   }

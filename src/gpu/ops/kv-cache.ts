@@ -122,6 +122,9 @@ export class KvCache {
     const writes: RestoreWrite[] = [];
     for (const which of ['k', 'v'] as const) {
       const data = sections.need(`${name}.${which}`, (position - first) * rowBytes);
+      // No bytes, no writes: an empty window, or a caller that only asks for the sizes (savedMemoryBytes,
+      // on every stats push) and skips the per-position loop this way.
+      if (data.byteLength === 0) continue;
       for (const [p, page, slot] of this.slots(first, position)) {
         writes.push({ buffer: this.pages[page][which], offset: slot * rowBytes, data: data.subarray((p - first) * rowBytes, (p - first + 1) * rowBytes) });
       }
