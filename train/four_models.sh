@@ -1,7 +1,9 @@
 #!/bin/sh
 # Issue 19's four models on one budget: LaCT, TTT-E2E, sliding window and full attention, with the same
 # width (256), depth (4), window (256), chunk (256), sequences (2048 tokens, whole pieces of one
-# document), batches (4), order (seed 1234), token count and schedule. Parameters: 3.82M (LaCT),
+# document), batches (4), order (seed 1234), token count (TOKENS, default 6M: the four finish inside one
+# session, as nothing outside git outlives it), schedule (LR, default 1e-3) and precision (PRECISION, default
+# bf16 autocast for the training forward). Parameters: 3.82M (LaCT),
 # 3.77M (TTT-E2E: static MLP 768 as the others, dynamic MLP 384 in the top block), 3.54M (the other two).
 #
 #   sh train/four_models.sh OUTDIR MINUTES [PYTHON]
@@ -16,12 +18,14 @@ MINUTES=${2:?usage: four_models.sh OUTDIR MINUTES [PYTHON]}
 PY=${3:-python3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 DATA=${DATA:-data}
-TOKENS=${TOKENS:-8e6}
-LR=${LR:-2e-3}
+TOKENS=${TOKENS:-6e6}
+LR=${LR:-1e-3}
+PRECISION=${PRECISION:-bf16}
 mkdir -p "$OUT"
 DEADLINE=$(( $(date +%s) + MINUTES * 60 ))
 COMMON="--data $DATA --dim 256 --layers 4 --window 256 --chunk 256 --seq 2048 --batch 4 --tokens $TOKENS \
---lr $LR --warmup 50 --decay-frac 0.2 --min-lr-ratio 0.1 --seed 1234 --val-every 50 --val-pieces 16 --threads 1"
+--lr $LR --warmup 50 --decay-frac 0.2 --min-lr-ratio 0.1 --seed 1234 --val-every 50 --val-pieces 16 --threads 1 \
+--precision $PRECISION"
 
 run() {  # run NAME SCRIPT-ARGS...
   name=$1; shift

@@ -97,6 +97,9 @@ def main() -> None:
                     help='documents: whole pieces of one document (train/batches.py); stream: windows at random '
                          'offsets of the stream, across document boundaries (the old recipe, kept for the check '
                          'that it was a cause)')
+    ap.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32',
+                    help='bf16: the training forward under CPU autocast (matmuls in bf16, as the official code '
+                         'trains; about 1.6x faster on this AVX512-BF16 CPU); weights, optimizer and validation stay fp32')
     ap.add_argument('--lr', type=float, default=2e-3)
     ap.add_argument('--min-lr-ratio', type=float, default=0.1)
     ap.add_argument('--warmup', type=int, default=50)
@@ -136,7 +139,8 @@ def main() -> None:
         for g in opt.param_groups:
             g['lr'] = lr_of(step)
         x = torch.from_numpy(order.batch_at(step) if a.sampler == 'documents' else stream_batch(train, a, step))
-        loss = nll_of(model, x).mean()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=a.precision == 'bf16'):
+            loss = nll_of(model, x).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip).item()

@@ -48,6 +48,9 @@ def parse() -> argparse.Namespace:
     p.add_argument('--seq', type=int, default=2048, help='training sequence length (a multiple of --chunk)')
     p.add_argument('--batch', type=int, default=4)
     p.add_argument('--tokens', type=float, default=8e6, help='training tokens in all')
+    p.add_argument('--precision', choices=['fp32', 'bf16'], default='fp32',
+                   help='bf16: the outer loss (with its inner steps) under CPU autocast, as the official code '
+                        'trains in bf16; weights, optimizer and validation stay fp32')
     p.add_argument('--lr', type=float, default=2e-3)
     p.add_argument('--min-lr-ratio', type=float, default=0.1)
     p.add_argument('--warmup', type=int, default=50)
@@ -113,7 +116,8 @@ def main() -> None:
             g['lr'] = lr_of(step)
         ilr = inner_lr_schedule(step, a.inner_warmup, lr=a.inner_lr)
         batch = [torch.from_numpy(t) for t in order.batch_at(step)]
-        loss, gn = train_step(model, opt, batch, inner_lr=ilr)
+        loss, gn = train_step(model, opt, batch, inner_lr=ilr,
+                              autocast=torch.bfloat16 if a.precision == 'bf16' else None)
         dt = time.time() - t0
         run.elapsed += dt
         run.step = step = step + 1

@@ -214,10 +214,14 @@ def make_outer_optimizer(model: E2EForCausalLM, lr: float, weight_decay: float =
 
 
 def train_step(model: E2EForCausalLM, opt: torch.optim.Optimizer, batch: Sequence[torch.Tensor],
-               inner_lr: Optional[float] = None, clip_outer: float = 1.0) -> Tuple[float, float]:
-    """One outer step on a batch of sequences (each n*B + 1 tokens). Returns (loss, outer grad norm)."""
+               inner_lr: Optional[float] = None, clip_outer: float = 1.0,
+               autocast: Optional[torch.dtype] = None) -> Tuple[float, float]:
+    """One outer step on a batch of sequences (each n*B + 1 tokens). Returns (loss, outer grad norm).
+    `autocast` (e.g. torch.bfloat16) runs the forward, inner steps included, under CPU autocast; the
+    backward runs outside it, as autocast asks."""
     opt.zero_grad(set_to_none=True)
-    loss = torch.stack([outer_loss(model, t, inner_lr=inner_lr) for t in batch]).mean()
+    with torch.autocast('cpu', dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+        loss = torch.stack([outer_loss(model, t, inner_lr=inner_lr) for t in batch]).mean()
     loss.backward()
     gn = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_outer)
     opt.step()
