@@ -179,7 +179,7 @@ export class RunPanel {
     this.set('kv-reserved', Number.isFinite(cap) ? `${formatMb(m.kvReserved)} for ${formatInt(cap)} positions (maxContext)` : `${formatMb(m.kvReserved)}: the window, at any length`, m.kvReserved / MB);
     this.set('weights-storage', s.info.weights);
     const f16 = s.info.weights === 'f16' ? 'native f16' : s.info.weights === 'f16-packed' ? 'f16 unpacked in the shader (no shader-f16)' : 'f32 only';
-    this.set('features', `${f16}; subgroups: ${s.info.subgroups ? 'yes' : 'no'}; GPU timestamps: ${s.timingSource === 'timestamp-query' ? 'yes' : 'no'}`);
+    this.set('features', `${f16}; subgroups: ${s.info.subgroups ? 'yes' : 'no'}; kernels: ${s.info.kernels === 'cpu' ? 'CPU-emulator shapes' : 'GPU shapes'}; GPU timestamps: ${s.timingSource === 'timestamp-query' ? 'yes' : 'no'}`);
     this.set('timing', s.timingSource === 'timestamp-query' ? 'wall clock, + GPU timestamps' : 'wall clock (no GPU timestamps)');
     this.showLearning(s);
     const constant = !Number.isFinite(s.info.capacity);

@@ -2,12 +2,24 @@
 //
 // B is addressed as [N, K] like a PyTorch Linear weight (y = x W^T); any transpose of A, B or C is a choice
 // of strides, so the same kernel serves the projections, the fast-weight apply and gradient, and Muon.
-// Each invocation keeps a TM x TN tile of C in registers and reads no workgroup memory: barriers are
-// very expensive on CPU backends (lavapipe, SwiftShader), while a real GPU may prefer other tile shapes,
-// hence TM, TN and the workgroup shape are defines chosen by the caller. Accumulation is always f32; B
-// (the weights) may be stored as f32, native f16, or f16 packed two per u32.
+// Accumulation is always f32; B (the weights) may be stored as f32, native f16, or f16 packed two per u32.
+//
+// Three shapes of the same function (src/gpu/kernel-variant.ts picks the family of shapes per adapter):
+//  - REGISTER (the CPU-emulator shape, the default): each invocation keeps a TM x TN tile of C in
+//    registers and reads no workgroup memory. Barriers are very expensive on CPU backends (lavapipe,
+//    SwiftShader), so TM, TN and the workgroup shape are defines chosen by the caller.
+//  - TILED (GPU prefill GEMM): a workgroup of 16 x 16 computes a 64 x 64 tile of C, 4 x 4 per invocation
+//    at stride 16 (so a warp's reads of the B tile and its writes of C are consecutive), staging 16-deep
+//    slices of A and B in workgroup memory; consecutive invocations load consecutive k, as vec4 when
+//    A_VEC / B_VEC say the strides allow it.
+//  - GEMV (GPU decode, M <= 2): a workgroup of 64 invocations computes 4 columns of C for both rows,
+//    the invocations spread across K (coalesced, vec4 where allowed, a packed f16 pair read as both its
+//    halves), then reduced through subgroups where the device has them, else a workgroup tree.
 #if W_F16
 enable f16;
+#endif
+#if SUBGROUPS
+enable subgroups;
 #endif
 
 struct Params {
@@ -23,31 +35,226 @@ const FLAG_BIAS: u32 = 1u;      // add bias[biasOff + n]
 const FLAG_M_ROWS: u32 = 2u;    // M = block.rows (the block's token count)
 const FLAG_LAST_ROW: u32 = 4u;  // read only A's row block.rows - 1 (M must be 1): the LM head of a prefill
 
-const TM: u32 = $TM;
-const TN: u32 = $TN;
-
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
+// Vector bindings (A_VEC, B_VEC) are chosen by the host only when the k stride is 1 and every offset and
+// row stride is a multiple of 4 elements with K a multiple of 4, so element index / 4 is exact.
+#if A_VEC
+@group(0) @binding(2) var<storage, read> a: array<vec4f>;
+#else
 @group(0) @binding(2) var<storage, read> a: array<f32>;
+#endif
 #if W_F16
+#if B_VEC
+@group(0) @binding(3) var<storage, read> b: array<vec4<f16>>;
+fn loadB4(i4: u32) -> vec4f { return vec4f(b[i4]); }
+#else
 @group(0) @binding(3) var<storage, read> b: array<f16>;
 fn loadB(i: u32) -> f32 { return f32(b[i]); }
+#endif
 #elif W_PACKED
+#if B_VEC
+@group(0) @binding(3) var<storage, read> b: array<vec2u>;
+fn loadB4(i4: u32) -> vec4f { let w = b[i4]; return vec4f(unpack2x16float(w.x), unpack2x16float(w.y)); }
+#else
 @group(0) @binding(3) var<storage, read> b: array<u32>;
 fn loadB(i: u32) -> f32 { return unpack2x16float(b[i >> 1u])[i & 1u]; }
+#endif
+#else
+#if B_VEC
+@group(0) @binding(3) var<storage, read> b: array<vec4f>;
+fn loadB4(i4: u32) -> vec4f { return b[i4]; }
 #else
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 fn loadB(i: u32) -> f32 { return b[i]; }
 #endif
+#endif
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
 
+fn rowsOf() -> u32 {
+  if ((p.flags & FLAG_M_ROWS) != 0u) { return blk.rows; }
+  return p.M;
+}
+
+fn aOffOf() -> u32 {
+  if ((p.flags & FLAG_LAST_ROW) != 0u) { return p.aOff + (blk.rows - 1u) * p.aRow; }
+  return p.aOff;
+}
+
+// The epilogue every shape shares: alpha, bias, beta, one store.
+fn storeC(batch: u32, m: u32, n: u32, acc: f32) {
+  let ci = p.cOff + batch * p.cBatch + m * p.cRow + n * p.cCol;
+  var v = p.alpha * acc;
+  if ((p.flags & FLAG_BIAS) != 0u) { v += bias[p.biasOff + n]; }
+  if (p.beta != 0.0) { v += p.beta * c[ci]; }
+  c[ci] = v;
+}
+
+#if TILED
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+var<workgroup> tileA: array<f32, BK * BM>;  // [k][m]
+var<workgroup> tileB: array<f32, BK * BN>;  // [k][n]
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u,
+        @builtin(local_invocation_index) li: u32) {
+  let M = rowsOf();
+  let m0 = wid.y * BM;
+  let n0 = wid.x * BN;
+  let batch = wid.z;
+  if (m0 >= M) { return; }  // workgroup-uniform: the grid may be sized for more rows than this block has
+  let aBase = aOffOf() + batch * p.aBatch;
+  let bBase = p.bOff + batch * p.bBatch;
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+#if A_VEC
+    {
+      let mm = li / 4u;
+      let kq = li % 4u;
+      let m = m0 + mm;
+      var v = vec4f(0.0);
+      if (m < M && k0 + 4u * kq < p.K) { v = a[(aBase + m * p.aRow + k0) / 4u + kq]; }
+      for (var t = 0u; t < 4u; t++) { tileA[(4u * kq + t) * BM + mm] = v[t]; }
+    }
+#else
+    for (var r = 0u; r < 4u; r++) {
+      let e = li + 256u * r;
+      let kk = e % BK;
+      let mm = e / BK;
+      let m = m0 + mm;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (m < M && k < p.K) { v = a[aBase + m * p.aRow + k * p.aCol]; }
+      tileA[kk * BM + mm] = v;
+    }
+#endif
+#if B_VEC
+    {
+      let nn = li / 4u;
+      let kq = li % 4u;
+      let n = n0 + nn;
+      var v = vec4f(0.0);
+      if (n < p.N && k0 + 4u * kq < p.K) { v = loadB4((bBase + n * p.bRow + k0) / 4u + kq); }
+      for (var t = 0u; t < 4u; t++) { tileB[(4u * kq + t) * BN + nn] = v[t]; }
+    }
+#else
+    for (var r = 0u; r < 4u; r++) {
+      let e = li + 256u * r;
+      let kk = e % BK;
+      let nn = e / BK;
+      let n = n0 + nn;
+      let k = k0 + kk;
+      var v = 0.0;
+      if (n < p.N && k < p.K) { v = loadB(bBase + n * p.bRow + k * p.bCol); }
+      tileB[kk * BN + nn] = v;
+    }
+#endif
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      var av: array<f32, 4>;
+      var bv: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) { av[i] = tileA[kk * BM + lid.y + 16u * i]; }
+      for (var j = 0u; j < 4u; j++) { bv[j] = tileB[kk * BN + lid.x + 16u * j]; }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(av[i], bv[j], acc[i * 4u + j]); }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + lid.y + 16u * i;
+    if (m >= M) { break; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + lid.x + 16u * j;
+      if (n < p.N) { storeC(batch, m, n, acc[i * 4u + j]); }
+    }
+  }
+}
+#elif GEMV
+const WG: u32 = 64u;
+// Per invocation: [row 0 columns 0..3, row 1 columns 0..3].
+var<workgroup> partial: array<array<vec4f, 2>, WG>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32
+#if SUBGROUPS
+  , @builtin(subgroup_invocation_id) sgLane: u32
+#endif
+) {
+  let M = rowsOf();
+  let n0 = wid.x * 4u;
+  let batch = wid.z;
+  let aBase = aOffOf() + batch * p.aBatch;
+  let bBase = p.bOff + batch * p.bBatch;
+  let rows = min(M, 2u);
+  var acc: array<vec4f, 2>;
+  // Columns past N read the last column (clamped) and are never stored.
+  var bRows: array<u32, 4>;
+  for (var j = 0u; j < 4u; j++) { bRows[j] = bBase + min(n0 + j, p.N - 1u) * p.bRow; }
+#if A_VEC
+  // B_VEC is set with A_VEC only (the host asks for both or neither).
+  for (var k4 = li; k4 < p.K / 4u; k4 += WG) {
+    var bq: array<vec4f, 4>;
+    for (var j = 0u; j < 4u; j++) { bq[j] = loadB4(bRows[j] / 4u + k4); }
+    for (var r = 0u; r < rows; r++) {
+      let av = a[(aBase + r * p.aRow) / 4u + k4];
+      acc[r] += vec4f(dot(av, bq[0]), dot(av, bq[1]), dot(av, bq[2]), dot(av, bq[3]));
+    }
+  }
+#else
+  for (var k = li; k < p.K; k += WG) {
+    var bk: vec4f;
+    for (var j = 0u; j < 4u; j++) { bk[j] = loadB(bRows[j] + k * p.bCol); }
+    for (var r = 0u; r < rows; r++) { acc[r] = fma(vec4f(a[aBase + r * p.aRow + k * p.aCol]), bk, acc[r]); }
+  }
+#endif
+#if SUBGROUPS
+  // Subgroup totals land in their first lane's slot; the layout of subgroups within the workgroup is
+  // not specified, so every slot is summed rather than indexing by a computed subgroup id.
+  let s0 = subgroupAdd(acc[0]);
+  let s1 = subgroupAdd(acc[1]);
+  partial[li][0] = select(vec4f(0.0), s0, sgLane == 0u);
+  partial[li][1] = select(vec4f(0.0), s1, sgLane == 0u);
+  workgroupBarrier();
+#else
+  partial[li][0] = acc[0];
+  partial[li][1] = acc[1];
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (li < s) {
+      partial[li][0] += partial[li + s][0];
+      partial[li][1] += partial[li + s][1];
+    }
+  }
+  workgroupBarrier();
+#endif
+  // Eight invocations store: (row, column) = (li / 4, li % 4).
+  if (li < 8u) {
+    let r = li / 4u;
+    let j = li % 4u;
+    let n = n0 + j;
+    if (r < rows && n < p.N) {
+#if SUBGROUPS
+      var total = 0.0;
+      for (var s = 0u; s < WG; s++) { total += partial[s][r][j]; }
+#else
+      let total = partial[0][r][j];
+#endif
+      storeC(batch, r, n, total);
+    }
+  }
+}
+#else
+const TM: u32 = $TM;
+const TN: u32 = $TN;
+
 @compute @workgroup_size($WGX, $WGY, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  var M = p.M;
-  if ((p.flags & FLAG_M_ROWS) != 0u) { M = blk.rows; }
-  var aOff = p.aOff;
-  if ((p.flags & FLAG_LAST_ROW) != 0u) { aOff += (blk.rows - 1u) * p.aRow; }
+  let M = rowsOf();
+  let aOff = aOffOf();
   let n0 = gid.x * TN;
   let m0 = gid.y * TM;
   let batch = gid.z;
@@ -73,11 +280,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     for (var j = 0u; j < TN; j++) {
       let n = n0 + j;
       if (n >= p.N) { break; }
-      let ci = p.cOff + batch * p.cBatch + m * p.cRow + n * p.cCol;
-      var v = p.alpha * acc[i * TN + j];
-      if ((p.flags & FLAG_BIAS) != 0u) { v += bias[p.biasOff + n]; }
-      if (p.beta != 0.0) { v += p.beta * c[ci]; }
-      c[ci] = v;
+      storeC(batch, m, n, acc[i * TN + j]);
     }
   }
 }
+#endif

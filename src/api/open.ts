@@ -17,7 +17,7 @@ import { EngineHost } from './host.ts';
 import type { CreateEngineOptions, InProcessOptions, LoadProgress, ModelInput, TttInfo } from './types.ts';
 
 /** createEngine's options as they reach the side that opens the engine. */
-export interface OpenOptions extends InProcessOptions, Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'onProgress' | 'learnWhileReading' | 'learn' | 'logprobs' | 'lossAfterStep'> {
+export interface OpenOptions extends InProcessOptions, Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'onProgress' | 'learnWhileReading' | 'learn' | 'logprobs' | 'lossAfterStep' | 'kernels'> {
   /** Recorded in `info.worker`. */
   readonly inWorker?: boolean;
 }
@@ -106,6 +106,7 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
   };
   if (opts.weights !== undefined && opts.weights !== 'f16' && opts.weights !== 'f32') throw new RangeError(`weights must be 'f16' or 'f32', got ${String(opts.weights)}`);
   if (opts.maxContext !== undefined && (!Number.isInteger(opts.maxContext) || opts.maxContext < 1)) throw new RangeError(`maxContext must be a positive integer, got ${opts.maxContext}`);
+  if (opts.kernels !== undefined && opts.kernels !== 'auto' && opts.kernels !== 'cpu' && opts.kernels !== 'gpu') throw new RangeError(`kernels must be 'auto', 'cpu' or 'gpu', got ${String(opts.kernels)}`);
   const where = opts.inWorker ? 'worker' : typeof document !== 'undefined' ? 'page' : 'process';
 
   progress('webgpu', 'requesting a WebGPU adapter');
@@ -132,13 +133,15 @@ export async function openEngineHost(model: ModelInput | ModelSource, opts: Open
     needs = ` (the engine needs ${formatBytes(plan.bytes.total)} of GPU memory)`;
     progress('plan', describePlan(plan), undefined, undefined, plan);
     device ??= await requestEngineDevice(adapter!, deviceNeeds(stream.config, engineOpts, adapter!.limits.maxStorageBufferBindingSize));
-    const engine = await Engine.fromStream(new GpuContext(device), stream, engineOpts);
-    const tokenizer = stream.tokenizer;
     const adapterInfo = adapter?.info ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    const ctx = new GpuContext(device, { adapterInfo, kernels: opts.kernels });
+    const engine = await Engine.fromStream(ctx, stream, engineOpts);
+    const tokenizer = stream.tokenizer;
     const info: TttInfo = {
       mode: engine.info.mode,
       weights: engine.info.weights,
       subgroups: engine.info.subgroups,
+      kernels: engine.info.kernels,
       adapter: describeAdapter(adapterInfo),
       modelId: engine.modelId,
       vocabSize: engine.config.vocabSize,

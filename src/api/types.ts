@@ -64,6 +64,12 @@ export interface CreateEngineOptions {
    * vocabularies.
    */
   readonly logprobs?: boolean;
+  /**
+   * Kernel shapes: 'auto' (default) gives CPU emulators (lavapipe, SwiftShader, WARP) register-tiled
+   * kernels without workgroup memory and every real GPU workgroup-tiled ones; 'cpu' or 'gpu' forces one
+   * (benchmarks, tests, a misrecognised adapter). `info.kernels` says which a model got.
+   */
+  readonly kernels?: 'auto' | 'cpu' | 'gpu';
 }
 
 /**
@@ -158,6 +164,8 @@ export interface TttInfo {
   readonly mode: EngineMode;
   readonly weights: WeightStorage;
   readonly subgroups: boolean;
+  /** The kernel shapes in use: 'cpu' (for CPU emulators) or 'gpu' (see CreateEngineOptions.kernels). */
+  readonly kernels: 'cpu' | 'gpu';
   /** The WebGPU adapter, in words. */
   readonly adapter: string;
   readonly modelId: string;

@@ -118,7 +118,7 @@ export async function createWorkerEngine(opts: CreateEngineOptions): Promise<Ttt
   const wrap: CallbackWrapper = (f) => Comlink.proxy(f);
   try {
     const info = await Promise.race([
-      remote.init(model, { weights: opts.weights, maxContext: opts.maxContext, statsEvery: opts.statsEvery, cache: opts.cache, learnWhileReading: opts.learnWhileReading, learn: opts.learn, logprobs: opts.logprobs, lossAfterStep: opts.lossAfterStep }, opts.onProgress && wrap(opts.onProgress)),
+      remote.init(model, { weights: opts.weights, maxContext: opts.maxContext, statsEvery: opts.statsEvery, cache: opts.cache, learnWhileReading: opts.learnWhileReading, learn: opts.learn, logprobs: opts.logprobs, lossAfterStep: opts.lossAfterStep, kernels: opts.kernels }, opts.onProgress && wrap(opts.onProgress)),
       crashed,
     ]);
     // The Remote's methods take comlink proxies where the backend takes callbacks; `wrap` supplies them.

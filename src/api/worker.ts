@@ -19,7 +19,7 @@ import { EngineDestroyedError } from '../engine/errors.ts';
 installErrorTransfer();
 
 /** createEngine's options that cross to the worker (callbacks travel as their own arguments). */
-export type WorkerInitOptions = Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'learnWhileReading' | 'learn' | 'logprobs' | 'lossAfterStep'>;
+export type WorkerInitOptions = Pick<CreateEngineOptions, 'weights' | 'maxContext' | 'statsEvery' | 'cache' | 'learnWhileReading' | 'learn' | 'logprobs' | 'lossAfterStep' | 'kernels'>;
 
 type RemoteFn<T> = ((v: T) => unknown) & Partial<Record<typeof Comlink.releaseProxy, () => void>>;
 

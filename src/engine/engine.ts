@@ -5,6 +5,7 @@
  * logits), timing, saved memory and device loss. The data path itself is the family's
  * (src/families/<name>.ts, picked by the config's `family`).
  */
+import type { KernelVariant } from '../gpu/kernel-variant.ts';
 import { concatFloats } from './float-arrays.ts';
 import type { WeightMap } from '../model/config.ts';
 import type { ModelConfig } from '../model/model-config.ts';
@@ -118,6 +119,8 @@ export interface EngineInfo {
   readonly mode: EngineMode;
   readonly weights: WeightStorage;
   readonly subgroups: boolean;
+  /** The kernel shapes its ops were built with (GpuContext.kernelVariant). */
+  readonly kernels: KernelVariant;
   readonly maxRows: number;
   readonly maxBindingBytes: number;
   readonly capacity: number;
@@ -164,6 +167,7 @@ export class Engine {
       mode: built.model.mode,
       weights: layout.storage,
       subgroups: ctx.features.subgroups,
+      kernels: ctx.kernelVariant,
       maxRows: layout.maxRows,
       maxBindingBytes: layout.maxBindingBytes,
       capacity: layout.capacity,

@@ -3,6 +3,7 @@
  * pipelines keyed by (shader, entry point, defines), made once and reused for the device's lifetime.
  */
 import { GpuAllocator } from './allocator.ts';
+import { chooseKernelVariant, type AdapterIdentity, type KernelChoice, type KernelVariant } from './kernel-variant.ts';
 import { SHADER_INCLUDES } from './shader-includes.ts';
 import { preprocessWgsl, type Defines } from './wgsl.ts';
 
@@ -37,17 +38,28 @@ export interface GpuFeatures {
 /** A binding: a whole buffer, or a byte range of one. */
 export type Resource = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
+export interface GpuContextOptions {
+  /** Kernel shapes: 'auto' (default) picks from the adapter's info (src/gpu/kernel-variant.ts). */
+  readonly kernels?: KernelChoice;
+  /** The adapter's info, where the device does not carry it (`GPUDevice.adapterInfo` is newer than some browsers). */
+  readonly adapterInfo?: AdapterIdentity;
+}
+
 export class GpuContext {
   readonly allocator: GpuAllocator;
   readonly features: GpuFeatures;
+  /** Which kernel shapes this context's ops build: CPU-emulator ('cpu') or real-GPU ('gpu'). */
+  readonly kernelVariant: KernelVariant;
   private readonly kernels: Map<string, Kernel>;
   private readonly layouts: Map<string, GPUBindGroupLayout>;
 
-  constructor(readonly device: GPUDevice, shared?: GpuContext) {
+  constructor(readonly device: GPUDevice, opts: GpuContextOptions = {}, shared?: GpuContext) {
     this.allocator = new GpuAllocator(device);
     // Pipelines belong to the device and are shared; buffers belong to whoever made this context.
     this.kernels = shared ? shared.kernels : new Map();
     this.layouts = shared ? shared.layouts : new Map();
+    const info = opts.adapterInfo ?? (device as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
+    this.kernelVariant = shared ? shared.kernelVariant : chooseKernelVariant(info, opts.kernels);
     this.features = {
       shaderF16: device.features.has('shader-f16'),
       subgroups: device.features.has('subgroups'),
@@ -57,7 +69,7 @@ export class GpuContext {
 
   /** A context on the same device with its own allocator (its own memory report) and the shared pipeline cache. */
   fork(): GpuContext {
-    return new GpuContext(this.device, this);
+    return new GpuContext(this.device, {}, this);
   }
 
   get limits(): GPUSupportedLimits {

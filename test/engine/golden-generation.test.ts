@@ -4,7 +4,8 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/engine.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
+import type { KernelVariant } from '../../src/gpu/kernel-variant.ts';
 import { loadModel } from '../../src/model/load.ts';
 import { NodeDirectorySource } from '../../src/model/source.ts';
 import type { NodeGpu } from '../../src/node/webgpu.ts';
@@ -75,9 +76,12 @@ describe('bundled trained models reproduce PyTorch greedy generations token for 
 
     // f32 storage holds the F16 checkpoint exactly and computes in f32, as PyTorch did: free-running
     // greedy generation must give every token (the smallest PyTorch margin, 0.006, is > 2·EPS_F32).
-    it(`${name} (f32 weights, generate): ${golden.cases.map((c) => c.name).join(', ')}`, async () => {
+    // Both kernel variants: the adapter's own and the other one forced (on lavapipe: the GPU shapes).
+    it.each(['cpu', 'gpu'] as KernelVariant[])(`${name} (f32 weights, generate, %s kernels): ${golden.cases.map((c) => c.name).join(', ')}`, async (variant) => {
       const model = await loadModel(new NodeDirectorySource(`${ROOT}/${name}/`));
-      const engine = await Engine.create(ctx.fork(), model, { weights: 'f32' });
+      const vctx = variant === ctx.kernelVariant ? ctx.fork() : new GpuContext(ctx.device, { kernels: variant });
+      const engine = await Engine.create(vctx, model, { weights: 'f32' });
+      expect(engine.info.kernels).toBe(variant);
       try {
         for (const c of golden.cases) {
           expect(Math.min(...c.margins), `${c.name}: a PyTorch margin within 2·EPS_F32`).toBeGreaterThan(2 * EPS_F32);

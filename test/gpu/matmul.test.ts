@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
-import type { GpuContext, WeightStorage } from '../../src/gpu/context.ts';
-import { CPU_TILES, MatmulOp, ROW_TILES, type MatmulSpec, type MatmulTiles } from '../../src/gpu/ops/matmul.ts';
+import { GpuContext, type WeightStorage } from '../../src/gpu/context.ts';
+import type { KernelVariant } from '../../src/gpu/kernel-variant.ts';
+import { CPU_TILES, MatmulOp, ROW_TILES, vectorReadable, type MatmulSpec, type MatmulTiles } from '../../src/gpu/ops/matmul.ts';
 import { f16BitsToFloat32 } from '../../src/model/safetensors.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
 import { hasFeature, openTestGpu, readF32, runPass, toF16Bits, upload, zeros } from '../helpers/gpu.ts';
@@ -46,11 +47,23 @@ function randn(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n }, () => g());
 }
 
-describe('matmul.wgsl against its CPU twin', () => {
+describe('the kernel variant of the test adapter', () => {
+  it('lavapipe and SwiftShader get the CPU-emulator shapes unless forced', async () => {
+    const { gpu, ctx } = await openTestGpu();
+    expect(ctx.kernelVariant).toBe(/lavapipe|swiftshader/.test(gpu.backend) ? 'cpu' : 'gpu');
+    expect(new GpuContext(gpu.device, { kernels: 'gpu' }).kernelVariant).toBe('gpu');
+    expect(new GpuContext(gpu.device, { kernels: 'gpu' }).fork().kernelVariant).toBe('gpu');
+    ctx.device.destroy();
+  });
+});
+
+describe.each(['cpu', 'gpu'] as KernelVariant[])('matmul.wgsl (%s shapes) against its CPU twin', (variant) => {
   let ctx: GpuContext;
   let block: BlockParams;
   beforeAll(async () => {
-    ctx = (await openTestGpu()).ctx;
+    const opened = (await openTestGpu()).ctx;
+    ctx = variant === opened.kernelVariant ? opened : new GpuContext(opened.device, { kernels: variant });
+    expect(ctx.kernelVariant).toBe(variant);
     block = new BlockParams(ctx);
   });
   afterAll(() => ctx?.device.destroy());
@@ -89,7 +102,8 @@ describe('matmul.wgsl against its CPU twin', () => {
   it('Linear layout (x W^T + bias), shapes off the tile grid, every weight storage', async () => {
     for (const weight of ['f32', 'f16', 'f16-packed'] as WeightStorage[]) {
       if (weight === 'f16' && !hasFeature(ctx, 'shaderF16', 'native f16 weights')) continue;
-      for (const [M, N, K] of [[1, 37, 19], [2, 5, 3], [13, 70, 33], [64, 64, 64]]) {
+      // Off every grid: register tiles (4), GEMM tiles (64 x 64, k slices of 16), GEMV columns (4), vec4 k (4).
+      for (const [M, N, K] of [[1, 37, 19], [2, 5, 3], [13, 70, 33], [64, 64, 64], [1, 70, 64], [2, 258, 36], [65, 130, 20], [130, 67, 48], [3, 9, 260]]) {
         await check(`${weight} ${M}x${N}x${K}`, { M: 'rows', N, K, a: { row: K, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 }, weight }, { a: M * K, b: N * K, c: M * N }, { rows: M, bias: N });
       }
     }
@@ -120,6 +134,17 @@ describe('matmul.wgsl against its CPU twin', () => {
   it('last-row mode reads only the block\'s final row (the prefill LM head)', async () => {
     const [rows, N, K] = [6, 21, 8];
     await check('last row', { M: 1, N, K, lastRow: true, a: { row: K, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 } }, { a: rows * K, b: N * K, c: N }, { rows });
+  });
+
+  it('vector loads: A and B each vectorised or not, as their strides allow', async () => {
+    // K = 32 with A's rows padded to 36 (vec4-readable) or 35 (not), B's to 32 or 33.
+    for (const [aRow, bRow] of [[36, 32], [35, 32], [36, 33], [35, 33]]) {
+      for (const M of [1, 2, 70]) {
+        const [N, K] = [21, 32];
+        expect(vectorReadable({ row: aRow, col: 1 }, K)).toBe(aRow % 4 === 0);
+        await check(`rows ${aRow}/${bRow} M ${M}`, { M: 'rows', N, K, a: { row: aRow, col: 1 }, b: { row: bRow, col: 1 }, c: { row: N, col: 1 }, weight: 'f16-packed' }, { a: M * aRow, b: N * bRow, c: M * N }, { rows: M, bias: N });
+      }
+    }
   });
 
   it('other tile shapes give the same result (the shape is a parameter)', async () => {

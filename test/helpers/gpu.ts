@@ -4,6 +4,7 @@ import { dirname, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
 import { GpuContext } from '../../src/gpu/context.ts';
+import { parseKernelChoice } from '../../src/gpu/kernel-variant.ts';
 import { openNodeGpu, type NodeGpu } from '../../src/node/webgpu.ts';
 import { float32ToF16Bits } from '../../src/model/f16.ts';
 import type { MemoryCategory } from '../../src/gpu/allocator.ts';
@@ -11,7 +12,7 @@ import type { MemoryCategory } from '../../src/gpu/allocator.ts';
 export async function openTestGpu(): Promise<{ gpu: NodeGpu; ctx: GpuContext }> {
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName, 'timestamp-query'], log: true });
   registerTestGpu(gpu);
-  return { gpu, ctx: new GpuContext(gpu.device) };
+  return { gpu, ctx: new GpuContext(gpu.device, { adapterInfo: gpu.adapter.info, kernels: parseKernelChoice(process.env.TTT_KERNELS, 'TTT_KERNELS') }) };
 }
 
 // ---- Variants a test could not run for want of a feature -------------------------------------------

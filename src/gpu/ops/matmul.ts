@@ -1,6 +1,8 @@
 /**
  * One matmul launch, built once (pipeline, params, bind group) and encoded per block. See
- * shaders/matmul.wgsl for the math; here: strides, tile choice and the dispatch grid.
+ * shaders/matmul.wgsl for the math; here: strides, shape choice and the dispatch grid. On the 'cpu'
+ * kernel variant the shape is a register tile (`MatmulTiles`, the caller's choice); on 'gpu' it is the
+ * workgroup-tiled GEMM for M > 2 and the GEMV for M <= 2, with vector loads where the strides allow.
  */
 import source from '../../../shaders/matmul.wgsl?raw';
 import type { BlockParams } from '../block.ts';
@@ -50,14 +52,30 @@ export const CPU_TILES: MatmulTiles = { tm: 4, tn: 4, wgx: 8, wgy: 8 };
 /** For M = 1 (decode): one row, four columns per invocation. */
 export const ROW_TILES: MatmulTiles = { tm: 1, tn: 4, wgx: 64, wgy: 1 };
 
-function matmulKernel(ctx: GpuContext, weight: WeightStorage, tiles: MatmulTiles): Kernel {
-  return ctx.kernel({
-    shader: 'matmul.wgsl',
-    source,
-    entry: 'main',
-    bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw'],
-    defines: { TM: tiles.tm, TN: tiles.tn, WGX: tiles.wgx, WGY: tiles.wgy, W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed' },
-  });
+/** The GPU shapes' tile sizes (fixed in matmul.wgsl): a 64 x 64 block of C per GEMM workgroup, 4 columns per GEMV workgroup. */
+export const GPU_GEMM_TILE = { m: 64, n: 64 } as const;
+export const GPU_GEMV_COLUMNS = 4;
+
+type Shape = { kind: 'register'; tiles: MatmulTiles } | { kind: 'tiled'; aVec: boolean; bVec: boolean } | { kind: 'gemv'; vec: boolean };
+
+const BINDINGS = ['uniform', 'uniform', 'read', 'read', 'read', 'rw'] as const;
+
+function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape): Kernel {
+  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed' };
+  const defines = shape.kind === 'register'
+    ? { TM: shape.tiles.tm, TN: shape.tiles.tn, WGX: shape.tiles.wgx, WGY: shape.tiles.wgy, ...storage }
+    : shape.kind === 'tiled'
+      ? { TILED: true, A_VEC: shape.aVec, B_VEC: shape.bVec, ...storage }
+      : { GEMV: true, A_VEC: shape.vec, B_VEC: shape.vec, SUBGROUPS: ctx.features.subgroups, ...storage };
+  return ctx.kernel({ shader: 'matmul.wgsl', source, entry: 'main', bindings: BINDINGS, defines });
+}
+
+/**
+ * Whether a view can be read as vec4 along k: unit k stride, and every offset and row/batch stride (and K)
+ * a multiple of 4 elements, so that a row's k = 0 is 16-byte aligned and index / 4 is exact.
+ */
+export function vectorReadable(v: View, K: number): boolean {
+  return v.col === 1 && K % 4 === 0 && (v.off ?? 0) % 4 === 0 && v.row % 4 === 0 && (v.batch ?? 0) % 4 === 0;
 }
 
 const FLAG_BIAS = 1, FLAG_M_ROWS = 2, FLAG_LAST_ROW = 4;
@@ -73,6 +91,7 @@ export class MatmulOp {
   private readonly wide: Kernel;
   private readonly narrow: Kernel;
   private readonly group: GPUBindGroup;
+  private readonly gpu: boolean;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -83,8 +102,16 @@ export class MatmulOp {
     private readonly tiles: { wide: MatmulTiles; narrow: MatmulTiles } = { wide: CPU_TILES, narrow: ROW_TILES },
   ) {
     const w = spec.weight ?? 'f32';
-    this.wide = matmulKernel(ctx, w, tiles.wide);
-    this.narrow = matmulKernel(ctx, w, tiles.narrow);
+    this.gpu = ctx.kernelVariant === 'gpu';
+    if (this.gpu) {
+      const aVec = vectorReadable(spec.a, spec.K);
+      const bVec = vectorReadable(spec.b, spec.K);
+      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec });
+      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec });
+    } else {
+      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide });
+      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow });
+    }
     let flags = 0;
     if (bufs.bias) flags |= FLAG_BIAS;
     if (spec.M === 'rows') flags |= FLAG_M_ROWS;
@@ -104,10 +131,15 @@ export class MatmulOp {
   /** Records the launch; `rows` is the block's token count (used when M is 'rows'). */
   encode(pass: GPUComputePassEncoder, rows: number): void {
     const M = this.spec.M === 'rows' ? rows : this.spec.M;
-    const t = M <= 2 ? this.tiles.narrow : this.tiles.wide;
     const k = M <= 2 ? this.narrow : this.wide;
-    const x = Math.ceil(this.spec.N / (t.tn * t.wgx));
-    const y = Math.ceil(M / (t.tm * t.wgy));
+    let x: number, y: number;
+    if (this.gpu) {
+      [x, y] = M <= 2 ? [Math.ceil(this.spec.N / GPU_GEMV_COLUMNS), 1] : [Math.ceil(this.spec.N / GPU_GEMM_TILE.n), Math.ceil(M / GPU_GEMM_TILE.m)];
+    } else {
+      const t = M <= 2 ? this.tiles.narrow : this.tiles.wide;
+      x = Math.ceil(this.spec.N / (t.tn * t.wgx));
+      y = Math.ceil(M / (t.tm * t.wgy));
+    }
     const z = this.spec.batch ?? 1;
     const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) throw new RangeError(`${this.label}: grid ${x}x${y}x${z} exceeds ${max} per dimension`);
