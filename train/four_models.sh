@@ -9,7 +9,8 @@
 #   sh train/four_models.sh OUTDIR MINUTES [PYTHON]
 #
 # Runs two lanes at once, one CPU thread each (faster here than one process on two threads):
-#   lane 1: ttt-e2e, then sliding window;  lane 2: LaCT, then full attention
+#   lane 1: ttt-e2e, then sliding window;  lane 2: LaCT, then full attention;
+#   lane 3 (a fifth model): TTT-E2E's architecture without its TTT block (e2e-swa)
 # and stops every run (checkpointed) once MINUTES have passed. Run it again to go on: every run resumes
 # from its checkpoint, a finished one (OUT/<run>/summary.json) is skipped. Logs: OUTDIR/<run>.out.
 set -u
@@ -44,9 +45,17 @@ lane2() {
   run lact "$HERE/train.py" --mode lact --lact-heads 2 &&
   run full "$HERE/train.py" --mode full
 }
+# The TTT-E2E architecture without its TTT block (num_ttt_layers 0): sliding window with TTT-E2E's norms,
+# q/k norm and tied head, trained the same way. It separates what the inner loop buys from what the
+# architecture does. E2E_SWA=1 runs it beside the two lanes (three processes on two cores: about 6 s a
+# step alone in bf16, so 75 more core-minutes at 6M tokens).
+lane3() {
+  run e2e-swa "$HERE/train_e2e.py" --ttt-layers 0 --mlp 768 --dynamic-mlp 384 --inner-lr 1.0 --inner-warmup 100
+}
 lane1 & p1=$!
 lane2 & p2=$!
-wait $p1 $p2
-for r in e2e lact swa full; do
+[ "${E2E_SWA:-0}" = 1 ] && { lane3 & p3=$!; }
+wait $p1 $p2 ${p3:-}
+for r in e2e lact swa full e2e-swa; do
   if [ -f "$OUT/$r/summary.json" ]; then echo "$r: finished"; else echo "$r: $(tail -n 1 "$OUT/$r/log.jsonl" 2>/dev/null)"; fi
 done

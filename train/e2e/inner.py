@@ -197,6 +197,8 @@ def outer_loss(model: E2EForCausalLM, tokens: torch.Tensor, inner_lr: Optional[f
     if n_in < B or n_in % B:
         raise ValueError(f'a training sequence holds n*B + 1 tokens (B = {B}), got {tokens.shape[0]}')
     r = ttt_forward(model, tokens, n_inputs=n_in, inner_lr=inner_lr, clip=clip, create_graph=True)
+    if not r.chunk_losses:  # no TTT block (num_ttt_layers = 0): the family's sliding-window baseline
+        return r.nll.mean()
     return torch.stack(r.chunk_losses).mean()
 
 
