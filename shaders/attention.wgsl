@@ -15,6 +15,12 @@
 //
 // When a block has more than one split in total, `attend` writes partials (m, l, acc[DA]) and `combine`
 // merges them; with exactly one, `attend` writes the normalised output itself.
+//
+// Two shapes of `attend` (src/gpu/kernel-variant.ts): the CPU-emulator one (the default) gives each
+// (row, head, split) one invocation with q and acc in registers; the GPU one (GPU_SHAPES) gives it a
+// workgroup of 64 in the way of flash-decoding: q in workgroup memory, the threads across keys for the
+// scores (a tile of 64 keys at a time, one key each), then across the head's dims for the weighted sum of
+// V (consecutive threads read consecutive values), with the online-softmax rescale once per tile.
 struct Params {
   D: u32, heads: u32, window: u32, ring: u32,        // window 0: full attention; ring 0: paged
   page: u32, pageTokens: u32, splitKeys: u32, splitRows: u32,
@@ -85,6 +91,111 @@ fn cacheSlot(pos: u32) -> u32 {
   return pos - p.page * p.pageTokens;
 }
 
+#if GPU_SHAPES
+const WG: u32 = 64u;
+// Dims each invocation owns in the weighted sum (DA <= 64: one or none).
+const DPT: u32 = (DA + WG - 1u) / WG;
+var<workgroup> qShared: array<f32, DA>;
+var<workgroup> tileP: array<f32, WG>;
+
+fn keyAt(j: u32, hOff: u32, i: u32) -> f32 {
+  if (j < blk.pos0) { return kc[cacheSlot(j) * p.D + hOff + i]; }
+  return qkv[(j - blk.pos0) * 3u * p.D + p.D + hOff + i];
+}
+
+fn valueAt(j: u32, hOff: u32, i: u32) -> f32 {
+  if (j < blk.pos0) { return vc[cacheSlot(j) * p.D + hOff + i]; }
+  return qkv[(j - blk.pos0) * 3u * p.D + 2u * p.D + hOff + i];
+}
+
+@compute @workgroup_size(64)
+fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+          @builtin(local_invocation_index) tid: u32) {
+  let id = wid.x + wid.y * nwg.x;  // one workgroup per (split, row, head)
+  let keys = pageKeys(p.page);
+  let n = keys.y - keys.x;
+  let S = splitsFor(n);
+  let H = p.heads;
+  if (id >= S * blk.rows * H) { return; }  // workgroup-uniform
+  let head = id % H;
+  let row = (id / H) % blk.rows;
+  let split = id / (H * blk.rows);
+  let t = blk.pos0 + row;
+  let D = p.D;
+  let hOff = head * DA;
+  let qRow = row * 3u * D;
+
+  if (split == 0u && t >= keys.x && t < keys.y) {
+    let dst = cacheSlot(t) * D + hOff;
+    for (var i = tid; i < DA; i += WG) {
+      kc[dst + i] = qkv[qRow + D + hOff + i];
+      vc[dst + i] = qkv[qRow + 2u * D + hOff + i];
+    }
+  }
+  for (var i = tid; i < DA; i += WG) { qShared[i] = qkv[qRow + hOff + i]; }
+  workgroupBarrier();
+
+  let chunk = (n + S - 1u) / S;
+  var a = keys.x + split * chunk;
+  let b = min(min(keys.y, a + chunk), t + 1u);
+  if (p.window != 0u && t + 1u > p.window) { a = max(a, t + 1u - p.window); }
+
+  var acc: array<f32, DPT>;
+  var m = NEG;
+  var l = 0.0;
+  for (var j0 = a; j0 < b; j0 += WG) {
+    let j = j0 + tid;
+    var s = NEG;
+    if (j < b) {
+      var dotv = 0.0;
+      for (var i = 0u; i < DA; i++) { dotv += qShared[i] * keyAt(j, hOff, i); }
+      s = dotv * p.scale;
+    }
+    tileP[tid] = s;
+    workgroupBarrier();
+    var tileMax = NEG;
+    for (var u = 0u; u < WG; u++) { tileMax = max(tileMax, tileP[u]); }
+    let mNew = max(m, tileMax);
+    workgroupBarrier();
+    tileP[tid] = select(0.0, exp(s - mNew), j < b);
+    workgroupBarrier();
+    let c = exp(m - mNew);
+    for (var d = 0u; d < DPT; d++) { acc[d] *= c; }
+    var tileSum = 0.0;
+    let count = min(WG, b - j0);
+    for (var u = 0u; u < count; u++) {
+      let w = tileP[u];
+      tileSum += w;
+      for (var d = 0u; d < DPT; d++) {
+        let i = tid + d * WG;
+        if (i < DA) { acc[d] += w * valueAt(j0 + u, hOff, i); }
+      }
+    }
+    l = l * c + tileSum;
+    m = mNew;
+    workgroupBarrier();
+  }
+
+  let T = totalSplits();
+  if (T == 1u) {
+    let o = row * D + hOff;
+    for (var d = 0u; d < DPT; d++) {
+      let i = tid + d * WG;
+      if (i < DA) { out[o + i] = acc[d] / l; }
+    }
+    return;
+  }
+  let slot = ((row * H + head) * T + splitsBefore(p.page) + split) * (DA + 2u);
+  if (tid == 0u) {
+    part[slot] = m;
+    part[slot + 1u] = l;
+  }
+  for (var d = 0u; d < DPT; d++) {
+    let i = tid + d * WG;
+    if (i < DA) { part[slot + 2u + i] = acc[d]; }
+  }
+}
+#else
 @compute @workgroup_size(64)
 fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let id = gid.x + gid.y * nwg.x * 64u;
@@ -162,6 +273,8 @@ fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   part[slot + 1u] = l;
   for (var i = 0u; i < DA; i++) { part[slot + 2u + i] = acc[i]; }
 }
+
+#endif
 
 // One invocation per output element: rescale every split's (m, l, acc) to the common max and normalise.
 @compute @workgroup_size(64)

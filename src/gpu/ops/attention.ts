@@ -2,7 +2,9 @@
  * Causal softmax attention with its KV cache (see shaders/attention.wgsl): a ring of the last
  * W + maxRows - 1 positions for sliding-window models, or a paged cache of `capacity` positions for full
  * attention. One `attend` launch per page touched writes the block's own k, v into the cache and attends;
- * a `combine` launch follows only when the keys were split across invocations or pages.
+ * a `combine` launch follows only when the keys were split across invocations or pages. The context's
+ * kernel variant picks the shape of `attend`: one invocation per (row, head, split) for CPU emulators, a
+ * workgroup of 64 per (row, head, split) for GPUs (the launch plan and partials are the same).
  */
 import source from '../../../shaders/attention.wgsl?raw';
 import type { BlockParams } from '../block.ts';
@@ -67,6 +69,8 @@ export class AttentionOp {
   private readonly combineGroup: GPUBindGroup;
   private readonly plan: Plan;
   private readonly da: number;
+  /** Invocations per (row, head, split): 1 (CPU-emulator shape) or a workgroup (GPU shape). */
+  private readonly perTask: number;
 
   constructor(
     ctx: GpuContext,
@@ -89,7 +93,9 @@ export class AttentionOp {
     const partials = ctx.allocator.create(`${label} partials`, 'scratch', attentionPartialsBytes(spec, { ring: kv.ring, pageTokens: kv.pageTokens, pageSlots: kv.pages.map((pg) => pg.k.size / (D * 4)) }), GPUBufferUsage.STORAGE);
 
     const defines = { DA: da };
-    this.attend = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attend', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines });
+    const gpu = ctx.kernelVariant === 'gpu';
+    this.perTask = gpu ? WORKGROUP : 1;
+    this.attend = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attend', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: gpu } });
     this.combine = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'combine', bindings: ['uniform', 'uniform', 'read', 'rw'], defines });
     const params = kv.pages.map((_, page) =>
       ctx.uniform(`${label} params page ${page}`, [
@@ -116,7 +122,7 @@ export class AttentionOp {
     this.check(rows, pos0);
     const launches = this.plan.launches(rows, pos0);
     launches.forEach((splits, page) => {
-      const [x, y] = grid(Math.ceil((splits * rows * this.spec.heads) / WORKGROUP));
+      const [x, y] = grid(Math.ceil((splits * rows * this.spec.heads * this.perTask) / WORKGROUP));
       dispatch(pass, this.attend, this.attendGroups[page], x, y);
     });
     if (launches.reduce((a, b) => a + b, 0) > 1) {
