@@ -195,6 +195,163 @@ fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     if (i < DA) { part[slot + 2u + i] = acc[d]; }
   }
 }
+
+#if TILE
+// The GPU prefill shape: a workgroup per (tile of BQ query rows, head, split), flash-attention style.
+// Q of the tile stays in workgroup memory; K and V come through it BKV keys at a time, each tile read
+// once for all BQ rows (not once per row); per row a running max, sum and the weighted V (64 threads, each
+// owning one dim of every row) with the rescale once per K/V tile. Rows and keys outside the block, the
+// split, the window or causality are masked, so a partial tile is exact.
+// Tile sizes are the host's choice (src/gpu/ops/attention.ts: 16 x 16, smaller keys tiles where a large
+// head dim would pass the device's workgroup storage limit).
+const BQ: u32 = $BQ;
+const BKV: u32 = $BKV;
+var<workgroup> qTile: array<f32, BQ * DA>;
+var<workgroup> kTile: array<f32, BKV * DA>;
+var<workgroup> vTile: array<f32, BKV * DA>;
+var<workgroup> pTile: array<f32, BQ * BKV>;
+var<workgroup> rowM: array<f32, BQ>;
+var<workgroup> rowL: array<f32, BQ>;
+var<workgroup> rowC: array<f32, BQ>;
+
+@compute @workgroup_size(64)
+fn attendTile(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
+              @builtin(local_invocation_index) tid: u32) {
+  let id = wid.x + wid.y * nwg.x;  // one workgroup per (split, row tile, head)
+  let keys = pageKeys(p.page);
+  let n = keys.y - keys.x;
+  let S = splitsFor(n);
+  let H = p.heads;
+  let tiles = (blk.rows + BQ - 1u) / BQ;
+  if (id >= S * tiles * H) { return; }  // workgroup-uniform
+  let head = id % H;
+  let tile = (id / H) % tiles;
+  let split = id / (H * tiles);
+  let r0 = tile * BQ;
+  let rEnd = min(blk.rows, r0 + BQ);
+  let D = p.D;
+  let hOff = head * DA;
+
+  // Q of the tile (rows past the block are zeros); split 0 also stores the tile's k and v in the cache.
+  for (var e = tid; e < BQ * DA; e += WG) {
+    let r = r0 + e / DA;
+    let i = e % DA;
+    var q = 0.0;
+    if (r < rEnd) {
+      let qRow = r * 3u * D;
+      q = qkv[qRow + hOff + i];
+      let t = blk.pos0 + r;
+      if (split == 0u && t >= keys.x && t < keys.y) {
+        let dst = cacheSlot(t) * D + hOff + i;
+        kc[dst] = qkv[qRow + D + hOff + i];
+        vc[dst] = qkv[qRow + 2u * D + hOff + i];
+      }
+    }
+    qTile[e] = q;
+  }
+  if (tid < BQ) {
+    rowM[tid] = NEG;
+    rowL[tid] = 0.0;
+  }
+
+  // The keys this split holds that any row of the tile sees.
+  let chunk = (n + S - 1u) / S;
+  let sa = keys.x + split * chunk;
+  let sb = min(keys.y, sa + chunk);
+  let tFirst = blk.pos0 + r0;
+  let tLast = blk.pos0 + rEnd - 1u;
+  var a = sa;
+  if (p.window != 0u && tFirst + 1u > p.window) { a = max(a, tFirst + 1u - p.window); }
+  let b = min(sb, tLast + 1u);
+
+  var acc: array<array<f32, DPT>, BQ>;
+  // workgroupBarrier before the loop: Q and the row state are written.
+  workgroupBarrier();
+  for (var j0 = a; j0 < b; j0 += BKV) {
+    for (var e = tid; e < BKV * DA; e += WG) {
+      let j = j0 + e / DA;
+      let i = e % DA;
+      var kv = vec2f(0.0);
+      if (j < b) { kv = vec2f(keyAt(j, hOff, i), valueAt(j, hOff, i)); }
+      kTile[e] = kv.x;
+      vTile[e] = kv.y;
+    }
+    workgroupBarrier();
+    // Scores: BQ x BKV = 256, four per invocation.
+    for (var e = tid; e < BQ * BKV; e += WG) {
+      let r = e / BKV;
+      let u = e % BKV;
+      let j = j0 + u;
+      let t = blk.pos0 + r0 + r;
+      var s = NEG;
+      let seen = r0 + r < rEnd && j < b && j <= t && (p.window == 0u || j + p.window > t);
+      if (seen) {
+        var dotv = 0.0;
+        for (var i = 0u; i < DA; i++) { dotv += qTile[r * DA + i] * kTile[u * DA + i]; }
+        s = dotv * p.scale;
+      }
+      pTile[e] = s;
+    }
+    workgroupBarrier();
+    // Per row: the new max, the rescale of what came before, the weights of this tile.
+    if (tid < BQ) {
+      var tileMax = NEG;
+      for (var u = 0u; u < BKV; u++) { tileMax = max(tileMax, pTile[tid * BKV + u]); }
+      let m = rowM[tid];
+      let mNew = max(m, tileMax);
+      var sum = 0.0;
+      for (var u = 0u; u < BKV; u++) {
+        let s = pTile[tid * BKV + u];
+        // A row with nothing seen yet keeps weight 0 (exp(NEG - NEG) would be 1).
+        let w = select(0.0, exp(s - mNew), s > 0.5 * NEG);
+        pTile[tid * BKV + u] = w;
+        sum += w;
+      }
+      let c = exp(m - mNew);
+      rowC[tid] = c;
+      rowL[tid] = rowL[tid] * c + sum;
+      rowM[tid] = mNew;
+    }
+    workgroupBarrier();
+    for (var r = 0u; r < BQ; r++) {
+      let c = rowC[r];
+      for (var d = 0u; d < DPT; d++) {
+        let i = tid + d * WG;
+        if (i < DA) {
+          var v = acc[r][d] * c;
+          for (var u = 0u; u < BKV; u++) { v += pTile[r * BKV + u] * vTile[u * DA + i]; }
+          acc[r][d] = v;
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+
+  let T = totalSplits();
+  for (var r = 0u; r < BQ; r++) {
+    let row = r0 + r;
+    if (row >= rEnd) { break; }
+    let m = rowM[r];
+    let l = rowL[r];
+    if (T == 1u) {
+      for (var d = 0u; d < DPT; d++) {
+        let i = tid + d * WG;
+        if (i < DA) { out[row * D + hOff + i] = acc[r][d] / l; }
+      }
+    } else {
+      let slot = ((row * H + head) * T + splitsBefore(p.page) + split) * (DA + 2u);
+      if (tid == 0u) {
+        part[slot] = m;
+        part[slot + 1u] = l;
+      }
+      for (var d = 0u; d < DPT; d++) {
+        let i = tid + d * WG;
+        if (i < DA) { part[slot + 2u + i] = acc[r][d]; }
+      }
+    }
+  }
+}
+#endif
 #else
 @compute @workgroup_size(64)
 fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

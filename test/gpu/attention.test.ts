@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import type { KernelVariant } from '../../src/gpu/kernel-variant.ts';
-import { AttentionOp } from '../../src/gpu/ops/attention.ts';
+import { AttentionOp, attentionTile } from '../../src/gpu/ops/attention.ts';
 import { KvCache, type AttentionSpec } from '../../src/gpu/ops/kv-cache.ts';
 import type { LactConfig } from '../../src/model/config.ts';
 import { attendRow } from '../../src/reference/layer-math.ts';
@@ -57,6 +57,20 @@ function counting(pass: GPUComputePassEncoder): { pass: GPUComputePassEncoder; c
 }
 
 interface BlockResult { pos0: number; rows: number; got: Float32Array; dispatches: number; ratio: number }
+
+describe('the GPU prefill tile fits the workgroup storage limit', () => {
+  it('16 x 16 for head dim 64, smaller key tiles for larger heads, none when one row cannot fit', () => {
+    expect(attentionTile(64, 16384)).toEqual({ bq: 16, bkv: 16 });
+    expect(attentionTile(80, 16384)).toEqual({ bq: 16, bkv: 8 });
+    expect(attentionTile(128, 16384)).toEqual({ bq: 16, bkv: 4 });
+    expect(attentionTile(256, 16384)).toEqual({ bq: 4, bkv: 4 });
+    expect(attentionTile(4096, 16384)).toBeNull();
+    for (const da of [12, 64, 80, 128, 256, 1000]) {
+      const t = attentionTile(da, 16384);
+      if (t) expect(4 * (t.bq * da + 2 * t.bkv * da + t.bq * t.bkv + 3 * t.bq)).toBeLessThanOrEqual(16384);
+    }
+  });
+});
 
 describe.each(['cpu', 'gpu'] as KernelVariant[])('attention.wgsl (%s shapes) against attendRow', (variant) => {
   let ctx: GpuContext;

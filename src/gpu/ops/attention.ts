@@ -15,6 +15,21 @@ const SPLIT_KEYS = 256;
 /** Splits are taken only while rows * splits <= this: many rows already give enough invocations. */
 const SPLIT_ROWS = 64;
 const WORKGROUP = 64;
+/**
+ * The GPU prefill shape's tile: BQ query rows and BKV keys per step (attention.wgsl), 16 x 16 unless the
+ * workgroup memory it needs, (BQ·da + 2·BKV·da + BQ·BKV + 3·BQ) floats, would pass the device's limit; then
+ * BKV, then BQ, are halved. Null: not even one row fits (the per-row shape serves every block).
+ */
+export function attentionTile(da: number, maxBytes: number): { bq: number; bkv: number } | null {
+  const bytes = (bq: number, bkv: number) => 4 * (bq * da + 2 * bkv * da + bq * bkv + 3 * bq);
+  let bq = 16, bkv = 16;
+  while (bytes(bq, bkv) > maxBytes) {
+    if (bkv > 4) bkv /= 2;
+    else if (bq > 1) bq /= 2;
+    else return null;
+  }
+  return { bq, bkv };
+}
 
 /**
  * The launch shapes of one block, as the shader derives them from (rows, pos0): which pages it touches,
@@ -64,6 +79,9 @@ export function attentionPartialsBytes(spec: AttentionSpec, kv: { ring: number; 
 
 export class AttentionOp {
   private readonly attend: Kernel;
+  /** The GPU prefill shape (a tile of query rows per workgroup), for blocks of more than one row; null on the CPU variant. */
+  private readonly attendTile: Kernel | null;
+  private readonly tileRows: number;
   private readonly combine: Kernel;
   private readonly attendGroups: GPUBindGroup[];
   private readonly combineGroup: GPUBindGroup;
@@ -96,6 +114,9 @@ export class AttentionOp {
     const gpu = ctx.kernelVariant === 'gpu';
     this.perTask = gpu ? WORKGROUP : 1;
     this.attend = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attend', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: gpu } });
+    const tile = gpu ? attentionTile(da, ctx.limits.maxComputeWorkgroupStorageSize) : null;
+    this.tileRows = tile?.bq ?? 1;
+    this.attendTile = tile ? ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendTile', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: true, TILE: true, BQ: tile.bq, BKV: tile.bkv } }) : null;
     this.combine = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'combine', bindings: ['uniform', 'uniform', 'read', 'rw'], defines });
     const params = kv.pages.map((_, page) =>
       ctx.uniform(`${label} params page ${page}`, [
@@ -121,9 +142,13 @@ export class AttentionOp {
   encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void {
     this.check(rows, pos0);
     const launches = this.plan.launches(rows, pos0);
+    // Both attend shapes share one bind group layout, so one bind group serves either pipeline.
+    const tiled = this.attendTile !== null && rows > 1;
     launches.forEach((splits, page) => {
-      const [x, y] = grid(Math.ceil((splits * rows * this.spec.heads * this.perTask) / WORKGROUP));
-      dispatch(pass, this.attend, this.attendGroups[page], x, y);
+      const [x, y] = tiled
+        ? grid(splits * Math.ceil(rows / this.tileRows) * this.spec.heads)
+        : grid(Math.ceil((splits * rows * this.spec.heads * this.perTask) / WORKGROUP));
+      dispatch(pass, tiled ? this.attendTile! : this.attend, this.attendGroups[page], x, y);
     });
     if (launches.reduce((a, b) => a + b, 0) > 1) {
       const [x, y] = grid(Math.ceil((rows * this.spec.D) / WORKGROUP));
