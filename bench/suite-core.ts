@@ -22,6 +22,7 @@
  * (made and destroyed just to read it). ORT: the bytes of every live GPU buffer on its device (its buffer
  * cache included; it is memory ORT holds), counted by wrapping createBuffer, at N and the peak so far.
  */
+import { parseKernelChoice, type KernelChoice, type KernelVariant } from '../src/gpu/kernel-variant.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { GpuContext } from '../src/gpu/context.ts';
 import type { WeightMap } from '../src/model/config.ts';
@@ -73,6 +74,8 @@ export interface SuiteResult {
   readonly contexts: readonly number[];
   readonly rows: readonly SuiteRow[];
   readonly kernels: KernelReport | null;
+  /** The engine's kernel shapes in this run (`--kernels`; GpuContext.kernelVariant). */
+  readonly kernelVariant: KernelVariant;
   /** TTT-E2E's inner step against its chunk's forward (when ttt-e2e is among the modes). */
   readonly innerStep: InnerStepReport | null;
   readonly targets: readonly TargetCheck[];
@@ -144,7 +147,8 @@ export interface SuiteOptions {
   readonly steps: number;
   readonly modes: readonly BenchMode[];
   readonly weights: 'f32' | 'f16';
-  readonly kernels: boolean;
+  /** Run the kernel micro-benchmarks (bench/kernels.ts). */
+  readonly kernelBench: boolean;
   readonly command: string;
 }
 
@@ -337,7 +341,7 @@ export async function runSuite(env: SuiteEnv, opts: SuiteOptions): Promise<Suite
   }
 
   let kernels: KernelReport | null = null;
-  if (opts.kernels) {
+  if (opts.kernelBench) {
     env.log('kernels...');
     kernels = await measureKernels(env.ctx);
   }
@@ -352,6 +356,7 @@ export async function runSuite(env: SuiteEnv, opts: SuiteOptions): Promise<Suite
     contexts,
     rows,
     kernels,
+    kernelVariant: env.ctx.kernelVariant,
     innerStep,
     targets: checkTargets(rows, innerStep),
     seconds: (now() - t0) / 1000,
@@ -430,6 +435,7 @@ export function suiteMarkdown(r: SuiteResult): string {
     const i = r.innerStep;
     lines.push('', `TTT-E2E inner step (median of ${i.runs} runs of ${i.chunks} chunks of ${i.chunk}): ${i.innerStepMs.toFixed(1)} ms per chunk against ${i.forwardMs.toFixed(1)} ms for the chunk's forward (${i.ofForward.toFixed(2)}x); ${(i.shareOfPrefill * 100).toFixed(0)}% of prefill time.`);
   }
+  lines.push('', `engine kernels: ${r.kernelVariant === 'cpu' ? 'CPU-emulator shapes' : 'GPU shapes'} (--kernels ${r.kernelVariant})`);
   if (r.kernels) lines.push('', kernelMarkdown(r.kernels), '', `best matmul: ${r.kernels.bestMatmulGflops.toFixed(2)} GFLOP/s`);
   return lines.join('\n');
 }
@@ -440,7 +446,10 @@ export interface ParsedArgs {
   readonly ort: OrtVariant[];
   readonly modes: BenchMode[];
   readonly weights: 'f32' | 'f16';
-  readonly kernels: boolean;
+  /** Run the kernel micro-benchmarks (off with --no-kernel-bench). */
+  readonly kernelBench: boolean;
+  /** The engine's kernel shapes (--kernels cpu|gpu; default auto: the adapter's). */
+  readonly variant: KernelChoice;
   readonly out: string | null;
   readonly plot: boolean;
 }
@@ -462,6 +471,8 @@ export function parseSuiteArgs(args: readonly string[], defaults: { contexts: re
   if (modes.some((m) => !Object.hasOwn(BENCH_CONFIGS, m))) throw new Error(`--modes: some of ${Object.keys(BENCH_CONFIGS).join(', ')}`);
   const weights = flag('--weights') ?? 'f32';
   if (weights !== 'f32' && weights !== 'f16') throw new Error('--weights: f32 or f16');
-  return { contexts, steps, ort: ort as OrtVariant[], modes: modes as BenchMode[], weights, kernels: !args.includes('--no-kernels'), out: flag('--out') ?? null, plot: !args.includes('--no-plot') };
+  if (args.includes('--no-kernels')) throw new Error('--no-kernels is now --no-kernel-bench (--kernels cpu|gpu picks the engine\'s kernel shapes)');
+  const variant = parseKernelChoice(flag('--kernels'), '--kernels');
+  return { contexts, steps, ort: ort as OrtVariant[], modes: modes as BenchMode[], weights, kernelBench: !args.includes('--no-kernel-bench'), variant, out: flag('--out') ?? null, plot: !args.includes('--no-plot') };
 }
 

@@ -4,7 +4,7 @@
  * and the PNG beside it (train/plot_bench.py), and prints the Markdown tables for BENCHMARKS.md.
  *
  *     npm run bench [-- --contexts 1024,...,32768] [--steps 32] [--ort fused,plain|none] [--weights f32|f16]
- *                   [--modes ttt,sliding-window,full-attention] [--no-kernels] [--out FILE.json] [--no-plot]
+ *                   [--modes ttt,sliding-window,full-attention] [--no-kernel-bench] [--kernels cpu|gpu] [--out FILE.json] [--no-plot]
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -54,7 +54,7 @@ export async function main(args: string[]): Promise<void> {
   const env: SuiteEnv = {
     description: gpu.description,
     environment: `Node ${process.version}, Dawn (webgpu npm package), ${gpu.backend} backend`,
-    ctx: new GpuContext(gpu.device),
+    ctx: new GpuContext(gpu.device, { kernels: a.variant }),
     ortGraphs: await loadOrtGraphs(a.ort),
     openOrtDevice: () =>
       openNodeGpu({
@@ -67,7 +67,7 @@ export async function main(args: string[]): Promise<void> {
   };
   console.log(`device: ${gpu.description}\ncommand: ${command}`);
   // The whole run with Node's event loop held awake: ORT waits on Dawn promises (see ort-webgpu.ts).
-  const result = await withLoopAwake(() => runSuite(env, { contexts: a.contexts, steps: a.steps, modes: a.modes, weights: a.weights, kernels: a.kernels, command }));
+  const result = await withLoopAwake(() => runSuite(env, { contexts: a.contexts, steps: a.steps, modes: a.modes, weights: a.weights, kernelBench: a.kernelBench, command }));
   console.log(`\n${suiteMarkdown(result)}\n`);
   const backend = gpu.backend === 'system' ? 'gpu' : gpu.backend;
   await saveSuite(result, a.out ?? `bench/results/suite-${backend}-${result.date.slice(0, 10)}.json`, a.plot);

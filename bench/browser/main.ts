@@ -67,7 +67,7 @@ async function run(): Promise<void> {
     {
       description,
       environment: navigator.userAgent,
-      ctx: new GpuContext(device),
+      ctx: new GpuContext(device, { kernels: a.variant, adapterInfo: adapter.info }),
       ortGraphs: await loadGraphs(a.ort, weightsSha),
       ortWasmPaths: '/node_modules/onnxruntime-web/dist/',
       openOrtDevice: async () => {
@@ -77,7 +77,7 @@ async function run(): Promise<void> {
       },
       log,
     },
-    { contexts: a.contexts, steps: a.steps, modes: a.modes, weights: a.weights, kernels: a.kernels, command: `npm run bench -- browser ${args.join(' ')}`.trim() },
+    { contexts: a.contexts, steps: a.steps, modes: a.modes, weights: a.weights, kernelBench: a.kernelBench, command: `npm run bench -- browser ${args.join(' ')}`.trim() },
   );
   device.destroy();
   window.suiteResult = result;
