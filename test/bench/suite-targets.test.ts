@@ -64,5 +64,10 @@ describe('benchmark suite targets', () => {
     expect(() => parseSuiteArgs(['--ort', 'turbo'])).toThrow(/--ort/);
     expect(() => parseSuiteArgs(['--modes', 'mamba'])).toThrow(/--modes/);
     expect(() => parseSuiteArgs(['--weights', 'int8'])).toThrow(/--weights/);
+    expect(parseSuiteArgs([]).variant).toBe('auto');
+    expect(parseSuiteArgs(['--kernels', 'gpu']).variant).toBe('gpu');
+    expect(parseSuiteArgs(['--kernels', 'cpu']).variant).toBe('cpu');
+    expect(() => parseSuiteArgs(['--kernels', 'tpu'])).toThrow(/--kernels: 'tpu' is not a kernel variant/);
+    expect(() => parseSuiteArgs(['--no-kernels'])).toThrow(/--no-kernel-bench/);
   });
 });
