@@ -9,6 +9,10 @@ manuals (data/eval/*.txt), for one or more model folders; and the cross-check ag
 Each document is BOS + its UTF-8 bytes, run from position 0 in one forward pass (no state is carried
 between passes, so a document is one sequence, as the engine sees it). The loss at position p is
 -log2 P(token p+1 | tokens 0..p). Buckets: 0-512, 512-1K, 1-2K, ... doubling as far as the documents go.
+
+With --out the file is rewritten (atomically) after every document, and a run started again with the
+same arguments skips the (model, document) pairs it already holds: a long evaluation survives the end
+of a session in pieces, as long as the file is kept. Other arguments with an existing file are refused.
 """
 from __future__ import annotations
 
@@ -89,7 +93,24 @@ def main() -> None:
     docs = sorted(f[:-4] for f in os.listdir(a.data) if f.endswith('.txt'))
     if a.docs:
         docs = [d for d in docs if d in a.docs.split(',')]
+    command = 'train/eval_quality.py ' + ' '.join(sys.argv[1:])
+    done: dict[str, dict] = {}
+    if a.out and os.path.exists(a.out) and not a.cross_check:
+        prev = json.load(open(a.out))
+        if prev.get('command') != command:
+            sys.exit(f'{a.out} holds another evaluation ({prev.get("command")}); remove it or use another --out')
+        done = {r['model']: r for r in prev['results']}
     results = []
+
+    def write() -> None:
+        if not a.out:
+            return
+        os.makedirs(os.path.dirname(a.out) or '.', exist_ok=True)
+        tmp = a.out + '.tmp'
+        with open(tmp, 'w') as f:
+            json.dump({'command': command, 'results': results}, f, indent=1)
+        os.replace(tmp, a.out)
+
     for mdir in a.models:
         if is_e2e(mdir):
             model = load_e2e(mdir, torch.float32).eval()
@@ -106,8 +127,19 @@ def main() -> None:
         sums: dict[int, float] = {}
         counts: dict[int, int] = {}
         per_doc = {}
-        t0 = time.time()
+        entry = {'model': mdir, 'mode': mode, 'max_tokens': cap, 'buckets': [], 'perDoc': per_doc,
+                 'seconds': 0.0, 'source': 'pytorch', 'torch': torch.__version__}
+        results.append(entry)
+        t0 = time.time() - done.get(mdir, {}).get('seconds', 0.0)
         for d in docs:
+            held = done.get(mdir, {}).get('perDoc', {}).get(d)
+            if held is not None:  # measured by an earlier piece of this run
+                per_doc[d] = held
+                for i, (bits_i, n_i) in enumerate(zip(held['bits'], held['counts'])):
+                    if n_i:
+                        sums[i] = sums.get(i, 0.0) + bits_i * n_i
+                        counts[i] = counts.get(i, 0) + n_i
+                continue
             data = open(os.path.join(a.data, d + '.txt'), 'rb').read()
             ids = [c.bos_token_id] + list(data)
             if cap:
@@ -120,7 +152,7 @@ def main() -> None:
             for i in range(len(ds)):
                 sums[i] = sums.get(i, 0.0) + float(ds[i])
                 counts[i] = counts.get(i, 0) + int(dc[i])
-            per_doc[d] = {'tokens': len(bits), 'bits': [float(x / n) for x, n in zip(ds, dc)], 'counts': dc.tolist(),
+            per_doc[d] = {'tokens': len(bits), 'bits': [float(x / n) if n else 0.0 for x, n in zip(ds, dc)], 'counts': dc.tolist(),
                           'seconds': round(time.time() - td, 1)}
             print(f'{os.path.basename(os.path.normpath(mdir))} {d}: {len(bits)} tokens, {bits.mean():.4f} bits/byte, '
                   f'{len(bits) / (time.time() - td):.0f} tokens/s', flush=True)
@@ -132,16 +164,16 @@ def main() -> None:
                       f'bits/byte; per-position |diff| max {diff.max():.2e}, mean {diff.mean():.2e}', flush=True)
                 per_doc[d]['cross_check'] = {'positions': n, 'engine_mean': float(eng[:n].mean()), 'pytorch_mean': float(bits[:n].mean()),
                                              'max_abs_diff': float(diff.max()), 'mean_abs_diff': float(diff.mean())}
+            entry['buckets'] = [{'bucket': bucket_label(i), 'tokens': counts[i], 'bits': sums[i] / counts[i]} for i in sorted(sums)]
+            entry['seconds'] = round(time.time() - t0, 1)
+            write()
         buckets = [{'bucket': bucket_label(i), 'tokens': counts[i], 'bits': sums[i] / counts[i]} for i in sorted(sums)]
-        results.append({'model': mdir, 'mode': mode, 'max_tokens': cap, 'buckets': buckets, 'perDoc': per_doc,
-                        'seconds': round(time.time() - t0, 1), 'source': 'pytorch', 'torch': torch.__version__})
+        entry['buckets'] = buckets
+        entry['seconds'] = round(time.time() - t0, 1)
+        write()
         print(f'\n{mdir} ({mode})\n| position | tokens | bits/byte |\n| --- | ---: | ---: |')
         for r in buckets:
             print(f"| {r['bucket']} | {r['tokens']} | {r['bits']:.4f} |")
-    if a.out:
-        os.makedirs(os.path.dirname(a.out) or '.', exist_ok=True)
-        with open(a.out, 'w') as f:
-            json.dump({'command': 'train/eval_quality.py ' + ' '.join(sys.argv[1:]), 'results': results}, f, indent=1)
 
 
 if __name__ == '__main__':
