@@ -3,7 +3,8 @@
 # (and two variants: TTT-E2E frozen, sliding window learning while it reads), over two evaluation sets no
 # model trained on. Resumable: a result already written is kept.
 #
-#   sh bench/quality-family.sh RUNS OUT        # RUNS/<e2e|lact|swa|full>/model, results in OUT/
+#   sh bench/quality-family.sh PREFIX OUT      # models PREFIX-<e2e|lact|swa|full|e2e-swa>, results in OUT/
+#   sh bench/quality-family.sh public/models/mix6m bench/results/quality-family
 #
 # Fixed before any result was seen (2026-12-02), sized to what the engine reads on lavapipe here (about
 # 180 tokens/s for these models: six runs of 393,216 tokens are about 3.6 hours):
@@ -23,8 +24,8 @@ MAX=${MAX:-32768}
 FULL_MAX=${FULL_MAX:-4096}
 INFO=${INFO:-bash,coreutils,find,gettext,sed,wget}
 GO=${GO:-src-cmd-internal-obj-riscv-obj.go,src-crypto-tls-common.go,src-regexp-syntax-parse.go,src-cmd-compile-internal-ppc64-ssa.go,src-reflect-type.go,src-cmd-compile-internal-types-type.go}
-RUNS=${1:?usage: quality-family.sh RUNS OUT}
-OUT=${2:?usage: quality-family.sh RUNS OUT}
+PREFIX=${1:?usage: quality-family.sh PREFIX OUT}
+OUT=${2:?usage: quality-family.sh PREFIX OUT}
 mkdir -p "$OUT"
 run() {  # run NAME MODEL DATA DOCS MAXTOKENS [flags...]
   name=$1 model=$2 data=$3 docs=$4 max=$5; shift 5
@@ -36,11 +37,13 @@ run() {  # run NAME MODEL DATA DOCS MAXTOKENS [flags...]
 }
 for set in info go; do
   if [ $set = info ]; then data=data/eval docs=$INFO; else data=data/eval-go docs=$GO; fi
-  run "$set-e2e" "$RUNS/e2e/model" $data "$docs" "$MAX"
-  run "$set-lact" "$RUNS/lact/model" $data "$docs" "$MAX"
-  run "$set-swa" "$RUNS/swa/model" $data "$docs" "$MAX"
-  run "$set-full" "$RUNS/full/model" $data "$docs" "$FULL_MAX"
-  run "$set-swa-learning" "$RUNS/swa/model" $data "$docs" "$MAX" --learn 256,1,1
-  run "$set-e2e-frozen" "$RUNS/e2e/model" $data "$docs" "$MAX" --no-learn
+  run "$set-e2e" "$PREFIX-e2e" $data "$docs" "$MAX"
+  run "$set-lact" "$PREFIX-lact" $data "$docs" "$MAX"
+  run "$set-swa" "$PREFIX-swa" $data "$docs" "$MAX"
+  run "$set-full" "$PREFIX-full" $data "$docs" "$FULL_MAX"
+  run "$set-swa-learning" "$PREFIX-swa" $data "$docs" "$MAX" --learn 256,1,1
+  run "$set-e2e-frozen" "$PREFIX-e2e" $data "$docs" "$MAX" --no-learn
+  # TTT-E2E's own sliding-window baseline (its architecture without the TTT block), where it was trained.
+  if [ -d "$PREFIX-e2e-swa" ]; then run "$set-e2e-swa" "$PREFIX-e2e-swa" $data "$docs" "$MAX"; fi
 done
 echo done
