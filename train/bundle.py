@@ -124,6 +124,7 @@ that their loss along long documents can be compared (BENCHMARKS.md).
 | sequences | whole pieces of one document, {summary['sequence']} + 1 tokens, {summary['pieces_per_epoch']:,} per epoch, seeded order (`train/batches.py`); {summary['epochs']} epochs seen |
 | tokens seen | {summary['tokens']:,} ({summary['steps']} steps of {summary['batch']} x {summary['sequence']} tokens) |
 | optimiser | {schedule} |
+| precision | {'training forward under bf16 CPU autocast (matmuls in bf16); weights, optimizer and validation in fp32' if args.get('precision') == 'bf16' else 'fp32'} |
 | final training loss | {summary['final_train_bpb_mean_last_50']} bits/byte (mean of the last 50 steps) |
 | validation | {bits(summary['final_val'])} |{frozen}
 | training time | {summary['train_minutes']} min on {summary['threads']} CPU thread(s), torch {env['torch']}, {env['cpus']} CPUs |
