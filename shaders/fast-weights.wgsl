@@ -100,6 +100,66 @@ fn glu(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: 
 }
 #endif
 
+#if APPLY_ROWS
+struct Params { D: u32, df: u32, dh: u32, G: u32, scaleCol: u32, S: u32, eps: f32, _a: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> fqkv: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read> tttNorm: array<f32>;
+@group(0) @binding(5) var<storage, read> act: array<f32>;
+@group(0) @binding(6) var<storage, read_write> o: array<f32>;
+
+const DF: u32 = $DF;
+const DH: u32 = $DH;
+// Outputs per invocation (df spread over the workgroup).
+const YPT: u32 = (DF + WG - 1u) / WG;
+var<workgroup> fqShared: array<f32, DF>;
+var<workgroup> hShared: array<f32, DH>;
+
+// The whole apply for a block of a few rows (decode) in one launch, one workgroup per (row, head):
+// hd = silu(fq W0^T) * (fq W2^T), y = hd W1^T, o += RMSNorm(y) * ttt_norm * scale. The sums run in the
+// order the apply's matmul launches and normAdd use (k ascending, the same reduction tree), so a block
+// gets the same numbers whichever path serves it.
+@compute @workgroup_size(64)
+fn applyRows(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let row = wid.x;
+  let h = wid.y;
+  if (row >= blk.rows) { return; }
+  let wBase = h * 3u * p.S;
+  for (var k = lid; k < DF; k += WG) { fqShared[k] = fqkv[row * 3u * p.D + h * DF + k]; }
+  workgroupBarrier();
+  for (var j = lid; j < DH; j += WG) {
+    var g = 0.0;
+    var u = 0.0;
+    for (var k = 0u; k < DF; k++) {
+      g = fma(fqShared[k], w[wBase + j * DF + k], g);
+      u = fma(fqShared[k], w[wBase + p.S + j * DF + k], u);
+    }
+    hShared[j] = silu(g) * u;
+  }
+  workgroupBarrier();
+  var yv: array<f32, YPT>;
+  var ss = 0.0;
+  for (var t = 0u; t < YPT; t++) {
+    let i = lid + t * WG;
+    if (i < DF) {
+      var y = 0.0;
+      for (var j = 0u; j < DH; j++) { y = fma(hShared[j], w[wBase + 2u * p.S + j * DF + i], y); }
+      yv[t] = y;
+      ss = fma(y, y, ss);
+    }
+  }
+  var scale = inverseSqrt(wgSum(lid, ss) / f32(DF) + p.eps);
+  if (p.scaleCol != NONE) { scale *= act[row * p.G + p.scaleCol + h]; }
+  let base = row * p.D + h * DF;
+  for (var t = 0u; t < YPT; t++) {
+    let i = lid + t * WG;
+    if (i < DF) { o[base + i] += yv[t] * scale * tttNorm[i]; }
+  }
+}
+#endif
+
 #if NORM_ADD
 struct Params { D: u32, df: u32, G: u32, scaleCol: u32, eps: f32, _a: u32, _b: u32, _c: u32 }
 @group(0) @binding(0) var<uniform> p: Params;

@@ -350,7 +350,7 @@ describe('fast-weight kernels against the CPU reference', () => {
     expectClose(b.got, b.want, { ...APPLY_TOL, label: 'apply ALL_ON, 1 row' });
   });
 
-  it('dispatch counts: inputs 2, apply 4, pending 1, learn 27 (ALL_ON) / 6 (ALL_OFF), as recorded', async () => {
+  it('dispatch counts: inputs 2, apply 1 (a decode row; 4 for a prefill block), pending 1, learn 27 (ALL_ON) / 6 (ALL_OFF), as recorded', async () => {
     for (const [raw, learn] of [[ALL_ON, 27], [ALL_OFF, 6]] as const) {
       const hx = new Harness(ctx, raw, 16);
       const counts: Record<string, number> = {};
@@ -369,9 +369,13 @@ describe('fast-weight kernels against the CPU reference', () => {
           else hx.layer[kind === 'inputs' ? 'encodeInputs' : kind === 'apply' ? 'encodeApply' : 'encodePending'](counting, 1);
           counts[kind] = n;
         }
+        n = 0;
+        hx.layer.encodeApply(counting, 8);
+        counts.applyPrefill = n;
       });
-      expect(counts).toEqual({ inputs: 2, apply: 4, pending: 1, learn });
+      expect(counts).toEqual({ inputs: 2, apply: 1, pending: 1, learn, applyPrefill: 4 });
       for (const k of ['inputs', 'apply', 'pending', 'learn'] as const) expect(hx.layer.dispatches(k, 1)).toBe(counts[k]);
+      expect(hx.layer.dispatches('apply', 8)).toBe(4);
       const { chunkSize: C, numFwHeads: Hf, fwHidden: dh, fwHeadDim: df } = hx.c;
       const m = Math.min(dh, df), n = Math.max(dh, df);
       expect(hx.layer.flops('learn')).toBe(12 * C * Hf * dh * df + (hx.c.useMuon ? 5 * 3 * Hf * (4 * m * m * n + 2 * m * m * m) : 0));

@@ -27,6 +27,9 @@ import { NS5_COEFFS } from '../newton-schulz-coefficients.ts';
 import { CPU_TILES, MatmulOp, ROW_TILES, type MatmulTiles } from './matmul.ts';
 import { RopeOp } from './rope.ts';
 
+/** Blocks of at most this many rows take the apply in one launch (applyRows in fast-weights.wgsl). */
+export const APPLY_ROWS_MAX = 4;
+
 export interface FastWeightInit {
   /** Initial W0 [Hf, dh, df] (low rank already expanded by the caller). */
   readonly w0: Float32Array;
@@ -275,7 +278,7 @@ export class FastWeightLayer {
       b: { off: 2 * S, batch: 3 * S, row: 1, col: df }, // W1[n, k] = W1^T[k, n]
       c: { batch: df, row: D, col: 1 },
     }, { a: hd, b: weights, c: y });
-    this.applySteps.push(
+    const applyWide: Step[] = [
       (pass, rows) => applyGU.encode(pass, rows),
       launch(fw('glu', 'GLU', ['uniform', 'uniform', 'read', 'rw']), [['u32', Hf], ['u32', dh]], [block.buffer, gu, hd], (rows) => flat(rows * Hf * dh)),
       (pass, rows) => applyY.encode(pass, rows),
@@ -285,7 +288,19 @@ export class FastWeightLayer {
         [block.buffer, y, tttNorm, act, io.out],
         (rows) => [rows, Hf],
       ),
+    ];
+    // A few rows (decode): the whole apply in one launch, a workgroup per (row, head); more rows share
+    // the weights better through the matmuls above. Both sum in the same order.
+    const applyRows = launch(
+      kernel(fwSource, 'fast-weights.wgsl', 'applyRows', ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'rw'], { APPLY_ROWS: true, DF: df, DH: dh }),
+      [['u32', D], ['u32', df], ['u32', dh], ['u32', G], ['u32', gc.scale ?? NONE], ['u32', S], ['f32', TTT_NORM_EPS]],
+      [block.buffer, fqkv, weights, tttNorm, act, io.out],
+      (rows) => [rows, Hf],
     );
+    this.applySteps.push((pass, rows) => {
+      if (rows <= APPLY_ROWS_MAX) applyRows(pass, rows);
+      else for (const st of applyWide) st(pass, rows);
+    });
 
     const gateCols = 3 * Hf + (c.useMomentum ? Hf : 0);
     this.pendingSteps.push(launch(
@@ -428,8 +443,9 @@ export class FastWeightLayer {
   }
 
   /** Dispatches one encode call records (the same for every block size). */
-  dispatches(kind: 'inputs' | 'apply' | 'pending' | 'learn' | 'newton-schulz', _rows = 1): number {
-    return { inputs: this.inputSteps, apply: this.applySteps, pending: this.pendingSteps, learn: this.learnSteps, 'newton-schulz': this.nsSteps }[kind].length;
+  dispatches(kind: 'inputs' | 'apply' | 'pending' | 'learn' | 'newton-schulz', rows = 1): number {
+    if (kind === 'apply') return rows <= APPLY_ROWS_MAX ? 1 : 4;
+    return { inputs: this.inputSteps, pending: this.pendingSteps, learn: this.learnSteps, 'newton-schulz': this.nsSteps }[kind].length;
   }
 
   /**
