@@ -27,7 +27,7 @@ struct Params {
   aOff: u32, aBatch: u32, aRow: u32, aCol: u32,
   bOff: u32, bBatch: u32, bRow: u32, bCol: u32,
   cOff: u32, cBatch: u32, cRow: u32, cCol: u32,
-  alpha: f32, beta: f32, biasOff: u32, _pad: u32,
+  alpha: f32, beta: f32, biasOff: u32, aGlu: u32,
 }
 #include "block.wgsl"
 
@@ -67,6 +67,22 @@ fn loadB4(i4: u32) -> vec4f { return b[i4]; }
 #else
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 fn loadB(i: u32) -> f32 { return b[i]; }
+#endif
+#endif
+#if A_GLU
+// A_GLU: A holds the gate half of [g | u] rows (the block MLP's gate|up output) and the kernel reads
+// silu(g) * u, u p.aGlu elements after g, with swiglu.wgsl's formula: the SwiGLU fused into the down
+// projection's loads.
+#if A_VEC
+fn loadA4(i4: u32) -> vec4f { let g = a[i4]; return g / (1.0 + exp(-g)) * a[i4 + p.aGlu / 4u]; }
+#else
+fn loadA(i: u32) -> f32 { let g = a[i]; return g / (1.0 + exp(-g)) * a[i + p.aGlu]; }
+#endif
+#else
+#if A_VEC
+fn loadA4(i4: u32) -> vec4f { return a[i4]; }
+#else
+fn loadA(i: u32) -> f32 { return a[i]; }
 #endif
 #endif
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
@@ -116,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let kq = li % 4u;
       let m = m0 + mm;
       var v = vec4f(0.0);
-      if (m < M && k0 + 4u * kq < p.K) { v = a[(aBase + m * p.aRow + k0) / 4u + kq]; }
+      if (m < M && k0 + 4u * kq < p.K) { v = loadA4((aBase + m * p.aRow + k0) / 4u + kq); }
       for (var t = 0u; t < 4u; t++) { tileA[(4u * kq + t) * BM + mm] = v[t]; }
     }
 #else
@@ -127,7 +143,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let m = m0 + mm;
       let k = k0 + kk;
       var v = 0.0;
-      if (m < M && k < p.K) { v = a[aBase + m * p.aRow + k * p.aCol]; }
+      if (m < M && k < p.K) { v = loadA(aBase + m * p.aRow + k * p.aCol); }
       tileA[kk * BM + mm] = v;
     }
 #endif
@@ -200,7 +216,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     var bq: array<vec4f, 4>;
     for (var j = 0u; j < 4u; j++) { bq[j] = loadB4(bRows[j] / 4u + k4); }
     for (var r = 0u; r < rows; r++) {
-      let av = a[(aBase + r * p.aRow) / 4u + k4];
+      let av = loadA4((aBase + r * p.aRow) / 4u + k4);
       acc[r] += vec4f(dot(av, bq[0]), dot(av, bq[1]), dot(av, bq[2]), dot(av, bq[3]));
     }
   }
@@ -208,7 +224,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   for (var k = li; k < p.K; k += WG) {
     var bk: vec4f;
     for (var j = 0u; j < 4u; j++) { bk[j] = loadB(bRows[j] + k * p.bCol); }
-    for (var r = 0u; r < rows; r++) { acc[r] = fma(vec4f(a[aBase + r * p.aRow + k * p.aCol]), bk, acc[r]); }
+    for (var r = 0u; r < rows; r++) { acc[r] = fma(vec4f(loadA(aBase + r * p.aRow + k * p.aCol)), bk, acc[r]); }
   }
 #endif
 #if SUBGROUPS
@@ -268,7 +284,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var av: array<f32, TM>;
   var bv: array<f32, TN>;
   for (var k = 0u; k < p.K; k++) {
-    for (var i = 0u; i < TM; i++) { av[i] = a[arow[i] + k * p.aCol]; }
+    for (var i = 0u; i < TM; i++) { av[i] = loadA(arow[i] + k * p.aCol); }
     for (var j = 0u; j < TN; j++) { bv[j] = loadB(brow[j] + k * p.bCol); }
     for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j++) { acc[i * TN + j] = fma(av[i], bv[j], acc[i * TN + j]); }

@@ -46,6 +46,8 @@ interface LayerOps {
   gateUp: LinearOp;
   swiglu: SwigluOp;
   down: LinearOp;
+  /** down reading silu(g) * u straight from gate|up (the SwiGLU fused into its loads): one launch fewer. */
+  downGlu: LinearOp;
 }
 
 class LactModel implements FamilyModel {
@@ -111,6 +113,7 @@ class LactModel implements FamilyModel {
         gateUp: new LinearOp(ctx, `${L} gate|up`, lw.gateUp, { x: a, y: gu }, { inStride: D, outStride: 2 * I }, block, tiles),
         swiglu: new SwigluOp(ctx, `${L} swiglu`, I, { gu, s }, block),
         down: new LinearOp(ctx, `${L} down`, lw.down, { x: s, y: x }, { inStride: I, outStride: D, accumulate: true }, block, tiles),
+        downGlu: new LinearOp(ctx, `${L} down (swiglu fused)`, lw.down, { x: gu, y: x }, { inStride: 2 * I, outStride: D, accumulate: true, glu: I }, block, tiles),
       };
     });
     this.finalNorm = new RmsNormOp(ctx, 'final norm', { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: w.finalNorm, x, y: a }, block);
@@ -157,14 +160,27 @@ class LactModel implements FamilyModel {
       }
       l.mlpNorm.encode(pass, rows); //                           a = RMSNorm(x)
       l.gateUp.encode(pass, rows); //                            g|u = a [Wg; Wu]^T
-      l.swiglu.encode(pass, rows); //                            s = silu(g) * u
-      l.down.encode(pass, rows); //                              x += s Wd^T
+      if (this.fuseSwiglu(rows)) {
+        l.downGlu.encode(pass, rows); //                         x += (silu(g) * u) Wd^T, the SwiGLU in the loads
+      } else {
+        l.swiglu.encode(pass, rows); //                          s = silu(g) * u
+        l.down.encode(pass, rows); //                            x += s Wd^T
+      }
     }
     if (head === 'none') return;
     this.finalNorm.encode(pass, rows); //                        a = RMSNorm(x)
     if (head === 'all') this.headAll!.encode(pass, rows); //     logits = a Wlm^T
     else this.headLast.encode(pass, rows);
     if (sampling) this.sampler.encode(pass, sampling, pos0 + rows, head === 'all' ? rows - 1 : 0); // next id, drawn with (seed, position), from the last row
+  }
+
+  /**
+   * Whether a block runs the SwiGLU inside the down projection. On GPUs always (each element is
+   * recomputed by the 4 workgroups that read it); on CPU emulators only for decode rows, where a launch
+   * costs more than the recomputation (a prefill tile would recompute each element N / 4 times).
+   */
+  private fuseSwiglu(rows: number): boolean {
+    return this.ctx.kernelVariant === 'gpu' || rows <= 2;
   }
 
   reset(): void {

@@ -14,7 +14,7 @@ import { expectClose } from '../helpers/close.ts';
  * K·u/(1 - K·u), u = 2^-24), and alpha·acc, + bias, + beta·c each round once more (u of their size).
  * So |gpu - exact| <= (K + 4)·u·(|alpha|·sum|a_k b_k| + |bias| + |beta·c0|): a rigorous per-element bound.
  */
-function matmulRef(s: MatmulSpec, M: number, a: Float32Array, b: ArrayLike<number>, c0: Float32Array, bias: Float32Array | null, rowsForLast = 1): { out: Float64Array; bound: Float64Array } {
+function matmulRef(s: MatmulSpec, M: number, a: ArrayLike<number>, b: ArrayLike<number>, c0: Float32Array, bias: Float32Array | null, rowsForLast = 1, extraUlps = 0): { out: Float64Array; bound: Float64Array } {
   const out = Float64Array.from(c0);
   const bound = new Float64Array(c0.length);
   const u = 2 ** -24;
@@ -35,7 +35,7 @@ function matmulRef(s: MatmulSpec, M: number, a: Float32Array, b: ArrayLike<numbe
         if (bias) { v += bias[(s.biasOff ?? 0) + n]; size += Math.abs(bias[(s.biasOff ?? 0) + n]); }
         if ((s.beta ?? 0) !== 0) { v += (s.beta ?? 0) * c0[ci]; size += Math.abs((s.beta ?? 0) * c0[ci]); }
         out[ci] = v;
-        bound[ci] = (s.K + 4) * u * size;
+        bound[ci] = (s.K + 4 + extraUlps) * u * size;
       }
     }
   }
@@ -87,7 +87,10 @@ describe.each(['cpu', 'gpu'] as KernelVariant[])('matmul.wgsl (%s shapes) agains
     block.write(rows, 0);
     await runPass(ctx, (pass) => op.encode(pass, rows));
     const got = await readF32(ctx, bufC, sizes.c);
-    const { out: want, bound } = matmulRef(spec, M, a, bEff, c0, bias, rows);
+    // With aGlu the kernel reads silu(g) * u (g / (1 + exp(-g)) * u, each step rounded in f32: exp within
+    // 3 ulp, the add, the division and the product one each, so within 8u of the exact value per element).
+    const aEff = spec.aGlu === undefined ? a : Float64Array.from(a, (g, i) => (i + spec.aGlu! < a.length ? g / (1 + Math.exp(-g)) * a[i + spec.aGlu!] : 0));
+    const { out: want, bound } = matmulRef(spec, M, aEff, bEff, c0, bias, rows, spec.aGlu === undefined ? 0 : 8);
     // Elements the op does not write (outside C's strided footprint) must be c0 exactly: bound 0 there.
     return expectClose(got, want, { atol: bound, rtol: 0, label });
   }
@@ -143,6 +146,14 @@ describe.each(['cpu', 'gpu'] as KernelVariant[])('matmul.wgsl (%s shapes) agains
         const [N, K] = [21, 32];
         expect(vectorReadable({ row: aRow, col: 1 }, K)).toBe(aRow % 4 === 0);
         await check(`rows ${aRow}/${bRow} M ${M}`, { M: 'rows', N, K, a: { row: aRow, col: 1 }, b: { row: bRow, col: 1 }, c: { row: N, col: 1 }, weight: 'f16-packed' }, { a: M * aRow, b: N * bRow, c: M * N }, { rows: M, bias: N });
+      }
+    }
+  });
+
+  it('SwiGLU fused into the loads of A (aGlu: [g | u] rows, the down projection of the block MLP)', async () => {
+    for (const weight of ['f32', 'f16-packed'] as WeightStorage[]) {
+      for (const [M, N, K] of [[1, 37, 19], [2, 21, 32], [70, 33, 36]]) {
+        await check(`glu ${weight} ${M}x${N}x${K}`, { M: 'rows', N, K, a: { row: 2 * K, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 }, beta: 1, weight, aGlu: K }, { a: M * 2 * K, b: N * K, c: M * N }, { rows: M });
       }
     }
   });

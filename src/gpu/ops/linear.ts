@@ -18,6 +18,8 @@ export interface LinearSpec {
   readonly accumulate?: boolean;
   /** Only the block's last row (the LM head after a prefill): M = 1. */
   readonly lastRow?: boolean;
+  /** The input is [g | u] rows and the product reads silu(g) * u, u this many columns after g (MatmulSpec.aGlu). */
+  readonly glu?: number;
 }
 
 export class LinearOp {
@@ -36,6 +38,7 @@ export class LinearOp {
       biasOff: part.row0,
       lastRow: spec.lastRow,
       weight: w.storage,
+      aGlu: spec.glu,
     }, { a: io.x, b: part.buffer, c: io.y, bias: io.bias }, block, tiles));
   }
 

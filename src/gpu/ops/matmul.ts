@@ -37,6 +37,11 @@ export interface MatmulSpec {
   readonly lastRow?: boolean;
   /** How B is stored (A and C are always f32). */
   readonly weight?: WeightStorage;
+  /**
+   * A is the gate half of [g | u] rows and the product reads silu(g) * u, u this many elements after g:
+   * the block MLP's SwiGLU fused into the down projection (shaders/matmul.wgsl, A_GLU).
+   */
+  readonly aGlu?: number;
 }
 
 /** Register tile per invocation (TM x TN) and workgroup shape (WGX x WGY invocations). */
@@ -60,8 +65,8 @@ type Shape = { kind: 'register'; tiles: MatmulTiles } | { kind: 'tiled'; aVec: b
 
 const BINDINGS = ['uniform', 'uniform', 'read', 'read', 'read', 'rw'] as const;
 
-function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape): Kernel {
-  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed' };
+function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape, glu: boolean): Kernel {
+  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed', A_GLU: glu };
   const defines = shape.kind === 'register'
     ? { TM: shape.tiles.tm, TN: shape.tiles.tn, WGX: shape.tiles.wgx, WGY: shape.tiles.wgy, ...storage }
     : shape.kind === 'tiled'
@@ -102,15 +107,17 @@ export class MatmulOp {
     private readonly tiles: { wide: MatmulTiles; narrow: MatmulTiles } = { wide: CPU_TILES, narrow: ROW_TILES },
   ) {
     const w = spec.weight ?? 'f32';
+    const glu = spec.aGlu !== undefined;
+    if (glu && (!Number.isInteger(spec.aGlu) || spec.aGlu! < 1)) throw new RangeError(`${label}: aGlu ${spec.aGlu} must be a positive integer`);
     this.gpu = ctx.kernelVariant === 'gpu';
     if (this.gpu) {
-      const aVec = vectorReadable(spec.a, spec.K);
+      const aVec = vectorReadable(spec.a, spec.K) && (spec.aGlu ?? 0) % 4 === 0;
       const bVec = vectorReadable(spec.b, spec.K);
-      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec });
-      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec });
+      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec }, glu);
+      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec }, glu);
     } else {
-      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide });
-      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow });
+      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide }, glu);
+      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow }, glu);
     }
     let flags = 0;
     if (bufs.bias) flags |= FLAG_BIAS;
@@ -122,7 +129,7 @@ export class MatmulOp {
       ...v(spec.a).map((x) => ['u32', x] as const),
       ...v(spec.b).map((x) => ['u32', x] as const),
       ...v(spec.c).map((x) => ['u32', x] as const),
-      ['f32', spec.alpha ?? 1], ['f32', spec.beta ?? 0], ['u32', spec.biasOff ?? 0], ['u32', 0],
+      ['f32', spec.alpha ?? 1], ['f32', spec.beta ?? 0], ['u32', spec.biasOff ?? 0], ['u32', spec.aGlu ?? 0],
     ]);
     // Both tile variants share one bind group layout, so one bind group serves both pipelines.
     this.group = ctx.bind(this.wide, [params, block.buffer, bufs.a, bufs.b, bufs.bias ?? bufs.a, bufs.c]);
