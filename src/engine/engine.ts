@@ -61,6 +61,11 @@ export interface EngineStats {
   /** The same, in words. */
   readonly timing: string;
   readonly dispatchesLastBlock: number;
+  /**
+   * Command buffers the last feed submitted for its work and read-backs (a decode step that only
+   * samples: 1); the timestamp queries' resolution, a measurement of its own, is not counted.
+   */
+  readonly submitsLastFeed: number;
   readonly info: EngineInfo;
   /** Families that learn by gradient steps while reading (TTT-E2E): what the updates did; null otherwise. */
   readonly learning: LearningStats | null;
@@ -142,6 +147,8 @@ export class Engine {
   readonly modelId: string;
   /** Dispatches recorded by the last block. */
   lastDispatches = 0;
+  private submits = 0;
+  private lastFeedSubmits = 0;
   private readonly model: FamilyModel;
   private readonly planner: BlockPlanner;
   private readonly readback: GPUBuffer;
@@ -301,6 +308,7 @@ export class Engine {
         ? 'wall clock from the first submit to completion (onSubmittedWorkDone / read-back); GPU pass time from timestamp queries'
         : 'wall clock from the first submit to completion (onSubmittedWorkDone / read-back); no timestamp-query on this adapter',
       dispatchesLastBlock: this.lastDispatches,
+      submitsLastFeed: this.lastFeedSubmits,
       info: this.info,
       learning: this.model.learningLog ? { updates: this.model.learningLog.updatesAfter(this.pos), recent: [...this.updates] } : null,
     };
@@ -449,6 +457,7 @@ export class Engine {
     if (opts.logprobs && !this.logprobs) throw new RangeError('logprobs: true needs an engine created with logprobs: true');
 
     const t0 = performance.now();
+    const submits0 = this.submits;
     const all: Float32Array[] = [];
     const lps: Float32Array[] = [];
     let i = 0;
@@ -476,7 +485,10 @@ export class Engine {
       // An engine with logprobs runs the head on at least a feed's last row, to carry it to the next feed.
       const head = opts.logits === 'all' || opts.logprobs ? 'all' : last && (opts.logits === 'last' || sampling || this.logprobs) ? 'last' : 'none';
       if (this.timer?.full) await this.timer.drain();
-      this.submitBlock({ plan, tokens: tokens.slice(i, i + plan.rows), head, sampling: last ? sampling : null }, opts.logprobs ?? false);
+      // A sampled id that is the block's only read goes to the read-back buffer in the block's own
+      // command buffer: a decode step is one submit (and one map), not two.
+      const tokenInBlock = last && sampling !== null && !opts.logprobs && !opts.logits;
+      this.submitBlock({ plan, tokens: tokens.slice(i, i + plan.rows), head, sampling: last ? sampling : null }, opts.logprobs ?? false, tokenInBlock);
       this.pos += plan.rows;
       i += plan.rows;
       const previous = inflight;
@@ -488,11 +500,12 @@ export class Engine {
       if (opts.logprobs) lps.push(new Float32Array((await this.readInto(this.logprobs!.out, plan.rows * 4)).buffer));
       if (opts.logits === 'all') all.push(await this.readFloats(plan.rows * V));
       else if (last && opts.logits === 'last') lastLogits = await this.readFloats(V);
-      if (last && sampling) token = await this.readToken();
+      if (last && sampling) token = tokenInBlock ? await this.mapToken() : await this.readToken();
     }
     await settle();
     const ms = performance.now() - t0;
     await this.readLearning();
+    this.lastFeedSubmits = this.submits - submits0;
     if (this.timer) {
       await this.timer.drain();
       this.gpuMs = this.timer.take() / 1e6;
@@ -512,6 +525,7 @@ export class Engine {
     if (!log) return;
     const n = log.updatesAfter(this.pos);
     if (n <= this.updatesRead) return;
+    this.submits++;
     const rec = new Float32Array((await readBufferBytes(this.ctx.device, log.buffer)).buffer);
     for (let c = Math.max(this.updatesRead, n - log.slots); c < n; c++) {
       const s = log.floats * (c % log.slots);
@@ -522,8 +536,11 @@ export class Engine {
     this.updatesRead = n;
   }
 
-  /** One block in one command buffer and one compute pass (timed when the adapter can). */
-  private submitBlock(w: BlockWork, score: boolean): void {
+  /**
+   * One block in one command buffer and one compute pass (timed when the adapter can); with `copyToken`
+   * the sampled id's copy into the read-back buffer follows the pass in the same command buffer.
+   */
+  private submitBlock(w: BlockWork, score: boolean, copyToken = false): void {
     const encoder = this.ctx.device.createCommandEncoder({ label: `block @${w.plan.pos0} x${w.plan.rows}` });
     const timestampWrites = this.timer?.writes();
     const counter = new DispatchCounter(encoder.beginComputePass(timestampWrites ? { timestampWrites } : {}));
@@ -535,7 +552,9 @@ export class Engine {
     }
     counter.encoder.end();
     this.lastDispatches = counter.count;
+    if (copyToken) encoder.copyBufferToBuffer(this.model.sampled, 0, this.readback, 0, 4);
     this.ctx.device.queue.submit([encoder.finish()]);
+    this.submits++;
   }
 
   private async readFloats(floats: number): Promise<Float32Array> {
@@ -546,11 +565,20 @@ export class Engine {
     return new Uint32Array((await this.readInto(this.model.sampled, 4)).buffer)[0];
   }
 
+  /** The sampled id the block's own command buffer copied into the read-back buffer (submitBlock's copyToken). */
+  private async mapToken(): Promise<number> {
+    await this.readback.mapAsync(GPUMapMode.READ, 0, 4);
+    const id = new Uint32Array(this.readback.getMappedRange(0, 4).slice(0))[0];
+    this.readback.unmap();
+    return id;
+  }
+
   /** The first `bytes` of `src` through the engine's own read-back buffer. */
   private async readInto(src: GPUBuffer, bytes: number): Promise<Uint8Array> {
     const enc = this.ctx.device.createCommandEncoder();
     enc.copyBufferToBuffer(src, 0, this.readback, 0, bytes);
     this.ctx.device.queue.submit([enc.finish()]);
+    this.submits++;
     await this.readback.mapAsync(GPUMapMode.READ, 0, bytes);
     const out = new Uint8Array(this.readback.getMappedRange(0, bytes).slice(0));
     this.readback.unmap();

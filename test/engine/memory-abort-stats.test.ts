@@ -133,6 +133,11 @@ describe('saveMemory / loadMemory, abort, progress and stats', () => {
     expect(s.kvBytesInUse).toBe(24 * 2 * 64 * 4 * 2);
     expect(s.kvBytesInUse).toBeLessThanOrEqual(s.memory.kv);
     expect(s.dispatchesLastBlock).toBeGreaterThan(10);
+    // A decode step that only samples is one command buffer: the block, then the sampled id's copy.
+    expect(s.submitsLastFeed).toBe(1);
+    // Asking for its logits as well: the block, then the logits' and the id's read-backs, one each.
+    await engine.feed([tok], { sample: { temperature: 0 }, logits: 'last' });
+    expect(engine.stats().submitsLastFeed).toBe(3);
     expect(s.timing).toMatch(/wall clock/);
     // lavapipe has timestamp-query: the GPU time of the last step is measured, and below its wall time.
     if (hasFeature(ctx, 'timestampQuery', 'GPU time of the last step (timestamp queries)')) {
