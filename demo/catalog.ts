@@ -20,8 +20,11 @@ export interface ModelEntry {
   /** Models of one family share dimensions and tokenizer: the ones Compare puts side by side. */
   readonly family: string;
   readonly description: string;
-  /** Sliding-window models listed a second time to learn while reading (the engine's learnWhileReading). */
-  readonly learnWhileReading: boolean;
+  /**
+   * Sliding-window models listed a second time to learn while reading: the engine's learnWhileReading,
+   * `true` (its defaults) or `{ chunk, lr, clip }`; false otherwise.
+   */
+  readonly learnWhileReading: boolean | LearnSettings;
   /** The model the page opens on (`"default": true` in the index). */
   readonly isDefault: boolean;
 }
@@ -67,10 +70,29 @@ export async function loadModelIndex(url = 'models/index.json'): Promise<ModelEn
       mode: mode as ModelMode,
       family: field(o, 'family', where),
       description: typeof o.description === 'string' ? o.description : '',
-      learnWhileReading: o.learnWhileReading === true,
+      learnWhileReading: learnSettings(o.learnWhileReading, where),
       isDefault: o.default === true,
     };
   });
+}
+
+/** learnWhileReading's optional settings, as createEngine takes them. */
+export interface LearnSettings {
+  readonly chunk?: number;
+  readonly lr?: number;
+  readonly clip?: number;
+}
+
+function learnSettings(v: unknown, where: string): boolean | LearnSettings {
+  if (v === undefined || v === false) return false;
+  if (v === true) return true;
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${where}: learnWhileReading must be true or { chunk, lr, clip }`);
+  const o = v as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!['chunk', 'lr', 'clip'].includes(k)) throw new Error(`${where}: learnWhileReading has no setting '${k}' (chunk, lr, clip)`);
+    if (typeof o[k] !== 'number' || !Number.isFinite(o[k])) throw new Error(`${where}: learnWhileReading.${k} must be a number`);
+  }
+  return o as LearnSettings;
 }
 
 export async function loadDocIndex(url = 'docs/index.json'): Promise<DocEntry[]> {
