@@ -42,11 +42,13 @@ interface Layer {
   attention: AttentionOp;
   oProj: LinearOp;
   attnPost: RmsNormOp;
-  dyn: { norm: RmsNormOp; gateUp: MatmulOp; swiglu: SwigluOp; down: MatmulOp; post: RmsNormOp } | null;
+  dyn: { norm: RmsNormOp; gateUp: MatmulOp; swiglu: SwigluOp; down: MatmulOp; downGlu: MatmulOp; post: RmsNormOp } | null;
   mlpNorm: RmsNormOp;
   gateUp: LinearOp;
   swiglu: SwigluOp;
   down: LinearOp;
+  /** down reading silu(g) * u straight from gate|up (the SwiGLU in its loads): one launch fewer. */
+  downGlu: LinearOp;
   mlpPost: RmsNormOp;
 }
 
@@ -118,12 +120,14 @@ class E2EModel implements FamilyModel {
           gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a, b: this.theta!, c: gu }, block, tiles),
           swiglu: new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s }, block),
           down: new MatmulOp(ctx, `${L} dyn w2`, { M: 'rows', N: d, K: fd, a: { row: fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 } }, { a: s, b: this.theta!, c: sub }, block, tiles),
+          downGlu: new MatmulOp(ctx, `${L} dyn w2 (swiglu fused)`, { M: 'rows', N: d, K: fd, a: { row: 2 * fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: fd }, { a: gu, b: this.theta!, c: sub }, block, tiles),
           post: norm(`${L} dyn_post_norm`, lw.dynPostNorm!, sub, x, true),
         } : null,
         mlpNorm: norm(`${L} mlp_norm`, lw.mlpNorm, x, a),
         gateUp: new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: a, y: gu }, { inStride: d, outStride: 2 * f }, block, tiles),
         swiglu: new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s }, block),
         down: new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: s, y: sub }, { inStride: f, outStride: d }, block, tiles),
+        downGlu: new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: sub }, { inStride: 2 * f, outStride: d, glu: f }, block, tiles),
         mlpPost: norm(`${L} mlp_post_norm`, lw.mlpPostNorm, sub, x, true),
       };
     });
@@ -153,6 +157,8 @@ class E2EModel implements FamilyModel {
       this.inner.encode(pass, pos0 - B); //                         chunk pos0/B − 1 learns: θ ← θ − η·clip(∇θ loss)
     }
     this.embed.encode(pass, rows); //                               x = E[tokens]
+    // The SwiGLU inside the down projections: on GPUs always, on CPU emulators for decode rows (as LaCT's).
+    const fuse = this.ctx.kernelVariant === 'gpu' || rows <= 2;
     this.layers.forEach((l, i) => {
       if (i === c.firstTttLayer) this.pending!.encodeKeep(pass, rows); // keep h_pre and the tokens for this chunk's update
       l.attnNorm.encode(pass, rows); //                             a = attn_norm(x)
@@ -165,14 +171,22 @@ class E2EModel implements FamilyModel {
       if (l.dyn) {
         l.dyn.norm.encode(pass, rows); //                           a = dyn_norm(x)
         l.dyn.gateUp.encode(pass, rows); //                         g|u = a [θW1; θW3]^T
-        l.dyn.swiglu.encode(pass, rows); //                         s = silu(g) * u
-        l.dyn.down.encode(pass, rows); //                           sub = s θW2^T
+        if (fuse) {
+          l.dyn.downGlu.encode(pass, rows); //                      sub = (silu(g) * u) θW2^T, the SwiGLU in the loads
+        } else {
+          l.dyn.swiglu.encode(pass, rows); //                       s = silu(g) * u
+          l.dyn.down.encode(pass, rows); //                         sub = s θW2^T
+        }
         l.dyn.post.encode(pass, rows); //                           x += dyn_post_norm(sub)
       }
       l.mlpNorm.encode(pass, rows); //                              a = mlp_norm(x)
       l.gateUp.encode(pass, rows); //                               g|u = a [W1; W3]^T
-      l.swiglu.encode(pass, rows); //                               s = silu(g) * u
-      l.down.encode(pass, rows); //                                 sub = s W2^T
+      if (fuse) {
+        l.downGlu.encode(pass, rows); //                            sub = (silu(g) * u) W2^T, the SwiGLU in the loads
+      } else {
+        l.swiglu.encode(pass, rows); //                             s = silu(g) * u
+        l.down.encode(pass, rows); //                               sub = s W2^T
+      }
       l.mlpPost.encode(pass, rows); //                              x += mlp_post_norm(sub)
     });
     if (head === 'none') return;
