@@ -91,6 +91,41 @@ fn cacheSlot(pos: u32) -> u32 {
   return pos - p.page * p.pageTokens;
 }
 
+// One (row, head, split) of a launch: both attend shapes number them the same way.
+struct Task { head: u32, row: u32, split: u32, splits: u32, keys: vec2u }
+
+// The task of linear id `id`, or none (splits = 0) past the launch's last.
+fn taskOf(id: u32) -> Task {
+  let keys = pageKeys(p.page);
+  let S = splitsFor(keys.y - keys.x);
+  let H = p.heads;
+  if (id >= S * blk.rows * H) { return Task(0u, 0u, 0u, 0u, keys); }
+  return Task(id % H, (id / H) % blk.rows, id / (H * blk.rows), S, keys);
+}
+
+// Split 0 of a row stores that row's own k and v in the cache: dims first, first + step, ... of the head.
+fn storeOwnKv(k: Task, first: u32, step: u32) {
+  let t = blk.pos0 + k.row;
+  if (k.split != 0u || t < k.keys.x || t >= k.keys.y) { return; }
+  let hOff = k.head * DA;
+  let qRow = k.row * 3u * p.D;
+  let dst = cacheSlot(t) * p.D + hOff;
+  for (var i = first; i < DA; i += step) {
+    kc[dst + i] = qkv[qRow + p.D + hOff + i];
+    vc[dst + i] = qkv[qRow + 2u * p.D + hOff + i];
+  }
+}
+
+// The keys [a, b) of the task's split that query t sees (its slice of the page, clipped by causality
+// and the window).
+fn splitKeys(k: Task, t: u32) -> vec2u {
+  let chunk = (k.keys.y - k.keys.x + k.splits - 1u) / k.splits;
+  var a = k.keys.x + k.split * chunk;
+  let b = min(min(k.keys.y, a + chunk), t + 1u);
+  if (p.window != 0u && t + 1u > p.window) { a = max(a, t + 1u - p.window); }
+  return vec2u(a, b);
+}
+
 #if GPU_SHAPES
 const WG: u32 = 64u;
 // Dims each invocation owns in the weighted sum (DA <= 64: one or none).
@@ -111,34 +146,22 @@ fn valueAt(j: u32, hOff: u32, i: u32) -> f32 {
 @compute @workgroup_size(64)
 fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
           @builtin(local_invocation_index) tid: u32) {
-  let id = wid.x + wid.y * nwg.x;  // one workgroup per (split, row, head)
-  let keys = pageKeys(p.page);
-  let n = keys.y - keys.x;
-  let S = splitsFor(n);
+  let task = taskOf(wid.x + wid.y * nwg.x);  // one workgroup per (split, row, head)
+  if (task.splits == 0u) { return; }  // workgroup-uniform
+  let head = task.head;
+  let row = task.row;
+  let split = task.split;
   let H = p.heads;
-  if (id >= S * blk.rows * H) { return; }  // workgroup-uniform
-  let head = id % H;
-  let row = (id / H) % blk.rows;
-  let split = id / (H * blk.rows);
   let t = blk.pos0 + row;
   let D = p.D;
   let hOff = head * DA;
   let qRow = row * 3u * D;
-
-  if (split == 0u && t >= keys.x && t < keys.y) {
-    let dst = cacheSlot(t) * D + hOff;
-    for (var i = tid; i < DA; i += WG) {
-      kc[dst + i] = qkv[qRow + D + hOff + i];
-      vc[dst + i] = qkv[qRow + 2u * D + hOff + i];
-    }
-  }
+  storeOwnKv(task, tid, WG);
   for (var i = tid; i < DA; i += WG) { qShared[i] = qkv[qRow + hOff + i]; }
   workgroupBarrier();
-
-  let chunk = (n + S - 1u) / S;
-  var a = keys.x + split * chunk;
-  let b = min(min(keys.y, a + chunk), t + 1u);
-  if (p.window != 0u && t + 1u > p.window) { a = max(a, t + 1u - p.window); }
+  let ab = splitKeys(task, t);
+  let a = ab.x;
+  let b = ab.y;
 
   var acc: array<f32, DPT>;
   var m = NEG;
@@ -355,33 +378,20 @@ fn attendTile(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
 #else
 @compute @workgroup_size(64)
 fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let id = gid.x + gid.y * nwg.x * 64u;
-  let keys = pageKeys(p.page);
-  let n = keys.y - keys.x;
-  let S = splitsFor(n);
+  let task = taskOf(gid.x + gid.y * nwg.x * 64u);
+  if (task.splits == 0u) { return; }
+  let head = task.head;
+  let row = task.row;
+  let split = task.split;
   let H = p.heads;
-  if (id >= S * blk.rows * H) { return; }
-  let head = id % H;
-  let row = (id / H) % blk.rows;
-  let split = id / (H * blk.rows);
   let t = blk.pos0 + row;
   let D = p.D;
   let hOff = head * DA;
   let qRow = row * 3u * D;
-
-  if (split == 0u && t >= keys.x && t < keys.y) {
-    let dst = cacheSlot(t) * D + hOff;
-    for (var i = 0u; i < DA; i++) {
-      kc[dst + i] = qkv[qRow + D + hOff + i];
-      vc[dst + i] = qkv[qRow + 2u * D + hOff + i];
-    }
-  }
-
-  // This split's slice of the page, clipped to what query t sees.
-  let chunk = (n + S - 1u) / S;
-  var a = keys.x + split * chunk;
-  let b = min(min(keys.y, a + chunk), t + 1u);
-  if (p.window != 0u && t + 1u > p.window) { a = max(a, t + 1u - p.window); }
+  storeOwnKv(task, 0u, 1u);
+  let ab = splitKeys(task, t);
+  let a = ab.x;
+  let b = ab.y;
 
   var q: array<f32, DA>;
   var acc: array<f32, DA>;
