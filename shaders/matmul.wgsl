@@ -191,8 +191,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
 }
 #elif GEMV
 const WG: u32 = 64u;
-// Per invocation: [row 0 columns 0..3, row 1 columns 0..3].
+#include "reduce.wgsl"
+#if SUBGROUPS
+// Per invocation: [row 0 columns 0..3, row 1 columns 0..3] (the subgroup totals, in their first lanes).
 var<workgroup> partial: array<array<vec4f, 2>, WG>;
+#endif
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: u32
@@ -235,33 +238,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   partial[li][0] = select(vec4f(0.0), s0, sgLane == 0u);
   partial[li][1] = select(vec4f(0.0), s1, sgLane == 0u);
   workgroupBarrier();
-#else
-  partial[li][0] = acc[0];
-  partial[li][1] = acc[1];
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    workgroupBarrier();
-    if (li < s) {
-      partial[li][0] += partial[li + s][0];
-      partial[li][1] += partial[li + s][1];
-    }
-  }
-  workgroupBarrier();
-#endif
   // Eight invocations store: (row, column) = (li / 4, li % 4).
   if (li < 8u) {
     let r = li / 4u;
     let j = li % 4u;
     let n = n0 + j;
     if (r < rows && n < p.N) {
-#if SUBGROUPS
       var total = 0.0;
       for (var s = 0u; s < WG; s++) { total += partial[s][r][j]; }
-#else
-      let total = partial[0][r][j];
-#endif
       storeC(batch, r, n, total);
     }
   }
+#else
+  let t0 = wgSum4f(li, acc[0]);
+  var t1 = vec4f(0.0);
+  if (rows > 1u) { t1 = wgSum4f(li, acc[1]); }  // rows is uniform: the barriers stay in uniform flow
+  if (li < 8u) {
+    let r = li / 4u;
+    let j = li % 4u;
+    let n = n0 + j;
+    if (r < rows && n < p.N) { storeC(batch, r, n, select(t0[j], t1[j], r == 1u)); }
+  }
+#endif
 }
 #else
 const TM: u32 = $TM;

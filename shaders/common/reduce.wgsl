@@ -13,6 +13,7 @@ var<workgroup> wgRedF: array<f32, WG>;
 var<workgroup> wgRedU: array<u32, WG>;
 var<workgroup> wgRed2f: array<vec2f, WG>;
 var<workgroup> wgRed2u: array<vec2u, WG>;
+var<workgroup> wgRed4f: array<vec4f, WG>;
 
 // The first stride of the tree.
 fn wgHalf() -> u32 {
@@ -40,6 +41,16 @@ fn wgSum2f(lid: u32, v: vec2f) -> vec2f {
     if (lid < s) { wgRed2f[lid] += wgRed2f[lid + s]; }
   }
   return workgroupUniformLoad(&wgRed2f[0]);
+}
+
+// Four sums at once (componentwise; the same tree as wgSum).
+fn wgSum4f(lid: u32, v: vec4f) -> vec4f {
+  wgRed4f[lid] = v;
+  for (var s = wgHalf(); s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (lid < s) { wgRed4f[lid] += wgRed4f[lid + s]; }
+  }
+  return workgroupUniformLoad(&wgRed4f[0]);
 }
 
 fn wgSumU(lid: u32, v: u32) -> u32 {

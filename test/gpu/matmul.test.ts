@@ -6,6 +6,7 @@ import { CPU_TILES, MatmulOp, ROW_TILES, vectorReadable, type MatmulSpec, type M
 import { f16BitsToFloat32 } from '../../src/model/safetensors.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
 import { hasFeature, openTestGpu, readF32, runPass, toF16Bits, upload, zeros } from '../helpers/gpu.ts';
+import { openNodeGpu } from '../../src/node/webgpu.ts';
 import { expectClose } from '../helpers/close.ts';
 
 /**
@@ -57,12 +58,22 @@ describe('the kernel variant of the test adapter', () => {
   });
 });
 
-describe.each(['cpu', 'gpu'] as KernelVariant[])('matmul.wgsl (%s shapes) against its CPU twin', (variant) => {
+// 'gpu, no subgroups': the GPU shapes on a device opened without the subgroups feature (the GEMV's
+// workgroup-tree reduction instead of subgroupAdd).
+describe.each(['cpu', 'gpu', 'gpu, no subgroups'] as const)('matmul.wgsl (%s shapes) against its CPU twin', (which) => {
+  const variant: KernelVariant = which === 'cpu' ? 'cpu' : 'gpu';
   let ctx: GpuContext;
   let block: BlockParams;
   beforeAll(async () => {
-    const opened = (await openTestGpu()).ctx;
-    ctx = variant === opened.kernelVariant ? opened : new GpuContext(opened.device, { kernels: variant });
+    if (which === 'gpu, no subgroups') {
+      const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16'] });
+      ctx = new GpuContext(gpu.device, { kernels: 'gpu' });
+      expect(ctx.features.subgroups).toBe(false);
+    } else {
+      const opened = (await openTestGpu()).ctx;
+      ctx = variant === opened.kernelVariant ? opened : new GpuContext(opened.device, { kernels: variant });
+      if (which === 'gpu') expect(hasFeature(ctx, 'subgroups', 'the GEMV\'s subgroup reduction')).toBe(true);
+    }
     expect(ctx.kernelVariant).toBe(variant);
     block = new BlockParams(ctx);
   });
