@@ -129,11 +129,17 @@ export function familyPlace(models: readonly ModelEntry[], entry: ModelEntry): n
 }
 
 /**
- * The model Compare runs beside `selected`: the full-attention model of its family, or (for a
- * full-attention model) the family's TTT model. Null when the family has no such model.
+ * The model Compare ticks beside `selected` when the page opens: the full-attention model of its family,
+ * or (for a full-attention model) the family's TTT model; else the family's sliding-window model. Null
+ * when the family has none of these.
  */
 export function comparePartner(models: readonly ModelEntry[], selected: ModelEntry): ModelEntry | null {
   const family = models.filter((m) => m.family === selected.family && m.name !== selected.name);
+  // Full attention beside a memory model (the cost and memory that grow), a TTT model beside full
+  // attention; a family without one falls back to its sliding-window model (learning while reading last).
   const want: ModelMode = selected.mode === 'full-attention' ? 'ttt' : 'full-attention';
-  return family.find((m) => m.mode === want) ?? null;
+  return family.find((m) => m.mode === want)
+    ?? family.find((m) => m.mode === 'sliding-window' && !m.learnWhileReading)
+    ?? family.find((m) => m.mode === 'sliding-window')
+    ?? null;
 }
