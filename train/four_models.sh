@@ -52,10 +52,15 @@ lane2() {
 lane3() {
   run e2e-swa "$HERE/train_e2e.py" --ttt-layers 0 --mlp 768 --dynamic-mlp 384 --inner-lr 1.0 --inner-warmup 100
 }
-lane1 & p1=$!
-lane2 & p2=$!
-[ "${E2E_SWA:-0}" = 1 ] && { lane3 & p3=$!; }
-wait $p1 $p2 ${p3:-}
+# ONLY=e2e-swa runs lane 3 alone (the four already bundled, in a session that no longer has their runs).
+if [ "${ONLY:-}" = e2e-swa ]; then
+  lane3
+else
+  lane1 & p1=$!
+  lane2 & p2=$!
+  [ "${E2E_SWA:-0}" = 1 ] && { lane3 & p3=$!; }
+  wait $p1 $p2 ${p3:-}
+fi
 for r in e2e lact swa full e2e-swa; do
   if [ -f "$OUT/$r/summary.json" ]; then echo "$r: finished"; else echo "$r: $(tail -n 1 "$OUT/$r/log.jsonl" 2>/dev/null)"; fi
 done
