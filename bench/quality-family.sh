@@ -13,7 +13,8 @@
 #   go:   the first two Go sources of data/eval-go in the build's order (manifest eval_go rank 0-1), each
 #         its first 32,768 bytes
 #   full attention: its first 4,096 positions only (twice its training length; its cost grows with T)
-#   summary mean: positions >= 1,024 (4x the window of 256)
+#   summary mean: positions >= 1,024 (4x the window of 256); ranges the targets name: 0-256 (the
+#         window), 0-2,048 (full attention's training length), 1,024 to the end
 # Seven runs of 131,072 tokens: about 85 minutes. PyTorch reads the whole sets to 65,536 positions
 # (train/eval_family.sh), and cross-checks the engine position by position on these documents. The
 # earlier plan (six documents a set) took 3.6 hours: INFO and GO below still select any documents.
@@ -35,7 +36,7 @@ run() {  # run NAME MODEL DATA DOCS MAXTOKENS [flags...]
   # The first document's per-position losses are kept (float32 bits) for the PyTorch cross-check.
   first=${docs%%,*}
   npm run -s bench -- quality --model "$model" --data "$data" ${docs:+--docs $docs} --max-tokens "$max" \
-    --past 1024 --weights f32 --dump "$first" --dump-out "$OUT/$name.$first.nll.f32" "$@" \
+    --past 1024 --ranges 0:256,0:2048,1024: --weights f32 --dump "$first" --dump-out "$OUT/$name.$first.nll.f32" "$@" \
     --out "$OUT/$name.json.tmp" > "$OUT/$name.log" 2>&1
   mv "$OUT/$name.json.tmp" "$OUT/$name.json"
 }

@@ -4,12 +4,13 @@
  *
  *   npm run bench -- quality --model runs/lact-4m/model [--max-tokens 65536] [--docs a,b] [--out F.json]
  *                            [--dump DOC --dump-out F.f32] [--weights f32|f16]
- *                            [--learn [CHUNK,LR,CLIP]] [--no-learn] [--past N]
+ *                            [--learn [CHUNK,LR,CLIP]] [--no-learn] [--past N] [--ranges A:B,C:]
  *
  * `--learn`: a sliding-window model learns while reading with its top MLP (the engine's
  * learnWhileReading; default 512,1,1). TTT-E2E models learn by default, their inner steps included;
  * `--no-learn` runs them frozen (learn: false). The summary gives the mean over positions >= N too
- * (`--past`, default 2048).
+ * (`--past`, default 2048), and `--ranges` the mean over each half-open range of positions [A, B) (B empty:
+ * to the end), for targets stated on ranges that the buckets do not isolate (e.g. 0 to the window).
  *
  * Each document is fed as BOS + its UTF-8 bytes from position 0, in segments; the loss at position p is
  * -log2 P(token p+1 | tokens 0..p), from the engine's per-token log-probabilities (feed's `logprobs`,
@@ -55,6 +56,7 @@ export async function main(args: string[]): Promise<void> {
   })();
   const learn = !args.includes('--no-learn');
   const past = Number(flag(args, '--past') ?? 2048);
+  const ranges = parseRanges(flag(args, '--ranges'));
 
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
   const model = await loadModel(new NodeDirectorySource(modelDir));
@@ -97,6 +99,7 @@ export async function main(args: string[]): Promise<void> {
         dsum[b] = (dsum[b] ?? 0) + bits;
         dcnt[b] = (dcnt[b] ?? 0) + 1;
         if (p >= past) { pastSum += bits; pastCount++; }
+        for (const r of ranges) if (p >= r.from && p < r.to) { r.sum += bits; r.tokens++; }
         if (dumped) dumped[p] = bits;
       }
     }
@@ -115,13 +118,27 @@ export async function main(args: string[]): Promise<void> {
   console.log(`\n| position | tokens | bits/byte |\n| --- | ---: | ---: |`);
   for (let b = 0; b < sums.length; b++) if (counts[b]) console.log(`| ${bucketLabel(b)} | ${counts[b]} | ${(sums[b] / counts[b]).toFixed(4)} |`);
   if (pastCount) console.log(`\npositions >= ${past}: ${pastCount} tokens, ${(pastSum / pastCount).toFixed(4)} bits/byte`);
+  for (const r of ranges) if (r.tokens) console.log(`positions ${r.from}-${Number.isFinite(r.to) ? r.to : 'end'}: ${r.tokens} tokens, ${(r.sum / r.tokens).toFixed(4)} bits/byte`);
   console.log(`\n${total} tokens in ${seconds.toFixed(0)} s (${(total / seconds).toFixed(0)} tokens/s)`);
   if (out) {
     const buckets = sums.map((s, b) => ({ bucket: bucketLabel(b), tokens: counts[b], bits: s / counts[b] }));
-    writeFileSync(out, JSON.stringify({ model: modelDir, family: engine.info.family, mode: engine.info.mode, weights: engine.info.weights, learning, device: gpu.description, maxTokens, buckets, past: pastCount ? { from: past, tokens: pastCount, bits: pastSum / pastCount } : null, perDoc, seconds, source: 'engine' }, null, 1));
+    writeFileSync(out, JSON.stringify({ model: modelDir, family: engine.info.family, mode: engine.info.mode, weights: engine.info.weights, learning, device: gpu.description, maxTokens, buckets, past: pastCount ? { from: past, tokens: pastCount, bits: pastSum / pastCount } : null, ranges: ranges.map((r) => ({ from: r.from, to: Number.isFinite(r.to) ? r.to : null, tokens: r.tokens, bits: r.tokens ? r.sum / r.tokens : null })), perDoc, seconds, source: 'engine' }, null, 1));
   }
   await engine.destroy();
   gpu.device.destroy();
+}
+
+/** `0:256,1024:` -> [0, 256) and [1024, end). */
+export function parseRanges(arg: string | undefined): { from: number; to: number; sum: number; tokens: number }[] {
+  if (!arg) return [];
+  return arg.split(',').map((part) => {
+    const m = /^(\d+):(\d*)$/.exec(part.trim());
+    if (!m) throw new Error(`--ranges: expected A:B or A:, got "${part}"`);
+    const from = Number(m[1]);
+    const to = m[2] === '' ? Infinity : Number(m[2]);
+    if (!(to > from)) throw new Error(`--ranges: empty range "${part}"`);
+    return { from, to, sum: 0, tokens: 0 };
+  });
 }
 
 function flag(args: string[], name: string): string | undefined {
