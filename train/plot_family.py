@@ -21,6 +21,7 @@ LABELS = {  # file suffix -> (label, color, dash)
     'swa': ('sliding window', '#1f77b4', '-'),
     'swa-learning': ('sliding window, learning while reading', '#1f77b4', '--'),
     'full': ('full attention', '#2ca02c', '-'),
+    'e2e-swa': ("sliding window, TTT-E2E's architecture", '#ff7f0e', '-'),
 }
 
 
@@ -50,6 +51,33 @@ def bucket_lo(label: str) -> int:
     return int(lo[:-1]) * 1024 if lo.endswith('K') else int(lo)
 
 
+def range_bits(r: dict, lo: int, hi: int | None) -> tuple[float, int] | None:
+    for x in r.get('ranges', []):
+        if x['from'] == lo and x['to'] == hi and x['tokens']:
+            return x['bits'], x['tokens']
+    return None
+
+
+def print_ranges(runs: dict, models: list[str]) -> None:
+    """The ranges the targets name (bench/quality.ts --ranges), each model's ratio to the named baseline."""
+    spans = sorted({(x['from'], x['to']) for r in runs.values() for x in r.get('ranges', [])},
+                   key=lambda t: (t[0], t[1] or 1 << 60))
+    if not spans:
+        return
+    print('\n| positions | ' + ' | '.join(LABELS[m][0] for m in models) + ' |')
+    print('| --- |' + ' ---: |' * len(models))
+    for lo, hi in spans:
+        # Inside full attention's reach the targets compare with it; past 4W, with sliding window.
+        base_name = 'full' if hi is not None and 'full' in runs else 'swa'
+        base = range_bits(runs[base_name], lo, hi) if base_name in runs else None
+        cells = []
+        for m in models:
+            v = range_bits(runs[m], lo, hi)
+            cells.append('' if v is None else f'{v[0]:.3f}' + (f' ({v[0] / base[0]:.3f}x)' if base and m != base_name else ''))
+        label = f'{lo:,}-{hi:,}' if hi is not None else f'{lo:,}-end'
+        print(f'| {label} (x {LABELS[base_name][0]}) | ' + ' | '.join(cells) + ' |')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('out')
@@ -77,6 +105,7 @@ def main() -> None:
             pm = past_mean(runs[m], past)
             row.append('' if pm is None else f'{pm[0]:.3f}' + (f' ({pm[0] / base[0]:.3f}x)' if base else ''))
         print(f'| >= {past:,} (x sliding window) | ' + ' | '.join(row) + ' | |')
+        print_ranges(runs, models)
         try:
             import matplotlib
             matplotlib.use('Agg')
