@@ -4,6 +4,10 @@
 // of strides, so the same kernel serves the projections, the fast-weight apply and gradient, and Muon.
 // Accumulation is always f32; B (the weights) may be stored as f32, native f16, or f16 packed two per u32.
 //
+// A_NORM fuses the RMSNorm that precedes a projection into it (one launch instead of two): row m of A is
+// read as x[m, k] * gain[k], and the product is scaled by 1 / sqrt(mean_k x[m, k]^2 + eps), the sum of
+// squares gathered from the same loads of A that the product makes (K is the norm's width).
+//
 // Three shapes of the same function (src/gpu/kernel-variant.ts picks the family of shapes per adapter):
 //  - REGISTER (the CPU-emulator shape, the default): each invocation keeps a TM x TN tile of C in
 //    registers and reads no workgroup memory. Barriers are very expensive on CPU backends (lavapipe,
@@ -28,6 +32,7 @@ struct Params {
   bOff: u32, bBatch: u32, bRow: u32, bCol: u32,
   cOff: u32, cBatch: u32, cRow: u32, cCol: u32,
   alpha: f32, beta: f32, biasOff: u32, aGlu: u32,
+  normEps: f32, gainOff: u32,
 }
 #include "block.wgsl"
 
@@ -87,6 +92,16 @@ fn loadA(i: u32) -> f32 { return a[i]; }
 #endif
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> c: array<f32>;
+#if A_NORM
+@group(0) @binding(6) var<storage, read> gain: array<f32>;
+fn gainAt(k: u32) -> f32 { return gain[p.gainOff + k]; }
+fn gain4At(k: u32) -> vec4f {
+  let g = p.gainOff + k;
+  return vec4f(gain[g], gain[g + 1u], gain[g + 2u], gain[g + 3u]);
+}
+// The row's scale from its sum of squares.
+fn rmsScale(ss: f32) -> f32 { return inverseSqrt(ss / f32(p.K) + p.normEps); }
+#endif
 
 fn rowsOf() -> u32 {
   if ((p.flags & FLAG_M_ROWS) != 0u) { return blk.rows; }
@@ -98,7 +113,7 @@ fn aOffOf() -> u32 {
   return p.aOff;
 }
 
-// The epilogue every shape shares: alpha, bias, beta, one store.
+// The epilogue every shape shares: alpha, bias, beta, one store (acc already scaled by A_NORM's row scale).
 fn storeC(batch: u32, m: u32, n: u32, acc: f32) {
   let ci = p.cOff + batch * p.cBatch + m * p.cRow + n * p.cCol;
   var v = p.alpha * acc;
@@ -125,6 +140,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let aBase = aOffOf() + batch * p.aBatch;
   let bBase = p.bOff + batch * p.bBatch;
   var acc: array<f32, 16>;
+#if A_NORM
+  // This invocation's share of the sums of squares of the A rows it loads (see the loads below).
+  var ss: array<f32, 4>;
+#endif
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
 #if A_VEC
     {
@@ -132,7 +151,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let kq = li % 4u;
       let m = m0 + mm;
       var v = vec4f(0.0);
-      if (m < M && k0 + 4u * kq < p.K) { v = loadA4((aBase + m * p.aRow + k0) / 4u + kq); }
+      if (m < M && k0 + 4u * kq < p.K) {
+        v = loadA4((aBase + m * p.aRow + k0) / 4u + kq);
+#if A_NORM
+        ss[0] += dot(v, v);
+        v *= gain4At(k0 + 4u * kq);
+#endif
+      }
       for (var t = 0u; t < 4u; t++) { tileA[(4u * kq + t) * BM + mm] = v[t]; }
     }
 #else
@@ -143,7 +168,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       let m = m0 + mm;
       let k = k0 + kk;
       var v = 0.0;
-      if (m < M && k < p.K) { v = loadA(aBase + m * p.aRow + k * p.aCol); }
+      if (m < M && k < p.K) {
+        v = loadA(aBase + m * p.aRow + k * p.aCol);
+#if A_NORM
+        ss[r] = fma(v, v, ss[r]);
+        v *= gainAt(k);
+#endif
+      }
       tileA[kk * BM + mm] = v;
     }
 #endif
@@ -180,12 +211,33 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     }
     workgroupBarrier();
   }
+#if A_NORM
+  // The shares meet in tileA (free after the loop's last barrier): with vector loads row mm's are at
+  // 4 mm + 0..3; with scalar loads, share r of invocation li covers row li / 16 + 16 r.
+  var scale: array<f32, 4>;
+  for (var r = 0u; r < 4u; r++) { tileA[r * 256u + li] = ss[r]; }
+  workgroupBarrier();
+  for (var i = 0u; i < 4u; i++) {
+    let mm = lid.y + 16u * i;
+    var total = 0.0;
+#if A_VEC
+    for (var q = 0u; q < 4u; q++) { total += tileA[4u * mm + q]; }
+#else
+    for (var q = 0u; q < 16u; q++) { total += tileA[(mm / 16u) * 256u + 16u * (mm % 16u) + q]; }
+#endif
+    scale[i] = rmsScale(total);
+  }
+#endif
   for (var i = 0u; i < 4u; i++) {
     let m = m0 + lid.y + 16u * i;
     if (m >= M) { break; }
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + lid.x + 16u * j;
+#if A_NORM
+      if (n < p.N) { storeC(batch, m, n, acc[i * 4u + j] * scale[i]); }
+#else
       if (n < p.N) { storeC(batch, m, n, acc[i * 4u + j]); }
+#endif
     }
   }
 }
@@ -195,6 +247,9 @@ const WG: u32 = 64u;
 #if SUBGROUPS
 // Per invocation: [row 0 columns 0..3, row 1 columns 0..3] (the subgroup totals, in their first lanes).
 var<workgroup> partial: array<array<vec4f, 2>, WG>;
+#if A_NORM
+var<workgroup> partialSs: array<vec2f, WG>;
+#endif
 #endif
 
 @compute @workgroup_size(64, 1, 1)
@@ -210,6 +265,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let bBase = p.bOff + batch * p.bBatch;
   let rows = min(M, 2u);
   var acc: array<vec4f, 2>;
+#if A_NORM
+  var ss = vec2f(0.0);  // the rows' sums of squares, this invocation's share
+#endif
   // Columns past N read the last column (clamped) and are never stored.
   var bRows: array<u32, 4>;
   for (var j = 0u; j < 4u; j++) { bRows[j] = bBase + min(n0 + j, p.N - 1u) * p.bRow; }
@@ -218,8 +276,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   for (var k4 = li; k4 < p.K / 4u; k4 += WG) {
     var bq: array<vec4f, 4>;
     for (var j = 0u; j < 4u; j++) { bq[j] = loadB4(bRows[j] / 4u + k4); }
+#if A_NORM
+    let g4 = gain4At(4u * k4);
+#endif
     for (var r = 0u; r < rows; r++) {
+#if A_NORM
+      let araw = loadA4((aBase + r * p.aRow) / 4u + k4);
+      ss[r] += dot(araw, araw);
+      let av = araw * g4;
+#else
       let av = loadA4((aBase + r * p.aRow) / 4u + k4);
+#endif
       acc[r] += vec4f(dot(av, bq[0]), dot(av, bq[1]), dot(av, bq[2]), dot(av, bq[3]));
     }
   }
@@ -227,7 +294,16 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   for (var k = li; k < p.K; k += WG) {
     var bk: vec4f;
     for (var j = 0u; j < 4u; j++) { bk[j] = loadB(bRows[j] + k * p.bCol); }
+#if A_NORM
+    let gk = gainAt(k);
+    for (var r = 0u; r < rows; r++) {
+      let araw = loadA(aBase + r * p.aRow + k * p.aCol);
+      ss[r] = fma(araw, araw, ss[r]);
+      acc[r] = fma(vec4f(araw * gk), bk, acc[r]);
+    }
+#else
     for (var r = 0u; r < rows; r++) { acc[r] = fma(vec4f(loadA(aBase + r * p.aRow + k * p.aCol)), bk, acc[r]); }
+#endif
   }
 #endif
 #if SUBGROUPS
@@ -237,6 +313,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let s1 = subgroupAdd(acc[1]);
   partial[li][0] = select(vec4f(0.0), s0, sgLane == 0u);
   partial[li][1] = select(vec4f(0.0), s1, sgLane == 0u);
+#if A_NORM
+  partialSs[li] = select(vec2f(0.0), subgroupAdd(ss), sgLane == 0u);
+#endif
   workgroupBarrier();
   // Eight invocations store: (row, column) = (li / 4, li % 4).
   if (li < 8u) {
@@ -246,6 +325,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     if (r < rows && n < p.N) {
       var total = 0.0;
       for (var s = 0u; s < WG; s++) { total += partial[s][r][j]; }
+#if A_NORM
+      var ssTotal = 0.0;
+      for (var s = 0u; s < WG; s++) { ssTotal += partialSs[s][r]; }
+      total *= rmsScale(ssTotal);
+#endif
       storeC(batch, r, n, total);
     }
   }
@@ -253,11 +337,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
   let t0 = wgSum4f(li, acc[0]);
   var t1 = vec4f(0.0);
   if (rows > 1u) { t1 = wgSum4f(li, acc[1]); }  // rows is uniform: the barriers stay in uniform flow
+#if A_NORM
+  let ssTotal = wgSum4f(li, vec4f(ss, 0.0, 0.0));
+  let scale = vec2f(rmsScale(ssTotal.x), rmsScale(ssTotal.y));
+#else
+  let scale = vec2f(1.0);
+#endif
   if (li < 8u) {
     let r = li / 4u;
     let j = li % 4u;
     let n = n0 + j;
-    if (r < rows && n < p.N) { storeC(batch, r, n, select(t0[j], t1[j], r == 1u)); }
+    if (r < rows && n < p.N) { storeC(batch, r, n, select(t0[j], t1[j], r == 1u) * scale[r]); }
   }
 #endif
 }
@@ -281,8 +371,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var j = 0u; j < TN; j++) { brow[j] = p.bOff + batch * p.bBatch + min(n0 + j, p.N - 1u) * p.bRow; }
   var av: array<f32, TM>;
   var bv: array<f32, TN>;
+#if A_NORM
+  var ss: array<f32, TM>;
+#endif
   for (var k = 0u; k < p.K; k++) {
     for (var i = 0u; i < TM; i++) { av[i] = loadA(arow[i] + k * p.aCol); }
+#if A_NORM
+    let gk = gainAt(k);
+    for (var i = 0u; i < TM; i++) { ss[i] = fma(av[i], av[i], ss[i]); av[i] *= gk; }
+#endif
     for (var j = 0u; j < TN; j++) { bv[j] = loadB(brow[j] + k * p.bCol); }
     for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j++) { acc[i * TN + j] = fma(av[i], bv[j], acc[i * TN + j]); }
@@ -291,10 +388,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   for (var i = 0u; i < TM; i++) {
     let m = m0 + i;
     if (m >= M) { break; }
+#if A_NORM
+    let scale = rmsScale(ss[i]);
+#else
+    let scale = 1.0;
+#endif
     for (var j = 0u; j < TN; j++) {
       let n = n0 + j;
       if (n >= p.N) { break; }
-      storeC(batch, m, n, acc[i * TN + j]);
+      storeC(batch, m, n, acc[i * TN + j] * scale);
     }
   }
 }

@@ -44,7 +44,8 @@ export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOption
   }
   // Activations, the fast-weight scratch, then per layer its KV cache, fast-weight state, attention partials.
   buf('tokens', 'activations', 4 * R, 'maxRows');
-  for (const [label, floats] of [['x', R * D], ['a', R * D], ['qkv', R * 3 * D], ['o', R * D]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
+  for (const [label, floats] of [['x', R * D], ['qkv', R * 3 * D], ['o', R * D]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
+  // No normed-input buffer: every pre-norm is fused into the projection after it (LinearSpec.norm).
   buf('gate|up', 'activations', 4 * R * 2 * I, 'intermediate_size');
   buf('swiglu', 'activations', 4 * R * I, 'intermediate_size');
   if (f) buf('fast-weight gates', 'activations', 4 * R * G, 'maxRows');

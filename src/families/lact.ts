@@ -33,7 +33,7 @@ import type { LearningLog } from '../engine/family.ts';
 const INNER_NORM_EPS = 1e-5;
 
 interface LayerOps {
-  attnNorm: RmsNormOp;
+  /** q|k|v = attn_norm(x) Wqkv^T, the norm fused into the projection's loads (LinearSpec.norm). */
   qkv: LinearOp;
   qkNorm: RmsNormOp | null;
   gates: LinearOp | null;
@@ -42,7 +42,7 @@ interface LayerOps {
   kv: KvCache;
   attention: AttentionOp;
   oProj: LinearOp;
-  mlpNorm: RmsNormOp;
+  /** g|u = mlp_norm(x) [Wg; Wu]^T, the norm fused. */
   gateUp: LinearOp;
   swiglu: SwigluOp;
   down: LinearOp;
@@ -63,7 +63,7 @@ class LactModel implements FamilyModel {
   readonly tokens: GPUBuffer;
   private readonly embed: EmbedOp;
   private readonly layers: LayerOps[];
-  private readonly finalNorm: RmsNormOp;
+  /** logits = norm(x) Wlm^T, the final norm fused into the head. */
   private readonly headLast: LinearOp;
   private readonly headAll: LinearOp | null;
   private readonly sampler: SampleOp;
@@ -82,7 +82,6 @@ class LactModel implements FamilyModel {
     // Activations, shared by every layer (a block runs the layers one after another).
     this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     const x = act('x: residual stream [rows, D]', maxRows * D);
-    const a = act('a: normed input [rows, D]', maxRows * D);
     const qkv = act('qkv [rows, 3D]', maxRows * 3 * D);
     const o = act('o: mixer output [rows, D]', maxRows * D);
     const gu = act('gate|up [rows, 2I]', maxRows * 2 * I);
@@ -91,6 +90,7 @@ class LactModel implements FamilyModel {
     const gates = G ? act('fast-weight gates [rows, G]', maxRows * G) : null;
     this.logits = act('logits', (this.allLogits ? maxRows : 1) * V);
 
+    const learning = resolveLearnWhileReading(c, opts.learnWhileReading);
     // The fast-weight intermediates are per block, not per layer: one set serves every layer.
     const fwScratch = c.useFastWeights ? new FastWeightScratch(ctx, c, maxRows) : null;
     this.embed = new EmbedOp(ctx, 'embed', D, w.embeddings, { tokens: this.tokens, x }, block);
@@ -99,32 +99,30 @@ class LactModel implements FamilyModel {
       const L = `layer ${l}`;
       const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
       const kv = new KvCache(ctx, `${L} kv`, attnSpec);
+      const attnNorm = { gain: lw.attnNorm, eps: c.normEps };
       return {
         kv,
-        attnNorm: new RmsNormOp(ctx, `${L} attn_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: lw.attnNorm, x, y: a }, block),
-        qkv: new LinearOp(ctx, `${L} qkv`, lw.qkv, { x: a, y: qkv, bias: lw.qkvBias ?? undefined }, { inStride: D, outStride: 3 * D }, block, tiles),
+        qkv: new LinearOp(ctx, `${L} qkv`, lw.qkv, { x, y: qkv, bias: lw.qkvBias ?? undefined }, { inStride: D, outStride: 3 * D, norm: attnNorm }, block, tiles),
         qkNorm: lw.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: lw.qkNorm, x: qkv, y: qkv }, block) : null,
-        gates: lw.gates && gates ? new LinearOp(ctx, `${L} gates`, lw.gates, { x: a, y: gates, bias: lw.gatesBias! }, { inStride: D, outStride: G }, block, tiles) : null,
+        gates: lw.gates && gates ? new LinearOp(ctx, `${L} gates`, lw.gates, { x, y: gates, bias: lw.gatesBias! }, { inStride: D, outStride: G, norm: attnNorm }, block, tiles) : null,
         fast: init && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles }) : null,
         rope: new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
         attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, kv, block),
         oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
-        mlpNorm: new RmsNormOp(ctx, `${L} mlp_norm`, { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: lw.mlpNorm, x, y: a }, block),
-        gateUp: new LinearOp(ctx, `${L} gate|up`, lw.gateUp, { x: a, y: gu }, { inStride: D, outStride: 2 * I }, block, tiles),
+        gateUp: new LinearOp(ctx, `${L} gate|up`, lw.gateUp, { x, y: gu }, { inStride: D, outStride: 2 * I, norm: { gain: lw.mlpNorm, eps: c.normEps } }, block, tiles),
         swiglu: new SwigluOp(ctx, `${L} swiglu`, I, { gu, s }, block),
         down: new LinearOp(ctx, `${L} down`, lw.down, { x: s, y: x }, { inStride: I, outStride: D, accumulate: true }, block, tiles),
         downGlu: new LinearOp(ctx, `${L} down (swiglu fused)`, lw.down, { x: gu, y: x }, { inStride: 2 * I, outStride: D, accumulate: true, glu: I }, block, tiles),
       };
     });
-    this.finalNorm = new RmsNormOp(ctx, 'final norm', { n: D, eps: c.normEps, inStride: D, outStride: D }, { weight: w.finalNorm, x, y: a }, block);
-    this.headLast = new LinearOp(ctx, 'lm_head (last row)', w.lmHead, { x: a, y: this.logits }, { inStride: D, outStride: V, lastRow: true }, block, tiles);
-    this.headAll = this.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', w.lmHead, { x: a, y: this.logits }, { inStride: D, outStride: V }, block, tiles) : null;
+    const finalNorm = { gain: w.finalNorm, eps: c.normEps };
+    this.headLast = new LinearOp(ctx, 'lm_head (last row)', w.lmHead, { x, y: this.logits }, { inStride: D, outStride: V, lastRow: true, norm: finalNorm }, block, tiles);
+    this.headAll = this.allLogits ? new LinearOp(ctx, 'lm_head (all rows)', w.lmHead, { x, y: this.logits }, { inStride: D, outStride: V, norm: finalNorm }, block, tiles) : null;
     this.sampler = new SampleOp(ctx, 'sample', this.logits, V);
     this.sampled = this.sampler.result;
 
-    const learning = resolveLearnWhileReading(c, opts.learnWhileReading);
     this.learner = learning
-      ? new TopMlpLearner(ctx, c, learning, concatFloats(topMlpTensors(c).map((n) => w.kept.get(n)!)), { mlpNorm: w.layers[c.numLayers - 1].mlpNorm, finalNorm: w.finalNorm, lmHead: w.lmHead }, { x, a, gu, s, tokens: this.tokens }, block, { tiles, maxBindingBytes: maxBinding })
+      ? new TopMlpLearner(ctx, c, learning, concatFloats(topMlpTensors(c).map((n) => w.kept.get(n)!)), { mlpNorm: w.layers[c.numLayers - 1].mlpNorm, finalNorm: w.finalNorm, lmHead: w.lmHead }, { x, gu, s, tokens: this.tokens }, block, { tiles, maxBindingBytes: maxBinding })
       : null;
     this.learningLog = this.learner?.learningLog ?? null;
   }
@@ -139,10 +137,9 @@ class LactModel implements FamilyModel {
     this.embed.encode(pass, rows); //                            x = E[tokens]
     const top = this.layers[this.layers.length - 1];
     for (const l of this.layers) {
-      l.attnNorm.encode(pass, rows); //                          a = RMSNorm(x)
-      l.qkv.encode(pass, rows); //                               q|k|v = a Wqkv^T (+ b)
+      l.qkv.encode(pass, rows); //                               q|k|v = RMSNorm(x) Wqkv^T (+ b), the norm in the loads
       l.qkNorm?.encode(pass, rows); //                           q, k = RMSNorm(q), RMSNorm(k)
-      l.gates?.encode(pass, rows); //                            lr | momentum | ttt scale (pre-activation)
+      l.gates?.encode(pass, rows); //                            lr | momentum | ttt scale (pre-activation), from RMSNorm(x)
       l.fast?.encodeInputs(pass, rows); //                       fast q, k, v from the un-roped q, k, v
       l.rope.encode(pass, rows); //                              RoPE(q), RoPE(k)
       l.attention.encode(pass, rows, pos0); //                   o = windowed softmax attention (writes K/V)
@@ -154,12 +151,10 @@ class LactModel implements FamilyModel {
       l.oProj.encode(pass, rows); //                             x += o Wo^T
       if (this.learner && l === top) {
         this.learner.encodeKeep(pass, rows); //                  keep x (the top MLP's input stream) and the tokens for the update
-        l.mlpNorm.encode(pass, rows); //                         a = RMSNorm(x)
-        this.learner.encodeMlp(pass, rows); //                   x += θd(silu(θg a) * θu a): the learning copy
+        this.learner.encodeMlp(pass, rows); //                   x += θd(silu(θg a) * θu a), a = RMSNorm(x): the learning copy
         continue;
       }
-      l.mlpNorm.encode(pass, rows); //                           a = RMSNorm(x)
-      l.gateUp.encode(pass, rows); //                            g|u = a [Wg; Wu]^T
+      l.gateUp.encode(pass, rows); //                            g|u = RMSNorm(x) [Wg; Wu]^T, the norm in the loads
       if (this.fuseSwiglu(rows)) {
         l.downGlu.encode(pass, rows); //                         x += (silu(g) * u) Wd^T, the SwiGLU in the loads
       } else {
@@ -168,8 +163,7 @@ class LactModel implements FamilyModel {
       }
     }
     if (head === 'none') return;
-    this.finalNorm.encode(pass, rows); //                        a = RMSNorm(x)
-    if (head === 'all') this.headAll!.encode(pass, rows); //     logits = a Wlm^T
+    if (head === 'all') this.headAll!.encode(pass, rows); //     logits = RMSNorm(x) Wlm^T, the norm in the loads
     else this.headLast.encode(pass, rows);
     if (sampling) this.sampler.encode(pass, sampling, pos0 + rows, head === 'all' ? rows - 1 : 0); // next id, drawn with (seed, position), from the last row
   }

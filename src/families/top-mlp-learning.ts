@@ -81,7 +81,7 @@ export class TopMlpLearner {
   constructor(
     private readonly ctx: GpuContext, readonly config: LactConfig, readonly settings: LearnWhileReading, private readonly theta0: Float32Array,
     w: { mlpNorm: GPUBuffer; finalNorm: GPUBuffer; lmHead: WeightParts },
-    io: { x: GPUBuffer; a: GPUBuffer; gu: GPUBuffer; s: GPUBuffer; tokens: GPUBuffer }, block: BlockParams,
+    io: { x: GPUBuffer; gu: GPUBuffer; s: GPUBuffer; tokens: GPUBuffer }, block: BlockParams,
     opts: { tiles: { wide: MatmulTiles; narrow: MatmulTiles }; maxBindingBytes: number },
   ) {
     const c = config, C = settings.chunk, D = c.hiddenSize, I = c.intermediateSize, eps = c.normEps;
@@ -92,12 +92,13 @@ export class TopMlpLearner {
     this.theta = buf('θ: top MLP');
     writeAligned(ctx.device, this.theta, 0, theta0);
     this.pending = new PendingChunk(ctx, 'top MLP pending chunk', D, C, { x: io.x, tokens: io.tokens }, block);
-    const gateUp = (label: string, a: GPUBuffer, out: GPUBuffer, on: BlockParams) =>
-      new MatmulOp(ctx, label, { M: 'rows', N: 2 * I, K: D, a: { row: D, col: 1 }, b: { row: D, col: 1 }, c: { row: 2 * I, col: 1 } }, { a, b: this.theta, c: out }, on, tiles);
+    // normGain: the mlp_norm fused into the loads (the forward reads the stream itself, as the frozen model's gate|up does).
+    const gateUp = (label: string, a: GPUBuffer, out: GPUBuffer, on: BlockParams, normGain?: GPUBuffer) =>
+      new MatmulOp(ctx, label, { M: 'rows', N: 2 * I, K: D, a: { row: D, col: 1 }, b: { row: D, col: 1 }, c: { row: 2 * I, col: 1 }, aNorm: normGain ? { eps } : undefined }, { a, b: this.theta, c: out, gain: normGain }, on, tiles);
     const down = (label: string, a: GPUBuffer, out: GPUBuffer, on: BlockParams) =>
       new MatmulOp(ctx, label, { M: 'rows', N: D, K: I, a: { row: I, col: 1 }, b: { off: 2 * I * D, row: I, col: 1 }, c: { row: D, col: 1 }, beta: 1 }, { a, b: this.theta, c: out }, on, tiles);
-    // The top layer's MLP in the forward: x += down_θ(silu(gate_θ a) * up_θ a), a = mlp_norm(x) (the caller's).
-    this.mlp = { gateUp: gateUp('top MLP gate|up (θ)', io.a, io.gu, block), swiglu: new SwigluOp(ctx, 'top MLP swiglu', I, { gu: io.gu, s: io.s }, block), down: down('top MLP down (θ)', io.s, io.x, block) };
+    // The top layer's MLP in the forward: x += down_θ(silu(gate_θ a) * up_θ a), a = mlp_norm(x) (in gate|up's loads).
+    this.mlp = { gateUp: gateUp('top MLP gate|up (θ)', io.x, io.gu, block, w.mlpNorm), swiglu: new SwigluOp(ctx, 'top MLP swiglu', I, { gu: io.gu, s: io.s }, block), down: down('top MLP down (θ)', io.s, io.x, block) };
 
     // The update, on its own chunk uniform (C rows at cC).
     const chunk = (this.chunkBlock = new BlockParams(ctx));

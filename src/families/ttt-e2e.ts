@@ -35,15 +35,14 @@ import { E2EGpuWeights, thetaBlockFloats } from './ttt-e2e-weights.ts';
 
 interface Layer {
   kv: KvCache;
-  attnNorm: RmsNormOp;
+  /** q|k|v = attn_norm(x) [Wq; Wk; Wv]^T: every pre-norm here is fused into the next projection (LinearSpec.norm). */
   qkv: LinearOp;
   qkNorm: E2EQkNormOp;
   rope: E2ERopeOp;
   attention: AttentionOp;
   oProj: LinearOp;
   attnPost: RmsNormOp;
-  dyn: { norm: RmsNormOp; gateUp: MatmulOp; swiglu: SwigluOp; down: MatmulOp; downGlu: MatmulOp; post: RmsNormOp } | null;
-  mlpNorm: RmsNormOp;
+  dyn: { gateUp: MatmulOp; swiglu: SwigluOp; down: MatmulOp; downGlu: MatmulOp; post: RmsNormOp } | null;
   gateUp: LinearOp;
   swiglu: SwigluOp;
   down: LinearOp;
@@ -67,7 +66,6 @@ class E2EModel implements FamilyModel {
   private readonly inner: E2EInnerStep | null;
   private readonly embed: EmbedOp;
   private readonly layers: Layer[];
-  private readonly finalNorm: RmsNormOp;
   private readonly headLast: LinearOp;
   private readonly headAll: LinearOp | null;
   private readonly sampler: SampleOp;
@@ -87,7 +85,6 @@ class E2EModel implements FamilyModel {
     // Activations, shared by every layer.
     this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     const x = act('x: residual stream [rows, d]', maxRows * d);
-    const a = act('a: normed input [rows, d]', maxRows * d);
     const qkv = act('qkv [rows, 3d]', maxRows * 3 * d);
     const o = act('o: attention mix [rows, d]', maxRows * d);
     const sub = act('sublayer output [rows, d]', maxRows * d);
@@ -108,32 +105,29 @@ class E2EModel implements FamilyModel {
       const th = (i - c.firstTttLayer) * thetaBlockFloats(c);
       return {
         kv,
-        attnNorm: norm(`${L} attn_norm`, lw.attnNorm, x, a),
-        qkv: new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: a, y: qkv }, { inStride: d, outStride: 3 * d }, block, tiles),
+        qkv: new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x, y: qkv }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, block, tiles),
         qkNorm: new E2EQkNormOp(ctx, `${L} q/k norm`, { heads: c.numHeads, headDim: c.headDim, eps, maxRows, segments: 2, segStride: d, xStride: 3 * d }, { gain: lw.qkNorm, x: qkv, y: qkv }, block),
         rope: new E2ERopeOp(ctx, `${L} rope`, { heads: c.numHeads, headDim: c.headDim, theta: c.ropeTheta, segments: 2, segStride: d, inStride: 3 * d }, { x: qkv, y: qkv }, block),
         attention: new AttentionOp(ctx, `${L} attention`, spec, { qkv, out: o }, kv, block),
         oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: sub }, { inStride: d, outStride: d }, block, tiles),
         attnPost: norm(`${L} attn_post_norm`, lw.attnPostNorm, sub, x, true),
         dyn: ttt ? {
-          norm: norm(`${L} dyn_norm`, lw.dynNorm!, x, a),
-          gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a, b: this.theta!, c: gu }, block, tiles),
+          gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 }, aNorm: { eps } }, { a: x, b: this.theta!, c: gu, gain: lw.dynNorm! }, block, tiles),
           swiglu: new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s }, block),
           down: new MatmulOp(ctx, `${L} dyn w2`, { M: 'rows', N: d, K: fd, a: { row: fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 } }, { a: s, b: this.theta!, c: sub }, block, tiles),
           downGlu: new MatmulOp(ctx, `${L} dyn w2 (swiglu fused)`, { M: 'rows', N: d, K: fd, a: { row: 2 * fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: fd }, { a: gu, b: this.theta!, c: sub }, block, tiles),
           post: norm(`${L} dyn_post_norm`, lw.dynPostNorm!, sub, x, true),
         } : null,
-        mlpNorm: norm(`${L} mlp_norm`, lw.mlpNorm, x, a),
-        gateUp: new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: a, y: gu }, { inStride: d, outStride: 2 * f }, block, tiles),
+        gateUp: new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x, y: gu }, { inStride: d, outStride: 2 * f, norm: { gain: lw.mlpNorm, eps } }, block, tiles),
         swiglu: new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s }, block),
         down: new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: s, y: sub }, { inStride: f, outStride: d }, block, tiles),
         downGlu: new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: sub }, { inStride: 2 * f, outStride: d, glu: f }, block, tiles),
         mlpPost: norm(`${L} mlp_post_norm`, lw.mlpPostNorm, sub, x, true),
       };
     });
-    this.finalNorm = norm('final norm', w.finalNorm, x, a);
-    this.headLast = new LinearOp(ctx, 'tied head (last row)', w.embeddings, { x: a, y: this.logits }, { inStride: d, outStride: V, lastRow: true }, block, tiles);
-    this.headAll = this.allLogits ? new LinearOp(ctx, 'tied head (all rows)', w.embeddings, { x: a, y: this.logits }, { inStride: d, outStride: V }, block, tiles) : null;
+    const finalNorm = { gain: w.finalNorm, eps };
+    this.headLast = new LinearOp(ctx, 'tied head (last row)', w.embeddings, { x, y: this.logits }, { inStride: d, outStride: V, lastRow: true, norm: finalNorm }, block, tiles);
+    this.headAll = this.allLogits ? new LinearOp(ctx, 'tied head (all rows)', w.embeddings, { x, y: this.logits }, { inStride: d, outStride: V, norm: finalNorm }, block, tiles) : null;
     this.sampler = new SampleOp(ctx, 'sample', this.logits, V);
     this.sampled = this.sampler.result;
 
@@ -161,16 +155,14 @@ class E2EModel implements FamilyModel {
     const fuse = this.ctx.kernelVariant === 'gpu' || rows <= 2;
     this.layers.forEach((l, i) => {
       if (i === c.firstTttLayer) this.pending!.encodeKeep(pass, rows); // keep h_pre and the tokens for this chunk's update
-      l.attnNorm.encode(pass, rows); //                             a = attn_norm(x)
-      l.qkv.encode(pass, rows); //                                  q|k|v = a [Wq; Wk; Wv]^T
+      l.qkv.encode(pass, rows); //                                  q|k|v = attn_norm(x) [Wq; Wk; Wv]^T, the norm in the loads
       l.qkNorm.encode(pass, rows); //                               q, k = per-head RMSNorm (one gain per q, k)
       l.rope.encode(pass, rows); //                                 q, k = interleaved RoPE
       l.attention.encode(pass, rows, pos0); //                      o = window attention (writes K/V)
       l.oProj.encode(pass, rows); //                                sub = o Wo^T
       l.attnPost.encode(pass, rows); //                             x += attn_post_norm(sub)
       if (l.dyn) {
-        l.dyn.norm.encode(pass, rows); //                           a = dyn_norm(x)
-        l.dyn.gateUp.encode(pass, rows); //                         g|u = a [θW1; θW3]^T
+        l.dyn.gateUp.encode(pass, rows); //                         g|u = dyn_norm(x) [θW1; θW3]^T
         if (fuse) {
           l.dyn.downGlu.encode(pass, rows); //                      sub = (silu(g) * u) θW2^T, the SwiGLU in the loads
         } else {
@@ -179,8 +171,7 @@ class E2EModel implements FamilyModel {
         }
         l.dyn.post.encode(pass, rows); //                           x += dyn_post_norm(sub)
       }
-      l.mlpNorm.encode(pass, rows); //                              a = mlp_norm(x)
-      l.gateUp.encode(pass, rows); //                               g|u = a [W1; W3]^T
+      l.gateUp.encode(pass, rows); //                               g|u = mlp_norm(x) [W1; W3]^T
       if (fuse) {
         l.downGlu.encode(pass, rows); //                            sub = (silu(g) * u) W2^T, the SwiGLU in the loads
       } else {
@@ -190,8 +181,7 @@ class E2EModel implements FamilyModel {
       l.mlpPost.encode(pass, rows); //                              x += mlp_post_norm(sub)
     });
     if (head === 'none') return;
-    this.finalNorm.encode(pass, rows); //                           a = norm(x)
-    if (head === 'all') this.headAll!.encode(pass, rows); //        logits = a E^T
+    if (head === 'all') this.headAll!.encode(pass, rows); //        logits = norm(x) E^T
     else this.headLast.encode(pass, rows);
     if (sampling) this.sampler.encode(pass, sampling, pos0 + rows, head === 'all' ? rows - 1 : 0); // from the last row
   }

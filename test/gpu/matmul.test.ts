@@ -82,6 +82,7 @@ describe.each(['cpu', 'gpu', 'gpu, no subgroups'] as const)('matmul.wgsl (%s sha
   async function check(label: string, spec: MatmulSpec, sizes: { a: number; b: number; c: number }, opts: { rows?: number; tiles?: { wide: MatmulTiles; narrow: MatmulTiles }; bias?: number } = {}) {
     const a = randn(sizes.a, 1), bF = randn(sizes.b, 2), c0 = randn(sizes.c, 3);
     const bias = opts.bias ? randn(opts.bias, 4) : null;
+    const gain = spec.aNorm ? randn((spec.aNorm.gainOff ?? 0) + spec.K, 5) : null;
     const w = spec.weight ?? 'f32';
     let bData: Float32Array | Uint16Array = bF;
     let bEff: ArrayLike<number> = bF;
@@ -94,14 +95,30 @@ describe.each(['cpu', 'gpu', 'gpu, no subgroups'] as const)('matmul.wgsl (%s sha
     const M = spec.M === 'rows' ? rows : spec.M;
     const bufB = ctx.allocator.upload('b', 'weights', w === 'f32' ? bData : bits32(bData as Uint16Array));
     const bufC = upload(ctx, c0);
-    const op = new MatmulOp(ctx, label, spec, { a: upload(ctx, a), b: bufB, c: bufC, bias: bias ? upload(ctx, bias) : undefined }, block, opts.tiles);
+    const op = new MatmulOp(ctx, label, spec, { a: upload(ctx, a), b: bufB, c: bufC, bias: bias ? upload(ctx, bias) : undefined, gain: gain ? upload(ctx, gain) : undefined }, block, opts.tiles);
     block.write(rows, 0);
     await runPass(ctx, (pass) => op.encode(pass, rows));
     const got = await readF32(ctx, bufC, sizes.c);
     // With aGlu the kernel reads silu(g) * u (g / (1 + exp(-g)) * u, each step rounded in f32: exp within
     // 3 ulp, the add, the division and the product one each, so within 8u of the exact value per element).
-    const aEff = spec.aGlu === undefined ? a : Float64Array.from(a, (g, i) => (i + spec.aGlu! < a.length ? g / (1 + Math.exp(-g)) * a[i + spec.aGlu!] : 0));
-    const { out: want, bound } = matmulRef(spec, M, aEff, bEff, c0, bias, rows, spec.aGlu === undefined ? 0 : 8);
+    let aEff: ArrayLike<number> = spec.aGlu === undefined ? a : Float64Array.from(a, (g, i) => (i + spec.aGlu! < a.length ? g / (1 + Math.exp(-g)) * a[i + spec.aGlu!] : 0));
+    let extraUlps = spec.aGlu === undefined ? 0 : 8;
+    if (spec.aNorm && gain) {
+      // Every row of A (unbatched, unit k stride) normalized exactly: x * gain / sqrt(mean x^2 + eps). The
+      // kernel's row scale is off by the sum of squares' rounding (K/2 u, halved by the square root), the
+      // division, the add and inverseSqrt (2 ulp), and the gain's product and the final scaling one each.
+      const off = spec.a.off ?? 0, K = spec.K, g0 = spec.aNorm.gainOff ?? 0;
+      const norm = Float64Array.from(a);
+      for (let r0 = off; r0 + K <= a.length; r0 += spec.a.row) {
+        let ss = 0;
+        for (let k = 0; k < K; k++) ss += a[r0 + k] ** 2;
+        const inv = 1 / Math.sqrt(ss / K + spec.aNorm.eps);
+        for (let k = 0; k < K; k++) norm[r0 + k] = a[r0 + k] * gain[g0 + k] * inv;
+      }
+      aEff = norm;
+      extraUlps = Math.ceil(K / 2) + 8;
+    }
+    const { out: want, bound } = matmulRef(spec, M, aEff, bEff, c0, bias, rows, extraUlps);
     // Elements the op does not write (outside C's strided footprint) must be c0 exactly: bound 0 there.
     return expectClose(got, want, { atol: bound, rtol: 0, label });
   }
@@ -167,6 +184,24 @@ describe.each(['cpu', 'gpu', 'gpu, no subgroups'] as const)('matmul.wgsl (%s sha
         await check(`glu ${weight} ${M}x${N}x${K}`, { M: 'rows', N, K, a: { row: 2 * K, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 }, beta: 1, weight, aGlu: K }, { a: M * 2 * K, b: N * K, c: M * N }, { rows: M });
       }
     }
+  });
+
+  it('RMSNorm fused into the loads of A (aNorm: the norm before a projection), off every tile grid', async () => {
+    for (const weight of ['f32', 'f16-packed'] as WeightStorage[]) {
+      // Vector-readable rows (K % 4 = 0) and not; the decode rows (1, 2), a prefill block, the last row.
+      for (const [M, N, K, aRow] of [[1, 37, 19, 19], [2, 21, 32, 32], [1, 70, 256, 260], [70, 33, 36, 36], [70, 67, 48, 51], [5, 9, 260, 260]]) {
+        await check(`norm ${weight} ${M}x${N}x${K}`, { M: 'rows', N, K, a: { row: aRow, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 }, beta: 1, weight, aNorm: { eps: 1e-5, gainOff: 3 } }, { a: M * aRow, b: N * K, c: M * N }, { rows: M, bias: N });
+      }
+    }
+    await check('norm last row', { M: 1, N: 21, K: 8, lastRow: true, a: { row: 8, col: 1 }, b: { row: 8, col: 1 }, c: { row: 21, col: 1 }, aNorm: { eps: 1e-6 } }, { a: 6 * 8, b: 21 * 8, c: 21 }, { rows: 6 });
+    await check('norm, other tiles', { M: 'rows', N: 45, K: 17, a: { row: 17, col: 1 }, b: { row: 17, col: 1 }, c: { row: 45, col: 1 }, aNorm: { eps: 1e-5 } }, { a: 23 * 17, b: 45 * 17, c: 23 * 45 }, { rows: 23, tiles: { wide: { tm: 2, tn: 8, wgx: 4, wgy: 16 }, narrow: ROW_TILES } });
+  });
+
+  it('a fused norm refuses what it cannot do', () => {
+    const spec: MatmulSpec = { M: 'rows', N: 4, K: 4, a: { row: 8, col: 1 }, b: { row: 4, col: 1 }, c: { row: 4, col: 1 } };
+    const buf = zeros(ctx, 64);
+    expect(() => new MatmulOp(ctx, 'glu+norm', { ...spec, aGlu: 4, aNorm: { eps: 1e-5 } }, { a: buf, b: buf, c: buf, gain: buf }, block)).toThrow(/exclude/);
+    expect(() => new MatmulOp(ctx, 'no gain', { ...spec, aNorm: { eps: 1e-5 } }, { a: buf, b: buf, c: buf }, block)).toThrow(/gain buffer/);
   });
 
   it('other tile shapes give the same result (the shape is a parameter)', async () => {

@@ -20,6 +20,8 @@ export interface LinearSpec {
   readonly lastRow?: boolean;
   /** The input is [g | u] rows and the product reads silu(g) * u, u this many columns after g (MatmulSpec.aGlu). */
   readonly glu?: number;
+  /** The RMSNorm before the projection, fused into it (MatmulSpec.aNorm): x is the un-normed stream. */
+  readonly norm?: { readonly gain: GPUBuffer; readonly eps: number };
 }
 
 export class LinearOp {
@@ -39,7 +41,8 @@ export class LinearOp {
       lastRow: spec.lastRow,
       weight: w.storage,
       aGlu: spec.glu,
-    }, { a: io.x, b: part.buffer, c: io.y, bias: io.bias }, block, tiles));
+      aNorm: spec.norm ? { eps: spec.norm.eps } : undefined,
+    }, { a: io.x, b: part.buffer, c: io.y, bias: io.bias, gain: spec.norm?.gain }, block, tiles));
   }
 
   encode(pass: GPUComputePassEncoder, rows: number): void {

@@ -42,6 +42,12 @@ export interface MatmulSpec {
    * the block MLP's SwiGLU fused into the down projection (shaders/matmul.wgsl, A_GLU).
    */
   readonly aGlu?: number;
+  /**
+   * The RMSNorm before a projection fused into it (shaders/matmul.wgsl, A_NORM): row m of A is read as
+   * x[m, k] * gain[gainOff + k] / sqrt(mean_k x[m, k]^2 + eps), over the K columns (the gain buffer is
+   * MatmulBuffers.gain). Not with aGlu.
+   */
+  readonly aNorm?: { readonly eps: number; readonly gainOff?: number };
 }
 
 /** Register tile per invocation (TM x TN) and workgroup shape (WGX x WGY invocations). */
@@ -64,15 +70,16 @@ export const GPU_GEMV_COLUMNS = 4;
 type Shape = { kind: 'register'; tiles: MatmulTiles } | { kind: 'tiled'; aVec: boolean; bVec: boolean } | { kind: 'gemv'; vec: boolean };
 
 const BINDINGS = ['uniform', 'uniform', 'read', 'read', 'read', 'rw'] as const;
+const NORM_BINDINGS = [...BINDINGS, 'read'] as const;
 
-function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape, glu: boolean): Kernel {
-  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed', A_GLU: glu };
+function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape, glu: boolean, norm: boolean): Kernel {
+  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed', A_GLU: glu, A_NORM: norm };
   const defines = shape.kind === 'register'
     ? { TM: shape.tiles.tm, TN: shape.tiles.tn, WGX: shape.tiles.wgx, WGY: shape.tiles.wgy, ...storage }
     : shape.kind === 'tiled'
       ? { TILED: true, A_VEC: shape.aVec, B_VEC: shape.bVec, ...storage }
       : { GEMV: true, A_VEC: shape.vec, B_VEC: shape.vec, SUBGROUPS: ctx.features.subgroups, ...storage };
-  return ctx.kernel({ shader: 'matmul.wgsl', source, entry: 'main', bindings: BINDINGS, defines });
+  return ctx.kernel({ shader: 'matmul.wgsl', source, entry: 'main', bindings: norm ? NORM_BINDINGS : BINDINGS, defines });
 }
 
 /**
@@ -90,6 +97,8 @@ export interface MatmulBuffers {
   readonly b: Resource;
   readonly c: Resource;
   readonly bias?: Resource;
+  /** The norm's gain, with MatmulSpec.aNorm. */
+  readonly gain?: Resource;
 }
 
 export class MatmulOp {
@@ -109,15 +118,19 @@ export class MatmulOp {
     const w = spec.weight ?? 'f32';
     const glu = spec.aGlu !== undefined;
     if (glu && (!Number.isInteger(spec.aGlu) || spec.aGlu! < 1)) throw new RangeError(`${label}: aGlu ${spec.aGlu} must be a positive integer`);
+    const norm = spec.aNorm !== undefined;
+    if (norm && glu) throw new RangeError(`${label}: aNorm and aGlu exclude one another`);
+    if (norm !== (bufs.gain !== undefined)) throw new RangeError(`${label}: aNorm needs the gain buffer, and the gain buffer aNorm`);
+    if (norm && !(spec.aNorm!.eps >= 0)) throw new RangeError(`${label}: aNorm eps ${spec.aNorm!.eps} must be >= 0`);
     this.gpu = ctx.kernelVariant === 'gpu';
     if (this.gpu) {
       const aVec = vectorReadable(spec.a, spec.K) && (spec.aGlu ?? 0) % 4 === 0;
       const bVec = vectorReadable(spec.b, spec.K);
-      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec }, glu);
-      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec }, glu);
+      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec }, glu, norm);
+      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec }, glu, norm);
     } else {
-      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide }, glu);
-      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow }, glu);
+      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide }, glu, norm);
+      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow }, glu, norm);
     }
     let flags = 0;
     if (bufs.bias) flags |= FLAG_BIAS;
@@ -130,9 +143,11 @@ export class MatmulOp {
       ...v(spec.b).map((x) => ['u32', x] as const),
       ...v(spec.c).map((x) => ['u32', x] as const),
       ['f32', spec.alpha ?? 1], ['f32', spec.beta ?? 0], ['u32', spec.biasOff ?? 0], ['u32', spec.aGlu ?? 0],
+      ['f32', spec.aNorm?.eps ?? 0], ['u32', spec.aNorm?.gainOff ?? 0],
     ]);
     // Both tile variants share one bind group layout, so one bind group serves both pipelines.
-    this.group = ctx.bind(this.wide, [params, block.buffer, bufs.a, bufs.b, bufs.bias ?? bufs.a, bufs.c]);
+    const shared = [params, block.buffer, bufs.a, bufs.b, bufs.bias ?? bufs.a, bufs.c];
+    this.group = ctx.bind(this.wide, norm ? [...shared, bufs.gain!] : shared);
   }
 
   /** Records the launch; `rows` is the block's token count (used when M is 'rows'). */
