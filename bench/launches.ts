@@ -3,7 +3,7 @@
  * a step that only applies (mid-chunk) and one that also completes a chunk (the chunk update, or
  * TTT-E2E's inner step, recorded in the same pass). Counted by the engine (stats().dispatchesLastBlock,
  * submitsLastFeed), not timed, so the figures are the same on any adapter. Per layer: the step's launches
- * less the four outside the layers (embedding, final norm, LM head, sampler), over the layers; the chunk
+ * less the three outside the layers (embedding, LM head with the final norm in its loads, sampler), over the layers; the chunk
  * update's: the chunk-completing step's launches less the plain step's, over the layers.
  *
  *   npm run bench -- launches
@@ -15,8 +15,8 @@ import { openNodeGpu } from '../src/node/webgpu.ts';
 import { BENCH_MODELS, type BenchMode } from './models.ts';
 
 const MODES: BenchMode[] = ['ttt', 'ttt-e2e', 'sliding-window', 'full-attention'];
-/** Launches of a step outside the layers: embedding, final norm, LM head, sampler. */
-const OUTSIDE = 4;
+/** Launches of a step outside the layers: embedding, LM head (the final norm fused into its loads), sampler. */
+const OUTSIDE = 3;
 
 function layersAndChunk(mode: BenchMode): { layers: number; chunk: number | null } {
   const c = BENCH_MODELS[mode].config as unknown as Record<string, number | null>;
