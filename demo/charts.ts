@@ -138,6 +138,20 @@ export class LiveChart {
     if (!this.frame) this.frame = requestAnimationFrame(() => this.draw());
   }
 
+  /** Replaces every point of series `index` with `points` ([position, y]): for a series whose points move. */
+  replace(index: number, points: readonly (readonly [number, number])[]): void {
+    if (index < 0 || index >= this.series.length) return;
+    for (const [x, row] of this.rows) {
+      if (row[index] === null) continue;
+      row[index] = null;
+      this.points--;
+      // An empty row would still stretch the x axis to its position.
+      if (row.every((v) => v === null)) this.rows.delete(x);
+    }
+    for (const [x, y] of points) this.add(index, x, y);
+    if (!this.frame) this.frame = requestAnimationFrame(() => this.draw());
+  }
+
   /** Vertical lines (window edges), redrawn with the chart. */
   setMarkers(markers: readonly Marker[]): void {
     this.markers = [...markers];
@@ -160,7 +174,12 @@ export class LiveChart {
       c.stroke();
       c.fillStyle = m.color;
       c.font = `${11 * devicePixelRatio}px sans-serif`;
-      c.fillText(m.label, x + 4, u.bbox.top + 12 * devicePixelRatio);
+      // uPlot leaves its axis labels' alignment on the context: set ours, and keep the label inside the plot.
+      const pad = 4 * devicePixelRatio;
+      const fits = x + pad + c.measureText(m.label).width <= u.bbox.left + u.bbox.width;
+      c.textAlign = fits ? 'left' : 'right';
+      c.textBaseline = 'alphabetic';
+      c.fillText(m.label, fits ? x + pad : x - pad, u.bbox.top + 12 * devicePixelRatio);
       c.restore();
     }
   }

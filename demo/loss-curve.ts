@@ -26,6 +26,7 @@ export interface LossPoint {
 export class LossCurve {
   private readonly sums: number[] = [];
   private readonly counts: number[] = [];
+  private readonly positionSums: number[] = [];
   private readonly recent: number[] = [];
   private recentSum = 0;
   private total = 0;
@@ -50,6 +51,7 @@ export class LossCurve {
         const b = bucketOf(p);
         this.sums[b] = (this.sums[b] ?? 0) + bits;
         this.counts[b] = (this.counts[b] ?? 0) + 1;
+        this.positionSums[b] = (this.positionSums[b] ?? 0) + p;
         this.total += bits;
         this.scored++;
         this.recent.push(bits);
@@ -62,14 +64,18 @@ export class LossCurve {
     return out;
   }
 
-  /** Running mean of every bucket with a scored position, plotted at the bucket's middle (a fixed x, so a live point moves only up or down). */
+  /**
+   * Running mean of every bucket with a scored position, plotted at the mean position of the tokens it
+   * holds: a bucket still filling sits over the part read so far, not at a middle far past the text
+   * (the chart replaces the whole series each call, so a point that moves leaves no trail).
+   */
   buckets(): { bucket: number; from: number; to: number; position: number; bits: number; tokens: number }[] {
     const out = [];
     for (let b = 0; b < this.counts.length; b++) {
       const n = this.counts[b];
       if (!n) continue;
       const [from, to] = bucketRange(b);
-      out.push({ bucket: b, from, to, position: (from + to) / 2, bits: this.sums[b] / n, tokens: n });
+      out.push({ bucket: b, from, to, position: this.positionSums[b] / n, bits: this.sums[b] / n, tokens: n });
     }
     return out;
   }

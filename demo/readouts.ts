@@ -193,7 +193,8 @@ export class RunPanel {
   private showLearning(s: TttStats): void {
     const l = s.learning;
     if (!l) {
-      this.set('learning', 'none: this model does not learn while reading');
+      // LaCT learns too, but its inner loss scores fast-weight reconstructions, not the next token: nothing comparable to show.
+      this.set('learning', s.info.mode === 'ttt' ? 'fast weights: one gradient step per chunk (no next-token loss to show)' : 'none: this model does not learn while reading');
       this.spark.replaceChildren();
       return;
     }

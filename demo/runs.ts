@@ -114,13 +114,14 @@ export class Runs {
       const w = r.session.engine.info.window;
       if (w !== null) windows.set(w, [...(windows.get(w) ?? []), r.session.entry.name]);
     }
-    this.lossChart.setMarkers([...windows].map(([x, names]) => ({ x, label: `window (${x})${this.list.length > 1 ? `: ${names.join(', ')}` : ''}`, color: '#6b7280' })));
+    // Which models a window belongs to only when the run's models have different windows.
+    this.lossChart.setMarkers([...windows].map(([x, names]) => ({ x, label: `window (${x})${windows.size > 1 ? `: ${names.join(', ')}` : ''}`, color: '#6b7280' })));
   }
 
   /** A read call's log-probabilities: the smoothed line, the bucket means and the readout. */
   private plotLoss(run: Run, start: number, values: Float32Array): void {
     for (const p of run.loss.push(start, values)) this.lossChart.add(2 * run.index, p.position, p.bits);
-    for (const b of run.loss.buckets()) this.lossChart.add(2 * run.index + 1, b.position, b.bits);
+    this.lossChart.replace(2 * run.index + 1, run.loss.buckets().map((b) => [b.position, b.bits] as const));
     const mean = run.loss.meanBits;
     if (mean !== null) run.panel.set('loss', `${mean.toFixed(3)} over ${formatInt(run.loss.scoredTokens)} tokens`, mean);
   }

@@ -4,7 +4,9 @@
 // g[s·hd] (q_norm and k_norm). One invocation per (row, segment, head) for the row-wise parts (hd is a
 // head's width: 64 in the official sizes, a short serial loop); rows come from the Block uniform.
 //
-//   forward:       y = x r g                                  (IN_PLACE: y = x, bound once)
+//   forward:       y = x r g                                  (IN_PLACE: y = x, bound once); with ROPE,
+//                  y = RoPE(x r g), the interleaved pairs of e2e-rope.wgsl turned as they are stored (one
+//                  launch for what the data path and the inner step's tape did in two)
 //   backwardDx:    dx = r g dy - (r^3 / hd) x Σ_j dy_j g_j x_j; also writes r per (row, segment, head)
 //   backwardDgain: dg_s[i] = Σ_{rows, heads} dy_i x_i r, one workgroup per (i, segment), its invocations
 //                  striding over the rows·H vectors and reduced as a tree (fixed order: deterministic).
@@ -15,6 +17,9 @@ struct Params {
   dxStride: u32, dxOff: u32, _a: u32, _b: u32,
 }
 #include "block.wgsl"
+#if ROPE
+#include "rope-turns.wgsl"
+#endif
 
 const HD: u32 = $HD;
 const WG: u32 = 64u;
@@ -30,6 +35,14 @@ fn store(i: u32, v: f32) { x[i] = v; }
 #else
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 fn store(i: u32, v: f32) { y[i] = v; }
+#endif
+#if ROPE
+// F = frac(freq_i / 2π)·2^64 per pair i [HD/2], as e2e-rope.wgsl reads it; the slot after x (or y).
+#if IN_PLACE
+@group(0) @binding(4) var<storage, read> turns: array<vec2u>;
+#else
+@group(0) @binding(5) var<storage, read> turns: array<vec2u>;
+#endif
 #endif
 // backwardDx: gain, x, dy, dx, rstd.
 @group(0) @binding(3) var<storage, read> xb: array<f32>;
@@ -60,7 +73,18 @@ fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) n
   for (var i = 0u; i < HD; i++) { let v = x[xo + i]; ss += v * v; }
   let r = inverseSqrt(ss / f32(HD) + p.eps);
   let yo = rc.x * p.yStride + p.yOff + rc.y;
+#if ROPE
+  // Each pair is read before it is stored, so in place is safe within the invocation.
+  for (var i = 0u; i < HD / 2u; i++) {
+    let cs = ropeCosSin(blk.pos0 + rc.x, turns[i]);
+    let x0 = x[xo + 2u * i] * r * gain[go + 2u * i];
+    let x1 = x[xo + 2u * i + 1u] * r * gain[go + 2u * i + 1u];
+    store(yo + 2u * i, x0 * cs.x - x1 * cs.y);
+    store(yo + 2u * i + 1u, x0 * cs.y + x1 * cs.x);
+  }
+#else
   for (var i = 0u; i < HD; i++) { store(yo + i, x[xo + i] * r * gain[go + i]); }
+#endif
 }
 
 @compute @workgroup_size(64)

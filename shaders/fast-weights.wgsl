@@ -33,52 +33,136 @@ fn softplus(x: f32) -> f32 {
 }
 
 #if INPUTS
-struct Params { D: u32, Hf: u32, df: u32, G: u32, momCol: u32, scaleCol: u32, qkvSilu: u32, lrShift: f32 }
+struct Params {
+  D: u32, Hf: u32, df: u32, G: u32, momCol: u32, scaleCol: u32, qkvSilu: u32, lrShift: f32,
+  C: u32, P: u32, gateCols: u32, headDim: u32, log2Theta: f32, attention: u32, qkNorm: u32, normEps: f32,
+}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
-@group(0) @binding(2) var<storage, read> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
 @group(0) @binding(3) var<storage, read> gates: array<f32>;
 @group(0) @binding(4) var<storage, read> qkScale: array<f32>;
 @group(0) @binding(5) var<storage, read> qkOffset: array<f32>;
-@group(0) @binding(6) var<storage, read_write> fqkv: array<f32>;
-@group(0) @binding(7) var<storage, read_write> act: array<f32>;
+// q_norm | k_norm gains [2D] (bound to qkScale when the layer has none: never read then).
+@group(0) @binding(6) var<storage, read> qkNormW: array<f32>;
+@group(0) @binding(7) var<storage, read_write> fqkv: array<f32>;
+@group(0) @binding(8) var<storage, read_write> act: array<f32>;
+@group(0) @binding(9) var<storage, read_write> pending: array<f32>;
 
-// One workgroup per (row, head): q and k need their head's L2 norm, so both sums of squares are
-// reduced together; the head's five gate columns ride along in the first lanes.
+// The same f32 angle as rope.wgsl, so a row ropes to the same numbers whichever kernel turns it.
+fn turn(pos: u32, i: u32) -> vec2f {
+  let invFreq = exp2(-2.0 * f32(i) / f32(p.headDim) * p.log2Theta);
+  let angle = f32(pos) * invFreq;
+  return vec2f(cos(angle), sin(angle));
+}
+
+// Everything row-wise between the qkv (and gate) projections and the attention/apply, in one launch, one
+// workgroup per row: a row needs whole-row reductions (q_norm, k_norm over D) and per-head ones (the fast
+// q, k L2 norms), and a RoPE pair may straddle fast heads, so a row is the smallest unit that needs no
+// second launch. In order:
+//   1. with `attention` and `qkNorm`: the sums of squares of the row's q and k (attention's q_norm, k_norm);
+//   2. per fast head: fq, fk, fv = silu?(q_n * scale + offset), ..., fq and fk L2-normed per head; fv also
+//      into the pending row;
+//   3. RoPE of fq, fk (fk also into the pending row) and, with `attention`, of the row's own q_n, k_n in
+//      place in qkv, after a barrier, since step 2 read the un-roped q, k across the row;
+//   4. the activated gates (softplus lr, sigmoid momentum, silu ttt scale), lr and beta into the pending row.
+// The pending row is pos0 % C + row: a block never crosses a chunk boundary.
 @compute @workgroup_size(64)
 fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let row = wid.x;
-  let h = wid.y;
   if (row >= blk.rows) { return; }
   let D = p.D;
-  let base = row * 3u * D + h * p.df;
-  var ss = vec2f(0.0);
-  for (var i = lid; i < p.df; i += WG) {
-    let c = 2u * (h * p.df + i);
-    var q = qkv[base + i] * qkScale[c] + qkOffset[c];
-    var k = qkv[base + D + i] * qkScale[c + 1u] + qkOffset[c + 1u];
-    var v = qkv[base + 2u * D + i];
-    if (p.qkvSilu != 0u) { q = silu(q); k = silu(k); v = silu(v); }
-    fqkv[base + i] = q;
-    fqkv[base + D + i] = k;
-    fqkv[base + 2u * D + i] = v;
-    ss += vec2f(q * q, k * k);
+  let base = row * 3u * D;
+  let pr = ((blk.pos0 % p.C) + row) * p.P;
+  var inv = vec2f(1.0);
+  if (p.qkNorm != 0u) {
+    var ss = vec2f(0.0);
+    for (var i = lid; i < D; i += WG) {
+      let q = qkv[base + i];
+      let k = qkv[base + D + i];
+      ss = fma(vec2f(q, k), vec2f(q, k), ss);
+    }
+    let t = wgSum2f(lid, ss);
+    inv = vec2f(inverseSqrt(t.x / f32(D) + p.normEps), inverseSqrt(t.y / f32(D) + p.normEps));
   }
-  let inv = 1.0 / (sqrt(wgSum2f(lid, ss)) + 1e-5);
-  // Each lane rescales only what it wrote above, so no barrier is needed on fqkv.
-  for (var i = lid; i < p.df; i += WG) {
-    fqkv[base + i] *= inv.x;
-    fqkv[base + D + i] *= inv.y;
+
+  for (var h = 0u; h < p.Hf; h++) {
+    var ss = vec2f(0.0);
+    for (var j = lid; j < p.df; j += WG) {
+      let i = h * p.df + j;
+      var q = qkv[base + i];
+      var k = qkv[base + D + i];
+      if (p.qkNorm != 0u) {
+        q = q * inv.x * qkNormW[i];
+        k = k * inv.y * qkNormW[D + i];
+      }
+      q = q * qkScale[2u * i] + qkOffset[2u * i];
+      k = k * qkScale[2u * i + 1u] + qkOffset[2u * i + 1u];
+      var v = qkv[base + 2u * D + i];
+      if (p.qkvSilu != 0u) { q = silu(q); k = silu(k); v = silu(v); }
+      fqkv[base + i] = q;
+      fqkv[base + D + i] = k;
+      fqkv[base + 2u * D + i] = v;
+      pending[pr + D + i] = v;
+      ss += vec2f(q * q, k * k);
+    }
+    let n = 1.0 / (sqrt(wgSum2f(lid, ss)) + 1e-5);
+    // Each lane rescales only what it wrote above.
+    for (var j = lid; j < p.df; j += WG) {
+      let i = h * p.df + j;
+      fqkv[base + i] *= n.x;
+      fqkv[base + D + i] *= n.y;
+    }
   }
+  // fqkv's normed values and qkv's un-roped q, k have been read and written across lanes until here.
+  storageBarrier();
+
+  let half = p.headDim / 2u;
+  for (var pi = lid; pi < D / 2u; pi += WG) {
+    let i = pi % half;
+    let a = (pi / half) * p.headDim + i;
+    let b = a + half;
+    let cs = turn(blk.pos0 + row, i);
+    let q1 = fqkv[base + a];
+    let q2 = fqkv[base + b];
+    fqkv[base + a] = q1 * cs.x - q2 * cs.y;
+    fqkv[base + b] = q2 * cs.x + q1 * cs.y;
+    let k1 = fqkv[base + D + a];
+    let k2 = fqkv[base + D + b];
+    let ka = k1 * cs.x - k2 * cs.y;
+    let kb = k2 * cs.x + k1 * cs.y;
+    fqkv[base + D + a] = ka;
+    fqkv[base + D + b] = kb;
+    pending[pr + a] = ka;
+    pending[pr + b] = kb;
+    if (p.attention != 0u) {
+      var x = vec4f(qkv[base + a], qkv[base + b], qkv[base + D + a], qkv[base + D + b]);
+      if (p.qkNorm != 0u) {
+        x = x * vec4f(inv.x, inv.x, inv.y, inv.y) * vec4f(qkNormW[a], qkNormW[b], qkNormW[D + a], qkNormW[D + b]);
+      }
+      qkv[base + a] = x.x * cs.x - x.y * cs.y;
+      qkv[base + b] = x.y * cs.x + x.x * cs.y;
+      qkv[base + D + a] = x.z * cs.x - x.w * cs.y;
+      qkv[base + D + b] = x.w * cs.x + x.z * cs.y;
+    }
+  }
+
   let g = row * p.G;
-  if (lid < 3u) {
-    let col = 3u * h + lid;
-    act[g + col] = softplus(gates[g + col] + p.lrShift);
-  } else if (lid == 3u && p.momCol != NONE) {
-    act[g + p.momCol + h] = sigmoid(gates[g + p.momCol + h]);
-  } else if (lid == 4u && p.scaleCol != NONE) {
-    act[g + p.scaleCol + h] = silu(gates[g + p.scaleCol + h]);
+  for (var col = lid; col < p.G; col += WG) {
+    let x = gates[g + col];
+    var y: f32;
+    if (col < 3u * p.Hf) {
+      y = softplus(x + p.lrShift);
+    } else if (p.momCol != NONE && col >= p.momCol && col < p.momCol + p.Hf) {
+      y = sigmoid(x);
+    } else {
+      y = silu(x);
+    }
+    act[g + col] = y;
+    if (col < p.gateCols) { pending[pr + 2u * D + col] = y; }
   }
+  // A config without momentum leaves beta's columns: zero, as the update expects.
+  for (var col = 2u * D + p.gateCols + lid; col < p.P; col += WG) { pending[pr + col] = 0.0; }
 }
 #endif
 
@@ -184,31 +268,6 @@ fn normAdd(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
 }
 #endif
 
-#if PENDING
-struct Params { D: u32, C: u32, P: u32, G: u32, gateCols: u32, _a: u32, _b: u32, _c: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<uniform> blk: Block;
-@group(0) @binding(2) var<storage, read> fqkv: array<f32>;
-@group(0) @binding(3) var<storage, read> act: array<f32>;
-@group(0) @binding(4) var<storage, read_write> pending: array<f32>;
-
-// The block's rows land at their place in the chunk, row pos0 % C: a block never crosses a chunk
-// boundary, so the chunk fills in order whatever the block sizes were.
-@compute @workgroup_size(64)
-fn pendingRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let id = gid.x + gid.y * nwg.x * WG;
-  if (id >= blk.rows * p.P) { return; }
-  let r = id / p.P;
-  let col = id % p.P;
-  var v = 0.0;
-  if (col < 2u * p.D) {
-    v = fqkv[r * 3u * p.D + p.D + col];
-  } else if (col - 2u * p.D < p.gateCols) {
-    v = act[r * p.G + col - 2u * p.D];
-  }
-  pending[((blk.pos0 % p.C) + r) * p.P + col] = v;
-}
-#endif
 
 #if GRAD
 struct Params { C: u32, Hf: u32, dh: u32, P: u32, lrCol: u32, _a: u32, _b: u32, _c: u32 }

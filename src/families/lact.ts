@@ -35,10 +35,11 @@ const INNER_NORM_EPS = 1e-5;
 interface LayerOps {
   /** q|k|v = attn_norm(x) Wqkv^T, the norm fused into the projection's loads (LinearSpec.norm). */
   qkv: LinearOp;
+  /** q/k norm and RoPE; in a fast-weight layer null: its inputs launch does both. */
   qkNorm: RmsNormOp | null;
   gates: LinearOp | null;
   fast: FastWeightLayer | null;
-  rope: RopeOp;
+  rope: RopeOp | null;
   kv: KvCache;
   attention: AttentionOp;
   oProj: LinearOp;
@@ -100,13 +101,16 @@ class LactModel implements FamilyModel {
       const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
       const kv = new KvCache(ctx, `${L} kv`, attnSpec);
       const attnNorm = { gain: lw.attnNorm, eps: c.normEps };
+      const fastLayer = init && gates
+        ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles, attention: { qkNorm: lw.qkNorm, eps: INNER_NORM_EPS } })
+        : null;
       return {
         kv,
         qkv: new LinearOp(ctx, `${L} qkv`, lw.qkv, { x, y: qkv, bias: lw.qkvBias ?? undefined }, { inStride: D, outStride: 3 * D, norm: attnNorm }, block, tiles),
-        qkNorm: lw.qkNorm ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: lw.qkNorm, x: qkv, y: qkv }, block) : null,
+        qkNorm: lw.qkNorm && !fastLayer ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: lw.qkNorm, x: qkv, y: qkv }, block) : null,
         gates: lw.gates && gates ? new LinearOp(ctx, `${L} gates`, lw.gates, { x, y: gates, bias: lw.gatesBias! }, { inStride: D, outStride: G, norm: attnNorm }, block, tiles) : null,
-        fast: init && gates ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles }) : null,
-        rope: new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
+        fast: fastLayer,
+        rope: fastLayer ? null : new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
         attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, kv, block),
         oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
         gateUp: new LinearOp(ctx, `${L} gate|up`, lw.gateUp, { x, y: gu }, { inStride: D, outStride: 2 * I, norm: { gain: lw.mlpNorm, eps: c.normEps } }, block, tiles),
@@ -138,14 +142,16 @@ class LactModel implements FamilyModel {
     const top = this.layers[this.layers.length - 1];
     for (const l of this.layers) {
       l.qkv.encode(pass, rows); //                               q|k|v = RMSNorm(x) Wqkv^T (+ b), the norm in the loads
-      l.qkNorm?.encode(pass, rows); //                           q, k = RMSNorm(q), RMSNorm(k)
       l.gates?.encode(pass, rows); //                            lr | momentum | ttt scale (pre-activation), from RMSNorm(x)
-      l.fast?.encodeInputs(pass, rows); //                       fast q, k, v from the un-roped q, k, v
-      l.rope.encode(pass, rows); //                              RoPE(q), RoPE(k)
+      if (l.fast) {
+        l.fast.encodeInputs(pass, rows); //                      one launch: q, k = RoPE(RMSNorm?(q, k)) in place; fast q, k, v
+      } else { //                                                from the normed, un-roped q, k, v; the chunk's fk, fv, lr, beta
+        l.qkNorm?.encode(pass, rows); //                         q, k = RMSNorm(q), RMSNorm(k)
+        l.rope!.encode(pass, rows); //                           RoPE(q), RoPE(k)
+      }
       l.attention.encode(pass, rows, pos0); //                   o = windowed softmax attention (writes K/V)
       if (l.fast) {
         l.fast.encodeApply(pass, rows); //                       o += ttt_norm(f_W(fast q)) * scale
-        l.fast.encodePending(pass, rows); //                     keep the chunk's fast k, v, lr, beta
         if (plan.endsChunk) l.fast.encodeLearn(pass); //         W <- renorm(W + Muon(momentum(grad)))
       }
       l.oProj.encode(pass, rows); //                             x += o Wo^T

@@ -128,8 +128,7 @@ export class E2EInnerStep {
       const forward = [
         rows(norm(`${L} attn_norm`, lw.attnNorm, res[j], a)),
         rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: a, y: qkvRaw }, { inStride: d, outStride: 3 * d }, chunk, tiles)),
-        rows(new E2EQkNormOp(ctx, `${L} q/k norm`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
-        rows(new E2ERopeOp(ctx, `${L} rope`, { heads: H, headDim: hd, theta: c.ropeTheta, segments: 2, segStride: d, inStride: 3 * d }, { x: qkvR, y: qkvR }, chunk)),
+        rows(new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
         rows(attention),
         rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
         rows(norm(`${L} attn_post_norm`, lw.attnPostNorm, ao, h1, res[j])),

@@ -48,13 +48,13 @@ export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions)
     buf('pending chunk h_pre', 'pending', p.hPre, 'mini_batch_size');
     buf('pending chunk tokens', 'pending', p.tokens, 'mini_batch_size');
   }
-  const ropeTable = 4 * c.headDim; // E2ERopeOp's turn table: hd/2 pairs of u32 words
+  const ropeTable = 4 * c.headDim; // the RoPE turn table (ropeTurnTable): hd/2 pairs of u32 words
   for (let i = 0; i < c.numLayers; i++) {
     const L = `layer ${i}`, ttt = i >= c.firstTttLayer;
     const spec: AttentionSpec = { D: d, heads: H, window: c.slidingWindow, maxRows: R, capacity: 0, keepChunk: ttt ? B : undefined };
     const kv = kvGeometry(spec, layout.maxBindingBytes);
     for (const slots of kv.pageSlots) for (const which of ['K', 'V']) buf(`${L} ${which} cache`, 'kv', 4 * slots * d, ttt ? 'mini_batch_size' : 'sliding_window');
-    buf(`${L} rope turns`, 'weights', ropeTable, 'head_dim');
+    buf(`${L} q/k norm + rope turns`, 'weights', ropeTable, 'head_dim');
     buf(`${L} attention partials`, 'scratch', attentionPartialsBytes(spec, kv), 'maxRows');
   }
   buf('sample params', 'scratch', SampleOp.PARAMS_BYTES, 'vocab_size', false);
@@ -66,7 +66,7 @@ export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions)
     for (const b of headLossBuffers({ rows: B, d, vocab: V, maxBindingBytes: layout.maxBindingBytes })) buf(`inner step: ${b.name}`, b.category, 4 * b.floats, b.name === 'logits tile' ? 'vocab_size' : 'mini_batch_size');
     for (let j = 0; j < S; j++) {
       const L = `inner step block ${c.firstTttLayer + j}`;
-      for (const r of ['rope', 'rope backward']) buf(`${L} ${r} turns`, 'weights', ropeTable, 'head_dim');
+      for (const r of ['q/k norm + rope', 'rope backward']) buf(`${L} ${r} turns`, 'weights', ropeTable, 'head_dim');
       const norms = j > 0 ? 6 : 5; // the RMSNorm backwards of the block, each with its r [B]
       for (let n = 0; n < norms; n++) buf(`${L} norm backward r`, 'scratch', 4 * B, 'mini_batch_size');
       buf(`${L} q/k norm backward r`, 'scratch', 4 * B * 2 * H, 'mini_batch_size');

@@ -19,7 +19,6 @@ import type { MemorySection, RestoreWrite, SectionSource } from '../gpu/saved-st
 import { AttentionOp } from '../gpu/ops/attention.ts';
 import { PendingChunk } from '../gpu/ops/e2e-keep.ts';
 import { E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
-import { E2ERopeOp } from '../gpu/ops/e2e-rope.ts';
 import { EmbedOp } from '../gpu/ops/embed.ts';
 import { KvCache, type AttentionSpec } from '../gpu/ops/kv-cache.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
@@ -37,8 +36,8 @@ interface Layer {
   kv: KvCache;
   /** q|k|v = attn_norm(x) [Wq; Wk; Wv]^T: every pre-norm here is fused into the next projection (LinearSpec.norm). */
   qkv: LinearOp;
-  qkNorm: E2EQkNormOp;
-  rope: E2ERopeOp;
+  /** Per-head q/k RMSNorm and the RoPE in one launch. */
+  qkNormRope: E2EQkNormOp;
   attention: AttentionOp;
   oProj: LinearOp;
   attnPost: RmsNormOp;
@@ -106,8 +105,7 @@ class E2EModel implements FamilyModel {
       return {
         kv,
         qkv: new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x, y: qkv }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, block, tiles),
-        qkNorm: new E2EQkNormOp(ctx, `${L} q/k norm`, { heads: c.numHeads, headDim: c.headDim, eps, maxRows, segments: 2, segStride: d, xStride: 3 * d }, { gain: lw.qkNorm, x: qkv, y: qkv }, block),
-        rope: new E2ERopeOp(ctx, `${L} rope`, { heads: c.numHeads, headDim: c.headDim, theta: c.ropeTheta, segments: 2, segStride: d, inStride: 3 * d }, { x: qkv, y: qkv }, block),
+        qkNormRope: new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: c.numHeads, headDim: c.headDim, eps, maxRows, segments: 2, segStride: d, xStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkv, y: qkv }, block),
         attention: new AttentionOp(ctx, `${L} attention`, spec, { qkv, out: o }, kv, block),
         oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: sub }, { inStride: d, outStride: d }, block, tiles),
         attnPost: norm(`${L} attn_post_norm`, lw.attnPostNorm, sub, x, true),
@@ -156,8 +154,7 @@ class E2EModel implements FamilyModel {
     this.layers.forEach((l, i) => {
       if (i === c.firstTttLayer) this.pending!.encodeKeep(pass, rows); // keep h_pre and the tokens for this chunk's update
       l.qkv.encode(pass, rows); //                                  q|k|v = attn_norm(x) [Wq; Wk; Wv]^T, the norm in the loads
-      l.qkNorm.encode(pass, rows); //                               q, k = per-head RMSNorm (one gain per q, k)
-      l.rope.encode(pass, rows); //                                 q, k = interleaved RoPE
+      l.qkNormRope.encode(pass, rows); //                           q, k = interleaved RoPE(per-head RMSNorm), one gain per q, k
       l.attention.encode(pass, rows, pos0); //                      o = window attention (writes K/V)
       l.oProj.encode(pass, rows); //                                sub = o Wo^T
       l.attnPost.encode(pass, rows); //                             x += attn_post_norm(sub)

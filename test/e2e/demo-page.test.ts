@@ -224,7 +224,7 @@ describe('demo page, built and served by vite preview, in headless Chromium (Swi
       expect(Math.abs(r.loss.value! - expected[model].loss.mean!)).toBeLessThan(1e-3);
     }
     const tttWindow = (JSON.parse(readFileSync(`public/models/${ttt}/config.json`, 'utf8')) as { window_size: number }).window_size;
-    expect(await page.getAttribute('#chart-loss', 'data-markers')).toBe(`window (${tttWindow}): ${ttt}@${tttWindow}`);
+    expect(await page.getAttribute('#chart-loss', 'data-markers')).toBe(`window (${tttWindow})@${tttWindow}`);
 
     // The export holds exactly what the charts hold, as JSON and as CSV.
     const exported = await page.evaluate(() => {

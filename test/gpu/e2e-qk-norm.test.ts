@@ -19,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { E2EQkNormBackwardOp, E2EQkNormOp, type E2EQkNormSpec } from '../../src/gpu/ops/e2e-qk-norm.ts';
-import { qkNorm } from '../../src/reference/e2e/ops.ts';
+import { qkNorm, rope } from '../../src/reference/e2e/ops.ts';
 import { qkNormBackward } from '../../src/reference/e2e/backward.ts';
 import { rmsNormRows } from '../../src/reference/linalg.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
@@ -112,6 +112,52 @@ describe('e2e-qk-norm.wgsl against the f64 twins (qkNorm / qkNormBackward)', () 
         }
         if (inPlace) for (let r = 0; r < rows; r++) for (let c = 2 * D; c < 3 * D; c++) expect(got[r * 3 * D + c]).toBe(x[r * 3 * D + c]);
         else for (let r = 0; r < rows; r++) expect(got[r * (2 * D + 1)]).toBe(5);
+      }
+    }
+  });
+
+  it('forward with RoPE in the same launch: RoPE(qkNorm(x)) at positions 0 and 129,995, out of place and in place', async () => {
+    // Bound per element of a pair (n0, n1) of the exact normed vector: the norm's error, (hd/2 + 8)u of each
+    // component, carried through the rotation (|c|, |s| <= 1), plus e2e-rope.test.ts's rotation bound:
+    // |pair|·(√2·(3u + ε_a) + 2u), ε_a the angle's error at that position.
+    const theta = 10000;
+    const bound = (n: Float64Array, rows: number, D: number, hd: number, pos0: number) => {
+      const b = new Float64Array(n.length);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < D; c += 2) {
+        const angle = (pos0 + r) * Math.pow(theta, (-2 * ((c % hd) / 2)) / hd);
+        const ea = 2 * Math.PI * (pos0 + r) * 2 ** -55 + 3 * U * (Math.PI / 4) + 4 * 2 ** -53 * angle;
+        const n0 = n[r * D + c], n1 = n[r * D + c + 1];
+        b[r * D + c] = b[r * D + c + 1] = Math.hypot(n0, n1) * (Math.SQRT2 * (3 * U + ea) + 2 * U) + (hd / 2 + 8) * U * (Math.abs(n0) + Math.abs(n1));
+      }
+      return b;
+    };
+    for (const { H, hd, rows } of shapes) {
+      const D = H * hd;
+      for (const pos0 of [0, 129_995]) {
+        for (const inPlace of [false, true]) {
+          const x = scaledRows(rows, 3 * D, 3, D, H, hd, hd + rows + pos0, [1, 1e-3, 40]);
+          const gain = randn(2 * hd, 3).map((v) => 1 + 0.3 * v);
+          const base: E2EQkNormSpec = { heads: H, headDim: hd, eps: EPS, maxRows: rows, segments: 2, segStride: D, xStride: 3 * D, ropeTheta: theta };
+          const spec: E2EQkNormSpec = inPlace ? base : { ...base, yStride: 2 * D + 1, yOff: 1 };
+          const xb = upload(ctx, x), yb = inPlace ? xb : upload(ctx, new Float32Array(rows * (2 * D + 1)).fill(5));
+          const op = new E2EQkNormOp(ctx, 'qk+rope', spec, { gain: upload(ctx, gain), x: xb, y: yb }, block);
+          block.write(rows, pos0);
+          await runPass(ctx, (pass) => op.encode(pass, rows));
+          const got = await readF32(ctx, yb);
+          const [stride, off] = inPlace ? [3 * D, 0] : [2 * D + 1, 1];
+          const at = Array.from({ length: rows }, (_, r) => pos0 + r);
+          for (let s = 0; s < 2; s++) {
+            const n = qkNorm(cols(x, rows, 3 * D, s * D, D), rows, H, hd, Float64Array.from(gain.subarray(s * hd, (s + 1) * hd)), EPS);
+            const gotS = cols(got, rows, stride, off + s * D, D);
+            const label = `hd ${hd} pos0 ${pos0} in place ${inPlace} seg ${s}`;
+            const c = expectClose(gotS, rope(n, rows, H, hd, at, theta), { atol: bound(n, rows, D, hd, pos0), rtol: 0, label });
+            measured[`forward+rope hd ${hd}`] = Math.max(measured[`forward+rope hd ${hd}`] ?? 0, c.ratio);
+            // Not vacuous: away from position 0 the rotation moves the normed vector well past the bound.
+            if (pos0 > 0) expectNotClose(gotS, n, { atol: bound(n, rows, D, hd, pos0), rtol: 0, label: `${label}, against the un-roped norm` });
+          }
+          if (inPlace) for (let r = 0; r < rows; r++) for (let c = 2 * D; c < 3 * D; c++) expect(got[r * 3 * D + c]).toBe(x[r * 3 * D + c]);
+          else for (let r = 0; r < rows; r++) expect(got[r * (2 * D + 1)]).toBe(5);
+        }
       }
     }
   });

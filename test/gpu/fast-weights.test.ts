@@ -13,7 +13,7 @@ import { linear, rmsNormRows } from '../../src/reference/linalg.ts';
 import { NS5_COEFFS as REF_NS5 } from '../../src/reference/newton-schulz.ts';
 import { referenceWeights, type LayerWeights } from '../../src/reference/weights.ts';
 import { ALL_OFF, ALL_ON, gaussian, randomModel, rng } from '../helpers/random-model.ts';
-import { openTestGpu, readF32, runPass, zeros } from '../helpers/gpu.ts';
+import { openTestGpu, readF32, runPass, upload, zeros } from '../helpers/gpu.ts';
 import { expectClose, expectNotClose, maxAbs, maxAbsDiff } from '../helpers/close.ts';
 
 /** f32 copies of the (f64-expanded) initial weights: GPU and reference start from the same numbers. */
@@ -98,7 +98,6 @@ class Harness {
     await runPass(this.ctx, (pass) => {
       this.layer.encodeInputs(pass, rows);
       this.layer.encodeApply(pass, rows);
-      this.layer.encodePending(pass, rows);
       if (learn) this.layer.encodeLearn(pass);
     });
     const err = await this.ctx.device.popErrorScope();
@@ -294,7 +293,6 @@ describe('fast-weight kernels against the CPU reference', () => {
           for (const layer of layers) {
             layer.encodeInputs(pass, rows);
             layer.encodeApply(pass, rows);
-            layer.encodePending(pass, rows);
             if ((pos0 + rows) % c.chunkSize === 0) layer.encodeLearn(pass);
           }
         });
@@ -342,6 +340,54 @@ describe('fast-weight kernels against the CPU reference', () => {
     }
   });
 
+  it('with attention: the same launch norms and ropes attention q, k in place (v untouched), the fast inputs and pending rows from the normed q, k', async () => {
+    // One attention head of 64 over two fast heads of 32: a RoPE pair spans both fast heads' L2 norms.
+    const cases: [string, Record<string, unknown>][] = [['ALL_ON', ALL_ON], ['ALL_OFF', ALL_OFF], ['ALL_ON, 1 attention head', { ...ALL_ON, num_attn_heads: 1 }]];
+    for (const [label, raw] of cases) {
+      const { config: c, weights } = randomModel(raw, 3);
+      const lw = referenceWeights(c, weights).layers[0];
+      const f = lw.fast!;
+      const D = c.hiddenSize, Hf = c.numFwHeads, C = c.chunkSize, G = gateColumns(c).total, rows = 6, pos0 = C + 4;
+      expect(lw.qNorm !== null, `${label}: q/k norm as the config says`).toBe(c.attnQkNorm);
+      const g = gaussian(rng(9));
+      const a = Float64Array.from({ length: rows * D }, () => g());
+      // f32 inputs on both sides: the reference projects the rows the GPU is handed.
+      const qkv32 = Float32Array.from(linear(a, rows, D, lw.qkvW, 3 * D, lw.qkvB ?? undefined));
+      const cat = (xs: (Float64Array | null)[]) => Float64Array.from(xs.flatMap((x) => (x ? Array.from(x) : [])));
+      const gates32 = Float32Array.from(linear(a, rows, D, cat([f.lrW, f.momW, f.scaleW]), G, cat([f.lrB, f.momB, f.scaleB])));
+      const positions = Array.from({ length: rows }, (_, i) => pos0 + i);
+      const pr = projectRows(c, lw, a, positions);
+      const block = new BlockParams(ctx);
+      const io = { qkv: upload(ctx, qkv32), gates: upload(ctx, gates32), out: zeros(ctx, 16 * D) };
+      const qkNorm = lw.qNorm && lw.kNorm ? upload(ctx, Float32Array.from(cat([lw.qNorm, lw.kNorm]))) : null;
+      const layer = new FastWeightLayer(ctx, 'layer 0', c, initOf(lw), io, block, 16, { attention: { qkNorm, eps: INNER_NORM_EPS } });
+      block.write(rows, pos0);
+      await runPass(ctx, (pass) => layer.encodeInputs(pass, rows));
+      const qkv = await readF32(ctx, io.qkv, rows * 3 * D);
+      const fqkv = await readF32(ctx, layer.scratch.fqkv, rows * 3 * D);
+      const pending = await readF32(ctx, layer.pending);
+      const P = pending.length / C;
+      const seg = (x: Float32Array, s: number) => Float32Array.from({ length: rows * D }, (_, i) => x[Math.floor(i / D) * 3 * D + s * D + (i % D)]);
+      expectClose(seg(qkv, 0), pr.qa, { ...ROPED_TOL, label: `${label} attention q` });
+      expectClose(seg(qkv, 1), pr.ka, { ...ROPED_TOL, label: `${label} attention k` });
+      expect(seg(qkv, 2)).toEqual(seg(qkv32, 2));
+      expectClose(seg(fqkv, 0), pr.fq!, { ...ROPED_TOL, label: `${label} fq` });
+      expectClose(seg(fqkv, 1), pr.fk!, { ...ROPED_TOL, label: `${label} fk` });
+      expectClose(seg(fqkv, 2), pr.fv!, { ...INPUTS_TOL, label: `${label} fv` });
+      // Pending rows at pos0 % C + t: fk | fv | lr | beta (zero without momentum).
+      const prow = (t: number, off: number, n: number) => pending.subarray(((pos0 % C) + t) * P + off, ((pos0 % C) + t) * P + off + n);
+      const stack = (n: number, off: number) => Float32Array.from({ length: rows * n }, (_, i) => prow(Math.floor(i / n), off, n)[i % n]);
+      expectClose(stack(D, 0), pr.fk!, { ...ROPED_TOL, label: `${label} pending fk` });
+      expectClose(stack(D, D), pr.fv!, { ...INPUTS_TOL, label: `${label} pending fv` });
+      expectClose(stack(3 * Hf, 2 * D), pr.lr!, { ...INPUTS_TOL, label: `${label} pending lr` });
+      expectClose(stack(Hf, 2 * D + 3 * Hf), pr.beta ?? new Float64Array(rows * Hf), { ...INPUTS_TOL, label: `${label} pending beta` });
+      // The rows before pos0 % C were not touched (a block fills only its own rows).
+      expect(maxAbs(pending.subarray(0, (pos0 % C) * P))).toBe(0);
+      // Not vacuous: RoPE at these positions and the norm moved q, k away from the projection's output.
+      expect(maxAbsDiff(seg(qkv, 0), seg(qkv32, 0))).toBeGreaterThan(0.05);
+    }
+  });
+
   it('encodeApply adds ttt_norm(f(fq)) * scale into out, for a prefill block and a decode row', async () => {
     const hx = new Harness(ctx, ALL_ON, 16);
     const a = await hx.block_(2, 9, 11);
@@ -350,7 +396,7 @@ describe('fast-weight kernels against the CPU reference', () => {
     expectClose(b.got, b.want, { ...APPLY_TOL, label: 'apply ALL_ON, 1 row' });
   });
 
-  it('dispatch counts: inputs 2, apply 1 (a decode row; 4 for a prefill block), pending 1, learn 27 (ALL_ON) / 6 (ALL_OFF), as recorded', async () => {
+  it('dispatch counts: inputs 1 (the pending row in it), apply 1 (a decode row; 4 for a prefill block), learn 27 (ALL_ON) / 6 (ALL_OFF), as recorded', async () => {
     for (const [raw, learn] of [[ALL_ON, 27], [ALL_OFF, 6]] as const) {
       const hx = new Harness(ctx, raw, 16);
       const counts: Record<string, number> = {};
@@ -363,18 +409,18 @@ describe('fast-weight kernels against the CPU reference', () => {
             return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
           },
         });
-        for (const kind of ['inputs', 'apply', 'pending', 'learn'] as const) {
+        for (const kind of ['inputs', 'apply', 'learn'] as const) {
           n = 0;
           if (kind === 'learn') hx.layer.encodeLearn(counting);
-          else hx.layer[kind === 'inputs' ? 'encodeInputs' : kind === 'apply' ? 'encodeApply' : 'encodePending'](counting, 1);
+          else hx.layer[kind === 'inputs' ? 'encodeInputs' : 'encodeApply'](counting, 1);
           counts[kind] = n;
         }
         n = 0;
         hx.layer.encodeApply(counting, 8);
         counts.applyPrefill = n;
       });
-      expect(counts).toEqual({ inputs: 2, apply: 1, pending: 1, learn, applyPrefill: 4 });
-      for (const k of ['inputs', 'apply', 'pending', 'learn'] as const) expect(hx.layer.dispatches(k, 1)).toBe(counts[k]);
+      expect(counts).toEqual({ inputs: 1, apply: 1, learn, applyPrefill: 4 });
+      for (const k of ['inputs', 'apply', 'learn'] as const) expect(hx.layer.dispatches(k, 1)).toBe(counts[k]);
       expect(hx.layer.dispatches('apply', 8)).toBe(4);
       const { chunkSize: C, numFwHeads: Hf, fwHidden: dh, fwHeadDim: df } = hx.c;
       const m = Math.min(dh, df), n = Math.max(dh, df);

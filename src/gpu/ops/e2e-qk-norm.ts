@@ -12,7 +12,8 @@
  */
 import source from '../../../shaders/e2e-qk-norm.wgsl?raw';
 import type { BlockParams } from '../block.ts';
-import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
+import { dispatch, grid, type BindingKind, type GpuContext, type Kernel } from '../context.ts';
+import { ropeTurnTable } from './e2e-rope.ts';
 
 export interface E2EQkNormSpec {
   readonly heads: number;
@@ -32,6 +33,11 @@ export interface E2EQkNormSpec {
   /** The same for dx (backward); default as x. */
   readonly dxStride?: number;
   readonly dxOff?: number;
+  /**
+   * Forward only: the interleaved RoPE (e2e-rope.wgsl, the same angles) applied as y is stored, at
+   * positions pos0 + row: y = RoPE(x r g) in one launch.
+   */
+  readonly ropeTheta?: number;
 }
 
 const WORKGROUP = 64;
@@ -70,13 +76,16 @@ export class E2EQkNormOp {
     const l = layout(label, spec);
     const inPlace = io.x === io.y;
     if (inPlace && (l.yStride !== l.xStride || l.yOff !== l.xOff)) throw new RangeError(`${label}: in place needs y laid out as x`);
+    const rope = spec.ropeTheta !== undefined;
+    if (rope && (spec.headDim % 2 !== 0 || !(spec.ropeTheta! > 0))) throw new RangeError(`${label}: RoPE needs an even head dim and theta > 0`);
     this.kernel = ctx.kernel({
       shader: 'e2e-qk-norm.wgsl', source, entry: 'forward',
-      bindings: inPlace ? ['uniform', 'uniform', 'read', 'rw'] : ['uniform', 'uniform', 'read', 'rw', 'rw'],
-      defines: { HD: spec.headDim, IN_PLACE: inPlace },
+      bindings: [...(inPlace ? ['uniform', 'uniform', 'read', 'rw'] : ['uniform', 'uniform', 'read', 'rw', 'rw']) as BindingKind[], ...(rope ? ['read' as const] : [])],
+      defines: { HD: spec.headDim, IN_PLACE: inPlace, ROPE: rope },
     });
     const p = params(ctx, label, spec);
-    this.group = ctx.bind(this.kernel, inPlace ? [p, block.buffer, io.gain, io.x] : [p, block.buffer, io.gain, io.x, io.y]);
+    const turns = rope ? [ctx.allocator.upload(`${label} turns`, 'weights', ropeTurnTable(spec.headDim, spec.ropeTheta!))] : [];
+    this.group = ctx.bind(this.kernel, [...(inPlace ? [p, block.buffer, io.gain, io.x] : [p, block.buffer, io.gain, io.x, io.y]), ...turns]);
   }
 
   encode(pass: GPUComputePassEncoder, rows: number): void {
@@ -85,8 +94,9 @@ export class E2EQkNormOp {
     dispatch(pass, this.kernel, this.group, x, y);
   }
 
+  /** 4 per element, 3 more with the RoPE (as E2ERopeOp counts it). */
   flops(rows: number): number {
-    return 4 * rows * (this.spec.segments ?? 1) * this.spec.heads * this.spec.headDim;
+    return (this.spec.ropeTheta === undefined ? 4 : 7) * rows * (this.spec.segments ?? 1) * this.spec.heads * this.spec.headDim;
   }
 }
 

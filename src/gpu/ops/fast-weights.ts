@@ -2,9 +2,10 @@
  * The fast-weight branch of one layer on the GPU (the math: ../shared/spec, and the CPU oracle in
  * src/reference/fast-weights.ts and layer-math.ts). Per block the engine records, in order:
  *
- *   encodeInputs   fq, fk, fv (scale/offset, silu, per-head L2 norm, RoPE) and the activated gates
+ *   encodeInputs   one launch: fq, fk, fv (scale/offset, silu, per-head L2 norm, RoPE), the activated gates,
+ *                  the block's fk, fv, lr, beta into the chunk being filled (row pos0 % C), and, when the
+ *                  layer is given `attention`, attention's own q/k norm and RoPE in place in qkv
  *   encodeApply    out += ttt_norm(f_W(fq)) * ttt_scale, with the weights as of the last chunk
- *   encodePending  the block's fk, fv, lr, beta into the chunk being filled (row pos0 % C)
  *   encodeLearn    when that chunk is full: gradient, momentum, Muon, W += dW, row renorm
  *
  * Every matrix product is one batched MatmulOp launch over all heads (batch = Hf, or 3·Hf for Muon);
@@ -25,7 +26,6 @@ import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type BindingKind, type GpuContext, type Kernel, type Param } from '../context.ts';
 import { NS5_COEFFS } from '../newton-schulz-coefficients.ts';
 import { CPU_TILES, MatmulOp, ROW_TILES, type MatmulTiles } from './matmul.ts';
-import { RopeOp } from './rope.ts';
 
 /** Blocks of at most this many rows take the apply in one launch (applyRows in fast-weights.wgsl). */
 export const APPLY_ROWS_MAX = 4;
@@ -179,6 +179,13 @@ export interface FastWeightLayerOptions {
   readonly scratch?: FastWeightScratch;
   /** Matmul tiles, as the engine's other matmuls. */
   readonly tiles?: { readonly wide: MatmulTiles; readonly narrow: MatmulTiles };
+  /**
+   * The inputs launch also prepares attention's q and k in qkv in place: RMSNorm with these gains
+   * (q_norm | k_norm, [2D], eps) where the layer has them, then RoPE. qkv is then the projection's raw
+   * output, and the fast inputs read the normed q, k. Without it qkv must hold q, k already normed (if
+   * the layer norms them) and is only read.
+   */
+  readonly attention?: { readonly qkNorm: GPUBuffer | null; readonly eps: number };
 }
 
 type Step = (pass: GPUComputePassEncoder, rows: number) => void;
@@ -196,7 +203,6 @@ export class FastWeightLayer {
   private readonly initial: Float32Array<ArrayBuffer>;
   private readonly inputSteps: Step[] = [];
   private readonly applySteps: Step[] = [];
-  private readonly pendingSteps: Step[] = [];
   private readonly learnSteps: Step[] = [];
   private readonly learnOps: MatmulOp[] = [];
   /** The Newton-Schulz tail of learnSteps, and its matrix products (empty without Muon). */
@@ -255,15 +261,19 @@ export class FastWeightLayer {
     const mm = (name: string, spec: ConstructorParameters<typeof MatmulOp>[2], bufs: ConstructorParameters<typeof MatmulOp>[3]) =>
       new MatmulOp(ctx, `${label} ${name}`, spec, bufs, block, tiles);
 
-    // Inputs: one workgroup per (row, head), then the fast q, k RoPE (the same rotation as attention).
+    // Inputs (and the pending row, and attention's q/k when asked): one launch, a workgroup per row.
+    const attn = opts.attention ?? null;
+    if (c.attnHeadDim % 2 !== 0 || D % c.attnHeadDim !== 0) throw new RangeError(`${label}: the RoPE head dim ${c.attnHeadDim} must be even and divide ${D}`);
+    const gateCols = 3 * Hf + (c.useMomentum ? Hf : 0);
     this.inputSteps.push(launch(
-      fw('inputs', 'INPUTS', ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'rw', 'rw']),
-      [['u32', D], ['u32', Hf], ['u32', df], ['u32', G], ['u32', gc.momentum ?? NONE], ['u32', gc.scale ?? NONE], ['u32', c.qkvSilu ? 1 : 0], ['f32', LR_SHIFT]],
-      [block.buffer, io.qkv, io.gates, qkScale, qkOffset, fqkv, act],
-      (rows) => [rows, Hf],
+      fw('inputs', 'INPUTS', ['uniform', 'uniform', 'rw', 'read', 'read', 'read', 'read', 'rw', 'rw', 'rw']),
+      [
+        ['u32', D], ['u32', Hf], ['u32', df], ['u32', G], ['u32', gc.momentum ?? NONE], ['u32', gc.scale ?? NONE], ['u32', c.qkvSilu ? 1 : 0], ['f32', LR_SHIFT],
+        ['u32', C], ['u32', P], ['u32', gateCols], ['u32', c.attnHeadDim], ['f32', Math.log2(c.ropeTheta)], ['u32', attn ? 1 : 0], ['u32', attn?.qkNorm ? 1 : 0], ['f32', attn?.eps ?? 0],
+      ],
+      [block.buffer, io.qkv, io.gates, qkScale, qkOffset, attn?.qkNorm ?? qkScale, fqkv, act, this.pending],
+      (rows) => [rows, 1],
     ));
-    const rope = new RopeOp(ctx, `${label} fast rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, fqkv, block);
-    this.inputSteps.push((pass, rows) => rope.encode(pass, rows));
 
     // Apply: [G | U] = fq [W0; W2]^T per head, silu(G) * U, y = (silu(G) * U) W1^T, then norm, scale, add.
     const applyGU = mm('apply G|U', {
@@ -301,14 +311,6 @@ export class FastWeightLayer {
       if (rows <= APPLY_ROWS_MAX) applyRows(pass, rows);
       else for (const st of applyWide) st(pass, rows);
     });
-
-    const gateCols = 3 * Hf + (c.useMomentum ? Hf : 0);
-    this.pendingSteps.push(launch(
-      fw('pendingRows', 'PENDING', ['uniform', 'uniform', 'read', 'read', 'rw']),
-      [['u32', D], ['u32', C], ['u32', P], ['u32', G], ['u32', gateCols]],
-      [block.buffer, fqkv, act, this.pending],
-      (rows) => flat(rows * P),
-    ));
 
     // Learn. Forward on the chunk's keys/values: s = [G | U | P] per (token, head).
     const lGU = mm('learn G|U', {
@@ -401,11 +403,7 @@ export class FastWeightLayer {
     for (const s of this.applySteps) s(pass, rows);
   }
 
-  encodePending(pass: GPUComputePassEncoder, rows: number): void {
-    for (const s of this.pendingSteps) s(pass, rows);
-  }
-
-  /** The pending chunk must be full (its last block's encodePending already recorded). */
+  /** The pending chunk must be full (its last block's encodeInputs already recorded). */
   encodeLearn(pass: GPUComputePassEncoder): void {
     for (const s of this.learnSteps) s(pass, this.config.chunkSize);
   }
@@ -443,9 +441,9 @@ export class FastWeightLayer {
   }
 
   /** Dispatches one encode call records (the same for every block size). */
-  dispatches(kind: 'inputs' | 'apply' | 'pending' | 'learn' | 'newton-schulz', rows = 1): number {
+  dispatches(kind: 'inputs' | 'apply' | 'learn' | 'newton-schulz', rows = 1): number {
     if (kind === 'apply') return rows <= APPLY_ROWS_MAX ? 1 : 4;
-    return { inputs: this.inputSteps, pending: this.pendingSteps, learn: this.learnSteps, 'newton-schulz': this.nsSteps }[kind].length;
+    return { inputs: this.inputSteps, learn: this.learnSteps, 'newton-schulz': this.nsSteps }[kind].length;
   }
 
   /**
