@@ -24,7 +24,7 @@
 struct Params {
   D: u32, heads: u32, window: u32, ring: u32,        // window 0: full attention; ring 0: paged
   page: u32, pageTokens: u32, splitKeys: u32, splitRows: u32,
-  scale: f32, _a: u32, _b: u32, _c: u32,
+  scale: f32, S: u32, _b: u32, _c: u32,       // S: the row stride of qkv (3D, or 3D + the gates LaCT projects with it)
 }
 #include "block.wgsl"
 
@@ -108,7 +108,7 @@ fn storeOwnKv(k: Task, first: u32, step: u32) {
   let t = blk.pos0 + k.row;
   if (k.split != 0u || t < k.keys.x || t >= k.keys.y) { return; }
   let hOff = k.head * DA;
-  let qRow = k.row * 3u * p.D;
+  let qRow = k.row * p.S;
   let dst = cacheSlot(t) * p.D + hOff;
   for (var i = first; i < DA; i += step) {
     kc[dst + i] = qkv[qRow + p.D + hOff + i];
@@ -135,12 +135,12 @@ var<workgroup> tileP: array<f32, WG>;
 
 fn keyAt(j: u32, hOff: u32, i: u32) -> f32 {
   if (j < blk.pos0) { return kc[cacheSlot(j) * p.D + hOff + i]; }
-  return qkv[(j - blk.pos0) * 3u * p.D + p.D + hOff + i];
+  return qkv[(j - blk.pos0) * p.S + p.D + hOff + i];
 }
 
 fn valueAt(j: u32, hOff: u32, i: u32) -> f32 {
   if (j < blk.pos0) { return vc[cacheSlot(j) * p.D + hOff + i]; }
-  return qkv[(j - blk.pos0) * 3u * p.D + 2u * p.D + hOff + i];
+  return qkv[(j - blk.pos0) * p.S + 2u * p.D + hOff + i];
 }
 
 @compute @workgroup_size(64)
@@ -155,7 +155,7 @@ fn attend(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   let t = blk.pos0 + row;
   let D = p.D;
   let hOff = head * DA;
-  let qRow = row * 3u * D;
+  let qRow = row * p.S;
   storeOwnKv(task, tid, WG);
   for (var i = tid; i < DA; i += WG) { qShared[i] = qkv[qRow + hOff + i]; }
   workgroupBarrier();
@@ -261,7 +261,7 @@ fn attendTile(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
     let i = e % DA;
     var q = 0.0;
     if (r < rEnd) {
-      let qRow = r * 3u * D;
+      let qRow = r * p.S;
       q = qkv[qRow + hOff + i];
       let t = blk.pos0 + r;
       if (split == 0u && t >= keys.x && t < keys.y) {
@@ -387,7 +387,7 @@ fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   let t = blk.pos0 + row;
   let D = p.D;
   let hOff = head * DA;
-  let qRow = row * 3u * D;
+  let qRow = row * p.S;
   storeOwnKv(task, 0u, 1u);
   let ab = splitKeys(task, t);
   let a = ab.x;
@@ -404,7 +404,7 @@ fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   for (var j = a; j < b; j++) {
     let cached = j < blk.pos0;
     var kOff: u32;
-    if (cached) { kOff = cacheSlot(j) * D + hOff; } else { kOff = (j - blk.pos0) * 3u * D + D + hOff; }
+    if (cached) { kOff = cacheSlot(j) * D + hOff; } else { kOff = (j - blk.pos0) * p.S + D + hOff; }
     var s = 0.0;
     if (cached) {
       for (var i = 0u; i < DA; i++) { s += q[i] * kc[kOff + i]; }

@@ -4,7 +4,8 @@
 // differ on whether that is allowed).
 //
 // Layouts (f32, row-major), D = Hf * df:
-//   fqkv  [rows, 3D]        fast q | k | v, same columns as the engine's qkv
+//   qkv   [rows, 3D + G]    the engine's q | k | v | raw gates (one projection: the gates read its input)
+//   fqkv  [rows, 3D]        fast q | k | v, same columns as the engine's q | k | v
 //   act   [rows, G]         activated gates: lr (3Hf) | momentum gate (Hf)? | ttt scale (Hf)?
 //   gu    [rows, Hf, 2dh]   G = x W0^T | U = x W2^T per head
 //   s     [C, Hf, 3dh]      chunk update: G | U | P = V W1, then the three scaled gradient factors
@@ -40,14 +41,13 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
 @group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
-@group(0) @binding(3) var<storage, read> gates: array<f32>;
-@group(0) @binding(4) var<storage, read> qkScale: array<f32>;
-@group(0) @binding(5) var<storage, read> qkOffset: array<f32>;
+@group(0) @binding(3) var<storage, read> qkScale: array<f32>;
+@group(0) @binding(4) var<storage, read> qkOffset: array<f32>;
 // q_norm | k_norm gains [2D] (bound to qkScale when the layer has none: never read then).
-@group(0) @binding(6) var<storage, read> qkNormW: array<f32>;
-@group(0) @binding(7) var<storage, read_write> fqkv: array<f32>;
-@group(0) @binding(8) var<storage, read_write> act: array<f32>;
-@group(0) @binding(9) var<storage, read_write> pending: array<f32>;
+@group(0) @binding(5) var<storage, read> qkNormW: array<f32>;
+@group(0) @binding(6) var<storage, read_write> fqkv: array<f32>;
+@group(0) @binding(7) var<storage, read_write> act: array<f32>;
+@group(0) @binding(8) var<storage, read_write> pending: array<f32>;
 
 // The same f32 angle as rope.wgsl, so a row ropes to the same numbers whichever kernel turns it.
 fn turn(pos: u32, i: u32) -> vec2f {
@@ -56,7 +56,7 @@ fn turn(pos: u32, i: u32) -> vec2f {
   return vec2f(cos(angle), sin(angle));
 }
 
-// Everything row-wise between the qkv (and gate) projections and the attention/apply, in one launch, one
+// Everything row-wise between the q|k|v|gates projection and the attention/apply, in one launch, one
 // workgroup per row: a row needs whole-row reductions (q_norm, k_norm over D) and per-head ones (the fast
 // q, k L2 norms), and a RoPE pair may straddle fast heads, so a row is the smallest unit that needs no
 // second launch. In order:
@@ -72,14 +72,16 @@ fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
   let row = wid.x;
   if (row >= blk.rows) { return; }
   let D = p.D;
+  // qkv's rows are q | k | v | raw gates (one projection); fqkv's are fq | fk | fv.
+  let qb = row * (3u * D + p.G);
   let base = row * 3u * D;
   let pr = ((blk.pos0 % p.C) + row) * p.P;
   var inv = vec2f(1.0);
   if (p.qkNorm != 0u) {
     var ss = vec2f(0.0);
     for (var i = lid; i < D; i += WG) {
-      let q = qkv[base + i];
-      let k = qkv[base + D + i];
+      let q = qkv[qb + i];
+      let k = qkv[qb + D + i];
       ss = fma(vec2f(q, k), vec2f(q, k), ss);
     }
     let t = wgSum2f(lid, ss);
@@ -90,15 +92,15 @@ fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     var ss = vec2f(0.0);
     for (var j = lid; j < p.df; j += WG) {
       let i = h * p.df + j;
-      var q = qkv[base + i];
-      var k = qkv[base + D + i];
+      var q = qkv[qb + i];
+      var k = qkv[qb + D + i];
       if (p.qkNorm != 0u) {
         q = q * inv.x * qkNormW[i];
         k = k * inv.y * qkNormW[D + i];
       }
       q = q * qkScale[2u * i] + qkOffset[2u * i];
       k = k * qkScale[2u * i + 1u] + qkOffset[2u * i + 1u];
-      var v = qkv[base + 2u * D + i];
+      var v = qkv[qb + 2u * D + i];
       if (p.qkvSilu != 0u) { q = silu(q); k = silu(k); v = silu(v); }
       fqkv[base + i] = q;
       fqkv[base + D + i] = k;
@@ -136,20 +138,20 @@ fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     pending[pr + a] = ka;
     pending[pr + b] = kb;
     if (p.attention != 0u) {
-      var x = vec4f(qkv[base + a], qkv[base + b], qkv[base + D + a], qkv[base + D + b]);
+      var x = vec4f(qkv[qb + a], qkv[qb + b], qkv[qb + D + a], qkv[qb + D + b]);
       if (p.qkNorm != 0u) {
         x = x * vec4f(inv.x, inv.x, inv.y, inv.y) * vec4f(qkNormW[a], qkNormW[b], qkNormW[D + a], qkNormW[D + b]);
       }
-      qkv[base + a] = x.x * cs.x - x.y * cs.y;
-      qkv[base + b] = x.y * cs.x + x.x * cs.y;
-      qkv[base + D + a] = x.z * cs.x - x.w * cs.y;
-      qkv[base + D + b] = x.w * cs.x + x.z * cs.y;
+      qkv[qb + a] = x.x * cs.x - x.y * cs.y;
+      qkv[qb + b] = x.y * cs.x + x.x * cs.y;
+      qkv[qb + D + a] = x.z * cs.x - x.w * cs.y;
+      qkv[qb + D + b] = x.w * cs.x + x.z * cs.y;
     }
   }
 
   let g = row * p.G;
   for (var col = lid; col < p.G; col += WG) {
-    let x = gates[g + col];
+    let x = qkv[qb + 3u * D + col];
     var y: f32;
     if (col < 3u * p.Hf) {
       y = softplus(x + p.lrShift);

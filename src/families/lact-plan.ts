@@ -30,13 +30,10 @@ export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOption
   for (let l = 0; l < c.numLayers; l++) {
     const L = `layer ${l}`;
     buf(`${L} attn_norm`, 'weights', 4 * D, 'hidden_size');
-    matrix(`${L} qkv`, 3 * D, D, 'hidden_size');
-    if (c.qkvBias) buf(`${L} qkv bias`, 'weights', 12 * D, 'hidden_size');
+    // With fast weights the gates' rows follow q|k|v in one matrix (and one bias).
+    matrix(f ? `${L} qkv|gates` : `${L} qkv`, 3 * D + G, D, 'hidden_size');
+    if (c.qkvBias || f) buf(f ? `${L} qkv|gates bias` : `${L} qkv bias`, 'weights', 4 * (3 * D + G), 'hidden_size');
     if (c.attnQkNorm) buf(`${L} q/k norm`, 'weights', 8 * D, 'hidden_size');
-    if (f) {
-      matrix(`${L} gates`, G, D, 'hidden_size');
-      buf(`${L} gates bias`, 'weights', 4 * G, 'num_lact_heads');
-    }
     matrix(`${L} o_proj`, D, D, 'hidden_size');
     buf(`${L} mlp_norm`, 'weights', 4 * D, 'hidden_size');
     matrix(`${L} gate|up`, 2 * I, D, 'intermediate_size');
@@ -44,11 +41,10 @@ export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOption
   }
   // Activations, the fast-weight scratch, then per layer its KV cache, fast-weight state, attention partials.
   buf('tokens', 'activations', 4 * R, 'maxRows');
-  for (const [label, floats] of [['x', R * D], ['qkv', R * 3 * D], ['o', R * D]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
+  for (const [label, floats] of [['x', R * D], [f ? 'qkv|gates' : 'qkv', R * (3 * D + G)], ['o', R * D]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
   // No normed-input buffer: every pre-norm is fused into the projection after it (LinearSpec.norm).
   buf('gate|up', 'activations', 4 * R * 2 * I, 'intermediate_size');
   buf('swiglu', 'activations', 4 * R * I, 'intermediate_size');
-  if (f) buf('fast-weight gates', 'activations', 4 * R * G, 'maxRows');
   const logitBytes = 4 * (opts.allLogits ? R : 1) * V;
   buf('logits', 'activations', logitBytes, 'vocab_size');
   if (f) for (const b of fastWeightScratchBuffers(c, R)) buf(`fast weights: ${b.name}`, b.category, 4 * b.floats, b.category === 'activations' ? 'maxRows' : 'lact_chunk_size');

@@ -1,6 +1,7 @@
 /**
  * A checkpoint's tensors on the GPU, laid out the way the kernels want them: projections that read the
- * same input share one matrix (lr/momentum/ttt-scale gates; the MLP's gate and up), q/k norm weights sit
+ * same input share one matrix (q|k|v and, with fast weights, the lr/momentum/ttt-scale gates after them; the
+ * MLP's gate and up), q/k norm weights sit
  * side by side. Buffers are allocated from the config first and each checkpoint tensor is written into
  * its place as it arrives, so a streamed model never has to be whole in JS memory. Only the initial
  * fast weights (small: 3·Hf·df·dh per layer) are kept on the CPU, because the fast-weight layers
@@ -14,11 +15,13 @@ import { CheckpointTargets, type PlacedTarget } from './checkpoint-targets.ts';
 
 export interface LayerWeights {
   attnNorm: GPUBuffer;
-  qkv: WeightParts; // [3D, D]
+  /** [3D + G, D]: q, k, v, then (G > 0: with fast weights) lr_proj, momentum_proj.0, ttt_scale_proj. */
+  qkv: WeightParts;
+  /** [3D + G]: qkv's bias (zeros where the config has none) then the gates'; null with neither. */
   qkvBias: GPUBuffer | null;
   qkNorm: GPUBuffer | null; // [2D]: q_norm then k_norm
-  gates: WeightParts | null; // [G, D]: lr_proj, momentum_proj.0, ttt_scale_proj
-  gatesBias: GPUBuffer | null;
+  /** G: the gate rows after q|k|v (0 without fast weights). */
+  gateRows: number;
   oProj: WeightParts;
   mlpNorm: GPUBuffer;
   gateUp: WeightParts; // [2I, D]: gate_proj then up_proj
@@ -63,11 +66,10 @@ export class GpuWeights {
       const G = gateRows.reduce((a, b) => a + b, 0);
       const lw: LayerWeights = {
         attnNorm: vec(`${L} attn_norm`, D),
-        qkv: mat(`${L} qkv`, 3 * D, D),
-        qkvBias: c.qkvBias ? vec(`${L} qkv bias`, 3 * D) : null,
+        qkv: mat(f ? `${L} qkv|gates` : `${L} qkv`, 3 * D + G, D),
+        qkvBias: c.qkvBias || f ? vec(f ? `${L} qkv|gates bias` : `${L} qkv bias`, 3 * D + G) : null,
         qkNorm: c.attnQkNorm ? vec(`${L} q/k norm`, 2 * D) : null,
-        gates: f ? mat(`${L} gates`, G, D) : null,
-        gatesBias: f ? vec(`${L} gates bias`, G) : null,
+        gateRows: G,
         oProj: mat(`${L} o_proj`, D, D),
         mlpNorm: vec(`${L} mlp_norm`, D),
         gateUp: mat(`${L} gate|up`, 2 * I, D),
@@ -76,15 +78,15 @@ export class GpuWeights {
       this.layers.push(lw);
       at(p + 'attn_norm.weight', { kind: 'vector', buffer: lw.attnNorm, offset: 0 });
       at(p + 'attn.qkv.weight', { kind: 'matrix', m: lw.qkv, row0: 0 });
-      if (lw.qkvBias) at(p + 'attn.qkv.bias', { kind: 'vector', buffer: lw.qkvBias, offset: 0 });
+      if (c.qkvBias) at(p + 'attn.qkv.bias', { kind: 'vector', buffer: lw.qkvBias!, offset: 0 });
       if (lw.qkNorm) {
         at(p + 'attn.q_norm.weight', { kind: 'vector', buffer: lw.qkNorm, offset: 0 });
         at(p + 'attn.k_norm.weight', { kind: 'vector', buffer: lw.qkNorm, offset: D });
       }
-      let row = 0;
+      let row = 3 * D;
       gateNames.forEach((n, i) => {
-        at(p + n + '.weight', { kind: 'matrix', m: lw.gates!, row0: row });
-        at(p + n + '.bias', { kind: 'vector', buffer: lw.gatesBias!, offset: row });
+        at(p + n + '.weight', { kind: 'matrix', m: lw.qkv, row0: row });
+        at(p + n + '.bias', { kind: 'vector', buffer: lw.qkvBias!, offset: row });
         row += gateRows[i];
       });
       at(p + 'attn.o_proj.weight', { kind: 'matrix', m: lw.oProj, row0: 0 });

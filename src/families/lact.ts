@@ -33,11 +33,13 @@ import type { LearningLog } from '../engine/family.ts';
 const INNER_NORM_EPS = 1e-5;
 
 interface LayerOps {
-  /** q|k|v = attn_norm(x) Wqkv^T, the norm fused into the projection's loads (LinearSpec.norm). */
+  /**
+   * q|k|v (and with fast weights the gates lr | momentum | ttt scale, which read the same normed input)
+   * = attn_norm(x) Wqkv^T, the norm fused into the projection's loads (LinearSpec.norm).
+   */
   qkv: LinearOp;
   /** q/k norm and RoPE; in a fast-weight layer null: its inputs launch does both. */
   qkNorm: RmsNormOp | null;
-  gates: LinearOp | null;
   fast: FastWeightLayer | null;
   rope: RopeOp | null;
   kv: KvCache;
@@ -83,12 +85,13 @@ class LactModel implements FamilyModel {
     // Activations, shared by every layer (a block runs the layers one after another).
     this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     const x = act('x: residual stream [rows, D]', maxRows * D);
-    const qkv = act('qkv [rows, 3D]', maxRows * 3 * D);
+    const G = c.useFastWeights ? gateColumns(c).total : 0;
+    // A row: q | k | v | the fast-weight gates (G = 0 without fast weights).
+    const S = 3 * D + G;
+    const qkv = act(G ? 'qkv|gates [rows, 3D + G]' : 'qkv [rows, 3D]', maxRows * S);
     const o = act('o: mixer output [rows, D]', maxRows * D);
     const gu = act('gate|up [rows, 2I]', maxRows * 2 * I);
     const s = act('swiglu [rows, I]', maxRows * I);
-    const G = c.useFastWeights ? gateColumns(c).total : 0;
-    const gates = G ? act('fast-weight gates [rows, G]', maxRows * G) : null;
     this.logits = act('logits', (this.allLogits ? maxRows : 1) * V);
 
     const learning = resolveLearnWhileReading(c, opts.learnWhileReading);
@@ -101,17 +104,17 @@ class LactModel implements FamilyModel {
       const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
       const kv = new KvCache(ctx, `${L} kv`, attnSpec);
       const attnNorm = { gain: lw.attnNorm, eps: c.normEps };
-      const fastLayer = init && gates
-        ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, gates, out: o }, block, maxRows, { scratch: fwScratch!, tiles, attention: { qkNorm: lw.qkNorm, eps: INNER_NORM_EPS } })
+      if (lw.gateRows !== G) throw new Error(`${L}: ${lw.gateRows} gate rows after q|k|v, expected ${G}`);
+      const fastLayer = init
+        ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, out: o }, block, maxRows, { scratch: fwScratch!, tiles, attention: { qkNorm: lw.qkNorm, eps: INNER_NORM_EPS } })
         : null;
       return {
         kv,
-        qkv: new LinearOp(ctx, `${L} qkv`, lw.qkv, { x, y: qkv, bias: lw.qkvBias ?? undefined }, { inStride: D, outStride: 3 * D, norm: attnNorm }, block, tiles),
-        qkNorm: lw.qkNorm && !fastLayer ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: 3 * D, outStride: 3 * D }, { weight: lw.qkNorm, x: qkv, y: qkv }, block) : null,
-        gates: lw.gates && gates ? new LinearOp(ctx, `${L} gates`, lw.gates, { x, y: gates, bias: lw.gatesBias! }, { inStride: D, outStride: G, norm: attnNorm }, block, tiles) : null,
+        qkv: new LinearOp(ctx, `${L} qkv`, lw.qkv, { x, y: qkv, bias: lw.qkvBias ?? undefined }, { inStride: D, outStride: S, norm: attnNorm }, block, tiles),
+        qkNorm: lw.qkNorm && !fastLayer ? new RmsNormOp(ctx, `${L} q/k norm`, { n: D, eps: INNER_NORM_EPS, segments: 2, segStride: D, inStride: S, outStride: S }, { weight: lw.qkNorm, x: qkv, y: qkv }, block) : null,
         fast: fastLayer,
-        rope: fastLayer ? null : new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: 3 * D, segments: 2, segStride: D }, qkv, block),
-        attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o }, kv, block),
+        rope: fastLayer ? null : new RopeOp(ctx, `${L} rope`, { dim: D, headDim: c.attnHeadDim, theta: c.ropeTheta, rowStride: S, segments: 2, segStride: D }, qkv, block),
+        attention: new AttentionOp(ctx, `${L} attention`, attnSpec, { qkv, out: o, qkvStride: S }, kv, block),
         oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: x }, { inStride: D, outStride: D, accumulate: true }, block, tiles),
         gateUp: new LinearOp(ctx, `${L} gate|up`, lw.gateUp, { x, y: gu }, { inStride: D, outStride: 2 * I, norm: { gain: lw.mlpNorm, eps: c.normEps } }, block, tiles),
         swiglu: new SwigluOp(ctx, `${L} swiglu`, I, { gu, s }, block),
@@ -141,8 +144,7 @@ class LactModel implements FamilyModel {
     this.embed.encode(pass, rows); //                            x = E[tokens]
     const top = this.layers[this.layers.length - 1];
     for (const l of this.layers) {
-      l.qkv.encode(pass, rows); //                               q|k|v = RMSNorm(x) Wqkv^T (+ b), the norm in the loads
-      l.gates?.encode(pass, rows); //                            lr | momentum | ttt scale (pre-activation), from RMSNorm(x)
+      l.qkv.encode(pass, rows); //                               q|k|v|gates = RMSNorm(x) Wqkv^T (+ b), the norm in the loads
       if (l.fast) {
         l.fast.encodeInputs(pass, rows); //                      one launch: q, k = RoPE(RMSNorm?(q, k)) in place; fast q, k, v
       } else { //                                                from the normed, un-roped q, k, v; the chunk's fk, fv, lr, beta

@@ -86,19 +86,22 @@ describe.each(['cpu', 'gpu'] as KernelVariant[])('attention.wgsl (%s shapes) aga
   });
 
   /** Feeds a random sequence through one op block by block; returns every block's output and error. */
-  async function run(spec: AttentionSpec, blocks: readonly number[], seed: number, tol = TOL): Promise<{ qkv: Float32Array; results: BlockResult[]; maxErr: number }> {
+  /** `stride`: the device rows' width; past 3D they hold junk (LaCT's gates) that must never be read. */
+  async function run(spec: AttentionSpec, blocks: readonly number[], seed: number, tol = TOL, stride = 3 * spec.D): Promise<{ qkv: Float32Array; results: BlockResult[]; maxErr: number }> {
     const D = spec.D, T = blocks.reduce((a, b) => a + b, 0);
     const g = gaussian(rng(seed));
     const qkv = Float32Array.from({ length: T * 3 * D }, () => g());
-    const qkvBuf = zeros(ctx, spec.maxRows * 3 * D, 'activations');
+    const qkvBuf = zeros(ctx, spec.maxRows * stride, 'activations');
     const outBuf = zeros(ctx, spec.maxRows * D, 'activations');
     const block = new BlockParams(ctx);
-    const op = new AttentionOp(ctx, 'attn', spec, { qkv: qkvBuf, out: outBuf }, new KvCache(ctx, 'kv', spec), block);
+    const op = new AttentionOp(ctx, 'attn', spec, { qkv: qkvBuf, out: outBuf, qkvStride: stride === 3 * D ? undefined : stride }, new KvCache(ctx, 'kv', spec), block);
     const junk = new Float32Array(spec.maxRows * D).fill(1e3);
     const results: BlockResult[] = [];
     let pos0 = 0, maxErr = 0;
     for (const rows of blocks) {
-      ctx.device.queue.writeBuffer(qkvBuf, 0, qkv, pos0 * 3 * D, rows * 3 * D);
+      const rowsIn = new Float32Array(rows * stride).fill(1e3);
+      for (let r = 0; r < rows; r++) rowsIn.set(qkv.subarray((pos0 + r) * 3 * D, (pos0 + r + 1) * 3 * D), r * stride);
+      ctx.device.queue.writeBuffer(qkvBuf, 0, rowsIn);
       // The output must be overwritten, not accumulated into.
       ctx.device.queue.writeBuffer(outBuf, 0, junk);
       block.write(rows, pos0);
@@ -125,6 +128,16 @@ describe.each(['cpu', 'gpu'] as KernelVariant[])('attention.wgsl (%s shapes) aga
     measured.window = maxErr;
     // A window this short never splits: a decode step is one dispatch (cache write fused with attention).
     for (const r of results) expect(r.dispatches).toBe(1);
+  });
+
+  it('rows wider than q|k|v (LaCT: the gates follow v): the same output, the extra columns never read', async () => {
+    const ring: AttentionSpec = { D: 32, heads: 2, window: 24, maxRows: 16, capacity: 0 };
+    expect((await run(ring, [16, 5, 1, 16, 1, 7], 11, TOL, 3 * 32 + 7)).maxErr).toBeLessThan(1);
+    // Full attention over enough keys to split, so the split and combine paths read the wide rows too.
+    const full: AttentionSpec = { D: 32, heads: 2, window: null, maxRows: 16, capacity: 600, splitKeys: 64 };
+    expect((await run(full, [16, 16, 16, 16, 16, 1, 1, 9, 1], 12, TOL, 3 * 32 + 7)).maxErr).toBeLessThan(1);
+    const bad = { qkv: zeros(ctx, 16 * 95), out: zeros(ctx, 16 * 32) };
+    expect(() => new AttentionOp(ctx, 'attn', ring, { ...bad, qkvStride: 95 }, new KvCache(ctx, 'kv', ring), new BlockParams(ctx))).toThrow(/stride 95 is less than 3D = 96/);
   });
 
   it('fails against a reference whose window is off by one', async () => {

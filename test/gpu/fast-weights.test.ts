@@ -28,6 +28,16 @@ function initOf(lw: LayerWeights): FastWeightInit {
 /** The chunk being filled, all heads: rows by position in the chunk. */
 interface ChunkAcc { fk: number[][]; fv: number[][]; lr: number[][]; beta: number[][] }
 
+/** Rows of q | k | v | raw gates, as the engine's one projection writes them, from separate rows of each. */
+function qkvGates(qkv: Float32Array, gates: Float32Array, rows: number, D: number, G: number): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(rows * (3 * D + G));
+  for (let t = 0; t < rows; t++) {
+    out.set(qkv.subarray(t * 3 * D, (t + 1) * 3 * D), t * (3 * D + G));
+    out.set(gates.subarray(t * G, (t + 1) * G), t * (3 * D + G) + 3 * D);
+  }
+  return out;
+}
+
 /**
  * The engine's sequence for one layer (inputs, apply, pending, learn when a chunk completes) on the GPU,
  * and the same on the CPU reference: projectRows for the inputs, FastWeightHead for apply and learn.
@@ -39,7 +49,7 @@ class Harness {
   readonly layer: FastWeightLayer;
   readonly heads: FastWeightHead[];
   private readonly block: BlockParams;
-  private readonly io: { qkv: GPUBuffer; gates: GPUBuffer; out: GPUBuffer };
+  private readonly io: { qkv: GPUBuffer; out: GPUBuffer };
   private readonly chunk: ChunkAcc = { fk: [], fv: [], lr: [], beta: [] };
 
   constructor(private readonly ctx: GpuContext, raw: Record<string, unknown>, readonly maxRows: number, seed = 1) {
@@ -49,7 +59,7 @@ class Harness {
     const { hiddenSize: D, numFwHeads: Hf, fwHeadDim: df, fwHidden: dh } = config;
     const init = initOf(this.lw);
     this.block = new BlockParams(ctx);
-    this.io = { qkv: zeros(ctx, maxRows * 3 * D), gates: zeros(ctx, maxRows * gateColumns(config).total), out: zeros(ctx, maxRows * D) };
+    this.io = { qkv: zeros(ctx, maxRows * (3 * D + gateColumns(config).total)), out: zeros(ctx, maxRows * D) };
     this.layer = new FastWeightLayer(ctx, 'layer 0', config, init, this.io, this.block, maxRows);
     const opts = { useMomentum: config.useMomentum, useMuon: config.useMuon };
     const S = dh * df;
@@ -89,8 +99,7 @@ class Harness {
     const g = gaussian(rng(seed + 1000));
     const o0 = Float32Array.from({ length: rows * D }, () => 0.5 * g());
     const q = this.ctx.device.queue;
-    q.writeBuffer(this.io.qkv, 0, qkv);
-    q.writeBuffer(this.io.gates, 0, gates);
+    q.writeBuffer(this.io.qkv, 0, qkvGates(qkv, gates, rows, D, gateColumns(c).total));
     q.writeBuffer(this.io.out, 0, o0);
     this.block.write(rows, pos0);
     const learn = (opts.learn ?? true) && (pos0 + rows) % C === 0;
@@ -242,12 +251,14 @@ describe('fast-weight kernels against the CPU reference', () => {
     const lw = referenceWeights(c, weights).layers[0];
     const D = c.hiddenSize;
     const block = new BlockParams(ctx);
-    const qkv = zeros(ctx, 16 * 3 * D), gates = zeros(ctx, 16 * gateColumns(c).total);
+    const qkv = zeros(ctx, 16 * (3 * D + gateColumns(c).total));
     const outs = [zeros(ctx, 16 * D), zeros(ctx, 16 * D)];
     const scratch = new FastWeightScratch(ctx, c, 16);
     const before = ctx.allocator.report();
-    outs.forEach((out, i) => new FastWeightLayer(ctx, `layer ${i}`, c, initOf(lw), { qkv, gates, out }, block, 16, { scratch }));
+    outs.forEach((out, i) => new FastWeightLayer(ctx, `layer ${i}`, c, initOf(lw), { qkv, out }, block, 16, { scratch }));
     const after = ctx.allocator.report();
+    // Rows without room for the gates after q|k|v: a named error, not a kernel reading past the buffer.
+    expect(() => new FastWeightLayer(ctx, 'short', c, initOf(lw), { qkv: zeros(ctx, 16 * 3 * D), out: outs[0] }, block, 16, { scratch })).toThrow(/less than 16 rows of q\|k\|v\|gates/);
     const per = stateBytesPerLayer(c, 4);
     expect(after.fastWeights - before.fastWeights).toBe(2 * per.fastWeights);
     expect(after.momentum - before.momentum).toBe(2 * per.momentum);
@@ -260,7 +271,7 @@ describe('fast-weight kernels against the CPU reference', () => {
     // ones, a layer that read the other's leftovers (scratch, pending rows, state) would read its own
     // numbers and nothing could show. Blocks of 5, 7 and 4 rows complete a chunk (so the pending rows of
     // both layers are filled over several blocks, then learned from), then 3 rows apply the learned weights.
-    // Each layer has its own qkv/gates/out buffers here, so that both layers' inputs can sit on the GPU
+    // Each layer has its own qkv|gates and out buffers here, so that both layers' inputs can sit on the GPU
     // for one pass; the engine fills one shared set before each layer with its own kernels.
     const { config: c, weights } = randomModel(ALL_ON, 5);
     const lws = referenceWeights(c, weights).layers;
@@ -279,13 +290,12 @@ describe('fast-weight kernels against the CPU reference', () => {
     const run = async (which: number[], scratch?: FastWeightScratch) => {
       const block = new BlockParams(ctx);
       const q = ctx.device.queue;
-      const ios = which.map(() => ({ qkv: zeros(ctx, 16 * 3 * D), gates: zeros(ctx, 16 * G), out: zeros(ctx, 16 * D) }));
+      const ios = which.map(() => ({ qkv: zeros(ctx, 16 * (3 * D + G)), out: zeros(ctx, 16 * D) }));
       const layers = which.map((l, i) => new FastWeightLayer(ctx, `layer ${l}`, c, initOf(lws[l]), ios[i], block, 16, scratch ? { scratch } : {}));
       const outs: Float32Array[][] = which.map(() => []);
       for (const [b, [pos0, rows]] of BLOCKS.entries()) {
         which.forEach((l, i) => {
-          q.writeBuffer(ios[i].qkv, 0, inputs[l][b].qkv);
-          q.writeBuffer(ios[i].gates, 0, inputs[l][b].gates);
+          q.writeBuffer(ios[i].qkv, 0, qkvGates(inputs[l][b].qkv, inputs[l][b].gates, BLOCKS[b][1], D, G));
           q.writeBuffer(ios[i].out, 0, inputs[l][b].o0);
         });
         block.write(rows, pos0);
@@ -358,19 +368,25 @@ describe('fast-weight kernels against the CPU reference', () => {
       const positions = Array.from({ length: rows }, (_, i) => pos0 + i);
       const pr = projectRows(c, lw, a, positions);
       const block = new BlockParams(ctx);
-      const io = { qkv: upload(ctx, qkv32), gates: upload(ctx, gates32), out: zeros(ctx, 16 * D) };
+      const rowsIn = qkvGates(qkv32, gates32, rows, D, G);
+      const wide = new Float32Array(16 * (3 * D + G));
+      wide.set(rowsIn);
+      const io = { qkv: upload(ctx, wide), out: zeros(ctx, 16 * D) };
       const qkNorm = lw.qNorm && lw.kNorm ? upload(ctx, Float32Array.from(cat([lw.qNorm, lw.kNorm]))) : null;
       const layer = new FastWeightLayer(ctx, 'layer 0', c, initOf(lw), io, block, 16, { attention: { qkNorm, eps: INNER_NORM_EPS } });
       block.write(rows, pos0);
       await runPass(ctx, (pass) => layer.encodeInputs(pass, rows));
-      const qkv = await readF32(ctx, io.qkv, rows * 3 * D);
+      const qkv = await readF32(ctx, io.qkv, rows * (3 * D + G));
       const fqkv = await readF32(ctx, layer.scratch.fqkv, rows * 3 * D);
       const pending = await readF32(ctx, layer.pending);
       const P = pending.length / C;
-      const seg = (x: Float32Array, s: number) => Float32Array.from({ length: rows * D }, (_, i) => x[Math.floor(i / D) * 3 * D + s * D + (i % D)]);
-      expectClose(seg(qkv, 0), pr.qa, { ...ROPED_TOL, label: `${label} attention q` });
-      expectClose(seg(qkv, 1), pr.ka, { ...ROPED_TOL, label: `${label} attention k` });
-      expect(seg(qkv, 2)).toEqual(seg(qkv32, 2));
+      const seg = (x: Float32Array, s: number, stride = 3 * D) => Float32Array.from({ length: rows * D }, (_, i) => x[Math.floor(i / D) * stride + s * D + (i % D)]);
+      const W = 3 * D + G;
+      expectClose(seg(qkv, 0, W), pr.qa, { ...ROPED_TOL, label: `${label} attention q` });
+      expectClose(seg(qkv, 1, W), pr.ka, { ...ROPED_TOL, label: `${label} attention k` });
+      expect(seg(qkv, 2, W)).toEqual(seg(qkv32, 2));
+      // The raw gates after v are only read.
+      for (let t = 0; t < rows; t++) expect(qkv.subarray(t * W + 3 * D, (t + 1) * W)).toEqual(gates32.subarray(t * G, (t + 1) * G));
       expectClose(seg(fqkv, 0), pr.fq!, { ...ROPED_TOL, label: `${label} fq` });
       expectClose(seg(fqkv, 1), pr.fk!, { ...ROPED_TOL, label: `${label} fk` });
       expectClose(seg(fqkv, 2), pr.fv!, { ...INPUTS_TOL, label: `${label} fv` });
@@ -384,7 +400,7 @@ describe('fast-weight kernels against the CPU reference', () => {
       // The rows before pos0 % C were not touched (a block fills only its own rows).
       expect(maxAbs(pending.subarray(0, (pos0 % C) * P))).toBe(0);
       // Not vacuous: RoPE at these positions and the norm moved q, k away from the projection's output.
-      expect(maxAbsDiff(seg(qkv, 0), seg(qkv32, 0))).toBeGreaterThan(0.05);
+      expect(maxAbsDiff(seg(qkv, 0, W), seg(qkv32, 0))).toBeGreaterThan(0.05);
     }
   });
 

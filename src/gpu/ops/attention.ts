@@ -94,7 +94,8 @@ export class AttentionOp {
     ctx: GpuContext,
     readonly label: string,
     readonly spec: AttentionSpec,
-    io: { qkv: GPUBuffer; out: GPUBuffer },
+    /** qkv: rows of q | k | v, `qkvStride` floats apart (default 3D: LaCT's rows also carry its gates). */
+    io: { qkv: GPUBuffer; out: GPUBuffer; qkvStride?: number },
     readonly kv: KvCache,
     block: BlockParams,
   ) {
@@ -104,6 +105,8 @@ export class AttentionOp {
       throw new RangeError(`${label}: the KV cache was made for another shape`);
     }
     const { D, heads, maxRows } = spec;
+    const qkvStride = io.qkvStride ?? 3 * D;
+    if (!Number.isInteger(qkvStride) || qkvStride < 3 * D) throw new RangeError(`${label}: qkv row stride ${qkvStride} is less than 3D = ${3 * D}`);
     const da = (this.da = D / heads);
     const splitKeys = spec.splitKeys ?? SPLIT_KEYS;
     this.plan = new Plan(spec.window ?? 0, kv.ring, kv.pageTokens, splitKeys);
@@ -122,7 +125,7 @@ export class AttentionOp {
       ctx.uniform(`${label} params page ${page}`, [
         ['u32', D], ['u32', heads], ['u32', spec.window ?? 0], ['u32', kv.ring],
         ['u32', page], ['u32', kv.pageTokens], ['u32', splitKeys], ['u32', SPLIT_ROWS],
-        ['f32', 1 / Math.sqrt(da)], ['u32', 0], ['u32', 0], ['u32', 0],
+        ['f32', 1 / Math.sqrt(da)], ['u32', qkvStride], ['u32', 0], ['u32', 0],
       ]),
     );
     this.attendGroups = kv.pages.map((pg, page) => ctx.bind(this.attend, [params[page], block.buffer, io.qkv, pg.k, pg.v, io.out, partials]));

@@ -214,7 +214,8 @@ export class FastWeightLayer {
     readonly label: string,
     readonly config: LactConfig,
     init: FastWeightInit,
-    io: { qkv: GPUBuffer; gates: GPUBuffer; out: GPUBuffer },
+    /** qkv: [rows, 3D + G], per row q | k | v | the raw gates (one projection of the same input); out: [rows, D]. */
+    io: { qkv: GPUBuffer; out: GPUBuffer },
     block: BlockParams,
     readonly maxRows: number,
     opts: FastWeightLayerOptions = {},
@@ -231,6 +232,7 @@ export class FastWeightLayer {
     if (init.qkScale.length !== 2 * D || init.qkOffset.length !== 2 * D || init.tttNorm.length !== df) {
       throw new RangeError(`${label}: qk_scale/qk_offset must hold ${2 * D} values and ttt_norm ${df}`);
     }
+    if (io.qkv.size < rowCap * (3 * D + G) * 4) throw new RangeError(`${label}: qkv holds ${io.qkv.size} bytes, less than ${rowCap} rows of q|k|v|gates (${3 * D + G} values each)`);
     const scratch = opts.scratch ?? new FastWeightScratch(ctx, c, rowCap);
     if (!scratch.fits(c, rowCap)) throw new RangeError(`${label}: the shared scratch was made for another shape`);
     this.scratch = scratch;
@@ -266,12 +268,12 @@ export class FastWeightLayer {
     if (c.attnHeadDim % 2 !== 0 || D % c.attnHeadDim !== 0) throw new RangeError(`${label}: the RoPE head dim ${c.attnHeadDim} must be even and divide ${D}`);
     const gateCols = 3 * Hf + (c.useMomentum ? Hf : 0);
     this.inputSteps.push(launch(
-      fw('inputs', 'INPUTS', ['uniform', 'uniform', 'rw', 'read', 'read', 'read', 'read', 'rw', 'rw', 'rw']),
+      fw('inputs', 'INPUTS', ['uniform', 'uniform', 'rw', 'read', 'read', 'read', 'rw', 'rw', 'rw']),
       [
         ['u32', D], ['u32', Hf], ['u32', df], ['u32', G], ['u32', gc.momentum ?? NONE], ['u32', gc.scale ?? NONE], ['u32', c.qkvSilu ? 1 : 0], ['f32', LR_SHIFT],
         ['u32', C], ['u32', P], ['u32', gateCols], ['u32', c.attnHeadDim], ['f32', Math.log2(c.ropeTheta)], ['u32', attn ? 1 : 0], ['u32', attn?.qkNorm ? 1 : 0], ['f32', attn?.eps ?? 0],
       ],
-      [block.buffer, io.qkv, io.gates, qkScale, qkOffset, attn?.qkNorm ?? qkScale, fqkv, act, this.pending],
+      [block.buffer, io.qkv, qkScale, qkOffset, attn?.qkNorm ?? qkScale, fqkv, act, this.pending],
       (rows) => [rows, 1],
     ));
 
