@@ -8,8 +8,10 @@ Run from the repository root:
 Training text: reST sources of the Linux and Python documentation, and the .py files of the Python
 3.11 standard library. Evaluation text (never training text): GNU Info manuals, Go source files.
 
-Inputs: .deb files fetched with `apt-get download` into DIR (default OUT/debs); a .deb already there
-is reused, so the same .debs always give byte-identical outputs. Nothing else is read from the
+Inputs: .deb files fetched with `apt-get download PKG=VERSION` into DIR (default OUT/debs), at the
+versions (and sha256) in train/data/debs.lock.json, those the bundled models were trained on
+(`--unpinned`: the newest); a .deb already there is reused, so the same .debs always give
+byte-identical outputs. Nothing else is read from the
 network or from the installed system.
 
 Outputs (OUT, default `data/`):
@@ -126,8 +128,20 @@ def compare_versions(a, b):
     return -1 if lt else 1
 
 
-def get_deb(pkg, debs_dir, allow_download=True):
-    """Path of the cached .deb of `pkg` (the highest version there), downloading it if absent."""
+LOCK_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "debs.lock.json")
+
+
+def read_lock():
+    """{package: (version, sha256)}: the .debs the bundled models were trained and evaluated on."""
+    with open(LOCK_PATH) as f:
+        lock = json.load(f)
+    return {p: (v, lock["sha256"][p]) for p, v in lock["debs"].items()}
+
+
+def get_deb(pkg, debs_dir, pin=None):
+    """The cached .deb of `pkg`, downloaded if absent: exactly `pin` = (version, sha256) when given
+    (Debian's security updates replace packages, and the newest would build other data than the
+    models were trained on), else the highest version there."""
     def cached():
         out = []
         for path in glob.glob(os.path.join(debs_dir, glob.escape(pkg) + "_*.deb")):
@@ -136,19 +150,28 @@ def get_deb(pkg, debs_dir, allow_download=True):
         return out
 
     found = cached()
+    if pin is not None:
+        found = [f for f in found if f[0] == pin[0]]
     if not found:
-        if not allow_download:
-            raise SystemExit(f"missing .deb for {pkg} in {debs_dir}")
-        log(f"apt-get download {pkg}")
+        spec = pkg if pin is None else f"{pkg}={pin[0]}"
+        log(f"apt-get download {spec}")
         os.makedirs(debs_dir, exist_ok=True)
-        subprocess.run(["apt-get", "download", pkg], cwd=debs_dir, check=True)
-        found = cached()
+        if subprocess.run(["apt-get", "download", spec], cwd=debs_dir).returncode != 0:
+            raise SystemExit(f"apt-get download {spec} failed"
+                             + ("" if pin is None else
+                                f": the archive no longer holds the version in {LOCK_PATH}; "
+                                "--unpinned builds from the newest versions (other data than the "
+                                "bundled models were trained on)"))
+        found = [f for f in cached() if pin is None or f[0] == pin[0]]
         if not found:
-            raise SystemExit(f"apt-get download {pkg} left no .deb in {debs_dir}")
+            raise SystemExit(f"apt-get download {spec} left no .deb in {debs_dir}")
     found.sort(key=functools.cmp_to_key(lambda x, y: compare_versions(x[0], y[0])))
     version, path = found[-1]
+    digest = sha256_file(path)
+    if pin is not None and digest != pin[1]:
+        raise SystemExit(f"{path}: sha256 {digest} is not the pinned {pin[1]} ({LOCK_PATH})")
     return {"package": pkg, "version": version, "file": os.path.basename(path), "path": path,
-            "sha256": sha256_file(path), "bytes": os.path.getsize(path)}
+            "sha256": digest, "bytes": os.path.getsize(path)}
 
 
 def deb_members(path, prefix):
@@ -567,15 +590,18 @@ def write_bytes(path, data):
     os.replace(tmp, path)
 
 
-def build(out_dir, debs_dir):
+def build(out_dir, debs_dir, pinned=True):
     t0 = time.time()
+    lock = read_lock() if pinned else {}
     os.makedirs(os.path.join(out_dir, "eval"), exist_ok=True)
     os.makedirs(os.path.join(out_dir, "eval-go"), exist_ok=True)
     packages = ([p for _, p, _, _ in TRAIN_SOURCES] + PYSTDLIB_PACKAGES + EVAL_PACKAGES
                 + [EVAL_GO_PACKAGE] + sorted(FORBIDDEN_EVAL_PACKAGES))
     debs = {}
     for pkg in dict.fromkeys(packages):
-        debs[pkg] = get_deb(pkg, debs_dir)
+        if pinned and pkg not in lock:
+            raise SystemExit(f"{pkg} has no version in {LOCK_PATH}")
+        debs[pkg] = get_deb(pkg, debs_dir, lock.get(pkg))
     log(f"{len(debs)} .debs ready ({sum(d['bytes'] for d in debs.values()) / 1e6:.1f} MB) "
         f"[{time.time() - t0:.1f} s]")
 
@@ -728,12 +754,14 @@ def main():
     ap.add_argument("--out", default="data")
     ap.add_argument("--debs", default=None, help="cache of .debs (default OUT/debs)")
     ap.add_argument("--check", action="store_true", help="only verify an existing build")
+    ap.add_argument("--unpinned", action="store_true",
+                    help="the newest .debs instead of train/data/debs.lock.json's versions")
     args = ap.parse_args()
     debs_dir = args.debs or os.path.join(args.out, "debs")
     if args.check:
         check(args.out, debs_dir)
     else:
-        build(args.out, debs_dir)
+        build(args.out, debs_dir, pinned=not args.unpinned)
 
 
 if __name__ == "__main__":
