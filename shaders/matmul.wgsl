@@ -8,6 +8,13 @@
 // read as x[m, k] * gain[k], and the product is scaled by 1 / sqrt(mean_k x[m, k]^2 + eps), the sum of
 // squares gathered from the same loads of A that the product makes (K is the norm's width).
 //
+// A_RESID (with A_NORM) fuses TTT-E2E's sandwich post-norm and residual add, x += post_norm(s), into the
+// projection after it: A is the sublayer's output s, and the row that A_NORM norms is the updated stream
+// x'[m, k] = resid[m, k] + postGain[k] * s[m, k] / sqrt(mean_k s[m, k]^2 + eps) (one eps for both norms).
+// The post-norm's scale needs all of s's row before the first product, so each shape first makes a pass
+// over its rows of s. With FLAG_RESID_WRITE the first column tile also stores x' in residOut, which must not
+// be resid: the other tiles of the same launch still read the old stream.
+//
 // Three shapes of the same function (src/gpu/kernel-variant.ts picks the family of shapes per adapter):
 //  - REGISTER (the CPU-emulator shape, the default): each invocation keeps a TM x TN tile of C in
 //    registers and reads no workgroup memory. Barriers are very expensive on CPU backends (lavapipe,
@@ -32,13 +39,14 @@ struct Params {
   bOff: u32, bBatch: u32, bRow: u32, bCol: u32,
   cOff: u32, cBatch: u32, cRow: u32, cCol: u32,
   alpha: f32, beta: f32, biasOff: u32, aGlu: u32,
-  normEps: f32, gainOff: u32,
+  normEps: f32, gainOff: u32, rRow: u32,
 }
 #include "block.wgsl"
 
 const FLAG_BIAS: u32 = 1u;      // add bias[biasOff + n]
 const FLAG_M_ROWS: u32 = 2u;    // M = block.rows (the block's token count)
 const FLAG_LAST_ROW: u32 = 4u;  // read only A's row block.rows - 1 (M must be 1): the LM head of a prefill
+const FLAG_RESID_WRITE: u32 = 8u;  // A_RESID: the first column tile stores the updated stream x'
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
@@ -102,6 +110,23 @@ fn gain4At(k: u32) -> vec4f {
 // The row's scale from its sum of squares.
 fn rmsScale(ss: f32) -> f32 { return inverseSqrt(ss / f32(p.K) + p.normEps); }
 #endif
+#if A_RESID
+#if A_VEC
+@group(0) @binding(7) var<storage, read> resid: array<vec4f>;
+@group(0) @binding(8) var<storage, read_write> residOut: array<vec4f>;
+#else
+@group(0) @binding(7) var<storage, read> resid: array<f32>;
+@group(0) @binding(8) var<storage, read_write> residOut: array<f32>;
+#endif
+@group(0) @binding(9) var<storage, read> postGain: array<f32>;
+fn postGain4At(k: u32) -> vec4f { return vec4f(postGain[k], postGain[k + 1u], postGain[k + 2u], postGain[k + 3u]); }
+// Element offset of the stream's row 0 (rows have stride p.rRow, unit k stride).
+fn rOffOf() -> u32 {
+  if ((p.flags & FLAG_LAST_ROW) != 0u) { return (blk.rows - 1u) * p.rRow; }
+  return 0u;
+}
+fn residWrites(firstColumnTile: bool) -> bool { return firstColumnTile && (p.flags & FLAG_RESID_WRITE) != 0u; }
+#endif
 
 fn rowsOf() -> u32 {
   if ((p.flags & FLAG_M_ROWS) != 0u) { return blk.rows; }
@@ -128,6 +153,9 @@ const BN: u32 = 64u;
 const BK: u32 = 16u;
 var<workgroup> tileA: array<f32, BK * BM>;  // [k][m]
 var<workgroup> tileB: array<f32, BK * BN>;  // [k][n]
+#if A_RESID
+var<workgroup> postScale: array<f32, BM>;
+#endif
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u,
@@ -144,6 +172,29 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   // This invocation's share of the sums of squares of the A rows it loads (see the loads below).
   var ss: array<f32, 4>;
 #endif
+#if A_RESID
+  // The post-norm scales of the block's rows: four invocations a row, each summing every fourth k (or
+  // vec4), the four shares meeting in tileA.
+  {
+    let mm = li / 4u;
+    let q = li % 4u;
+    let m = m0 + mm;
+    var s2 = 0.0;
+    if (m < M) {
+#if A_VEC
+      for (var k4 = q; k4 < p.K / 4u; k4 += 4u) { let v = loadA4((aBase + m * p.aRow) / 4u + k4); s2 += dot(v, v); }
+#else
+      for (var k = q; k < p.K; k += 4u) { let v = loadA(aBase + m * p.aRow + k * p.aCol); s2 = fma(v, v, s2); }
+#endif
+    }
+    tileA[li] = s2;
+  }
+  workgroupBarrier();
+  if (li < BM) { postScale[li] = rmsScale(tileA[4u * li] + tileA[4u * li + 1u] + tileA[4u * li + 2u] + tileA[4u * li + 3u]); }
+  workgroupBarrier();
+  let rBase = rOffOf();
+  let writes = residWrites(wid.x == 0u);
+#endif
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
 #if A_VEC
     {
@@ -153,6 +204,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       var v = vec4f(0.0);
       if (m < M && k0 + 4u * kq < p.K) {
         v = loadA4((aBase + m * p.aRow + k0) / 4u + kq);
+#if A_RESID
+        let ri = (rBase + m * p.rRow + k0) / 4u + kq;
+        v = resid[ri] + postGain4At(k0 + 4u * kq) * v * postScale[mm];
+        if (writes) { residOut[ri] = v; }
+#endif
 #if A_NORM
         ss[0] += dot(v, v);
         v *= gain4At(k0 + 4u * kq);
@@ -170,6 +226,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       var v = 0.0;
       if (m < M && k < p.K) {
         v = loadA(aBase + m * p.aRow + k * p.aCol);
+#if A_RESID
+        let ri = rBase + m * p.rRow + k;
+        v = fma(postGain[k] * v, postScale[mm], resid[ri]);
+        if (writes) { residOut[ri] = v; }
+#endif
 #if A_NORM
         ss[r] = fma(v, v, ss[r]);
         v *= gainAt(k);
@@ -268,6 +329,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 #if A_NORM
   var ss = vec2f(0.0);  // the rows' sums of squares, this invocation's share
 #endif
+#if A_RESID
+  // The rows' post-norm scales, the same in every invocation, before the product's pass.
+  var s2 = vec2f(0.0);
+  for (var r = 0u; r < rows; r++) {
+#if A_VEC
+    for (var k4 = li; k4 < p.K / 4u; k4 += WG) { let v = loadA4((aBase + r * p.aRow) / 4u + k4); s2[r] += dot(v, v); }
+#else
+    for (var k = li; k < p.K; k += WG) { let v = loadA(aBase + r * p.aRow + k * p.aCol); s2[r] = fma(v, v, s2[r]); }
+#endif
+  }
+  let s2Total = wgSum4f(li, vec4f(s2, 0.0, 0.0));
+  let postScale = vec2f(rmsScale(s2Total.x), rmsScale(s2Total.y));
+  let rBase = rOffOf();
+  let writes = residWrites(wid.x == 0u);
+#endif
   // Columns past N read the last column (clamped) and are never stored.
   var bRows: array<u32, 4>;
   for (var j = 0u; j < 4u; j++) { bRows[j] = bBase + min(n0 + j, p.N - 1u) * p.bRow; }
@@ -281,7 +357,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 #endif
     for (var r = 0u; r < rows; r++) {
 #if A_NORM
-      let araw = loadA4((aBase + r * p.aRow) / 4u + k4);
+      var araw = loadA4((aBase + r * p.aRow) / 4u + k4);
+#if A_RESID
+      let ri = (rBase + r * p.rRow) / 4u + k4;
+      araw = resid[ri] + postGain4At(4u * k4) * araw * postScale[r];
+      if (writes) { residOut[ri] = araw; }
+#endif
       ss[r] += dot(araw, araw);
       let av = araw * g4;
 #else
@@ -297,7 +378,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
 #if A_NORM
     let gk = gainAt(k);
     for (var r = 0u; r < rows; r++) {
-      let araw = loadA(aBase + r * p.aRow + k * p.aCol);
+      var araw = loadA(aBase + r * p.aRow + k * p.aCol);
+#if A_RESID
+      let ri = rBase + r * p.rRow + k;
+      araw = fma(postGain[k] * araw, postScale[r], resid[ri]);
+      if (writes) { residOut[ri] = araw; }
+#endif
       ss[r] = fma(araw, araw, ss[r]);
       acc[r] = fma(vec4f(araw * gk), bk, acc[r]);
     }
@@ -374,8 +460,27 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 #if A_NORM
   var ss: array<f32, TM>;
 #endif
+#if A_RESID
+  // The rows' post-norm scales: a pass over each row of s before the product's pass.
+  var postScale: array<f32, TM>;
+  var rrow: array<u32, TM>;
+  for (var i = 0u; i < TM; i++) {
+    var s2 = 0.0;
+    for (var k = 0u; k < p.K; k++) { let v = loadA(arow[i] + k * p.aCol); s2 = fma(v, v, s2); }
+    postScale[i] = rmsScale(s2);
+    rrow[i] = rOffOf() + min(m0 + i, M - 1u) * p.rRow;
+  }
+  let writes = residWrites(n0 == 0u);
+#endif
   for (var k = 0u; k < p.K; k++) {
     for (var i = 0u; i < TM; i++) { av[i] = loadA(arow[i] + k * p.aCol); }
+#if A_RESID
+    let pg = postGain[k];
+    for (var i = 0u; i < TM; i++) {
+      av[i] = fma(pg * av[i], postScale[i], resid[rrow[i] + k]);
+      if (writes && m0 + i < M) { residOut[rrow[i] + k] = av[i]; }
+    }
+#endif
 #if A_NORM
     let gk = gainAt(k);
     for (var i = 0u; i < TM; i++) { ss[i] = fma(av[i], av[i], ss[i]); av[i] *= gk; }

@@ -38,7 +38,7 @@ export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions)
   // The data path (ttt-e2e.ts).
   buf('block params', 'scratch', 16, 'maxRows', false);
   buf('tokens', 'activations', 4 * R, 'maxRows');
-  for (const [label, floats] of [['x', R * d], ['qkv', R * 3 * d], ['o', R * d], ['sublayer output', R * d]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
+  for (const [label, floats] of [['x', R * d], ["x'", R * d], ['qkv', R * 3 * d], ['o', R * d], ['sublayer output', R * d]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
   buf('gate|up', 'activations', 4 * R * 2 * F, 'maxRows');
   buf('swiglu', 'activations', 4 * R * F, 'maxRows');
   buf('logits', 'activations', 4 * (opts.allLogits ? R : 1) * V, 'vocab_size');

@@ -23,7 +23,6 @@ import { EmbedOp } from '../gpu/ops/embed.ts';
 import { KvCache, type AttentionSpec } from '../gpu/ops/kv-cache.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
 import { CPU_TILES, MatmulOp, ROW_TILES } from '../gpu/ops/matmul.ts';
-import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
 import { SampleOp } from '../gpu/ops/sample.ts';
 import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { BlockWork, EngineLayout, EngineMode, EngineOptions, FamilyModel, LearningLog, ModelBuilder, ModelFamily } from '../engine/family.ts';
@@ -39,15 +38,50 @@ interface Layer {
   /** Per-head q/k RMSNorm and the RoPE in one launch. */
   qkNormRope: E2EQkNormOp;
   attention: AttentionOp;
+  /** sub = o Wo^T; its post-norm and residual add run in the loads of the next projection (StreamReader). */
   oProj: LinearOp;
-  attnPost: RmsNormOp;
-  dyn: { gateUp: MatmulOp; swiglu: SwigluOp; down: MatmulOp; downGlu: MatmulOp; post: RmsNormOp } | null;
+  dyn: { gateUp: MatmulOp; swiglu: SwigluOp; down: MatmulOp; downGlu: MatmulOp } | null;
   gateUp: LinearOp;
   swiglu: SwigluOp;
   down: LinearOp;
   /** down reading silu(g) * u straight from gate|up (the SwiGLU in its loads): one launch fewer. */
   downGlu: LinearOp;
-  mlpPost: RmsNormOp;
+}
+
+/**
+ * The residual stream as the layers are built in data-path order. Every sublayer ends x += post_norm(s),
+ * and x's only readers are the next pre-normed projection (or the head), so the add is left pending and
+ * done in that projection's loads (MatmulSpec.aResid), which stores the new stream into the other of two
+ * buffers: no launch of its own. `take` gives the next reader its input and moves the stream on.
+ */
+class StreamReader {
+  private at: GPUBuffer;
+  private post: GPUBuffer | null = null;
+
+  constructor(private readonly buffers: readonly [GPUBuffer, GPUBuffer], private readonly sub: GPUBuffer, private readonly d: number) {
+    this.at = buffers[0];
+  }
+
+  /** Where the stream is, once the last reader taken has run. */
+  get current(): GPUBuffer {
+    return this.at;
+  }
+
+  /** A sublayer has written s to `sub`: x += post_norm(s) with this gain, done by the next reader. */
+  addPostNorm(gain: GPUBuffer): void {
+    if (this.post) throw new Error('two post-norms pending: a reader was not taken');
+    this.post = gain;
+  }
+
+  /** The input of the next reader: the stream itself, or s with the pending add (stored when `write`). */
+  take(write = true): { x: GPUBuffer; residual?: { from: GPUBuffer; to: GPUBuffer; gain: GPUBuffer; stride: number; write: boolean } } {
+    if (!this.post) return { x: this.at };
+    const from = this.at, to = from === this.buffers[0] ? this.buffers[1] : this.buffers[0];
+    const residual = { from, to, gain: this.post, stride: this.d, write };
+    this.post = null;
+    if (write) this.at = to;
+    return { x: this.sub, residual };
+  }
 }
 
 class E2EModel implements FamilyModel {
@@ -84,6 +118,7 @@ class E2EModel implements FamilyModel {
     // Activations, shared by every layer.
     this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     const x = act('x: residual stream [rows, d]', maxRows * d);
+    const x2 = act("x': residual stream after a fused post-norm [rows, d]", maxRows * d);
     const qkv = act('qkv [rows, 3d]', maxRows * 3 * d);
     const o = act('o: attention mix [rows, d]', maxRows * d);
     const sub = act('sublayer output [rows, d]', maxRows * d);
@@ -92,40 +127,55 @@ class E2EModel implements FamilyModel {
     this.logits = act('logits', (this.allLogits ? maxRows : 1) * V);
 
     this.theta = S > 0 ? A.upload('θ: dynamic MLPs', 'fastWeights', w.theta0) : null;
-    this.pending = S > 0 ? new PendingChunk(ctx, 'pending chunk', d, B, { x, tokens: this.tokens }, block) : null;
 
-    const norm = (label: string, weight: GPUBuffer, from: GPUBuffer, to: GPUBuffer, accumulate = false) =>
-      new RmsNormOp(ctx, label, { n: d, eps, inStride: d, outStride: d, accumulate }, { weight, x: from, y: to }, block);
     this.embed = new EmbedOp(ctx, 'embed', d, w.embeddings, { tokens: this.tokens, x }, block);
+    // Built in the order encodeBlock runs them, since each reader of the stream moves it on.
+    const stream = new StreamReader([x, x2], sub, d);
+    let keepFrom: GPUBuffer | null = null;
     this.layers = w.layers.map((lw, i) => {
       const L = `layer ${i}`, ttt = i >= c.firstTttLayer;
       const spec: AttentionSpec = { D: d, heads: c.numHeads, window: c.slidingWindow, maxRows, capacity: 0, maxBindingBytes, keepChunk: ttt ? B : undefined };
       const kv = new KvCache(ctx, `${L} kv`, spec);
       const th = (i - c.firstTttLayer) * thetaBlockFloats(c);
-      return {
-        kv,
-        qkv: new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x, y: qkv }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, block, tiles),
-        qkNormRope: new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: c.numHeads, headDim: c.headDim, eps, maxRows, segments: 2, segStride: d, xStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkv, y: qkv }, block),
-        attention: new AttentionOp(ctx, `${L} attention`, spec, { qkv, out: o }, kv, block),
-        oProj: new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: sub }, { inStride: d, outStride: d }, block, tiles),
-        attnPost: norm(`${L} attn_post_norm`, lw.attnPostNorm, sub, x, true),
-        dyn: ttt ? {
-          gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 }, aNorm: { eps } }, { a: x, b: this.theta!, c: gu, gain: lw.dynNorm! }, block, tiles),
+      const qkvIn = stream.take();
+      if (i === c.firstTttLayer) keepFrom = stream.current; // the first TTT block's input h_pre, once q|k|v has stored it
+      const qkvOp = new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: qkvIn.x, y: qkv }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps }, residual: qkvIn.residual }, block, tiles);
+      const oProj = new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: sub }, { inStride: d, outStride: d }, block, tiles);
+      stream.addPostNorm(lw.attnPostNorm);
+      let dyn: Layer['dyn'] = null;
+      if (ttt) {
+        const r = stream.take();
+        dyn = {
+          gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 }, aNorm: { eps }, aResid: r.residual && { row: d, write: true } },
+            { a: r.x, b: this.theta!, c: gu, gain: lw.dynNorm!, resid: r.residual?.from, residOut: r.residual?.to, postGain: r.residual?.gain }, block, tiles),
           swiglu: new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s }, block),
           down: new MatmulOp(ctx, `${L} dyn w2`, { M: 'rows', N: d, K: fd, a: { row: fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 } }, { a: s, b: this.theta!, c: sub }, block, tiles),
           downGlu: new MatmulOp(ctx, `${L} dyn w2 (swiglu fused)`, { M: 'rows', N: d, K: fd, a: { row: 2 * fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: fd }, { a: gu, b: this.theta!, c: sub }, block, tiles),
-          post: norm(`${L} dyn_post_norm`, lw.dynPostNorm!, sub, x, true),
-        } : null,
-        gateUp: new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x, y: gu }, { inStride: d, outStride: 2 * f, norm: { gain: lw.mlpNorm, eps } }, block, tiles),
+        };
+        stream.addPostNorm(lw.dynPostNorm!);
+      }
+      const mlpIn = stream.take();
+      const layer: Layer = {
+        kv,
+        qkv: qkvOp,
+        qkNormRope: new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: c.numHeads, headDim: c.headDim, eps, maxRows, segments: 2, segStride: d, xStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkv, y: qkv }, block),
+        attention: new AttentionOp(ctx, `${L} attention`, spec, { qkv, out: o }, kv, block),
+        oProj,
+        dyn,
+        gateUp: new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: mlpIn.x, y: gu }, { inStride: d, outStride: 2 * f, norm: { gain: lw.mlpNorm, eps }, residual: mlpIn.residual }, block, tiles),
         swiglu: new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s }, block),
         down: new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: s, y: sub }, { inStride: f, outStride: d }, block, tiles),
         downGlu: new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: sub }, { inStride: 2 * f, outStride: d, glu: f }, block, tiles),
-        mlpPost: norm(`${L} mlp_post_norm`, lw.mlpPostNorm, sub, x, true),
       };
+      stream.addPostNorm(lw.mlpPostNorm);
+      return layer;
     });
+    // The head is the stream's last reader: it need not store it.
+    const headIn = stream.take(false);
     const finalNorm = { gain: w.finalNorm, eps };
-    this.headLast = new LinearOp(ctx, 'tied head (last row)', w.embeddings, { x, y: this.logits }, { inStride: d, outStride: V, lastRow: true, norm: finalNorm }, block, tiles);
-    this.headAll = this.allLogits ? new LinearOp(ctx, 'tied head (all rows)', w.embeddings, { x, y: this.logits }, { inStride: d, outStride: V, norm: finalNorm }, block, tiles) : null;
+    this.headLast = new LinearOp(ctx, 'tied head (last row)', w.embeddings, { x: headIn.x, y: this.logits }, { inStride: d, outStride: V, lastRow: true, norm: finalNorm, residual: headIn.residual }, block, tiles);
+    this.headAll = this.allLogits ? new LinearOp(ctx, 'tied head (all rows)', w.embeddings, { x: headIn.x, y: this.logits }, { inStride: d, outStride: V, norm: finalNorm, residual: headIn.residual }, block, tiles) : null;
+    this.pending = S > 0 ? new PendingChunk(ctx, 'pending chunk', d, B, { x: keepFrom ?? x, tokens: this.tokens }, block) : null;
     this.sampler = new SampleOp(ctx, 'sample', this.logits, V);
     this.sampled = this.sampler.result;
 
@@ -151,34 +201,32 @@ class E2EModel implements FamilyModel {
     this.embed.encode(pass, rows); //                               x = E[tokens]
     // The SwiGLU inside the down projections: on GPUs always, on CPU emulators for decode rows (as LaCT's).
     const fuse = this.ctx.kernelVariant === 'gpu' || rows <= 2;
+    // x += post_norm(sub) after each sublayer runs in the loads of the projection that reads x next.
     this.layers.forEach((l, i) => {
+      l.qkv.encode(pass, rows); //                                  x += mlp_post_norm(sub); q|k|v = attn_norm(x) [Wq; Wk; Wv]^T
       if (i === c.firstTttLayer) this.pending!.encodeKeep(pass, rows); // keep h_pre and the tokens for this chunk's update
-      l.qkv.encode(pass, rows); //                                  q|k|v = attn_norm(x) [Wq; Wk; Wv]^T, the norm in the loads
       l.qkNormRope.encode(pass, rows); //                           q, k = interleaved RoPE(per-head RMSNorm), one gain per q, k
       l.attention.encode(pass, rows, pos0); //                      o = window attention (writes K/V)
       l.oProj.encode(pass, rows); //                                sub = o Wo^T
-      l.attnPost.encode(pass, rows); //                             x += attn_post_norm(sub)
       if (l.dyn) {
-        l.dyn.gateUp.encode(pass, rows); //                         g|u = dyn_norm(x) [θW1; θW3]^T
+        l.dyn.gateUp.encode(pass, rows); //                         x += attn_post_norm(sub); g|u = dyn_norm(x) [θW1; θW3]^T
         if (fuse) {
           l.dyn.downGlu.encode(pass, rows); //                      sub = (silu(g) * u) θW2^T, the SwiGLU in the loads
         } else {
           l.dyn.swiglu.encode(pass, rows); //                       s = silu(g) * u
           l.dyn.down.encode(pass, rows); //                         sub = s θW2^T
         }
-        l.dyn.post.encode(pass, rows); //                           x += dyn_post_norm(sub)
       }
-      l.gateUp.encode(pass, rows); //                               g|u = mlp_norm(x) [W1; W3]^T
+      l.gateUp.encode(pass, rows); //                               x += (dyn|attn)_post_norm(sub); g|u = mlp_norm(x) [W1; W3]^T
       if (fuse) {
         l.downGlu.encode(pass, rows); //                            sub = (silu(g) * u) W2^T, the SwiGLU in the loads
       } else {
         l.swiglu.encode(pass, rows); //                             s = silu(g) * u
         l.down.encode(pass, rows); //                               sub = s W2^T
       }
-      l.mlpPost.encode(pass, rows); //                              x += mlp_post_norm(sub)
     });
     if (head === 'none') return;
-    if (head === 'all') this.headAll!.encode(pass, rows); //        logits = norm(x) E^T
+    if (head === 'all') this.headAll!.encode(pass, rows); //        x += mlp_post_norm(sub); logits = norm(x) E^T
     else this.headLast.encode(pass, rows);
     if (sampling) this.sampler.encode(pass, sampling, pos0 + rows, head === 'all' ? rows - 1 : 0); // from the last row
   }

@@ -197,6 +197,81 @@ describe.each(['cpu', 'gpu', 'gpu, no subgroups'] as const)('matmul.wgsl (%s sha
     await check('norm, other tiles', { M: 'rows', N: 45, K: 17, a: { row: 17, col: 1 }, b: { row: 17, col: 1 }, c: { row: 45, col: 1 }, aNorm: { eps: 1e-5 } }, { a: 23 * 17, b: 45 * 17, c: 23 * 45 }, { rows: 23, tiles: { wide: { tm: 2, tn: 8, wgx: 4, wgy: 16 }, narrow: ROW_TILES } });
   });
 
+  /**
+   * aResid: the stream x' = resid + postGain · s / rms(s) built in the loads, normed by aNorm, and (when
+   * written) stored in residOut by the first column tile; checked against the same definition in f64.
+   */
+  async function checkResid(label: string, M: number, N: number, K: number, aRow: number, rRow: number, opts: { write: boolean; lastRow?: boolean; rows?: number; weight?: WeightStorage; tiles?: { wide: MatmulTiles; narrow: MatmulTiles } }) {
+    const rows = opts.rows ?? M, eps = 1e-5, Mo = opts.lastRow ? 1 : M;
+    const sub = randn(rows * aRow, 11), x = randn(rows * rRow, 12), gain = randn(K, 13), post = randn(K, 14), bF = randn(N * K, 15);
+    const out0 = randn(rows * rRow, 16), c0 = randn(Mo * N, 17);
+    const weight = opts.weight ?? 'f32';
+    const bEff = weight === 'f32' ? bF : Float32Array.from(toF16Bits(bF), f16BitsToFloat32);
+    const bufB = ctx.allocator.upload('b', 'weights', weight === 'f32' ? bF : bits32(toF16Bits(bF)));
+    const bufC = upload(ctx, c0), bufOut = upload(ctx, out0);
+    const spec: MatmulSpec = { M: opts.lastRow ? 1 : 'rows', N, K, lastRow: opts.lastRow, a: { row: aRow, col: 1 }, b: { row: K, col: 1 }, c: { row: N, col: 1 }, weight, aNorm: { eps }, aResid: { row: rRow, write: opts.write } };
+    const op = new MatmulOp(ctx, label, spec, { a: upload(ctx, sub), b: bufB, c: bufC, gain: upload(ctx, gain), resid: upload(ctx, x), postGain: upload(ctx, post), residOut: bufOut }, block, opts.tiles);
+    block.write(rows, 0);
+    await runPass(ctx, (pass) => op.encode(pass, rows));
+    const got = await readF32(ctx, bufC, Mo * N), gotOut = await readF32(ctx, bufOut, rows * rRow);
+    const wantC = new Float64Array(Mo * N), boundC = new Float64Array(Mo * N);
+    const wantOut = Float64Array.from(out0), boundOut = new Float64Array(rows * rRow);
+    const u = 2 ** -24;
+    for (let mo = 0; mo < Mo; mo++) {
+      const m = opts.lastRow ? rows - 1 : mo;
+      let s2 = 0;
+      for (let k = 0; k < K; k++) s2 += sub[m * aRow + k] ** 2;
+      const ps = 1 / Math.sqrt(s2 / K + eps);
+      const xs = Array.from({ length: K }, (_, k) => x[m * rRow + k] + post[k] * sub[m * aRow + k] * ps);
+      let ss = 0;
+      for (const v of xs) ss += v * v;
+      const inv = 1 / Math.sqrt(ss / K + eps);
+      for (let k = 0; k < K; k++) {
+        // x' rounds through the post scale (K/2 + 4 u of the post term) and the add.
+        const size = Math.abs(x[m * rRow + k]) + Math.abs(post[k] * sub[m * aRow + k] * ps);
+        if (opts.write) { wantOut[m * rRow + k] = xs[k]; boundOut[m * rRow + k] = (K / 2 + 8) * u * size; }
+      }
+      for (let n = 0; n < N; n++) {
+        let acc = 0, size = 0;
+        for (let k = 0; k < K; k++) {
+          const t = xs[k] * gain[k] * inv * bEff[n * K + k];
+          acc += t;
+          // Each term also carries x''s own error (its bound, relative), so the sum's bound grows with K.
+          size += Math.abs(t) + Math.abs(gain[k] * inv * bEff[n * K + k]) * (Math.abs(x[m * rRow + k]) + Math.abs(post[k] * sub[m * aRow + k] * ps));
+        }
+        wantC[mo * N + n] = acc;
+        boundC[mo * N + n] = (2 * K + 16) * u * size;
+      }
+    }
+    expectClose(gotOut, wantOut, { atol: boundOut, rtol: 0, label: `${label}: residOut` });
+    return expectClose(got, wantC, { atol: boundC, rtol: 0, label });
+  }
+
+  it('post-norm and residual add fused into the loads of A (aResid: TTT-E2E\'s x += post_norm(s) before the next projection)', async () => {
+    for (const weight of ['f32', 'f16-packed'] as WeightStorage[]) {
+      // Vector-readable rows and not, decode rows (1, 2), prefill blocks off the tile grids, a stream wider than K.
+      for (const [M, N, K, aRow, rRow] of [[1, 37, 19, 19, 19], [2, 21, 32, 32, 36], [1, 70, 256, 256, 256], [70, 33, 36, 36, 40], [70, 67, 48, 51, 48], [5, 9, 260, 260, 261]]) {
+        await checkResid(`resid ${weight} ${M}x${N}x${K}`, M, N, K, aRow, rRow, { write: true, weight });
+      }
+    }
+    await checkResid('resid, not written', 70, 33, 36, 36, 36, { write: false });
+    await checkResid('resid, not written (decode)', 1, 33, 36, 36, 36, { write: false });
+    await checkResid('resid, last row', 1, 21, 8, 8, 8, { write: true, lastRow: true, rows: 6 });
+    await checkResid('resid, other tiles', 23, 45, 17, 17, 17, { write: true, tiles: { wide: { tm: 2, tn: 8, wgx: 4, wgy: 16 }, narrow: ROW_TILES } });
+  });
+
+  it('a fused post-norm refuses what it cannot do', () => {
+    const spec: MatmulSpec = { M: 'rows', N: 4, K: 4, a: { row: 4, col: 1 }, b: { row: 4, col: 1 }, c: { row: 4, col: 1 }, aNorm: { eps: 1e-5 }, aResid: { row: 4, write: true } };
+    const buf = zeros(ctx, 64), other = zeros(ctx, 64);
+    const io = { a: buf, b: buf, c: buf, gain: buf, resid: buf, postGain: buf, residOut: other };
+    expect(() => new MatmulOp(ctx, 'no norm', { ...spec, aNorm: undefined }, { ...io, gain: undefined }, block)).toThrow(/needs aNorm/);
+    expect(() => new MatmulOp(ctx, 'same buffer', spec, { ...io, residOut: buf }, block)).toThrow(/must not be resid/);
+    expect(() => new MatmulOp(ctx, 'no post gain', spec, { ...io, postGain: undefined }, block)).toThrow(/needs the resid/);
+    expect(() => new MatmulOp(ctx, 'narrow rows', { ...spec, aResid: { row: 3, write: true } }, io, block)).toThrow(/row stride/);
+    expect(() => new MatmulOp(ctx, 'batched', { ...spec, batch: 2 }, io, block)).toThrow(/unbatched/);
+    expect(() => new MatmulOp(ctx, 'stray buffer', { ...spec, aResid: undefined }, io, block)).toThrow(/are for aResid/);
+  });
+
   it('a fused norm refuses what it cannot do', () => {
     const spec: MatmulSpec = { M: 'rows', N: 4, K: 4, a: { row: 8, col: 1 }, b: { row: 4, col: 1 }, c: { row: 4, col: 1 } };
     const buf = zeros(ctx, 64);

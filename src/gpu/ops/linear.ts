@@ -22,6 +22,11 @@ export interface LinearSpec {
   readonly glu?: number;
   /** The RMSNorm before the projection, fused into it (MatmulSpec.aNorm): x is the un-normed stream. */
   readonly norm?: { readonly gain: GPUBuffer; readonly eps: number };
+  /**
+   * With norm: x is a sublayer's output s, and the stream the norm reads is from + post-norm(s) (MatmulSpec.aResid,
+   * rows `stride` apart), written to `to` by the first part when `write` is set.
+   */
+  readonly residual?: { readonly from: GPUBuffer; readonly to: GPUBuffer; readonly gain: GPUBuffer; readonly stride: number; readonly write: boolean };
 }
 
 export class LinearOp {
@@ -42,7 +47,12 @@ export class LinearOp {
       weight: w.storage,
       aGlu: spec.glu,
       aNorm: spec.norm ? { eps: spec.norm.eps } : undefined,
-    }, { a: io.x, b: part.buffer, c: io.y, bias: io.bias, gain: spec.norm?.gain }, block, tiles));
+      // Every part builds the same stream; one storing it is enough.
+      aResid: spec.residual ? { row: spec.residual.stride, write: spec.residual.write && i === 0 } : undefined,
+    }, {
+      a: io.x, b: part.buffer, c: io.y, bias: io.bias, gain: spec.norm?.gain,
+      resid: spec.residual?.from, residOut: spec.residual?.to, postGain: spec.residual?.gain,
+    }, block, tiles));
   }
 
   encode(pass: GPUComputePassEncoder, rows: number): void {

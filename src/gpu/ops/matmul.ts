@@ -48,6 +48,14 @@ export interface MatmulSpec {
    * MatmulBuffers.gain). Not with aGlu.
    */
   readonly aNorm?: { readonly eps: number; readonly gainOff?: number };
+  /**
+   * With aNorm: TTT-E2E's sandwich post-norm and residual add before this projection, fused into its loads
+   * (shaders/matmul.wgsl, A_RESID). A is a sublayer's output s; the row aNorm norms is the stream
+   * x'[m, k] = resid[m, k] + postGain[k] · s[m, k] / sqrt(mean_k s[m, k]^2 + eps), with resid's rows `row`
+   * elements apart (MatmulBuffers.resid, .postGain). With `write`, x' is also stored in
+   * MatmulBuffers.residOut (a different buffer) by the launch's first column tile.
+   */
+  readonly aResid?: { readonly row: number; readonly write: boolean };
 }
 
 /** Register tile per invocation (TM x TN) and workgroup shape (WGX x WGY invocations). */
@@ -71,15 +79,17 @@ type Shape = { kind: 'register'; tiles: MatmulTiles } | { kind: 'tiled'; aVec: b
 
 const BINDINGS = ['uniform', 'uniform', 'read', 'read', 'read', 'rw'] as const;
 const NORM_BINDINGS = [...BINDINGS, 'read'] as const;
+const RESID_BINDINGS = [...NORM_BINDINGS, 'read', 'rw', 'read'] as const;
 
-function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape, glu: boolean, norm: boolean): Kernel {
-  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed', A_GLU: glu, A_NORM: norm };
+function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape, glu: boolean, norm: boolean, resid: boolean): Kernel {
+  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed', A_GLU: glu, A_NORM: norm, A_RESID: resid };
   const defines = shape.kind === 'register'
     ? { TM: shape.tiles.tm, TN: shape.tiles.tn, WGX: shape.tiles.wgx, WGY: shape.tiles.wgy, ...storage }
     : shape.kind === 'tiled'
       ? { TILED: true, A_VEC: shape.aVec, B_VEC: shape.bVec, ...storage }
       : { GEMV: true, A_VEC: shape.vec, B_VEC: shape.vec, SUBGROUPS: ctx.features.subgroups, ...storage };
-  return ctx.kernel({ shader: 'matmul.wgsl', source, entry: 'main', bindings: norm ? NORM_BINDINGS : BINDINGS, defines });
+  const bindings = resid ? RESID_BINDINGS : norm ? NORM_BINDINGS : BINDINGS;
+  return ctx.kernel({ shader: 'matmul.wgsl', source, entry: 'main', bindings, defines });
 }
 
 /**
@@ -90,7 +100,7 @@ export function vectorReadable(v: View, K: number): boolean {
   return v.col === 1 && K % 4 === 0 && (v.off ?? 0) % 4 === 0 && v.row % 4 === 0 && (v.batch ?? 0) % 4 === 0;
 }
 
-const FLAG_BIAS = 1, FLAG_M_ROWS = 2, FLAG_LAST_ROW = 4;
+const FLAG_BIAS = 1, FLAG_M_ROWS = 2, FLAG_LAST_ROW = 4, FLAG_RESID_WRITE = 8;
 
 export interface MatmulBuffers {
   readonly a: Resource;
@@ -99,6 +109,10 @@ export interface MatmulBuffers {
   readonly bias?: Resource;
   /** The norm's gain, with MatmulSpec.aNorm. */
   readonly gain?: Resource;
+  /** With MatmulSpec.aResid: the stream before the add, the post-norm's gain, and where x' goes (when written). */
+  readonly resid?: GPUBuffer;
+  readonly postGain?: Resource;
+  readonly residOut?: GPUBuffer;
 }
 
 export class MatmulOp {
@@ -122,20 +136,31 @@ export class MatmulOp {
     if (norm && glu) throw new RangeError(`${label}: aNorm and aGlu exclude one another`);
     if (norm !== (bufs.gain !== undefined)) throw new RangeError(`${label}: aNorm needs the gain buffer, and the gain buffer aNorm`);
     if (norm && !(spec.aNorm!.eps >= 0)) throw new RangeError(`${label}: aNorm eps ${spec.aNorm!.eps} must be >= 0`);
+    const resid = spec.aResid !== undefined;
+    if (resid) {
+      if (!norm) throw new RangeError(`${label}: aResid is the stream aNorm norms, so it needs aNorm`);
+      if ((spec.batch ?? 1) !== 1) throw new RangeError(`${label}: aResid is for unbatched rows`);
+      if (!bufs.resid || !bufs.postGain || !bufs.residOut) throw new RangeError(`${label}: aResid needs the resid, postGain and residOut buffers`);
+      if (bufs.resid === bufs.residOut) throw new RangeError(`${label}: aResid's residOut must not be resid (the other column tiles still read the old stream)`);
+      if (!(Number.isInteger(spec.aResid!.row) && spec.aResid!.row >= spec.K)) throw new RangeError(`${label}: aResid row stride ${spec.aResid!.row} must be an integer >= K = ${spec.K}`);
+    } else if (bufs.resid || bufs.postGain || bufs.residOut) {
+      throw new RangeError(`${label}: resid, postGain and residOut are for aResid`);
+    }
     this.gpu = ctx.kernelVariant === 'gpu';
     if (this.gpu) {
-      const aVec = vectorReadable(spec.a, spec.K) && (spec.aGlu ?? 0) % 4 === 0;
+      const aVec = vectorReadable(spec.a, spec.K) && (spec.aGlu ?? 0) % 4 === 0 && (spec.aResid?.row ?? 0) % 4 === 0;
       const bVec = vectorReadable(spec.b, spec.K);
-      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec }, glu, norm);
-      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec }, glu, norm);
+      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec }, glu, norm, resid);
+      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec }, glu, norm, resid);
     } else {
-      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide }, glu, norm);
-      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow }, glu, norm);
+      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide }, glu, norm, resid);
+      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow }, glu, norm, resid);
     }
     let flags = 0;
     if (bufs.bias) flags |= FLAG_BIAS;
     if (spec.M === 'rows') flags |= FLAG_M_ROWS;
     if (spec.lastRow) flags |= FLAG_LAST_ROW;
+    if (spec.aResid?.write) flags |= FLAG_RESID_WRITE;
     const v = (x: View): [number, number, number, number] => [x.off ?? 0, x.batch ?? 0, x.row, x.col];
     const params = ctx.uniform(`${label} params`, [
       ['u32', spec.M === 'rows' ? 0 : spec.M], ['u32', spec.N], ['u32', spec.K], ['u32', flags],
@@ -143,11 +168,11 @@ export class MatmulOp {
       ...v(spec.b).map((x) => ['u32', x] as const),
       ...v(spec.c).map((x) => ['u32', x] as const),
       ['f32', spec.alpha ?? 1], ['f32', spec.beta ?? 0], ['u32', spec.biasOff ?? 0], ['u32', spec.aGlu ?? 0],
-      ['f32', spec.aNorm?.eps ?? 0], ['u32', spec.aNorm?.gainOff ?? 0],
+      ['f32', spec.aNorm?.eps ?? 0], ['u32', spec.aNorm?.gainOff ?? 0], ['u32', spec.aResid?.row ?? 0],
     ]);
     // Both tile variants share one bind group layout, so one bind group serves both pipelines.
     const shared = [params, block.buffer, bufs.a, bufs.b, bufs.bias ?? bufs.a, bufs.c];
-    this.group = ctx.bind(this.wide, norm ? [...shared, bufs.gain!] : shared);
+    this.group = ctx.bind(this.wide, resid ? [...shared, bufs.gain!, bufs.resid!, bufs.residOut!, bufs.postGain!] : norm ? [...shared, bufs.gain!] : shared);
   }
 
   /** Records the launch; `rows` is the block's token count (used when M is 'rows'). */
