@@ -34,7 +34,12 @@ export class LossCurve {
   /** Positions scored so far (NaN values, e.g. position 0, are skipped). */
   next = 0;
 
-  constructor(readonly smooth = 256, readonly every = 32) {}
+  /**
+   * minBucketTokens: a bucket is drawn once it holds this many scored tokens, so that the first tokens
+   * of a new bucket (the 8,193rd token of an 8K read opens bucket 8K-16K alone) are not a point that
+   * looks like a mean.
+   */
+  constructor(readonly smooth = 256, readonly every = 32, readonly minBucketTokens = 32) {}
 
   /**
    * Takes the log-probabilities (natural log) of tokens at positions start, start + 1, ...; returns the
@@ -65,7 +70,7 @@ export class LossCurve {
   }
 
   /**
-   * Running mean of every bucket with a scored position, plotted at the mean position of the tokens it
+   * Running mean of every bucket with at least minBucketTokens scored positions, plotted at the mean position of the tokens it
    * holds: a bucket still filling sits over the part read so far, not at a middle far past the text
    * (the chart replaces the whole series each call, so a point that moves leaves no trail).
    */
@@ -73,7 +78,7 @@ export class LossCurve {
     const out = [];
     for (let b = 0; b < this.counts.length; b++) {
       const n = this.counts[b];
-      if (!n) continue;
+      if (!n || n < this.minBucketTokens) continue;
       const [from, to] = bucketRange(b);
       out.push({ bucket: b, from, to, position: this.positionSums[b] / n, bits: this.sums[b] / n, tokens: n });
     }

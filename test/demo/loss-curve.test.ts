@@ -39,6 +39,16 @@ describe('loss by position (demo/loss-curve.ts)', () => {
     expect(b.map((x) => x.position)).toEqual([128, 383.5, 767.5, 1061.5]);
   });
 
+  it('a bucket is drawn once it holds minBucketTokens scored tokens', () => {
+    const curve = new LossCurve(256, 32, 32);
+    curve.push(0, Float64Array.from({ length: 256 + 31 }, (_, p) => (p === 0 ? NaN : -Math.LN2)));
+    expect(curve.buckets().map((b) => [b.from, b.tokens])).toEqual([[0, 255]]);
+    curve.push(256 + 31, [-2 * Math.LN2]);
+    expect(curve.buckets().map((b) => [b.from, b.tokens, b.bits])).toEqual([[0, 255, 1], [256, 32, 33 / 32]]);
+    // The bucket's tokens still count toward the mean so far before it is drawn.
+    expect(curve.scoredTokens).toBe(255 + 32);
+  });
+
   it('refuses a call that does not continue where the last one stopped', () => {
     const curve = new LossCurve();
     curve.push(0, [NaN, -1]);
