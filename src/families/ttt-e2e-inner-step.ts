@@ -41,7 +41,7 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
   const B = c.miniBatchSize, d = c.hiddenSize, F = Math.max(c.intermediateSizeStaticMlp, c.intermediateSizeDynamicMlp);
   const rowsOf = (name: string, width: number) => ({ name, floats: B * width });
   return [
-    ...['a', 'o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
+    ...['o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
     rowsOf('tape q|k|v (before the q/k norm)', 3 * d),
     rowsOf('tape q|k (normed, roped)', 3 * d),
     rowsOf('tape gate|up', 2 * F),
@@ -95,7 +95,7 @@ export class E2EInnerStep {
     };
     this.log = buf('learning log');
 
-    const [a, o, ao, h1, bN, y, h2, m, z] = ['a', 'o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => buf(`tape ${n}`));
+    const [o, ao, h1, bN, y, h2, m, z] = ['o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => buf(`tape ${n}`));
     const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k (normed, roped)');
     const gu = buf('tape gate|up'), sw = buf('tape swiglu'), lse = buf('tape attention lse');
     const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
@@ -118,6 +118,10 @@ export class E2EInnerStep {
       return (pass) => op.encode(pass);
     };
     const attnSpec = { heads: H, headDim: hd, window: c.slidingWindow, maxRows: B };
+    // The SwiGLU inside the down projections' loads, as the model's own blocks do on GPUs (on CPU emulators
+    // the register tiles would recompute it per column tile: slower for a chunk's rows). The backward
+    // recomputes the gate|up from the normed input, so nothing it reads is lost.
+    const fuseGlu = ctx.kernelVariant === 'gpu';
 
     this.blocks = Array.from({ length: S }, (_, j) => {
       const i = c.firstTttLayer + j, lw = w.layers[i], L = `inner step block ${i}`;
@@ -125,22 +129,25 @@ export class E2EInnerStep {
       const th = thetaBlockFloats(c) * j;
       const q = view(qkvR, 3 * d, 0), k = view(qkvR, 3 * d, d), v = view(qkvRaw, 3 * d, 2 * d);
       const attention = new E2EAttentionOp(ctx, `${L} attention`, attnSpec, { q, k, v, ring, o: view(o, d), stats: lse }, chunk);
+      const dynDown = (glu: boolean) => new MatmulOp(ctx, `${L} dyn w2${glu ? ' (swiglu fused)' : ''}`, {
+        M: 'rows', N: d, K: fd, a: { row: glu ? 2 * fd : fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: glu ? fd : undefined,
+      }, { a: glu ? gu : sw, b: io.theta, c: y }, chunk, tiles);
       const forward = [
-        rows(norm(`${L} attn_norm`, lw.attnNorm, res[j], a)),
-        rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: a, y: qkvRaw }, { inStride: d, outStride: 3 * d }, chunk, tiles)),
+        // The attention's normed input is not on the tape (the backward needs only the stream): the norm runs in q|k|v's loads.
+        rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: res[j], y: qkvRaw }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, chunk, tiles)),
         rows(new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
         rows(attention),
         rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
         rows(norm(`${L} attn_post_norm`, lw.attnPostNorm, ao, h1, res[j])),
         rows(norm(`${L} dyn_norm`, lw.dynNorm!, h1, bN)),
         rows(new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a: bN, b: io.theta, c: gu }, chunk, tiles)),
-        rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s: sw }, chunk)),
-        rows(new MatmulOp(ctx, `${L} dyn w2`, { M: 'rows', N: d, K: fd, a: { row: fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 } }, { a: sw, b: io.theta, c: y }, chunk, tiles)),
+        ...(fuseGlu ? [rows(dynDown(true))] : [rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s: sw }, chunk)), rows(dynDown(false))]),
         rows(norm(`${L} dyn_post_norm`, lw.dynPostNorm!, y, h2, h1)),
         rows(norm(`${L} mlp_norm`, lw.mlpNorm, h2, m)),
         rows(new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: m, y: gu }, { inStride: d, outStride: 2 * f }, chunk, tiles)),
-        rows(new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s: sw }, chunk)),
-        rows(new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: sw, y: z }, { inStride: f, outStride: d }, chunk, tiles)),
+        ...(fuseGlu
+          ? [rows(new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: z }, { inStride: 2 * f, outStride: d, glu: f }, chunk, tiles))]
+          : [rows(new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s: sw }, chunk)), rows(new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: sw, y: z }, { inStride: f, outStride: d }, chunk, tiles))]),
         rows(norm(`${L} mlp_post_norm`, lw.mlpPostNorm, z, res[j + 1], h2)),
       ];
       const gateUp = one(lw.gateUp, `${L} mlp w1|w3`);
