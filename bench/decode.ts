@@ -3,6 +3,11 @@
  * one device in one run. These CPU backends are noisy, so every (mode, context) pair gets its own engine,
  * all are prefilled first, and then their decode steps are interleaved round-robin: drift and background
  * load hit every pair alike, and the ratios between pairs are what the table is for.
+ *
+ *   npm run bench -- decode [--quick] [--rounds N] [--modes ttt,...] [--contexts 1024,4096] [--kernels cpu,gpu]
+ *
+ * --kernels runs each kernel variant (src/gpu/kernel-variant.ts) on the same device, interleaved with the
+ * rest; without it the adapter's own choice.
  */
 import { Engine } from '../src/engine/engine.ts';
 import { GpuContext } from '../src/gpu/context.ts';
@@ -13,6 +18,7 @@ const now = () => performance.now();
 
 interface Run {
   mode: string;
+  kernels: string;
   context: number;
   engine: Engine;
   prefillTokS: number;
@@ -23,11 +29,14 @@ interface Run {
 
 export async function main(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
-  const contexts = quick ? [256, 1024] : [1024, 4096, 16384];
+  const contexts = flag(args, '--contexts')?.split(',').map(Number) ?? (quick ? [256, 1024] : [1024, 4096, 16384]);
+  if (contexts.some((c) => !(Number.isInteger(c) && c > 0))) throw new RangeError(`--contexts: positive integers, got ${flag(args, '--contexts')}`);
   const rounds = Number(flag(args, '--rounds') ?? (quick ? 8 : 64));
   const modes = (flag(args, '--modes') ?? Object.keys(BENCH_MODELS).join(',')).split(',');
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
-  const ctx = new GpuContext(gpu.device);
+  const variants = flag(args, '--kernels')?.split(',') ?? ['auto'];
+  for (const v of variants) if (!['auto', 'cpu', 'gpu'].includes(v)) throw new RangeError(`--kernels: auto, cpu or gpu, got ${v}`);
+  const contextsOf = new Map(variants.map((v) => [v, new GpuContext(gpu.device, { kernels: v as 'auto' | 'cpu' | 'gpu' })]));
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- decode ${args.join(' ')}`.trim());
   console.log(`model: ${JSON.stringify(BENCH_MODELS.ttt.config)}`);
@@ -35,7 +44,7 @@ export async function main(args: string[]): Promise<void> {
   const runs: Run[] = [];
   for (const [mode, model] of Object.entries(BENCH_MODELS)) {
     if (!modes.includes(mode)) continue;
-    for (const context of contexts) {
+    for (const [variant, ctx] of contextsOf) for (const context of contexts) {
       const engine = await Engine.create(ctx, model, { weights: 'f16', maxContext: context + rounds + 16, maxRows: 256 });
       const t0 = now();
       for (let fed = 0; fed < context; ) {
@@ -43,13 +52,14 @@ export async function main(args: string[]): Promise<void> {
         await engine.feed(Array.from({ length: n }, (_, i) => (fed + i) % 256));
         fed += n;
       }
-      await ctx.device.queue.onSubmittedWorkDone();
+      await gpu.device.queue.onSubmittedWorkDone();
       const prefillTokS = context / ((now() - t0) / 1000);
       // Warm-up: the first decode steps compile the one-row pipelines.
       let token = 65;
       for (let i = 0; i < 4; i++) token = await engine.step(token, { temperature: 0 });
-      runs.push({ mode, context, engine, prefillTokS, times: [], dispatches: new Set(), token });
-      process.stderr.write(`prefilled ${mode} to ${context} (${prefillTokS.toFixed(0)} tok/s)\n`);
+      const kernels = `${variant === 'auto' ? 'auto: ' : ''}${ctx.kernelVariant}`;
+      runs.push({ mode, kernels, context, engine, prefillTokS, times: [], dispatches: new Set(), token });
+      process.stderr.write(`prefilled ${mode} (${kernels} kernels) to ${context} (${prefillTokS.toFixed(0)} tok/s)\n`);
     }
   }
   // Decode: each step feeds one token, samples the next on the GPU and reads back only its id.
@@ -71,16 +81,17 @@ export async function main(args: string[]): Promise<void> {
     }
   }
 
-  console.log('\n| mode | context | decode ms/token (min) | (median) | (mean) | vs. same mode at first context | prefill tok/s | dispatches/step | KV in use KiB | KV allocated KiB | fast-weight state KiB | activations+scratch KiB | weights KiB | total allocated KiB |');
-  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+  console.log('\n| mode | kernels | context | decode ms/token (min) | (median) | (mean) | vs. same mode and kernels at first context | prefill tok/s | dispatches/step | KV in use KiB | KV allocated KiB | fast-weight state KiB | activations+scratch KiB | weights KiB | total allocated KiB |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
   const base = new Map<string, number>();
   for (const run of runs) {
     const sorted = [...run.times].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)];
     const mean = run.times.reduce((a, b) => a + b, 0) / run.times.length;
-    if (!base.has(run.mode)) base.set(run.mode, median);
+    const key = `${run.mode} ${run.kernels}`;
+    if (!base.has(key)) base.set(key, median);
     const mem = run.engine.memory();
-    console.log(`| ${run.mode} | ${run.context} | ${sorted[0].toFixed(2)} | ${median.toFixed(2)} | ${mean.toFixed(2)} | ${(median / base.get(run.mode)!).toFixed(2)}x | ${run.prefillTokS.toFixed(0)} | ${[...run.dispatches].sort((a, b) => a - b).join(' / ')} | ${kib(run.engine.kvBytesInUse())} | ${kib(mem.kv)} | ${kib(mem.fastWeights + mem.momentum + mem.pending)} | ${kib(mem.activations + mem.scratch)} | ${kib(mem.weights)} | ${kib(mem.total)} |`);
+    console.log(`| ${run.mode} | ${run.kernels} | ${run.context} | ${sorted[0].toFixed(2)} | ${median.toFixed(2)} | ${mean.toFixed(2)} | ${(median / base.get(key)!).toFixed(2)}x | ${run.prefillTokS.toFixed(0)} | ${[...run.dispatches].sort((a, b) => a - b).join(' / ')} | ${kib(run.engine.kvBytesInUse())} | ${kib(mem.kv)} | ${kib(mem.fastWeights + mem.momentum + mem.pending)} | ${kib(mem.activations + mem.scratch)} | ${kib(mem.weights)} | ${kib(mem.total)} |`);
   }
   for (const run of runs) run.engine.destroy();
   gpu.device.destroy();
