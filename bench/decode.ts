@@ -36,7 +36,7 @@ export async function main(args: string[]): Promise<void> {
   const gpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName] });
   const variants = flag(args, '--kernels')?.split(',') ?? ['auto'];
   for (const v of variants) if (!['auto', 'cpu', 'gpu'].includes(v)) throw new RangeError(`--kernels: auto, cpu or gpu, got ${v}`);
-  const contextsOf = new Map(variants.map((v) => [v, new GpuContext(gpu.device, { kernels: v as 'auto' | 'cpu' | 'gpu' })]));
+  const gpuContexts = new Map(variants.map((v) => [v, new GpuContext(gpu.device, { kernels: v as 'auto' | 'cpu' | 'gpu' })]));
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- decode ${args.join(' ')}`.trim());
   console.log(`model: ${JSON.stringify(BENCH_MODELS.ttt.config)}`);
@@ -44,7 +44,7 @@ export async function main(args: string[]): Promise<void> {
   const runs: Run[] = [];
   for (const [mode, model] of Object.entries(BENCH_MODELS)) {
     if (!modes.includes(mode)) continue;
-    for (const [variant, ctx] of contextsOf) for (const context of contexts) {
+    for (const [variant, ctx] of gpuContexts) for (const context of contexts) {
       const engine = await Engine.create(ctx, model, { weights: 'f16', maxContext: context + rounds + 16, maxRows: 256 });
       const t0 = now();
       for (let fed = 0; fed < context; ) {

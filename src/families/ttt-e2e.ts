@@ -146,7 +146,7 @@ class E2EModel implements FamilyModel {
       if (ttt) {
         const r = stream.take();
         dyn = {
-          gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 }, aNorm: { eps }, aResid: r.residual && { row: d, write: true } },
+          gateUp: new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 }, aNorm: { eps }, aResid: r.residual && { row: r.residual.stride, write: r.residual.write } },
             { a: r.x, b: this.theta!, c: gu, gain: lw.dynNorm!, resid: r.residual?.from, residOut: r.residual?.to, postGain: r.residual?.gain }, block, tiles),
           swiglu: new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s }, block),
           down: new MatmulOp(ctx, `${L} dyn w2`, { M: 'rows', N: d, K: fd, a: { row: fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 } }, { a: s, b: this.theta!, c: sub }, block, tiles),
