@@ -1,7 +1,7 @@
 /**
  * Kernel throughput on one device, in GFLOP/s, timed over repeated submits: the engine's matmul at several
  * tile shapes (the best of them is the yardstick every other kernel is compared with), the fast-weight chunk
- * update of the benchmark TTT model, its Newton-Schulz part alone, and full attention over a 4K-token cache
+ * update of the benchmark TTT model, its last launch (momentum, Newton-Schulz, renorm) alone, and full attention over a 4K-token cache
  * (a prefill block and a decode row).
  *
  *     npm run bench -- kernels [--quick]
@@ -86,7 +86,7 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
     }
   }
 
-  // The chunk update of one layer of the benchmark TTT model (C tokens), and its Newton-Schulz part alone.
+  // The chunk update of one layer of the benchmark TTT model (C tokens), and its last launch alone.
   const model = BENCH_MODELS.ttt;
   const cfg = model.config;
   const f = referenceWeights(cfg, model.weights).layers[0].fast!;
@@ -100,7 +100,7 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
   const what = `C = ${C}, ${cfg.numFwHeads} heads, df = ${cfg.fwHeadDim}, dh = ${cfg.fwHidden}`;
   add('fast-weight chunk update (one layer: gradients, momentum, Muon, renorm)', `${what}; ${fw.dispatches('learn', C)} dispatches, tiles ${tiles}`, 'f32 state', fw.flops('learn'), await time(ctx, reps, (p) => fw.encodeLearn(p)));
   if (cfg.useMuon) {
-    add('Newton-Schulz (Muon, 5 steps, all heads batched)', `${3 * cfg.numFwHeads} matrices ${Math.min(cfg.fwHidden, cfg.fwHeadDim)}×${Math.max(cfg.fwHidden, cfg.fwHeadDim)}; ${fw.dispatches('newton-schulz')} dispatches`, 'f32 state', fw.flops('newton-schulz'), await time(ctx, reps, (p) => fw.encodeNewtonSchulz(p)));
+    add('momentum, Newton-Schulz (Muon, 5 steps) and renorm, one launch', `${3 * cfg.numFwHeads} matrices ${Math.min(cfg.fwHidden, cfg.fwHeadDim)}×${Math.max(cfg.fwHidden, cfg.fwHeadDim)}, a workgroup each; ${fw.dispatches('update')} dispatch`, 'f32 state', fw.flops('update'), await time(ctx, reps, (p) => fw.encodeUpdate(p)));
   }
 
   // Full attention over a cache of `ctxLen` positions: a prefill block of 256 rows ending there, and one

@@ -1,8 +1,8 @@
 /**
  * Muon's per-step Newton–Schulz constants (a, b, c), as the official code has them (not the paper's
  * older single triple): step i maps X to a X + (b A + c A^2) X with A = X X^T. The one source for the
- * GPU update (src/gpu/ops/fast-weights.ts passes a and b to newton-schulz.wgsl's nsAffine as uniforms,
- * c as a matmul's alpha) and the CPU reference (src/reference/newton-schulz.ts).
+ * GPU update (src/gpu/ops/fast-weights.ts passes them to newton-schulz.wgsl's update as uniforms) and
+ * the CPU reference (src/reference/newton-schulz.ts).
  */
 export const NS5_COEFFS: ReadonlyArray<readonly [number, number, number]> = [
   [4.0848, -6.8946, 2.927],

@@ -412,8 +412,8 @@ describe('fast-weight kernels against the CPU reference', () => {
     expectClose(b.got, b.want, { ...APPLY_TOL, label: 'apply ALL_ON, 1 row' });
   });
 
-  it('dispatch counts: inputs 1 (the pending row in it), apply 1 (a decode row; 4 for a prefill block), learn 27 (ALL_ON) / 6 (ALL_OFF), as recorded', async () => {
-    for (const [raw, learn] of [[ALL_ON, 27], [ALL_OFF, 6]] as const) {
+  it('dispatch counts: inputs 1 (the pending row in it), apply 1 (a decode row; 4 for a prefill block), learn 6 (gradient products, then momentum + Muon + renorm in one launch), as recorded', async () => {
+    for (const [raw, learn] of [[ALL_ON, 6], [ALL_OFF, 6]] as const) {
       const hx = new Harness(ctx, raw, 16);
       const counts: Record<string, number> = {};
       await runPass(ctx, (pass) => {
@@ -472,6 +472,9 @@ describe('fast-weight kernels against the CPU reference', () => {
     ['ALL_ON (inter_multi 2)', ALL_ON, THREE_CHUNK_TOL.on],
     ['ALL_ON, inter_multi 1', { ...ALL_ON, inter_multi: 1 }, THREE_CHUNK_TOL.on],
     ['ALL_ON, inter_multi 0.5 (df > dh)', { ...ALL_ON, inter_multi: 0.5 }, THREE_CHUNK_TOL.on],
+    // One head of df = 74, dh = 111: Newton-Schulz on 74×111 (transposed), 19×28 register tiles, more
+    // than one per invocation of the update's workgroup, and edge tiles on both sides.
+    ['ALL_ON, one 74×111 head (tiles off the grid)', { ...ALL_ON, hidden_size: 74, num_lact_heads: 1, num_attn_heads: 1, inter_multi: 1.5 }, THREE_CHUNK_TOL.on],
     ['ALL_ON without Muon (momentum into a plain update)', { ...ALL_ON, use_muon: false }, THREE_CHUNK_TOL.noMuon],
     ['ALL_OFF', ALL_OFF, THREE_CHUNK_TOL.off],
   ];

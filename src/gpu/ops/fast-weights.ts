@@ -108,8 +108,8 @@ export function fastWeightScratchBuffers(c: LactConfig, maxRows: number): { name
     act('silu(G)*U', maxRows * Hf * dh),
     act('y', maxRows * D),
     tmp('chunk G|U|P', C * Hf * 3 * dh),
-    tmp('gradients', 3 * Hf * dh * df),
-    ...(c.useMuon ? [tmp('Newton-Schulz X', 3 * Hf * dh * df), tmp('Newton-Schulz A', 3 * Hf * m * m), tmp('Newton-Schulz B', 3 * Hf * m * m)] : []),
+    // With Muon the update's workspace follows the gradients in one buffer (see shaders/newton-schulz.wgsl).
+    tmp('gradients', 3 * Hf * dh * df + (c.useMuon ? 3 * Hf * (dh * df + 2 * m * m) : 0)),
   ];
 }
 
@@ -142,12 +142,11 @@ export class FastWeightScratch {
   readonly y: GPUBuffer;
   /** [C, Hf, 3dh] G | U | P, then the gradient factors. */
   readonly s: GPUBuffer;
-  /** [3Hf, dh, df] gradients; also Newton-Schulz's second ping-pong buffer, where its result ends. */
+  /**
+   * [3Hf, dh, df] gradients, then with Muon the update's workspace: per matrix X [m, n] and the [m, m]
+   * products A and B (m = min(dh, df)).
+   */
   readonly grad: GPUBuffer;
-  /** Newton-Schulz only: X [3Hf, m, n] and the [3Hf, m, m] products A and B (m = min(dh, df)). */
-  readonly x0: GPUBuffer | null;
-  readonly nsA: GPUBuffer | null;
-  readonly nsB: GPUBuffer | null;
 
   constructor(ctx: GpuContext, readonly config: LactConfig, readonly maxRows: number) {
     const c = config, D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden, C = c.chunkSize;
@@ -161,9 +160,6 @@ export class FastWeightScratch {
     this.y = get('y')!;
     this.s = get('chunk G|U|P')!;
     this.grad = get('gradients')!;
-    this.x0 = get('Newton-Schulz X');
-    this.nsA = get('Newton-Schulz A');
-    this.nsB = get('Newton-Schulz B');
   }
 
   /** Whether this scratch fits a layer of config `c` with blocks of up to `maxRows`. */
@@ -205,9 +201,8 @@ export class FastWeightLayer {
   private readonly applySteps: Step[] = [];
   private readonly learnSteps: Step[] = [];
   private readonly learnOps: MatmulOp[] = [];
-  /** The Newton-Schulz tail of learnSteps, and its matrix products (empty without Muon). */
-  private nsSteps: Step[] = [];
-  private nsOps: MatmulOp[] = [];
+  /** The last of learnSteps: momentum, Muon and renorm in one launch. */
+  private readonly updateStep: Step;
 
   constructor(
     private readonly ctx: GpuContext,
@@ -352,49 +347,18 @@ export class FastWeightLayer {
       op(lW1),
     );
 
-    // Muon on X wide ([m, n], m <= n): tall blocks are read transposed, which the prepare kernel does
-    // while normalising, and the renorm undoes while adding.
+    // Muon on X wide ([m, n], m <= n): tall blocks are read transposed, which the update does while
+    // normalising, and undoes in the renorm.
     const transposed = c.useMuon && dh > df;
-    if (c.useMomentum || c.useMuon) {
-      const bindings: BindingKind[] = ['uniform', 'rw'];
-      const resources: GPUBuffer[] = [grad];
-      if (momentum) { bindings.push('read', 'rw'); resources.push(this.pending, momentum); }
-      if (c.useMuon) { bindings.push('rw'); resources.push(scratch.x0!); }
-      const k = kernel(nsSource, 'newton-schulz.wgsl', 'prepare', bindings, { PREPARE: true, MOMENTUM: c.useMomentum, MUON: c.useMuon, B_X0: c.useMomentum ? 4 : 2 });
-      this.learnSteps.push(launch(k,
-        [['u32', S], ['u32', dh], ['u32', df], ['u32', C], ['u32', P], ['u32', 2 * D + 3 * Hf], ['u32', transposed ? 1 : 0]],
-        resources, () => [Z, 1]));
-    }
-    if (c.useMuon) {
-      const nsFrom = this.learnSteps.length, nsOpsFrom = this.learnOps.length;
-      const m = Math.min(dh, df), n = Math.max(dh, df);
-      const x0 = scratch.x0!, nsA = scratch.nsA!, nsB = scratch.nsB!;
-      const affine = kernel(nsSource, 'newton-schulz.wgsl', 'nsAffine', ['uniform', 'read', 'rw'], { NS_STEP: true });
-      // Ping-pong X0 -> grad -> X0 ...: five steps leave the result in grad, where the renorm reads it.
-      const square = { batch: m * m, row: m, col: 1 };
-      const wide = { batch: m * n, row: n, col: 1 };
-      const xxT = [x0, grad].map((x) => mm('NS A = X X^T', { M: m, N: m, K: n, batch: Z, a: wide, b: wide, c: square }, { a: x, b: x, c: nsA }));
-      const bx = [[x0, grad], [grad, x0]].map(([x, out]) => mm('NS X = B X', {
-        M: m, N: n, K: m, batch: Z, a: square, b: { batch: m * n, row: 1, col: n }, c: wide,
-      }, { a: nsB, b: x, c: out }));
-      NS5_COEFFS.forEach(([ca, cb, cc], step) => {
-        const aa = mm(`NS B += c A A (step ${step})`, { M: m, N: m, K: m, batch: Z, a: square, b: square, c: square, alpha: cc, beta: 1 }, { a: nsA, b: nsA, c: nsB });
-        this.learnSteps.push(
-          op(xxT[step % 2]),
-          launch(affine, [['u32', Z * m * m], ['u32', m], ['f32', ca], ['f32', cb]], [nsA, nsB], () => flat(Z * m * m)),
-          op(aa),
-          op(bx[step % 2]),
-        );
-      });
-      this.nsSteps = this.learnSteps.slice(nsFrom);
-      this.nsOps = this.learnOps.slice(nsOpsFrom);
-    }
-    this.learnSteps.push(launch(
-      fw('renorm', 'RENORM', ['uniform', 'read', 'read', 'rw']),
-      [['u32', Hf], ['u32', dh], ['u32', df], ['u32', transposed ? 1 : 0]],
-      [grad, targets, weights],
-      () => grid(Hf * (2 * dh + df)),
-    ));
+    const bindings: BindingKind[] = ['uniform', 'rw', 'read', 'rw'];
+    const resources: GPUBuffer[] = [grad, targets, weights];
+    if (momentum) { bindings.push('read', 'rw'); resources.push(this.pending, momentum); }
+    const update = kernel(nsSource, 'newton-schulz.wgsl', 'update', bindings, { UPDATE: true, MOMENTUM: c.useMomentum, MUON: c.useMuon, NS_STEPS: NS5_COEFFS.length });
+    const coefficients = NS5_COEFFS.flatMap(([a, b, cc]): Param[] => [['f32', a], ['f32', b], ['f32', cc], ['f32', 0]]);
+    this.updateStep = launch(update,
+      [['u32', S], ['u32', dh], ['u32', df], ['u32', C], ['u32', P], ['u32', 2 * D + 3 * Hf], ['u32', transposed ? 1 : 0], ['u32', Z], ...coefficients],
+      resources, () => [Z, 1]);
+    this.learnSteps.push(this.updateStep);
   }
 
   encodeInputs(pass: GPUComputePassEncoder, rows: number): void {
@@ -411,11 +375,11 @@ export class FastWeightLayer {
   }
 
   /**
-   * Only the Newton-Schulz part of the update (Muon's five steps, on whatever X0 holds): for the kernel
+   * Only the update's last launch (momentum, Muon, renorm on whatever the gradients hold): for the kernel
    * benchmark, which times it apart from the gradient products.
    */
-  encodeNewtonSchulz(pass: GPUComputePassEncoder): void {
-    for (const s of this.nsSteps) s(pass, this.config.chunkSize);
+  encodeUpdate(pass: GPUComputePassEncoder): void {
+    this.updateStep(pass, this.config.chunkSize);
   }
 
   /** Fast weights back to the checkpoint's, momentum to zero (queue writes, ordered before later submits). */
@@ -443,18 +407,22 @@ export class FastWeightLayer {
   }
 
   /** Dispatches one encode call records (the same for every block size). */
-  dispatches(kind: 'inputs' | 'apply' | 'learn' | 'newton-schulz', rows = 1): number {
+  dispatches(kind: 'inputs' | 'apply' | 'learn' | 'update', rows = 1): number {
     if (kind === 'apply') return rows <= APPLY_ROWS_MAX ? 1 : 4;
-    return { inputs: this.inputSteps, learn: this.learnSteps, 'newton-schulz': this.nsSteps }[kind].length;
+    if (kind === 'update') return 1;
+    return { inputs: this.inputSteps, learn: this.learnSteps }[kind].length;
   }
 
   /**
    * FLOPs of one chunk update, counting the matrix products (2·M·N·K each), which dominate:
    * 12·C·Hf·dh·df for the gradient, plus with Muon 5 steps × 3Hf × (4·m²·n + 2·m³), m = min(dh, df),
-   * n = max(dh, df). The elementwise and reduction kernels (O(C·Hf·dh + Hf·dh·df)) are not counted.
+   * n = max(dh, df), all of which the update launch does. The elementwise and reduction work
+   * (O(C·Hf·dh + Hf·dh·df)) is not counted.
    */
-  flops(kind: 'learn' | 'newton-schulz' = 'learn'): number {
-    return (kind === 'learn' ? this.learnOps : this.nsOps).reduce((sum, m) => sum + m.flops(this.config.chunkSize), 0);
+  flops(kind: 'learn' | 'update' = 'learn'): number {
+    const c = this.config, m = Math.min(c.fwHidden, c.fwHeadDim), n = Math.max(c.fwHidden, c.fwHeadDim);
+    const muon = c.useMuon ? NS5_COEFFS.length * 3 * c.numFwHeads * (4 * m * m * n + 2 * m * m * m) : 0;
+    return kind === 'update' ? muon : this.learnOps.reduce((sum, op) => sum + op.flops(c.chunkSize), 0) + muon;
   }
 }
 
