@@ -64,7 +64,8 @@ export function topMlpLearnerBuffers(c: LactConfig, s: LearnWhileReading): { nam
     ...['m', 'stream', 'd stream', 'd m'].map((n) => ({ name: n, floats: C * D, category: 'innerStep' as const })),
     { name: 'gate|up', floats: C * 2 * I, category: 'innerStep' },
     { name: 'swiglu', floats: C * I, category: 'innerStep' },
-    ...[0, 1, 2].map((i) => ({ name: `swiglu backward h${i}`, floats: C * I, category: 'innerStep' as const })),
+    { name: 'swiglu backward u|g', floats: C * 2 * I, category: 'innerStep' },
+    { name: 'swiglu backward dm', floats: C * I, category: 'innerStep' },
     { name: 'dθ', floats: 3 * I * D, category: 'innerStep' },
     { name: 'learning log', floats: LEARNING_LOG_FLOATS * LEARNING_LOG_SLOTS, category: 'innerStep' },
   ];
@@ -113,7 +114,7 @@ export class TopMlpLearner {
     const back = new SwigluBackwardOp(ctx, 'top MLP update: backward', { rows: C, d: D, f: I }, {
       x: m, dy: dStream, w1: { buffer: this.theta, off: 0 }, w3: { buffer: this.theta, off: I * D }, w2: { buffer: this.theta, off: 2 * I * D },
       dx: buf('d m'), dw1: { buffer: dTheta, off: 0 }, dw3: { buffer: dTheta, off: I * D }, dw2: { buffer: dTheta, off: 2 * I * D },
-      scratch: [0, 1, 2].map((i) => buf(`swiglu backward h${i}`)) as unknown as [GPUBuffer, GPUBuffer, GPUBuffer],
+      scratch: [buf('swiglu backward u|g'), buf('swiglu backward dm')],
     }, chunk, tiles);
     const clip = new ClipSgdOp(ctx, 'top MLP update: clip + SGD', [{ theta: this.theta, grad: dTheta, n: 3 * I * D }], { lr: settings.lr, maxNorm: settings.clip });
     const log = buf('learning log');

@@ -51,7 +51,8 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
     ...['d stream', 'd post-norm', 'd norm out', 'd o'].map((n) => rowsOf(n, d)),
     rowsOf('d q|k|v (roped)', 3 * d),
     rowsOf('d q|k|v', 3 * d),
-    ...[0, 1, 2].map((i) => rowsOf(`swiglu backward h${i}`, F)),
+    rowsOf('swiglu backward u|g', 2 * F),
+    rowsOf('swiglu backward dm', F),
     { name: 'dθ', floats: c.numTttLayers * thetaBlockFloats(c) },
     { name: 'learning log', floats: LEARNING_LOG_FLOATS * LEARNING_LOG_SLOTS },
   ];
@@ -101,7 +102,7 @@ export class E2EInnerStep {
     const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
     const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out'), dO = buf('d o');
     const dqkvR = buf('d q|k|v (roped)'), dqkv = buf('d q|k|v');
-    const scratch = [0, 1, 2].map((i) => buf(`swiglu backward h${i}`)) as unknown as [GPUBuffer, GPUBuffer, GPUBuffer];
+    const scratch: [GPUBuffer, GPUBuffer] = [buf('swiglu backward u|g'), buf('swiglu backward dm')];
     const dTheta = buf('dθ');
     const view = (buffer: GPUBuffer, stride: number, offset = 0): RowView => ({ buffer, stride, offset });
     const norm = (label: string, weight: GPUBuffer, x: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer) =>

@@ -74,11 +74,15 @@ describe('swiglu-backward against swigluBackward', () => {
   afterAll(() => ctx?.device.destroy());
 
   /**
-   * Two layers' weights packed in one θ buffer [W1 | W2 | W3] per layer and their gradients in one grad
-   * buffer, like the S TTT blocks' θ; layer `layer` is the one run (offsets), the other stays untouched.
+   * Two layers' weights packed in one θ buffer and their gradients in one grad buffer, like the S TTT
+   * blocks' θ; layer `layer` is the one run (offsets), the other stays untouched. Per layer [W1 | W2 | W3]
+   * (W1 and W3 apart: each of u|g, dW1|dW3 and dx is two launches), or with `adjacent` [W1 | W3 | W2],
+   * as the TTT blocks store them (each pair one launch).
    */
-  async function run(rows: number, d: number, f: number, opts: { layer?: number; accumulate?: boolean; seed: number }) {
+  async function run(rows: number, d: number, f: number, opts: { layer?: number; accumulate?: boolean; adjacent?: boolean; seed: number }) {
     const L = 3 * d * f, layer = opts.layer ?? 0;
+    // Slot of W1, W2, W3 in a layer's block.
+    const at = opts.adjacent ? [0, 2, 1] : [0, 1, 2];
     const x = randn(rows * d, opts.seed), dy = randn(rows * d, opts.seed + 1);
     // |u| up to ~4: the gate's nonlinearity matters.
     const theta = randn(2 * L, opts.seed + 2, 1.5 / Math.sqrt(d));
@@ -87,11 +91,13 @@ describe('swiglu-backward against swigluBackward', () => {
     const o = layer * L;
     const op = new SwigluBackwardOp(ctx, 'swiglu bw', { rows, d, f, accumulateDx: opts.accumulate, accumulateGrads: opts.accumulate }, {
       x: upload(ctx, x), dy: upload(ctx, dy),
-      w1: { buffer: thetaBuf, off: o }, w2: { buffer: thetaBuf, off: o + d * f }, w3: { buffer: thetaBuf, off: o + 2 * d * f },
-      dx: dxBuf, dw1: { buffer: gradBuf, off: o }, dw2: { buffer: gradBuf, off: o + d * f }, dw3: { buffer: gradBuf, off: o + 2 * d * f },
+      w1: { buffer: thetaBuf, off: o + at[0] * d * f }, w2: { buffer: thetaBuf, off: o + at[1] * d * f }, w3: { buffer: thetaBuf, off: o + at[2] * d * f },
+      dx: dxBuf, dw1: { buffer: gradBuf, off: o + at[0] * d * f }, dw2: { buffer: gradBuf, off: o + at[1] * d * f }, dw3: { buffer: gradBuf, off: o + at[2] * d * f },
     }, block);
+    expect(op.dispatches()).toBe(opts.adjacent ? 6 : 9);
     await runPass(ctx, (p) => op.encode(p));
-    const sl = (a: Float32Array, s: number) => Float64Array.from(a.subarray(o + s * d * f, o + (s + 1) * d * f));
+    // Tensor s (0: W1, 1: W2, 2: W3) of this layer.
+    const sl = (a: Float32Array, s: number) => Float64Array.from(a.subarray(o + at[s] * d * f, o + (at[s] + 1) * d * f));
     const inputs: Inputs = { x: Float64Array.from(x), dy: Float64Array.from(dy), w1: sl(theta, 0), w2: sl(theta, 1), w3: sl(theta, 2), rows, d, f };
     const ref = swigluBackward(inputs.x, rows, d, inputs.w1, inputs.w2, inputs.w3, f, inputs.dy);
     const acc = !!opts.accumulate;
@@ -102,16 +108,24 @@ describe('swiglu-backward against swigluBackward', () => {
     const b = bounds(inputs, dxBase, dw0);
     // The whole gradient buffer: this layer's three tensors as computed, the other layer's exactly as it was.
     const wantGrads = Float64Array.from(grads0), atolGrads = new Float64Array(2 * L);
-    wantGrads.set(want.dw1, o); wantGrads.set(want.dw2, o + d * f); wantGrads.set(want.dw3, o + 2 * d * f);
-    atolGrads.set(b.dW1, o); atolGrads.set(b.dW2, o + d * f); atolGrads.set(b.dW3, o + 2 * d * f);
+    [want.dw1, want.dw2, want.dw3].forEach((g, s) => wantGrads.set(g, o + at[s] * d * f));
+    [b.dW1, b.dW2, b.dW3].forEach((g, s) => atolGrads.set(g, o + at[s] * d * f));
     const grads = await readF32(ctx, gradBuf);
-    return { dx: await readF32(ctx, dxBuf), grads, want, wantGrads, b, atolGrads, inputs, ref, o, L };
+    return { dx: await readF32(ctx, dxBuf), grads, want, wantGrads, b, atolGrads, inputs, ref, o, L, sl };
   }
 
   it('rows 12, d 24, f 40 (off the 4x4 tiles and 8x8 workgroups), layer 1 of a packed θ', async () => {
     const r = await run(12, 24, 40, { layer: 1, seed: 1 });
     expectClose(r.dx, r.want.dx, { atol: r.b.dx, rtol: 0, label: 'dx' });
     expectClose(r.grads, r.wantGrads, { atol: r.atolGrads, rtol: 0, label: 'dW1 | dW2 | dW3 (both layers)' });
+  });
+
+  it('W3 right after W1 (as in θ and the fused gate|up): u|g, dW1|dW3 and dx one launch each, the same gradients', async () => {
+    for (const [rows, d, f, accumulate] of [[12, 24, 40, false], [33, 20, 52, true], [1, 16, 24, false]] as const) {
+      const r = await run(rows, d, f, { layer: 1, accumulate, adjacent: true, seed: 41 + rows });
+      expectClose(r.dx, r.want.dx, { atol: r.b.dx, rtol: 0, label: `adjacent ${rows}×${d}×${f}: dx` });
+      expectClose(r.grads, r.wantGrads, { atol: r.atolGrads, rtol: 0, label: `adjacent ${rows}×${d}×${f}: dW1 | dW3 | dW2 (both layers)` });
+    }
   });
 
   it('one row (the narrow matmul tiles), and accumulating into dx and the gradients', async () => {
@@ -135,6 +149,7 @@ describe('swiglu-backward against swigluBackward', () => {
       const op = new SwigluBackwardOp(ctx, `frozen ${storage}`, { rows, d, f, weight: storage, weightGrads: false }, {
         x: upload(ctx, x), dy: upload(ctx, dy), w1: { buffer: w13Buf, off: 0 }, w3: { buffer: w13Buf, off: f * d }, w2: w2Buf, dx: dxBuf,
       }, block);
+      expect(op.dispatches()).toBe(4);
       await runPass(ctx, (p) => op.encode(p));
       const inputs: Inputs = { x: Float64Array.from(x), dy: Float64Array.from(dy), w1: Float64Array.from(w13.subarray(0, f * d)), w2: Float64Array.from(w2), w3: Float64Array.from(w13.subarray(f * d)), rows, d, f };
       const ref = swigluBackward(inputs.x, rows, d, inputs.w1, inputs.w2, inputs.w3, f, inputs.dy);
@@ -149,7 +164,7 @@ describe('swiglu-backward against swigluBackward', () => {
   it('the bounds catch planted errors: silu\' taken as σ, dx without dg W3, dW1 and dW3 swapped, W2 read untransposed, gate and up swapped', async () => {
     const r = await run(12, 24, 40, { seed: 31 });
     const { x, dy, w1, w2, w3, rows, d, f } = r.inputs;
-    const sl = (a: Float32Array, s: number) => a.subarray(r.o + s * d * f, r.o + (s + 1) * d * f);
+    const sl = r.sl;
     // 1. silu'(u) = σ(u) (a common slip): du and so dW1 and dx change.
     const U = linear(x, rows, d, w1, f), G = linear(x, rows, d, w3, f), DM = matmul(dy, w2, rows, d, f);
     const duWrong = U.map((uu, i) => DM[i] * G[i] * sigmoid(uu));

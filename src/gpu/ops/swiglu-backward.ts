@@ -1,12 +1,16 @@
 /**
  * Backward of the SwiGLU MLP y = (silu(x W1^T) ⊙ (x W3^T)) W2^T, x [rows, d], W1, W3 [f, d], W2 [d, f]
  * ([out, in], as the checkpoint stores them; CPU twin swigluBackward in src/reference/e2e/backward.ts):
- * dx, dW1, dW2, dW3 from x and dy. Eight matmul.wgsl launches (every transpose is a choice of strides)
- * and one elementwise launch (shaders/swiglu-backward.wgsl), in this order:
+ * dx, dW1, dW2, dW3 from x and dy. matmul.wgsl launches (every transpose is a choice of strides) around
+ * one elementwise launch (shaders/swiglu-backward.wgsl), in this order:
  *
- *   h1 = x W1^T,  h3 = x W3^T,  hm = dy W2          (the forward's u and g recomputed; dm)
- *   gate: h1 ← du = dm ⊙ g ⊙ silu'(u),  h3 ← dg = dm ⊙ silu(u),  hm ← m = silu(u) ⊙ g
- *   dW2 = dy^T m,  dW1 = du^T x,  dW3 = dg^T x,  dx = du W1 + dg W3
+ *   [u | g] = x [W1; W3]^T,  hm = dy W2          (the forward's gate|up recomputed; dm)
+ *   gate: u ← du = dm ⊙ g ⊙ silu'(u),  g ← dg = dm ⊙ silu(u),  hm ← m = silu(u) ⊙ g
+ *   dW2 = dy^T m,  [dW1; dW3] = [du | dg]^T x,  dx = [du | dg] [W1; W3]
+ *
+ * u and g share one [rows, 2f] scratch (row-major, u first), so where W3 directly follows W1 in one
+ * buffer (the checkpoint's fused gate|up, a block of θ) and dW3 follows dW1, each pair is one launch of
+ * twice the width: 5 launches with the weight gradients, 4 without (8 and 6 when the pairs are apart).
  *
  * The row count is fixed at construction (a chunk: the dW launches contract over the rows). Weights and
  * gradients may sit at element offsets inside larger buffers (every layer's θ in one buffer); a gradient
@@ -49,12 +53,12 @@ export interface SwigluBackwardBuffers {
   readonly dw1?: Operand;
   readonly dw2?: Operand;
   readonly dw3?: Operand;
-  /** Three [rows, f] f32 scratch buffers (u/du, g/dg, dm/m); made here when absent. */
-  readonly scratch?: readonly [GPUBuffer, GPUBuffer, GPUBuffer];
+  /** f32 scratch: [rows, 2f] (u|g, then du|dg) and [rows, f] (dm, then m); made here when absent. */
+  readonly scratch?: readonly [GPUBuffer, GPUBuffer];
 }
 
 export class SwigluBackwardOp {
-  readonly scratch: readonly [GPUBuffer, GPUBuffer, GPUBuffer];
+  readonly scratch: readonly [GPUBuffer, GPUBuffer];
   private readonly before: MatmulOp[];
   private readonly after: MatmulOp[];
   private readonly gate: Kernel;
@@ -64,8 +68,9 @@ export class SwigluBackwardOp {
     const { rows, d, f } = spec;
     if (!(rows >= 1 && d >= 1 && f >= 1)) throw new RangeError(`${label}: rows ${rows}, d ${d}, f ${f}`);
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
-    this.scratch = bufs.scratch ?? [0, 1, 2].map((i) => ctx.allocator.create(`${label} h${i}`, 'scratch', 4 * rows * f, usage)) as unknown as [GPUBuffer, GPUBuffer, GPUBuffer];
-    const [h1, h3, hm] = this.scratch;
+    this.scratch = bufs.scratch ?? [ctx.allocator.create(`${label} u|g`, 'scratch', 8 * rows * f, usage), ctx.allocator.create(`${label} dm`, 'scratch', 4 * rows * f, usage)];
+    const [ug, hm] = this.scratch;
+    if (ug.size < 8 * rows * f || hm.size < 4 * rows * f) throw new RangeError(`${label}: the scratch must hold ${rows}×${2 * f} and ${rows}×${f} floats`);
     const x = split(bufs.x), dy = split(bufs.dy), w1 = split(bufs.w1), w2 = split(bufs.w2), w3 = split(bufs.w3);
     const grads = spec.weightGrads !== false;
     if (grads && !(bufs.dw1 && bufs.dw2 && bufs.dw3)) throw new Error(`${label}: weight gradients need dw1, dw2 and dw3`);
@@ -75,41 +80,55 @@ export class SwigluBackwardOp {
     // Launches whose B operand is a weight read it in the weights' storage; the others are f32 activations.
     const mm = (name: string, s: MatmulSpec, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, bIsWeight = false) =>
       new MatmulOp(ctx, `${label} ${name}`, bIsWeight ? { ...s, weight } : s, { a, b, c }, block, tiles);
+    const adjacent = (p: { buffer: GPUBuffer; off: number }, q: { buffer: GPUBuffer; off: number }) => p.buffer === q.buffer && q.off === p.off + f * d;
+    const w13 = adjacent(w1, w3);
+    // [u | g] = x [W1; W3]^T: [rows, 2f] = [rows, d] · [2f, d]^T (or each half on its own).
+    const gateUp = w13
+      ? [mm('u|g', { M: rows, N: 2 * f, K: d, a: { off: x.off, row: d, col: 1 }, b: { off: w1.off, row: d, col: 1 }, c: { row: 2 * f, col: 1 } }, x.buffer, w1.buffer, ug, true)]
+      : [w1, w3].map((w, i) => mm(i === 0 ? 'u' : 'g', { M: rows, N: f, K: d, a: { off: x.off, row: d, col: 1 }, b: { off: w.off, row: d, col: 1 }, c: { off: i * f, row: 2 * f, col: 1 } }, x.buffer, w.buffer, ug, true));
     this.before = [
-      // u = x W1^T, g = x W3^T: [rows, f] = [rows, d] · [f, d]^T
-      mm('u', { M: rows, N: f, K: d, a: { off: x.off, row: d, col: 1 }, b: { off: w1.off, row: d, col: 1 }, c: { row: f, col: 1 } }, x.buffer, w1.buffer, h1, true),
-      mm('g', { M: rows, N: f, K: d, a: { off: x.off, row: d, col: 1 }, b: { off: w3.off, row: d, col: 1 }, c: { row: f, col: 1 } }, x.buffer, w3.buffer, h3, true),
+      ...gateUp,
       // dm = dy W2: B[n = j, k = i] = W2[i, j]
       mm('dm', { M: rows, N: f, K: d, a: { off: dy.off, row: d, col: 1 }, b: { off: w2.off, row: 1, col: f }, c: { row: f, col: 1 } }, dy.buffer, w2.buffer, hm, true),
     ];
-    const dxLaunches = [
-      // dx = du W1 + dg W3: B[n = i, k = j] = W1[j, i]
-      mm('dx du', { M: rows, N: d, K: f, a: { row: f, col: 1 }, b: { off: w1.off, row: 1, col: d }, c: { off: dx.off, row: d, col: 1 }, beta: spec.accumulateDx ? 1 : 0 }, h1, w1.buffer, dx.buffer, true),
-      mm('dx dg', { M: rows, N: d, K: f, a: { row: f, col: 1 }, b: { off: w3.off, row: 1, col: d }, c: { off: dx.off, row: d, col: 1 }, beta: 1 }, h3, w3.buffer, dx.buffer, true),
-    ];
+    // dx = [du | dg] [W1; W3]: B[n = i, k = j] = W13[j, i]
+    const dxLaunches = w13
+      ? [mm('dx', { M: rows, N: d, K: 2 * f, a: { row: 2 * f, col: 1 }, b: { off: w1.off, row: 1, col: d }, c: { off: dx.off, row: d, col: 1 }, beta: spec.accumulateDx ? 1 : 0 }, ug, w1.buffer, dx.buffer, true)]
+      : [w1, w3].map((w, i) => mm(i === 0 ? 'dx du' : 'dx dg', {
+        M: rows, N: d, K: f, a: { off: i * f, row: 2 * f, col: 1 }, b: { off: w.off, row: 1, col: d }, c: { off: dx.off, row: d, col: 1 }, beta: i === 1 || spec.accumulateDx ? 1 : 0,
+      }, ug, w.buffer, dx.buffer, true));
     if (!grads) {
       this.after = dxLaunches;
     } else {
       const dw1 = split(bufs.dw1!), dw2 = split(bufs.dw2!), dw3 = split(bufs.dw3!);
+      // [dW1; dW3] [2f, d] = [du | dg]^T x: A[m = j, k = t] = ug[t, j], B[n = i, k = t] = x[t, i]
+      const dw13 = w13 && adjacent(dw1, dw3)
+        ? [mm('dW1|dW3', { M: 2 * f, N: d, K: rows, a: { row: 1, col: 2 * f }, b: { off: x.off, row: 1, col: d }, c: { off: dw1.off, row: d, col: 1 }, beta: accW }, ug, x.buffer, dw1.buffer)]
+        : [dw1, dw3].map((dw, i) => mm(i === 0 ? 'dW1' : 'dW3', {
+          M: f, N: d, K: rows, a: { off: i * f, row: 1, col: 2 * f }, b: { off: x.off, row: 1, col: d }, c: { off: dw.off, row: d, col: 1 }, beta: accW,
+        }, ug, x.buffer, dw.buffer));
       this.after = [
         // dW2 [d, f] = dy^T m: A[m = i, k = t] = dy[t, i], B[n = j, k = t] = m[t, j]
         mm('dW2', { M: d, N: f, K: rows, a: { off: dy.off, row: 1, col: d }, b: { row: 1, col: f }, c: { off: dw2.off, row: f, col: 1 }, beta: accW }, dy.buffer, hm, dw2.buffer),
-        // dW1 [f, d] = du^T x, dW3 = dg^T x
-        mm('dW1', { M: f, N: d, K: rows, a: { row: 1, col: f }, b: { off: x.off, row: 1, col: d }, c: { off: dw1.off, row: d, col: 1 }, beta: accW }, h1, x.buffer, dw1.buffer),
-        mm('dW3', { M: f, N: d, K: rows, a: { row: 1, col: f }, b: { off: x.off, row: 1, col: d }, c: { off: dw3.off, row: d, col: 1 }, beta: accW }, h3, x.buffer, dw3.buffer),
+        ...dw13,
         ...dxLaunches,
       ];
     }
-    this.gate = ctx.kernel({ shader: 'swiglu-backward.wgsl', source, entry: 'main', bindings: ['uniform', 'rw', 'rw', 'rw'] });
-    this.gateGroup = ctx.bind(this.gate, [ctx.uniform(`${label} gate`, [['u32', rows * f]]), h1, h3, hm]);
+    this.gate = ctx.kernel({ shader: 'swiglu-backward.wgsl', source, entry: 'main', bindings: ['uniform', 'rw', 'rw'] });
+    this.gateGroup = ctx.bind(this.gate, [ctx.uniform(`${label} gate`, [['u32', rows * f], ['u32', f]]), ug, hm]);
   }
 
-  /** Records the nine launches (six without weight gradients). */
+  /** Records the launches (see the file comment for how many). */
   encode(pass: GPUComputePassEncoder): void {
     for (const op of this.before) op.encode(pass, this.spec.rows);
     const [x, y] = grid(Math.ceil((this.spec.rows * this.spec.f) / 64));
     dispatch(pass, this.gate, this.gateGroup, x, y);
     for (const op of this.after) op.encode(pass, this.spec.rows);
+  }
+
+  /** Launches encode records. */
+  dispatches(): number {
+    return this.before.length + 1 + this.after.length;
   }
 
   /** 8 matmuls of 2·rows·d·f each (16·rows·d·f), plus ~14 flops and one exp per hidden element. */
