@@ -5,6 +5,9 @@
 // DX also stores each row's r for DGAIN, so the gain gradient needs no second row reduction. Both
 // may add into their output instead of overwriting it (the residual stream's gradient; a gain shared
 // by several calls). Each entry point is its own #if section (see fast-weights.wgsl for why).
+// DX with THEN goes on down the stream in the same launch: the row of dx it just stored is the dy of a
+// second norm (x2, gain2; rows of n, no gain gradient), whose dx2 it stores too. TTT-E2E's inner step
+// chains a pre-norm's backward (added into the stream's gradient) into the post-norm's below it.
 #include "block.wgsl"
 
 const WG: u32 = 64u;
@@ -32,6 +35,11 @@ fn rowCount() -> u32 {
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rstd: array<f32>;
+#if THEN
+@group(0) @binding(7) var<storage, read> x2: array<f32>;
+@group(0) @binding(8) var<storage, read> gain2: array<f32>;
+@group(0) @binding(9) var<storage, read_write> dx2: array<f32>;
+#endif
 
 @compute @workgroup_size(64)
 fn dx_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -55,6 +63,21 @@ fn dx_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
     dx[dxo + i] = v;
   }
   if (lid == 0u) { rstd[row] = r; }
+#if THEN
+  // Each lane reads back only the dx it stored; the barrier keeps a lane from overwriting its
+  // reduction slot while another still reads the first totals.
+  let o2 = row * p.n;
+  var acc2 = vec2f(0.0);
+  for (var i = lid; i < p.n; i += WG) {
+    let v = x2[o2 + i];
+    acc2 = fma(vec2f(v, dx[dxo + i] * gain2[i]), vec2f(v), acc2);
+  }
+  workgroupBarrier();
+  let tot2 = wgSum2f(lid, acc2);
+  let r2 = inverseSqrt(tot2.x / f32(p.n) + p.eps);
+  let c2 = r2 * r2 * r2 * tot2.y / f32(p.n);
+  for (var i = lid; i < p.n; i += WG) { dx2[o2 + i] = r2 * gain2[i] * dx[dxo + i] - c2 * x2[o2 + i]; }
+#endif
 }
 #endif
 

@@ -5,7 +5,9 @@
 // precedes a norm is fused into the producing matmul (beta = 1), so the norm reads the summed stream.
 // A norm that comes AFTER a sublayer (TTT-E2E's sandwich norms, h + post_norm(f(h))) adds itself into
 // the stream: ACCUMULATE (y += norm(x) w), or RESIDUAL (y = r + norm(x) w, r laid out as y) where the
-// stream before the add must be kept (the inner step's backward reads it).
+// stream before the add must be kept (the inner step's backward reads it). RESIDUAL with NEXT also
+// norms the new stream for the next sublayer, y2 = norm(y) w2, in the same launch: the two row
+// reductions need no other row, so the inner step's post-norm and the next pre-norm are one launch.
 // One workgroup per (row, segment); the sum of squares is reduced with subgroup operations where the
 // adapter has them, through workgroup memory otherwise.
 #if SUBGROUPS
@@ -29,10 +31,30 @@ fn store(i: u32, v: f32) { y[i] += v; }
 #elif RESIDUAL
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 fn store(i: u32, v: f32) { y[i] = res[i] + v; }
+#if NEXT
+@group(0) @binding(6) var<storage, read> w2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> y2: array<f32>;
+#endif
 #else
 fn store(i: u32, v: f32) { y[i] = v; }
 #endif
 #endif
+
+// The row total of every lane's v, the same in every lane.
+fn rowTotal(lid: u32, sgLane: u32, v: f32) -> f32 {
+#if SUBGROUPS
+  // Subgroup totals land in their first lane's slot; the layout of subgroups within the workgroup is
+  // not specified, so every slot is summed rather than indexing by a computed subgroup id.
+  let sv = subgroupAdd(v);
+  wgRedF[lid] = select(0.0, sv, sgLane == 0u);
+  workgroupBarrier();
+  var total = 0.0;
+  for (var s = 0u; s < WG; s++) { total += wgRedF[s]; }
+  return total;
+#else
+  return wgSum(lid, v);
+#endif
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32
@@ -40,6 +62,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   , @builtin(subgroup_invocation_id) sgLane: u32
 #endif
 ) {
+#if !SUBGROUPS
+  let sgLane = 0u;
+#endif
   let row = wid.x;
   let seg = wid.y;
   if (row >= blk.rows) { return; }
@@ -47,17 +72,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let yout = row * p.outStride + p.outOff + seg * p.segStride;
   var ss = 0.0;
   for (var i = lid; i < p.n; i += WG) { let v = x[xin + i]; ss = fma(v, v, ss); }
-#if SUBGROUPS
-  // Subgroup totals land in their first lane's slot; the layout of subgroups within the workgroup is
-  // not specified, so every slot is summed rather than indexing by a computed subgroup id.
-  ss = subgroupAdd(ss);
-  wgRedF[lid] = select(0.0, ss, sgLane == 0u);
-  workgroupBarrier();
-  var total = 0.0;
-  for (var s = 0u; s < WG; s++) { total += wgRedF[s]; }
-#else
-  let total = wgSum(lid, ss);
-#endif
+  let total = rowTotal(lid, sgLane, ss);
   let inv = inverseSqrt(total / f32(p.n) + p.eps);
+#if NEXT
+  var ss2 = 0.0;
+  for (var i = lid; i < p.n; i += WG) {
+    store(yout + i, x[xin + i] * inv * w[seg * p.n + i]);
+    let v = y[yout + i];
+    ss2 = fma(v, v, ss2);
+  }
+  // Each lane reads back only the elements it stored. The barrier keeps a lane from overwriting its
+  // reduction slot while another still reads the first total.
+  workgroupBarrier();
+  let inv2 = inverseSqrt(rowTotal(lid, sgLane, ss2) / f32(p.n) + p.eps);
+  for (var i = lid; i < p.n; i += WG) { y2[yout + i] = y[yout + i] * inv2 * w2[i]; }
+#else
   for (var i = lid; i < p.n; i += WG) { store(yout + i, x[xin + i] * inv * w[seg * p.n + i]); }
+#endif
 }

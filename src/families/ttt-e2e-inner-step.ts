@@ -105,10 +105,12 @@ export class E2EInnerStep {
     const scratch: [GPUBuffer, GPUBuffer] = [buf('swiglu backward u|g'), buf('swiglu backward dm')];
     const dTheta = buf('dθ');
     const view = (buffer: GPUBuffer, stride: number, offset = 0): RowView => ({ buffer, stride, offset });
-    const norm = (label: string, weight: GPUBuffer, x: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer) =>
-      new RmsNormOp(ctx, label, { n: d, eps, inStride: d, outStride: d }, { weight, x, y: out, residual }, chunk);
-    const normBack = (label: string, x: GPUBuffer, gain: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer, accumulateDx = false): Launch => {
-      const op = new RmsNormBackwardOp(ctx, label, { n: d, eps, rows: B, accumulateDx }, { x, gain, dy, dx }, chunk);
+    // A post-norm with the residual add, and with `next` the next sublayer's pre-norm of the new stream in the same launch.
+    const norm = (label: string, weight: GPUBuffer, x: GPUBuffer, out: GPUBuffer, residual?: GPUBuffer, next?: { weight: GPUBuffer; y: GPUBuffer }) =>
+      new RmsNormOp(ctx, label, { n: d, eps, inStride: d, outStride: d }, { weight, x, y: out, residual, next }, chunk);
+    // With `then`, the backward of the post-norm below in the same launch (its dy: this one's dx).
+    const normBack = (label: string, x: GPUBuffer, gain: GPUBuffer, dy: GPUBuffer, dx: GPUBuffer, accumulateDx = false, then?: { x: GPUBuffer; gain: GPUBuffer; dx: GPUBuffer }): Launch => {
+      const op = new RmsNormBackwardOp(ctx, label, { n: d, eps, rows: B, accumulateDx }, { x, gain, dy, dx, then }, chunk);
       return (pass) => op.encode(pass);
     };
     // Every op reads the chunk uniform (B rows at cB); `rows` and pos0 given here only pass the ops' range checks.
@@ -139,12 +141,10 @@ export class E2EInnerStep {
         rows(new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
         rows(attention),
         rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
-        rows(norm(`${L} attn_post_norm`, lw.attnPostNorm, ao, h1, res[j])),
-        rows(norm(`${L} dyn_norm`, lw.dynNorm!, h1, bN)),
+        rows(norm(`${L} attn_post_norm + dyn_norm`, lw.attnPostNorm, ao, h1, res[j], { weight: lw.dynNorm!, y: bN })),
         rows(new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a: bN, b: io.theta, c: gu }, chunk, tiles)),
         ...(fuseGlu ? [rows(dynDown(true))] : [rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s: sw }, chunk)), rows(dynDown(false))]),
-        rows(norm(`${L} dyn_post_norm`, lw.dynPostNorm!, y, h2, h1)),
-        rows(norm(`${L} mlp_norm`, lw.mlpNorm, h2, m)),
+        rows(norm(`${L} dyn_post_norm + mlp_norm`, lw.dynPostNorm!, y, h2, h1, { weight: lw.mlpNorm, y: m })),
         rows(new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: m, y: gu }, { inStride: d, outStride: 2 * f }, chunk, tiles)),
         ...(fuseGlu
           ? [rows(new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: z }, { inStride: 2 * f, outStride: d, glu: f }, chunk, tiles))]
@@ -158,17 +158,15 @@ export class E2EInnerStep {
         swigluBack(ctx, `${L} mlp backward`, { rows: B, d, f, weight: storage, weightGrads: false }, {
           x: m, dy: dPost, w1: { buffer: gateUp, off: 0 }, w3: { buffer: gateUp, off: f * d }, w2: one(lw.down, `${L} mlp w2`), dx: dIn, scratch,
         }, chunk, tiles),
-        normBack(`${L} mlp_norm backward`, h2, lw.mlpNorm, dIn, dRes, true),
-        // dynamic MLP: h2 = h1 + dyn_post(swiglu_θ(dyn_norm(h1)))
-        normBack(`${L} dyn_post_norm backward`, y, lw.dynPostNorm!, dRes, dPost),
+        // dynamic MLP: h2 = h1 + dyn_post(swiglu_θ(dyn_norm(h1))); its post-norm's backward in the mlp_norm's launch
+        normBack(`${L} mlp_norm + dyn_post_norm backward`, h2, lw.mlpNorm, dIn, dRes, true, { x: y, gain: lw.dynPostNorm!, dx: dPost }),
         swigluBack(ctx, `${L} dyn backward`, { rows: B, d, f: fd }, {
           x: bN, dy: dPost,
           w1: { buffer: io.theta, off: th }, w3: { buffer: io.theta, off: th + fd * d }, w2: { buffer: io.theta, off: th + 2 * fd * d },
           dx: dIn, dw1: { buffer: dTheta, off: th }, dw3: { buffer: dTheta, off: th + fd * d }, dw2: { buffer: dTheta, off: th + 2 * fd * d }, scratch,
         }, chunk, tiles),
-        normBack(`${L} dyn_norm backward`, h1, lw.dynNorm!, dIn, dRes, true),
-        // attention: h1 = h + attn_post(o_proj(attn(rope(qk_norm(a Wq^T)), rope(qk_norm(a Wk^T)), a Wv^T)))
-        normBack(`${L} attn_post_norm backward`, ao, lw.attnPostNorm, dRes, dPost),
+        // attention: h1 = h + attn_post(o_proj(attn(rope(qk_norm(a Wq^T)), rope(qk_norm(a Wk^T)), a Wv^T))); its post-norm's backward in the dyn_norm's launch
+        normBack(`${L} dyn_norm + attn_post_norm backward`, h1, lw.dynNorm!, dIn, dRes, true, { x: ao, gain: lw.attnPostNorm, dx: dPost }),
         rows(new MatmulOp(ctx, `${L} o_proj backward`, { M: 'rows', N: d, K: d, a: { row: d, col: 1 }, b: { row: 1, col: d }, c: { row: d, col: 1 }, weight: storage }, { a: dPost, b: one(lw.oProj, `${L} o_proj`), c: dO }, chunk, tiles)),
         rows(new E2EAttentionBackwardOp(ctx, `${L} attention backward`, attnSpec, {
           q, k, v, ring, o: view(o, d), dO: view(dO, d), stats: lse, dq: view(dqkvR, 3 * d, 0), dk: view(dqkvR, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d),

@@ -117,6 +117,31 @@ describe('rmsnorm-backward.wgsl against rmsnormBackward', () => {
     expectClose(r.dg, r.wantDg, { atol: r.atolDg, rtol: 0, label: 'dgain accumulated' });
   });
 
+  it('two norms down the stream in one launch (then): dx += the first backward, dx2 = the second\'s with dy = that dx', async () => {
+    const [rows, n, eps] = [6, 100, 1e-6];
+    const x = randn(rows * n, 51, 1.5), dy = randn(rows * n, 52), dx0 = randn(rows * n, 53), gain = randn(n, 54, 0.7);
+    const x2 = randn(rows * n, 55, 1.5), gain2 = randn(n, 56, 0.7);
+    const dxBuf = upload(ctx, dx0), dx2Buf = upload(ctx, new Float32Array(rows * n).fill(9));
+    const op = new RmsNormBackwardOp(ctx, 'chained', { n, eps, rows, accumulateDx: true }, {
+      x: upload(ctx, x), gain: upload(ctx, gain), dy: upload(ctx, dy), dx: dxBuf, then: { x: upload(ctx, x2), gain: upload(ctx, gain2), dx: dx2Buf },
+    }, block);
+    await runPass(ctx, (p) => op.encode(p));
+    const got = await readF32(ctx, dxBuf), got2 = await readF32(ctx, dx2Buf);
+    const first: Inputs = { x: Float64Array.from(x), gain: Float64Array.from(gain), dy: Float64Array.from(dy), rows, n, eps };
+    const want = Float64Array.from(rmsnormBackward(first.x, rows, n, first.gain, eps, first.dy).dx, (v, i) => v + dx0[i]);
+    expectClose(got, want, { atol: bounds(first, want, new Float64Array(n)).dx, rtol: 0, label: 'dx (accumulated)' });
+    // The second from the dx the kernel stored, as a launch of its own would read it.
+    const second: Inputs = { x: Float64Array.from(x2), gain: Float64Array.from(gain2), dy: Float64Array.from(got), rows, n, eps };
+    const want2 = rmsnormBackward(second.x, rows, n, second.gain, eps, second.dy).dx;
+    const atol2 = bounds(second, want2, new Float64Array(n)).dx;
+    expectClose(got2, want2, { atol: atol2, rtol: 0, label: 'dx2' });
+    // Planted: the second's dy taken before the accumulation (dx0 left out) is far outside.
+    const early = rmsnormBackward(second.x, rows, n, second.gain, eps, Float64Array.from(got, (v, i) => v - dx0[i])).dx;
+    expectNotClose(got2, early, { atol: atol2, rtol: 0, label: 'planted: dy2 before the add' });
+    const b = upload(ctx, [0]);
+    expect(() => new RmsNormBackwardOp(ctx, 'bad', { n: 1, eps, rows: 1 }, { x: b, gain: b, dy: upload(ctx, [0]), dx: dxBuf, then: { x: b, gain: b, dx: dxBuf } }, block)).toThrow(/buffer of its own/);
+  });
+
   it('one row of one element, and a launch without dgain', async () => {
     const r = await run({ rows: 1, n: 1, stride: 1, off: 0, eps: 1e-5, seed: 21 });
     expectClose(r.dx, r.wantDx, { atol: r.atolDx, rtol: 0, label: 'n 1 dx' });

@@ -72,6 +72,29 @@ describe('RMSNorm, embedding gather and SwiGLU kernels against the reference', (
     expect(() => new RmsNormOp(ctx, 'bad', { n: D, eps: 1e-6, inStride: D, outStride: D, accumulate: true }, { weight: upload(ctx, w), x: upload(ctx, x), y: upload(ctx, x), residual: upload(ctx, r) }, block)).toThrow(/exclude/);
   });
 
+  it('the post-norm, the residual add and the next pre-norm in one launch: y = r + norm(x)·w, y2 = norm(y)·w2 (with and without subgroups)', async () => {
+    const [rows, D] = [5, 100];
+    const x = randn(rows * D, 21), w = randn(D, 22), r = randn(rows * D, 23), w2 = randn(D, 24);
+    const norm = rmsNormRows(Float64Array.from(x), rows, D, Float64Array.from(w), 1e-6);
+    const wantY = Float64Array.from(norm, (v, i) => v + r[i]);
+    const atolY = Float64Array.from(norm, (v, i) => Math.abs(v) * (D / 2 + 12) * 2 ** -24 + Math.abs(wantY[i]) * 2 ** -24);
+    for (const subgroups of [false, ...(hasFeature(ctx, 'subgroups', 'RMSNorm with the next norm, subgroup reduction') ? [true] : [])]) {
+      const y = upload(ctx, new Float32Array(rows * D).fill(123)), y2 = upload(ctx, new Float32Array(rows * D).fill(456));
+      const op = new RmsNormOp(ctx, 'post + next', { n: D, eps: 1e-6, inStride: D, outStride: D }, { weight: upload(ctx, w), x: upload(ctx, x), y, residual: upload(ctx, r), next: { weight: upload(ctx, w2), y: y2 } }, block, subgroups);
+      block.write(rows, 0);
+      await runPass(ctx, (p) => op.encode(p, rows));
+      const gotY = await readF32(ctx, y), gotY2 = await readF32(ctx, y2);
+      for (let i = 0; i < gotY.length; i++) expect(Math.abs(gotY[i] - wantY[i]), `y [${i}]`).toBeLessThanOrEqual(atolY[i]);
+      // y2 from the y the kernel stored (f32), as a separate norm launch would see it: the norm's own error.
+      const wantY2 = rmsNormRows(Float64Array.from(gotY), rows, D, Float64Array.from(w2), 1e-6);
+      expectClose(gotY2, wantY2, { atol: 0, rtol: (D / 2 + 12) * 2 ** -24, label: `y2, subgroups ${subgroups}` });
+      // Planted: y2 normed from x instead of the new stream is far outside.
+      expectNotClose(gotY2, rmsNormRows(Float64Array.from(x), rows, D, Float64Array.from(w2), 1e-6), { atol: 1e-3, rtol: 0 });
+    }
+    const io = { weight: upload(ctx, w), x: upload(ctx, x), y: upload(ctx, r) };
+    expect(() => new RmsNormOp(ctx, 'no residual', { n: D, eps: 1e-6, inStride: D, outStride: D }, { ...io, next: { weight: io.weight, y: upload(ctx, r) } }, block)).toThrow(/needs a residual/);
+  });
+
   it('embedding gather from a table split into parts, every weight storage (exact)', async () => {
     const [V, D, rows] = [37, 6, 9];
     const table = randn(V * D, 3);

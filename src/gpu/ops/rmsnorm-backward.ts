@@ -41,6 +41,12 @@ export interface RmsNormBackwardBuffers {
   readonly dgain?: GPUBuffer;
   /** f32 [rows] scratch for r; made here when absent. */
   readonly rstd?: GPUBuffer;
+  /**
+   * In the same launch, the backward of a second norm whose output gradient is this one's dx (after any
+   * accumulation): dx2 = the gradient w.r.t. its input x2 ([rows, n], stride n; dx2 likewise), gain2 its
+   * gain (no gain gradient).
+   */
+  readonly then?: { readonly x: GPUBuffer; readonly gain: GPUBuffer; readonly dx: GPUBuffer };
 }
 
 export class RmsNormBackwardOp {
@@ -53,7 +59,12 @@ export class RmsNormBackwardOp {
   constructor(ctx: GpuContext, readonly label: string, readonly spec: RmsNormBackwardSpec, bufs: RmsNormBackwardBuffers, block: BlockParams) {
     const { n, rows } = spec;
     if (bufs.dx === bufs.dy) throw new Error(`${label}: dx and dy must be different buffers`);
-    this.dxKernel = ctx.kernel({ shader: 'rmsnorm-backward.wgsl', source, entry: 'dx_rows', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw'], defines: { DX: true } });
+    const then = bufs.then;
+    if (then && [bufs.x, bufs.dy, bufs.dx, then.x].includes(then.dx)) throw new Error(`${label}: the second norm's dx must be a buffer of its own`);
+    this.dxKernel = ctx.kernel({
+      shader: 'rmsnorm-backward.wgsl', source, entry: 'dx_rows',
+      bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw', ...(then ? ['read', 'read', 'rw'] as const : [])], defines: { DX: true, THEN: !!then },
+    });
     this.dgKernel = ctx.kernel({ shader: 'rmsnorm-backward.wgsl', source, entry: 'dgain_cols', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw'], defines: { DGAIN: true } });
     this.rstd = bufs.rstd ?? ctx.allocator.create(`${label} rstd`, 'scratch', 4 * rows, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC);
     const fields = (accumulate: boolean) => ctx.uniform(`${label} params`, [
@@ -61,7 +72,7 @@ export class RmsNormBackwardOp {
       ['u32', spec.xStride ?? n], ['u32', spec.xOff ?? 0], ['u32', spec.dyStride ?? n], ['u32', spec.dyOff ?? 0],
       ['u32', spec.dxStride ?? n], ['u32', spec.dxOff ?? 0], ['u32', 0], ['u32', 0],
     ]);
-    this.dxGroup = ctx.bind(this.dxKernel, [fields(!!spec.accumulateDx), block.buffer, bufs.x, bufs.gain, bufs.dy, bufs.dx, this.rstd]);
+    this.dxGroup = ctx.bind(this.dxKernel, [fields(!!spec.accumulateDx), block.buffer, bufs.x, bufs.gain, bufs.dy, bufs.dx, this.rstd, ...(then ? [then.x, then.gain, then.dx] : [])]);
     this.dgGroup = bufs.dgain ? ctx.bind(this.dgKernel, [fields(!!spec.accumulateDgain), block.buffer, bufs.x, bufs.dy, this.rstd, bufs.dgain]) : null;
   }
 
