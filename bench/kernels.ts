@@ -10,7 +10,7 @@
  */
 import { BlockParams } from '../src/gpu/block.ts';
 import { GpuContext, type WeightStorage } from '../src/gpu/context.ts';
-import { AttentionOp } from '../src/gpu/ops/attention.ts';
+import { AttentionOp, CPU_ROW_BLOCK } from '../src/gpu/ops/attention.ts';
 import { KvCache } from '../src/gpu/ops/kv-cache.ts';
 import { FastWeightLayer, gateColumns } from '../src/gpu/ops/fast-weights.ts';
 import { CPU_TILES, MatmulOp, type MatmulTiles } from '../src/gpu/ops/matmul.ts';
@@ -93,7 +93,8 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
   const init = { w0: Float32Array.from(f.w0), w1: Float32Array.from(f.w1), w2: Float32Array.from(f.w2), qkScale: Float32Array.from(f.qkScale), qkOffset: Float32Array.from(f.qkOffset), tttNorm: Float32Array.from(f.tttNorm) };
   const D = cfg.hiddenSize, C = cfg.chunkSize;
   const act = (floats: number) => buf('act', floats * 4, S | GPUBufferUsage.COPY_SRC);
-  const io = { qkv: act(C * 3 * D), gates: act(C * gateColumns(cfg).total), out: act(C * D) };
+  // Rows of q | k | v | the raw gates, as the engine's one projection writes them.
+  const io = { qkv: act(C * (3 * D + gateColumns(cfg).total)), out: act(C * D) };
   const fw = new FastWeightLayer(ctx, 'bench fw', cfg, init, io, block, C);
   block.write(C, 0);
   const tiles = `${CPU_TILES.tm}×${CPU_TILES.tn}, ${CPU_TILES.wgx}×${CPU_TILES.wgy}`;
@@ -108,8 +109,11 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
   // change the work, so it is left zero.
   const ctxLen = opts.attentionContext ?? 4096;
   const heads = cfg.numAttnHeads;
-  for (const rows of [256, 1]) {
-    const spec = { D, heads, window: null, maxRows: rows, capacity: ctxLen };
+  // On the CPU-emulator variant the prefill block also runs with 1 (the per-row shape) and 8 query rows per
+  // invocation beside the default, in this same run.
+  const rowBlocks = ctx.kernelVariant === 'cpu' ? [CPU_ROW_BLOCK, 1, 8] : [CPU_ROW_BLOCK];
+  for (const [rows, rowBlock] of [...rowBlocks.map((rb) => [256, rb]), [1, CPU_ROW_BLOCK]]) {
+    const spec = { D, heads, window: null, maxRows: rows, capacity: ctxLen, rowBlock };
     const kv = new KvCache(ctx, 'bench kv', spec);
     const qkv = buf('qkv', rows * 3 * D * 4);
     const out = buf('out', rows * D * 4);
@@ -117,7 +121,8 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
     const pos0 = ctxLen - rows;
     block.write(rows, pos0);
     const keys = rows * pos0 + (rows * (rows + 1)) / 2;
-    const label = rows === 1 ? 'attention, decode (1 query row)' : `attention, prefill block (${rows} query rows)`;
+    const shape = ctx.kernelVariant === 'cpu' ? (rowBlock === 1 ? ', one row per invocation' : `, ${rowBlock} rows per invocation`) : '';
+    const label = rows === 1 ? 'attention, decode (1 query row)' : `attention, prefill block (${rows} query rows${shape})`;
     // A decode row is a millisecond: more submits, or the host's jitter is the figure.
     add(label, `${heads} heads × da = ${D / heads}, keys up to ${ctxLen}; ${op.dispatches(rows, pos0)} dispatches`, 'f32 cache', 4 * D * keys, await time(ctx, rows === 1 ? Math.max(reps, 30) : reps, (p) => op.encode(p, rows, pos0)));
     for (const pg of kv.pages) made.push(pg.k, pg.v);
@@ -146,7 +151,7 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
       x, dy, w1: { buffer: theta, off: 0 }, w3: { buffer: theta, off: fd * d }, w2: { buffer: theta, off: 2 * fd * d },
       dx, dw1: { buffer: grad, off: 0 }, dw3: { buffer: grad, off: fd * d }, dw2: { buffer: grad, off: 2 * fd * d },
     }, block);
-    add('TTT-E2E dynamic MLP backward (dx, dW1, dW2, dW3)', `B = ${B}, d = ${d}, f = ${fd}; 9 dispatches (8 matmuls, tiles ${tiles})`, 'f32 θ', sw.flops(), await time(ctx, reps, (p) => sw.encode(p)));
+    add('TTT-E2E dynamic MLP backward (dx, dW1, dW2, dW3)', `B = ${B}, d = ${d}, f = ${fd}; ${sw.dispatches()} dispatches (tiles ${tiles})`, 'f32 θ', sw.flops(), await time(ctx, reps, (p) => sw.encode(p)));
     const V = e2e.vocabSize;
     const logits = act(B * V), targets = buf('targets', B * 4), nll = act(B), loss = act(2);
     const ce = new CrossEntropyOp(ctx, 'bench cross-entropy', { rows: B, vocab: V, bos: e2e.bosTokenId }, { logits, targets, nll, loss }, block);

@@ -441,6 +441,106 @@ fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
   for (var i = 0u; i < DA; i++) { part[slot + 2u + i] = acc[i]; }
 }
 
+
+#if ROW_BLOCK
+// The CPU-emulator prefill shape: one invocation per (RB consecutive rows, head, split). Each key and
+// value is loaded once for the RB rows (the per-row shape loads it once per row, so a block of 256 rows
+// read the cache 256 times), with a running max, sum and accumulator per row. A key outside a row's
+// range (causality, the window, another split) is skipped for that row only.
+const RB: u32 = $RB;
+
+@compute @workgroup_size(64)
+fn attendRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let keys = pageKeys(p.page);
+  let S = splitsFor(keys.y - keys.x);
+  let H = p.heads;
+  let groups = (blk.rows + RB - 1u) / RB;
+  let id = gid.x + gid.y * nwg.x * 64u;
+  if (id >= S * groups * H) { return; }
+  let head = id % H;
+  let r0 = ((id / H) % groups) * RB;
+  let split = id / (H * groups);
+  let nr = min(RB, blk.rows - r0);
+  let D = p.D;
+  let hOff = head * DA;
+
+  var q: array<f32, RB * DA>;
+  var acc: array<f32, RB * DA>;
+  var m: array<f32, RB>;
+  var l: array<f32, RB>;
+  var lo: array<u32, RB>;
+  var hi: array<u32, RB>;
+  var a = 0xffffffffu;
+  var b = 0u;
+  for (var r = 0u; r < RB; r++) {
+    m[r] = NEG;
+    l[r] = 0.0;
+    // Rows past the block's last repeat it with an empty range.
+    let task = Task(head, r0 + min(r, nr - 1u), split, S, keys);
+    if (r < nr) { storeOwnKv(task, 0u, 1u); }
+    let ab = splitKeys(task, blk.pos0 + task.row);
+    lo[r] = ab.x;
+    hi[r] = select(ab.x, ab.y, r < nr);
+    if (hi[r] > lo[r]) {
+      a = min(a, lo[r]);
+      b = max(b, hi[r]);
+    }
+    let qRow = task.row * p.S + hOff;
+    for (var i = 0u; i < DA; i++) {
+      q[r * DA + i] = qkv[qRow + i];
+      acc[r * DA + i] = 0.0;
+    }
+  }
+
+  for (var j = a; j < b; j++) {
+    let cached = j < blk.pos0;
+    var kOff: u32;
+    if (cached) { kOff = cacheSlot(j) * D + hOff; } else { kOff = (j - blk.pos0) * p.S + D + hOff; }
+    var s: array<f32, RB>;
+    for (var r = 0u; r < RB; r++) { s[r] = 0.0; }
+    for (var i = 0u; i < DA; i++) {
+      var kv: f32;
+      if (cached) { kv = kc[kOff + i]; } else { kv = qkv[kOff + i]; }
+      for (var r = 0u; r < RB; r++) { s[r] += q[r * DA + i] * kv; }
+    }
+    var w: array<f32, RB>;
+    for (var r = 0u; r < RB; r++) {
+      w[r] = 0.0;
+      if (j < lo[r] || j >= hi[r]) { continue; }
+      let sr = s[r] * p.scale;
+      // Rescale only when the max moves: one exp per key in the common case instead of two.
+      if (sr > m[r]) {
+        let c = exp(m[r] - sr);
+        l[r] *= c;
+        for (var i = 0u; i < DA; i++) { acc[r * DA + i] *= c; }
+        m[r] = sr;
+      }
+      w[r] = exp(sr - m[r]);
+      l[r] += w[r];
+    }
+    for (var i = 0u; i < DA; i++) {
+      // v sits D floats after k in the qkv row.
+      var vv: f32;
+      if (cached) { vv = vc[kOff + i]; } else { vv = qkv[kOff + D + i]; }
+      for (var r = 0u; r < RB; r++) { acc[r * DA + i] += w[r] * vv; }
+    }
+  }
+
+  let T = totalSplits();
+  for (var r = 0u; r < nr; r++) {
+    let row = r0 + r;
+    if (T == 1u) {
+      let o = row * D + hOff;
+      for (var i = 0u; i < DA; i++) { out[o + i] = acc[r * DA + i] / l[r]; }
+    } else {
+      let slot = ((row * H + head) * T + splitsBefore(p.page) + split) * (DA + 2u);
+      part[slot] = m[r];
+      part[slot + 1u] = l[r];
+      for (var i = 0u; i < DA; i++) { part[slot + 2u + i] = acc[r * DA + i]; }
+    }
+  }
+}
+#endif
 #endif
 
 // One invocation per output element: rescale every split's (m, l, acc) to the common max and normalise.

@@ -182,6 +182,17 @@ describe.each(['cpu', 'gpu'] as KernelVariant[])('attention.wgsl (%s shapes) aga
     measured.paged = Math.max(a.maxErr, b.maxErr);
   });
 
+  it('prefill rows per invocation of 1 (the per-row shape), 3 and 8 (the CPU shape; blocks off and under the row block): windowed, split, paged', async () => {
+    const D = 32, blocks = [16, 16, 5, 1, 1, 16, 3, 16, 1, 7, 16, 2, 1];
+    const errs: number[] = [];
+    for (const rowBlock of [1, 3, 8]) {
+      errs.push((await run({ D, heads: 2, window: 24, maxRows: 16, capacity: 0, rowBlock }, blocks, 21 + rowBlock)).maxErr);
+      errs.push((await run({ D, heads: 2, window: null, maxRows: 16, capacity: 150, splitKeys: 7, maxBindingBytes: 40 * D * 4 + 12, rowBlock }, [16, 16, 16, 13, 16, 16, 16, 7, 1, 1], 31 + rowBlock)).maxErr);
+    }
+    measured.rowBlocks = Math.max(...errs);
+    expect(() => new AttentionOp(ctx, 'attn', { D, heads: 2, window: 24, maxRows: 16, capacity: 0, rowBlock: 0 }, { qkv: zeros(ctx, 16 * 96), out: zeros(ctx, 16 * 32) }, new KvCache(ctx, 'kv', { D, heads: 2, window: 24, maxRows: 16, capacity: 0 }), new BlockParams(ctx))).toThrow(/rowBlock 0/);
+  });
+
   it('head dim 12 (not a power of two), windowed and full', async () => {
     const blocks = [8, 3, 1, 8, 1, 1, 8, 2];
     const w = await run({ D: 36, heads: 3, window: 10, maxRows: 8, capacity: 0 }, blocks, 5);

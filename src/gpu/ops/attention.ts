@@ -15,6 +15,8 @@ const SPLIT_KEYS = 256;
 /** Splits are taken only while rows * splits <= this: many rows already give enough invocations. */
 const SPLIT_ROWS = 64;
 const WORKGROUP = 64;
+/** Query rows per invocation of the CPU-emulator prefill shape (attendRows): each key is loaded once for them all. */
+export const CPU_ROW_BLOCK = 4;
 /**
  * The GPU prefill shape's tile: BQ query rows and BKV keys per step (attention.wgsl), 16 x 16 unless the
  * workgroup memory it needs, (BQ·da + 2·BKV·da + BQ·BKV + 3·BQ) floats, would pass the device's limit; then
@@ -82,6 +84,9 @@ export class AttentionOp {
   /** The GPU prefill shape (a tile of query rows per workgroup), for blocks of more than one row; null on the CPU variant. */
   private readonly attendTile: Kernel | null;
   private readonly tileRows: number;
+  /** The CPU-emulator prefill shape (RB rows per invocation), for blocks of more than one row; null on the GPU variant. */
+  private readonly attendRows: Kernel | null;
+  private readonly rowBlock: number;
   private readonly combine: Kernel;
   private readonly attendGroups: GPUBindGroup[];
   private readonly combineGroup: GPUBindGroup;
@@ -120,6 +125,10 @@ export class AttentionOp {
     const tile = gpu ? attentionTile(da, ctx.limits.maxComputeWorkgroupStorageSize) : null;
     this.tileRows = tile?.bq ?? 1;
     this.attendTile = tile ? ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendTile', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: true, TILE: true, BQ: tile.bq, BKV: tile.bkv } }) : null;
+    this.rowBlock = spec.rowBlock ?? CPU_ROW_BLOCK;
+    if (!Number.isInteger(this.rowBlock) || this.rowBlock < 1) throw new RangeError(`${label}: rowBlock ${this.rowBlock} must be a positive integer`);
+    // rowBlock 1 is the per-row shape itself.
+    this.attendRows = gpu || this.rowBlock === 1 ? null : ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendRows', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: false, ROW_BLOCK: true, RB: this.rowBlock } });
     this.combine = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'combine', bindings: ['uniform', 'uniform', 'read', 'rw'], defines });
     const params = kv.pages.map((_, page) =>
       ctx.uniform(`${label} params page ${page}`, [
@@ -145,13 +154,16 @@ export class AttentionOp {
   encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void {
     this.check(rows, pos0);
     const launches = this.plan.launches(rows, pos0);
-    // Both attend shapes share one bind group layout, so one bind group serves either pipeline.
+    // Every attend shape shares one bind group layout, so one bind group serves any of the pipelines.
     const tiled = this.attendTile !== null && rows > 1;
+    const blocked = this.attendRows !== null && rows > 1;
     launches.forEach((splits, page) => {
       const [x, y] = tiled
         ? grid(splits * Math.ceil(rows / this.tileRows) * this.spec.heads)
-        : grid(Math.ceil((splits * rows * this.spec.heads * this.perTask) / WORKGROUP));
-      dispatch(pass, tiled ? this.attendTile! : this.attend, this.attendGroups[page], x, y);
+        : blocked
+          ? grid(Math.ceil((splits * Math.ceil(rows / this.rowBlock) * this.spec.heads) / WORKGROUP))
+          : grid(Math.ceil((splits * rows * this.spec.heads * this.perTask) / WORKGROUP));
+      dispatch(pass, tiled ? this.attendTile! : blocked ? this.attendRows! : this.attend, this.attendGroups[page], x, y);
     });
     if (launches.reduce((a, b) => a + b, 0) > 1) {
       const [x, y] = grid(Math.ceil((rows * this.spec.D) / WORKGROUP));

@@ -21,6 +21,8 @@ export interface AttentionSpec {
   readonly maxBindingBytes?: number;
   /** Keys per split when a page's keys are split across invocations (default 256; small in tests). */
   readonly splitKeys?: number;
+  /** CPU-emulator kernels: query rows per invocation of a prefill block (default CPU_ROW_BLOCK; 1: the per-row shape; tests and benchmarks vary it). */
+  readonly rowBlock?: number;
   /**
    * Sliding window only: the chunk size B of a TTT-E2E block, whose update reads the W − 1 keys before
    * its pending chunk: the ring keeps W + max(maxRows, B) − 1 positions, and a save keeps every position
