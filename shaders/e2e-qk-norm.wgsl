@@ -7,7 +7,9 @@
 //   forward:       y = x r g                                  (IN_PLACE: y = x, bound once); with ROPE,
 //                  y = RoPE(x r g), the interleaved pairs of e2e-rope.wgsl turned as they are stored (one
 //                  launch for what the data path and the inner step's tape did in two)
-//   backwardDx:    dx = r g dy - (r^3 / hd) x Σ_j dy_j g_j x_j; also writes r per (row, segment, head)
+//   backwardDx:    dx = r g dy - (r^3 / hd) x Σ_j dy_j g_j x_j; also writes r per (row, segment, head); with
+//                  ROPE_BACK, dy is the gradient of the roped output and is turned back on load (each pair
+//                  by the transposed rotation), which saves the inner step a launch of its own
 //   backwardDgain: dg_s[i] = Σ_{rows, heads} dy_i x_i r, one workgroup per (i, segment), its invocations
 //                  striding over the rows·H vectors and reduced as a tree (fixed order: deterministic).
 //                  Reads the r that backwardDx wrote, so it runs after it.
@@ -18,6 +20,9 @@ struct Params {
 }
 #include "block.wgsl"
 #if ROPE
+#include "rope-turns.wgsl"
+#endif
+#if ROPE_BACK
 #include "rope-turns.wgsl"
 #endif
 
@@ -49,6 +54,9 @@ fn store(i: u32, v: f32) { y[i] = v; }
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(6) var<storage, read_write> rstd: array<f32>;
+#if ROPE_BACK
+@group(0) @binding(7) var<storage, read> turnsB: array<vec2u>;
+#endif
 // backwardDgain: x, dy, rstd, dgain.
 @group(0) @binding(2) var<storage, read> xg: array<f32>;
 @group(0) @binding(3) var<storage, read> dyg: array<f32>;
@@ -95,17 +103,30 @@ fn backwardDx(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
   let xo = rc.x * p.xStride + p.xOff + rc.y;
   let yo = rc.x * p.yStride + p.yOff + rc.y;
   let go = ((id / p.heads) % p.segments) * HD;
+  // The gradient of the norm's output, in registers.
+  var g: array<f32, HD>;
+#if ROPE_BACK
+  for (var i = 0u; i < HD / 2u; i++) {
+    let cs = ropeCosSin(blk.pos0 + rc.x, turnsB[i]);
+    let d0 = dy[yo + 2u * i];
+    let d1 = dy[yo + 2u * i + 1u];
+    g[2u * i] = d0 * cs.x + d1 * cs.y;
+    g[2u * i + 1u] = d1 * cs.x - d0 * cs.y;
+  }
+#else
+  for (var i = 0u; i < HD; i++) { g[i] = dy[yo + i]; }
+#endif
   var ss = 0.0;
   var dot = 0.0;
   for (var i = 0u; i < HD; i++) {
     let v = xb[xo + i];
     ss += v * v;
-    dot += dy[yo + i] * gain[go + i] * v;
+    dot += g[i] * gain[go + i] * v;
   }
   let r = inverseSqrt(ss / f32(HD) + p.eps);
   let c = r * r * r * dot / f32(HD);
   let o = rc.x * p.dxStride + p.dxOff + rc.y;
-  for (var i = 0u; i < HD; i++) { dx[o + i] = r * gain[go + i] * dy[yo + i] - c * xb[xo + i]; }
+  for (var i = 0u; i < HD; i++) { dx[o + i] = r * gain[go + i] * g[i] - c * xb[xo + i]; }
   rstd[id] = r;
 }
 

@@ -24,7 +24,6 @@ import { HeadLossOp } from '../gpu/ops/head-loss.ts';
 import { E2EAttentionBackwardOp, E2EAttentionOp, kvRingOf, type RowView } from '../gpu/ops/e2e-attention.ts';
 import type { PendingChunk } from '../gpu/ops/e2e-keep.ts';
 import { E2EQkNormBackwardOp, E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
-import { E2ERopeOp } from '../gpu/ops/e2e-rope.ts';
 import type { KvCache } from '../gpu/ops/kv-cache.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
 import { MatmulOp, type MatmulTiles } from '../gpu/ops/matmul.ts';
@@ -171,8 +170,8 @@ export class E2EInnerStep {
         rows(new E2EAttentionBackwardOp(ctx, `${L} attention backward`, attnSpec, {
           q, k, v, ring, o: view(o, d), dO: view(dO, d), stats: lse, dq: view(dqkvR, 3 * d, 0), dk: view(dqkvR, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d),
         }, chunk)),
-        rows(new E2ERopeOp(ctx, `${L} rope backward`, { heads: H, headDim: hd, theta: c.ropeTheta, segments: 2, segStride: d, inStride: 3 * d, inverse: true }, { x: dqkvR, y: dqkvR }, chunk)),
-        rows(new E2EQkNormBackwardOp(ctx, `${L} q/k norm backward`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, dxStride: 3 * d }, { gain: lw.qkNorm, x: qkvRaw, dy: dqkvR, dx: dqkv }, chunk)),
+        // The RoPE's backward in the q/k norm backward's loads.
+        rows(new E2EQkNormBackwardOp(ctx, `${L} rope + q/k norm backward`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, dxStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, dy: dqkvR, dx: dqkv }, chunk)),
         rows(new MatmulOp(ctx, `${L} q|k|v backward`, { M: 'rows', N: d, K: 3 * d, a: { row: 3 * d, col: 1 }, b: { row: 1, col: d }, c: { row: d, col: 1 }, weight: storage }, { a: dqkv, b: one(lw.qkv, `${L} q|k|v`), c: dIn }, chunk, tiles)),
         // The lowest TTT block's input is a constant (h_pre): its gradient is not needed.
         ...(j > 0 ? [normBack(`${L} attn_norm backward`, res[j], lw.attnNorm, dIn, dRes, true)] : []),

@@ -20,7 +20,7 @@ import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { E2EQkNormBackwardOp, E2EQkNormOp, type E2EQkNormSpec } from '../../src/gpu/ops/e2e-qk-norm.ts';
 import { qkNorm, rope } from '../../src/reference/e2e/ops.ts';
-import { qkNormBackward } from '../../src/reference/e2e/backward.ts';
+import { qkNormBackward, ropeBackward } from '../../src/reference/e2e/backward.ts';
 import { rmsNormRows } from '../../src/reference/linalg.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
 import { openTestGpu, readF32, runPass, upload, zeros } from '../helpers/gpu.ts';
@@ -193,6 +193,56 @@ describe('e2e-qk-norm.wgsl against the f64 twins (qkNorm / qkNormBackward)', () 
         measured[`dgain hd ${hd}`] = Math.max(measured[`dgain hd ${hd}`] ?? 0, cdg.ratio);
       }
     }
+  });
+
+  it('backward through the RoPE in the same launch (dy of the roped output, turned back on load) at positions 0 and 129,995', async () => {
+    const theta = 10000;
+    for (const { H, hd, rows } of shapes) {
+      const D = H * hd;
+      for (const pos0 of [0, 129_995]) {
+        const x = scaledRows(rows, 3 * D, 3, D, H, hd, 70 + hd, [1, 1e-3, 40]);
+        const dy = scaledRows(rows, 2 * D, 2, D, H, hd, 71 + hd, [1, 30, 1e-2]);
+        const gain = randn(2 * hd, 72 + hd).map((v) => 1 + 0.3 * v);
+        const spec: E2EQkNormSpec = { heads: H, headDim: hd, eps: EPS, maxRows: rows, segments: 2, segStride: D, xStride: 3 * D, yStride: 2 * D, dxStride: 2 * D, ropeTheta: theta };
+        const dxb = upload(ctx, new Float32Array(rows * 2 * D).fill(5));
+        const op = new E2EQkNormBackwardOp(ctx, 'qk back + rope', spec, { gain: upload(ctx, gain), x: upload(ctx, x), dy: upload(ctx, dy), dx: dxb }, block);
+        block.write(rows, pos0);
+        await runPass(ctx, (pass) => op.encode(pass, rows));
+        const got = await readF32(ctx, dxb);
+        const at = Array.from({ length: rows }, (_, r) => pos0 + r);
+        for (let sg = 0; sg < 2; sg++) {
+          const xs = cols(x, rows, 3 * D, sg * D, D), g = Float64Array.from(gain.subarray(sg * hd, (sg + 1) * hd));
+          const du = ropeBackward(cols(dy, rows, 2 * D, sg * D, D), rows, H, hd, at, theta);
+          const want = qkNormBackward(xs, rows, H, hd, g, EPS, du).dx;
+          // The norm backward's bound on the turned-back dy, plus the rotation's error δ of each turned
+          // component (as the forward's RoPE bound) carried through dx = r g dy - c x linearly.
+          const b = backwardBounds(xs, du, g, rows * H, hd).dx;
+          for (let v = 0; v < rows * H; v++) {
+            const o = v * hd, row = Math.floor(v / H);
+            let ss = 0;
+            for (let i = 0; i < hd; i++) ss += xs[o + i] ** 2;
+            const r = 1 / Math.sqrt(ss / hd + EPS);
+            const delta = new Float64Array(hd);
+            let spread = 0;
+            for (let i = 0; i < hd; i += 2) {
+              const angle = (pos0 + row) * Math.pow(theta, -i / hd);
+              const ea = 2 * Math.PI * (pos0 + row) * 2 ** -55 + 3 * U * (Math.PI / 4) + 4 * 2 ** -53 * angle;
+              delta[i] = delta[i + 1] = Math.hypot(du[o + i], du[o + i + 1]) * (Math.SQRT2 * (3 * U + ea) + 2 * U);
+            }
+            for (let i = 0; i < hd; i++) spread += Math.abs(g[i] * xs[o + i]) * delta[i];
+            for (let i = 0; i < hd; i++) b[o + i] += r * Math.abs(g[i]) * delta[i] + (Math.abs(xs[o + i]) * r ** 3 * spread) / hd;
+          }
+          const gotS = cols(got, rows, 2 * D, sg * D, D);
+          const label = `rope backward hd ${hd} pos0 ${pos0} seg ${sg}`;
+          const c = expectClose(gotS, want, { atol: b, rtol: 0, label });
+          measured[`dx+rope hd ${hd}`] = Math.max(measured[`dx+rope hd ${hd}`] ?? 0, c.ratio);
+          // Not vacuous: dy read without turning it back is far outside.
+          if (pos0 > 0) expectNotClose(gotS, qkNormBackward(xs, rows, H, hd, g, EPS, cols(dy, rows, 2 * D, sg * D, D)).dx, { atol: b, rtol: 0, label: `${label}, dy not turned back` });
+        }
+      }
+    }
+    const spec: E2EQkNormSpec = { heads: 2, headDim: 4, eps: EPS, maxRows: 1, ropeTheta: theta };
+    expect(() => new E2EQkNormBackwardOp(ctx, 'rope + dgain', spec, { gain: upload(ctx, [1, 1, 1, 1]), x: upload(ctx, new Float32Array(8)), dy: upload(ctx, new Float32Array(8)), dx: zeros(ctx, 8), dgain: zeros(ctx, 4) }, block)).toThrow(/not computed through the RoPE/);
   });
 
   it('the checks fail on planted errors: a norm over the whole row, the other segment\'s gain, a dropped projection term, dgain of one head', async () => {

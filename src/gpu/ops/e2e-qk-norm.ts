@@ -117,11 +117,19 @@ export class E2EQkNormBackwardOp {
     layout(label, spec);
     if (io.dx === io.x || io.dx === io.dy) throw new RangeError(`${label}: dx must be a buffer of its own`);
     const segments = spec.segments ?? 1;
+    // With ropeTheta, dy is the gradient of the roped output (the forward with ropeTheta), turned back as it is read.
+    const rope = spec.ropeTheta !== undefined;
+    if (rope && (spec.headDim % 2 !== 0 || !(spec.ropeTheta! > 0))) throw new RangeError(`${label}: RoPE needs an even head dim and theta > 0`);
+    if (rope && io.dgain) throw new RangeError(`${label}: the gain gradient is not computed through the RoPE (run E2ERopeOp's inverse first)`);
     const defines = { HD: spec.headDim, IN_PLACE: false };
     const p = params(ctx, label, spec);
     const rstd = ctx.allocator.create(`${label} rstd`, 'scratch', spec.maxRows * segments * spec.heads * 4, GPUBufferUsage.STORAGE);
-    this.dxKernel = ctx.kernel({ shader: 'e2e-qk-norm.wgsl', source, entry: 'backwardDx', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw'], defines });
-    this.dxGroup = ctx.bind(this.dxKernel, [p, block.buffer, io.gain, io.x, io.dy, io.dx, rstd]);
+    this.dxKernel = ctx.kernel({
+      shader: 'e2e-qk-norm.wgsl', source, entry: 'backwardDx',
+      bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw', ...(rope ? ['read'] as const : [])], defines: { ...defines, ROPE_BACK: rope },
+    });
+    const turns = rope ? [ctx.allocator.upload(`${label} turns`, 'weights', ropeTurnTable(spec.headDim, spec.ropeTheta!))] : [];
+    this.dxGroup = ctx.bind(this.dxKernel, [p, block.buffer, io.gain, io.x, io.dy, io.dx, rstd, ...turns]);
     if (io.dgain) {
       this.dgainKernel = ctx.kernel({ shader: 'e2e-qk-norm.wgsl', source, entry: 'backwardDgain', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw'], defines });
       this.dgainGroup = ctx.bind(this.dgainKernel, [p, block.buffer, io.x, io.dy, rstd, io.dgain]);
@@ -140,6 +148,6 @@ export class E2EQkNormBackwardOp {
 
   flops(rows: number): number {
     const n = rows * (this.spec.segments ?? 1) * this.spec.heads * this.spec.headDim;
-    return (this.dgainKernel ? 12 : 9) * n;
+    return (this.dgainKernel ? 12 : 9) * n + (this.spec.ropeTheta === undefined ? 0 : 3 * n);
   }
 }
