@@ -49,6 +49,10 @@ def update_index(root: str, name: str, fields: dict) -> dict:
 def architecture(cfg: dict) -> str:
     if cfg.get('model_type') == 'ttt_e2e':
         L, S = cfg['num_layers'], cfg['num_ttt_layers']
+        if S == 0:
+            return (f"{L} blocks (no TTT block), width {cfg['hidden_size']}, {cfg['num_heads']} heads of {cfg['head_dim']}, "
+                    f"MLP width {cfg['intermediate_size_static_mlp']}, window {cfg['sliding_window']}, sandwich norms, "
+                    "per-head q/k RMSNorm, tied embeddings")
         return (f"{L} blocks (the top {S} a TTT block), width {cfg['hidden_size']}, {cfg['num_heads']} heads of "
                 f"{cfg['head_dim']}, MLP widths {cfg['intermediate_size_static_mlp']} (static) and "
                 f"{cfg['intermediate_size_dynamic_mlp']} (dynamic), window {cfg['sliding_window']}, chunk "
@@ -81,6 +85,10 @@ def main() -> None:
     if summary.get('data', {}).get('train.u16') != manifest['outputs']['train.u16']['sha256']:
         raise SystemExit(f'{a.run} was trained on other data than {a.data}/manifest.json describes')
     mode, what = WHAT[summary['mode']]
+    # TTT-E2E's architecture without a TTT block learns nothing as it reads: a sliding-window model.
+    no_ttt = summary['mode'] == 'e2e' and cfg.get('num_ttt_layers') == 0
+    if no_ttt:
+        mode, what = 'sliding-window', "TTT-E2E's architecture without its TTT block: sliding-window attention only, nothing learns as it reads"
     dst = os.path.join(a.root, a.name)
     os.makedirs(dst, exist_ok=True)
     for f in ('config.json', 'model.safetensors'):
@@ -99,11 +107,11 @@ def main() -> None:
     buckets = list(summary['val_history'][-1]['val_bpb_by_position']) if summary['val_history'] else []
     commands = '\n'.join(f"- {s['time']} {s['event']} at step {s['step']}: `{s['command']}`" for s in summary['sessions'])
     frozen = (f"\n| validation, inner steps off | {bits(summary['final_val_inner_lr_0'])} |"
-              if 'final_val_inner_lr_0' in summary else '')
+              if 'final_val_inner_lr_0' in summary and not no_ttt else '')
     schedule = (f"AdamW (betas 0.9, 0.95), peak learning rate {args['lr']}, {args['warmup']} warm-up steps, constant, "
                 f"then linear decay to {args['min_lr_ratio']}x over the last {args['decay_frac']:.0%} of steps, "
                 f"weight decay {args['wd']}, gradient clip {args.get('clip', 1.0)}, seed {args['seed']}")
-    if summary['mode'] == 'e2e':
+    if summary['mode'] == 'e2e' and not no_ttt:
         schedule += f"; inner rate ramped 0.1 -> {args['inner_lr']} over {args['inner_warmup']} steps, second order through every inner step"
     short = '' if summary['complete'] else (f"\n**This run was cut short**: {summary['steps']} of {summary['planned_steps']} "
                                             "steps (exported with `--export-now`).\n")
@@ -111,9 +119,10 @@ def main() -> None:
 
 A byte-level language model ({what}), trained by this project from scratch on CPU. It is small
 ({summary['parameters']:,} parameters, {summary['tokens']:,} training tokens): it writes text with the shape of
-technical documentation and Python source, not sense. It is one of the `{a.family}` family, four models of
-one size trained on the same tokens in the same order (LaCT, TTT-E2E, sliding window, full attention), so
-that their loss along long documents can be compared (BENCHMARKS.md).
+technical documentation and Python source, not sense. It is one of the `{a.family}` family, models of
+one size trained on the same tokens in the same order (LaCT, TTT-E2E, sliding window, full attention, and
+TTT-E2E's architecture without its TTT block), so that their loss along long documents can be compared
+(BENCHMARKS.md).
 {short}
 | | |
 | --- | --- |

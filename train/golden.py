@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument('--tokens', type=int, default=48)
     ap.add_argument('--out', default=None)
     ap.add_argument('--threads', type=int, default=2)
+    # The engine's test needs every golden margin above 2·EPS_F32 (test/engine/golden-generation.test.ts): past a
+    # near-tie the continuation is decided by rounding, not by the model, so a case ends before its first one.
+    ap.add_argument('--min-margin', type=float, default=1e-3)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, last_logits = last_logits_of(a.model)
@@ -82,6 +85,10 @@ def main() -> None:
     for name, text in PROMPTS.items():
         prompt = [c.bos_token_id] + list(text.encode('utf-8'))
         ids, margins = greedy(last_logits, prompt, a.tokens)
+        tie = next((i for i, m in enumerate(margins) if m <= a.min_margin), None)
+        if tie is not None:
+            print(f'{name}: margin {margins[tie]:.5f} at token {tie}: the case ends there ({tie} tokens)', flush=True)
+            ids, margins = ids[:tie], margins[:tie]
         cont = bytes(i for i in ids if i < 256).decode('utf-8', errors='replace')
         print(f'{name} ({len(prompt)} prompt tokens, smallest top-1 margin {min(margins):.4f}): {cont!r}', flush=True)
         cases.append({'name': name, 'prompt': prompt, 'greedy': ids, 'margins': [round(m, 5) for m in margins],
