@@ -19,7 +19,16 @@
 const NS_STEPS: u32 = $NS_STEPS;
 struct Params { S: u32, dh: u32, df: u32, C: u32, P: u32, betaCol: u32, transposed: u32, Z: u32, coef: array<vec4f, NS_STEPS> }
 @group(0) @binding(0) var<uniform> p: Params;
+#if VEC4
+// m and n multiples of 4: every slot and row starts on a vec4, so the products load whole vec4s.
+@group(0) @binding(1) var<storage, read_write> work: array<vec4f>;
+fn ld(i: u32) -> f32 { return work[i >> 2u][i & 3u]; }
+fn st(i: u32, v: f32) { work[i >> 2u][i & 3u] = v; }
+#else
 @group(0) @binding(1) var<storage, read_write> work: array<f32>;
+fn ld(i: u32) -> f32 { return work[i]; }
+fn st(i: u32, v: f32) { work[i] = v; }
+#endif
 @group(0) @binding(2) var<storage, read> targetNorm: array<f32>;
 @group(0) @binding(3) var<storage, read_write> w: array<f32>;
 #if MOMENTUM
@@ -50,11 +59,11 @@ fn product(lid: u32, rows: u32, cols: u32, K: u32, l: u32, li: u32, lk: u32, r: 
     for (var k = 0u; k < K; k++) {
       let kl = k * lk;
       let kr = k * rk;
-      let rv = vec4f(work[ro.x + kr], work[ro.y + kr], work[ro.z + kr], work[ro.w + kr]);
-      acc[0] = fma(vec4f(work[lo.x + kl]), rv, acc[0]);
-      acc[1] = fma(vec4f(work[lo.y + kl]), rv, acc[1]);
-      acc[2] = fma(vec4f(work[lo.z + kl]), rv, acc[2]);
-      acc[3] = fma(vec4f(work[lo.w + kl]), rv, acc[3]);
+      let rv = vec4f(ld(ro.x + kr), ld(ro.y + kr), ld(ro.z + kr), ld(ro.w + kr));
+      acc[0] = fma(vec4f(ld(lo.x + kl)), rv, acc[0]);
+      acc[1] = fma(vec4f(ld(lo.y + kl)), rv, acc[1]);
+      acc[2] = fma(vec4f(ld(lo.z + kl)), rv, acc[2]);
+      acc[3] = fma(vec4f(ld(lo.w + kl)), rv, acc[3]);
     }
     for (var ii = 0u; ii < 4u; ii++) {
       let i = i0 + ii;
@@ -63,13 +72,72 @@ fn product(lid: u32, rows: u32, cols: u32, K: u32, l: u32, li: u32, lk: u32, r: 
         let j = j0 + jj;
         if (j >= cols) { break; }
         var v = ca * acc[ii][jj];
-        if (cb != 0.0) { v = fma(cb, work[e + i * cols + j], v); }
+        if (cb != 0.0) { v = fma(cb, ld(e + i * cols + j), v); }
         if (i == j) { v += cd; }
-        work[o + i * cols + j] = v;
+        st(o + i * cols + j, v);
       }
     }
   }
 }
+
+
+#if VEC4
+// The same products on whole vec4s (every offset and row stride a multiple of 4, so are rows and cols).
+// dotRows: out[i, j] = Σ_k L[l + i·li + k]·R[r + j·rj + k], both operands contiguous in k (X X^T; and A A,
+// A being symmetric); a 4×4 tile per invocation, 4 k at a time. Then the epilogue as in product.
+fn dotRows(lid: u32, rows: u32, cols: u32, K: u32, l: u32, li: u32, r: u32, rj: u32, o: u32, ca: f32, cb: f32, cd: f32, e: u32) {
+  let tc = cols / 4u;
+  for (var t = lid; t < (rows / 4u) * tc; t += WG) {
+    let i0 = (t / tc) * 4u;
+    let j0 = (t % tc) * 4u;
+    var acc = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));
+    for (var k4 = 0u; k4 < K / 4u; k4++) {
+      let r0 = work[(r + j0 * rj) / 4u + k4];
+      let r1 = work[(r + (j0 + 1u) * rj) / 4u + k4];
+      let r2 = work[(r + (j0 + 2u) * rj) / 4u + k4];
+      let r3 = work[(r + (j0 + 3u) * rj) / 4u + k4];
+      for (var ii = 0u; ii < 4u; ii++) {
+        let lv = work[(l + (i0 + ii) * li) / 4u + k4];
+        acc[ii] += vec4f(dot(lv, r0), dot(lv, r1), dot(lv, r2), dot(lv, r3));
+      }
+    }
+    storeTile(i0, j0, cols, acc, o, ca, cb, cd, e);
+  }
+}
+
+// axpyRows: out[i, j] = Σ_k L[l + i·li + k]·R[r + k·rk + j], L contiguous in k, R in j (B X): a 4×4 tile,
+// each row of it a sum of 4-wide rows of R.
+fn axpyRows(lid: u32, rows: u32, cols: u32, K: u32, l: u32, li: u32, r: u32, rk: u32, o: u32) {
+  let tc = cols / 4u;
+  for (var t = lid; t < (rows / 4u) * tc; t += WG) {
+    let i0 = (t / tc) * 4u;
+    let j0 = (t % tc) * 4u;
+    var acc = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));
+    for (var k4 = 0u; k4 < K / 4u; k4++) {
+      let k = 4u * k4;
+      let r0 = work[(r + k * rk + j0) / 4u];
+      let r1 = work[(r + (k + 1u) * rk + j0) / 4u];
+      let r2 = work[(r + (k + 2u) * rk + j0) / 4u];
+      let r3 = work[(r + (k + 3u) * rk + j0) / 4u];
+      for (var ii = 0u; ii < 4u; ii++) {
+        let lv = work[(l + (i0 + ii) * li) / 4u + k4];
+        acc[ii] += lv.x * r0 + lv.y * r1 + lv.z * r2 + lv.w * r3;
+      }
+    }
+    storeTile(i0, j0, cols, acc, o, 1.0, 0.0, 0.0, 0u);
+  }
+}
+
+fn storeTile(i0: u32, j0: u32, cols: u32, acc: array<vec4f, 4>, o: u32, ca: f32, cb: f32, cd: f32, e: u32) {
+  for (var ii = 0u; ii < 4u; ii++) {
+    let i = i0 + ii;
+    var v = ca * acc[ii];
+    if (cb != 0.0) { v = fma(vec4f(cb), work[(e + i * cols + j0) / 4u], v); }
+    v += select(vec4f(0.0), vec4f(cd), vec4u(j0) + vec4u(0u, 1u, 2u, 3u) == vec4u(i));
+    work[(o + i * cols + j0) / 4u] = v;
+  }
+}
+#endif
 
 @compute @workgroup_size(256)
 fn update(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -84,12 +152,12 @@ fn update(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
 #endif
   var ss = 0.0;
   for (var e = lid; e < p.S; e += WG) {
-    var g = work[base + e];
+    var g = ld(base + e);
 #if MOMENTUM
     g += mbar * mom[base + e];
     mom[base + e] = g;
 #if !MUON
-    work[base + e] = g;
+    st(base + e, g);
 #endif
 #endif
     ss = fma(g, g, ss);
@@ -106,11 +174,11 @@ fn update(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
 #if MOMENTUM
     let g = mom[base + e];
 #else
-    let g = work[base + e];
+    let g = ld(base + e);
 #endif
     var dst = e;
     if (p.transposed != 0u) { dst = (e % p.df) * p.dh + e / p.df; }
-    work[xSlot + dst] = g * inv;
+    st(xSlot + dst, g * inv);
   }
   // 2. The Newton-Schulz steps, X0 -> gradient slot -> X slot -> ...
   for (var s = 0u; s < NS_STEPS; s++) {
@@ -118,11 +186,19 @@ fn update(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     let c = p.coef[s];
     let x = select(xSlot, base, s % 2u == 1u);
     let xNext = select(base, xSlot, s % 2u == 1u);
+#if VEC4
+    dotRows(lid, m, m, n, x, n, x, n, aSlot, 1.0, 0.0, 0.0, 0u);                           // A = X X^T
+    storageBarrier();
+    dotRows(lid, m, m, m, aSlot, m, aSlot, m, bSlot, c.z, c.y, c.x, aSlot);                // B = c A A + b A + a I (A = A^T)
+    storageBarrier();
+    axpyRows(lid, m, n, m, bSlot, m, x, n, xNext);                                          // X' = B X
+#else
     product(lid, m, m, n, x, n, 1u, x, 1u, n, aSlot, 1.0, 0.0, 0.0, 0u);                   // A = X X^T
     storageBarrier();
     product(lid, m, m, m, aSlot, m, 1u, aSlot, m, 1u, bSlot, c.z, c.y, c.x, aSlot);       // B = c A A + b A + a I
     storageBarrier();
     product(lid, m, n, m, bSlot, m, 1u, x, n, 1u, xNext, 1.0, 0.0, 0.0, 0u);              // X' = B X
+#endif
   }
 #endif
   storageBarrier();
@@ -156,7 +232,7 @@ fn update(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     }
     var sq = 0.0;
     for (var k = 0u; k < len; k++) {
-      let v = w[wi0 + k * ws] + work[di0 + k * ds];
+      let v = w[wi0 + k * ws] + ld(di0 + k * ds);
       w[wi0 + k * ws] = v;
       sq = fma(v, v, sq);
     }

@@ -474,6 +474,8 @@ describe('fast-weight kernels against the CPU reference', () => {
     ['ALL_ON, inter_multi 0.5 (df > dh)', { ...ALL_ON, inter_multi: 0.5 }, THREE_CHUNK_TOL.on],
     // One head of df = 74, dh = 111: Newton-Schulz on 74×111 (transposed), 19×28 register tiles, more
     // than one per invocation of the update's workgroup, and edge tiles on both sides.
+    // One head of df = dh = 72: the whole-vec4 Newton-Schulz with 18×18 tiles a product, more than one per invocation.
+    ['ALL_ON, one 72×72 head (vec4 products)', { ...ALL_ON, hidden_size: 72, num_lact_heads: 1, num_attn_heads: 1, inter_multi: 1 }, THREE_CHUNK_TOL.on],
     ['ALL_ON, one 74×111 head (tiles off the grid)', { ...ALL_ON, hidden_size: 74, num_lact_heads: 1, num_attn_heads: 1, inter_multi: 1.5 }, THREE_CHUNK_TOL.on],
     ['ALL_ON without Muon (momentum into a plain update)', { ...ALL_ON, use_muon: false }, THREE_CHUNK_TOL.noMuon],
     ['ALL_OFF', ALL_OFF, THREE_CHUNK_TOL.off],

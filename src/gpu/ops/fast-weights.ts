@@ -353,7 +353,9 @@ export class FastWeightLayer {
     const bindings: BindingKind[] = ['uniform', 'rw', 'read', 'rw'];
     const resources: GPUBuffer[] = [grad, targets, weights];
     if (momentum) { bindings.push('read', 'rw'); resources.push(this.pending, momentum); }
-    const update = kernel(nsSource, 'newton-schulz.wgsl', 'update', bindings, { UPDATE: true, MOMENTUM: c.useMomentum, MUON: c.useMuon, NS_STEPS: NS5_COEFFS.length });
+    // Whole-vec4 products where every Newton-Schulz slot and row is 4-aligned (m and n multiples of 4).
+    const vec4 = c.useMuon && dh % 4 === 0 && df % 4 === 0;
+    const update = kernel(nsSource, 'newton-schulz.wgsl', 'update', bindings, { UPDATE: true, MOMENTUM: c.useMomentum, MUON: c.useMuon, NS_STEPS: NS5_COEFFS.length, VEC4: vec4 });
     const coefficients = NS5_COEFFS.flatMap(([a, b, cc]): Param[] => [['f32', a], ['f32', b], ['f32', cc], ['f32', 0]]);
     this.updateStep = launch(update,
       [['u32', S], ['u32', dh], ['u32', df], ['u32', C], ['u32', P], ['u32', 2 * D + 3 * Hf], ['u32', transposed ? 1 : 0], ['u32', Z], ...coefficients],
