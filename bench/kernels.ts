@@ -4,7 +4,7 @@
  * update of the benchmark TTT model, its last launch (momentum, Newton-Schulz, renorm) alone, and full attention over a 4K-token cache
  * (a prefill block and a decode row).
  *
- *     npm run bench -- kernels [--quick]
+ *     npm run bench -- kernels [--quick] [--attention-context N (default 4096)]
  *
  * `measureKernels` is also run by the benchmark suite (bench/suite.ts), in the same run as its tables.
  */
@@ -178,7 +178,10 @@ export async function main(args: string[]): Promise<void> {
   const ctx = new GpuContext(gpu.device);
   console.log(`device: ${gpu.description}`);
   console.log(`command: npm run bench -- kernels ${args.join(' ')}`.trim());
-  const report = await measureKernels(ctx, { n: args.includes('--quick') ? 256 : 512 });
+  const at = args.indexOf('--attention-context');
+  const attentionContext = at >= 0 ? Number(args[at + 1]) : undefined;
+  if (attentionContext !== undefined && !(Number.isInteger(attentionContext) && attentionContext >= 256)) throw new RangeError(`--attention-context: an integer >= 256, got ${args[at + 1]}`);
+  const report = await measureKernels(ctx, { n: args.includes('--quick') ? 256 : 512, attentionContext });
   console.log(`\n${kernelMarkdown(report)}\n\nbest matmul: ${report.bestMatmulGflops.toFixed(2)} GFLOP/s`);
   gpu.device.destroy();
 }
