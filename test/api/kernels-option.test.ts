@@ -12,6 +12,12 @@ const TEXT = 'The window forgets what the weights keep: a chunk at a time, learn
 // Two f32 forwards that differ only in summation order (tiled vs register matmuls, per-tile vs per-key
 // softmax rescaling): ~1e-6 on these logits; 1e-5 leaves 10x.
 const SAME = { atol: 1e-5, rtol: 1e-5 };
+// A LaCT model with Muon is further apart: its chunk updates put each variant's f32 gradient through five
+// Newton-Schulz steps, which amplify its rounding (test/gpu/fast-weights.test.ts bounds a layer's outputs
+// after three updates at 1.5e-4 of the f64 ones, THREE_CHUNK_TOL.on); two variants, each that far from
+// f64, may differ by twice that. Measured on tiny-all-on (16 updates in this text): 7.8e-5 (2026-12-03,
+// before the update became one launch), 1.3e-4 after.
+const SAME_MUON = { atol: 3e-4, rtol: 1e-5 };
 
 describe('the kernels option', () => {
   let device: GPUDevice;
@@ -31,7 +37,7 @@ describe('the kernels option', () => {
         const a = (await auto.prefill(TEXT, { logprobs: true })).logprobs!;
         const g = (await gpu.prefill(TEXT, { logprobs: true })).logprobs!;
         expect(g.length).toBe(a.length);
-        expectClose(g.subarray(1), a.subarray(1), { ...SAME, label: `${name} gpu vs cpu shapes` });
+        expectClose(g.subarray(1), a.subarray(1), { ...(name === 'tiny-all-on' ? SAME_MUON : SAME), label: `${name} gpu vs cpu shapes` });
       } finally {
         await auto.dispose();
         await gpu.dispose();
