@@ -244,3 +244,113 @@ export class OrtKvDecoder {
     return Array.from({ length: 2 * s.layers }, () => new this.ort.Tensor('float32', new Float32Array(0), [1, s.heads, 0, s.headDim]));
   }
 }
+
+export interface OrtSharedDecoderOptions extends OrtDecoderOptions {
+  /** Rows of the fixed K/V buffers: the longest context this decoder can hold. */
+  readonly capacity: number;
+}
+
+/**
+ * The best-prepared way to decode with onnxruntime-web (what onnxruntime-genai does): the `shared` graph of
+ * train/export_onnx.py (onnxruntime-genai / transformers.js input and output names, GroupQueryAttention,
+ * last-row logits) over K/V buffers of fixed capacity that we allocate once on ORT's device and bind both
+ * as each layer's past input and as its present output, so GroupQueryAttention writes the new rows in place
+ * (`past_present_share_buffer`) and no step allocates or copies the cache. The valid length is the
+ * attention mask's (ones, P+T long). Logits of the last row come back to the CPU.
+ */
+export class OrtSharedKvDecoder {
+  private position = 0;
+  private kept: number | null = null;
+
+  private constructor(
+    private readonly ort: Ort,
+    readonly session: InferenceSession,
+    readonly shape: OrtDecoderShape,
+    readonly capacity: number,
+    private readonly buffers: GPUBuffer[],
+    private readonly cache: Tensor[],
+  ) {}
+
+  static async create(ort: Ort, device: GPUDevice, opts: OrtSharedDecoderOptions): Promise<OrtSharedKvDecoder> {
+    const s = opts.shape;
+    const webgpu = { name: 'webgpu', device } as InferenceSession.WebGpuExecutionProviderOption;
+    const presents: Record<string, 'gpu-buffer' | 'cpu'> = { logits: 'cpu' };
+    for (let i = 0; i < s.layers; i++) {
+      presents[`present.${i}.key`] = 'gpu-buffer';
+      presents[`present.${i}.value`] = 'gpu-buffer';
+    }
+    const session = await withLoopAwake(() =>
+      ort.InferenceSession.create(opts.onnx, {
+        executionProviders: [webgpu],
+        preferredOutputLocation: presents,
+        externalData: opts.safetensors ? [{ path: 'model.safetensors', data: opts.safetensors }] : undefined,
+        logSeverityLevel: 3,
+      }),
+    );
+    for (const name of ['input_ids', 'attention_mask', 'past_key_values.0.key']) {
+      if (!session.inputNames.includes(name)) throw new Error(`the shared-buffer decoder needs the 'shared' graph of train/export_onnx.py (no input ${name})`);
+    }
+    const dims = [1, s.heads, opts.capacity, s.headDim];
+    const bytes = s.heads * opts.capacity * s.headDim * 4;
+    const buffers: GPUBuffer[] = [];
+    const cache: Tensor[] = [];
+    for (let i = 0; i < 2 * s.layers; i++) {
+      const buffer = device.createBuffer({ size: bytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+      buffers.push(buffer);
+      cache.push(ort.Tensor.fromGpuBuffer(buffer, { dataType: 'float32', dims }));
+    }
+    return new OrtSharedKvDecoder(ort, session, s, opts.capacity, buffers, cache);
+  }
+
+  get pos(): number {
+    return this.position;
+  }
+
+  /** Bytes of the K/V buffers: allocated once for `capacity` positions, whatever the context. */
+  kvBytes(): number {
+    return this.buffers.reduce((n, b) => n + b.size, 0);
+  }
+
+  /** Feeds tokens at the next positions; returns the last one's logits, [V]. */
+  async feed(tokens: readonly number[]): Promise<Float32Array> {
+    const T = tokens.length;
+    if (this.position + T > this.capacity) throw new Error(`context ${this.position + T} is past the decoder's capacity of ${this.capacity}`);
+    const ort = this.ort;
+    const total = this.position + T;
+    const feeds: Record<string, Tensor> = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(tokens, (t) => BigInt(t)), [1, T]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
+    };
+    const fetches: Record<string, Tensor | null> = { logits: null };
+    for (let i = 0; i < this.shape.layers; i++) {
+      feeds[`past_key_values.${i}.key`] = this.cache[2 * i];
+      feeds[`past_key_values.${i}.value`] = this.cache[2 * i + 1];
+      fetches[`present.${i}.key`] = this.cache[2 * i];
+      fetches[`present.${i}.value`] = this.cache[2 * i + 1];
+    }
+    const out = await withLoopAwake(() => this.session.run(feeds, fetches));
+    this.position = total;
+    return out.logits.data as Float32Array;
+  }
+
+  /** Remembers the position: rows written after it are rewritten before any later step reads them. */
+  checkpoint(): void {
+    this.kept = this.position;
+  }
+
+  rewind(): void {
+    if (this.kept === null) throw new Error('rewind() without checkpoint()');
+    this.position = this.kept;
+    this.kept = null;
+  }
+
+  reset(): void {
+    this.position = 0;
+    this.kept = null;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+    for (const b of this.buffers) b.destroy();
+  }
+}

@@ -113,6 +113,10 @@ def main() -> None:
     ap.add_argument('--val-pieces', type=int, default=16)
     ap.add_argument('--max-minutes', type=float, default=0, help='stop (checkpointed) after this long; 0 = no limit')
     ap.add_argument('--export-now', action='store_true', help='export the latest checkpoint as it is (a run cut short), then stop')
+    ap.add_argument('--ttt-scale-init', choices=['official', 'zero'], default='official',
+                    help='zero: ttt_scale_proj starts at 0, so the fast-weight branch starts switched off (a pilot)')
+    ap.add_argument('--fw-update', choices=['on', 'off'], default='on',
+                    help='off: the fast weights never learn (a diagnostic: the LaCT layer as a static MLP branch)')
     ap.add_argument('--name', default=None, help='model name recorded in the export')
     a = ap.parse_args()
 
@@ -123,6 +127,13 @@ def main() -> None:
     torch.manual_seed(a.seed)
     model = LaCTForCausalLM(cfg)
     init_official(model, torch.Generator().manual_seed(a.seed))
+    if a.mode == 'lact' and a.ttt_scale_init == 'zero':
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.attn.ttt_scale_proj.weight.zero_()
+                layer.attn.ttt_scale_proj.bias.zero_()
+    if a.mode == 'lact' and a.fw_update == 'off':
+        model.set_fw_update(False)
     model.set_attn_impl('blocked')
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and 'embeddings' not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and 'embeddings' not in n)]

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchModelFiles, sha256, type ModelFolderFiles } from '../../bench/model-folder.ts';
-import { GpuBufferBytes, loadOrtWebGpu, OrtKvDecoder, type Ort, type OrtDecoderShape } from '../../bench/ort-webgpu.ts';
+import { GpuBufferBytes, loadOrtWebGpu, OrtKvDecoder, OrtSharedKvDecoder, type Ort, type OrtDecoderShape } from '../../bench/ort-webgpu.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
@@ -43,6 +43,8 @@ interface ExportInfo {
 }
 
 const VARIANTS = ['plain', 'fused'] as const;
+/** Every graph in the fixture, the shared-buffer one (last-row logits, genai names) included. */
+const GRAPHS = [...VARIANTS, 'shared'] as const;
 
 function argmax(a: Float32Array, row: number, V: number): number {
   let best = 0;
@@ -81,7 +83,7 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
   beforeAll(async () => {
     files = benchModelFiles('full-attention');
     model = await loadModel(new MemorySource({ 'config.json': files.config, 'model.safetensors': files.safetensors }, 'bench full-attention'));
-    for (const v of VARIANTS) {
+    for (const v of GRAPHS) {
       onnx[v] = new Uint8Array(await readFile(`${FIXTURE}${v}.onnx`));
       info[v] = JSON.parse(await readFile(`${FIXTURE}${v}.onnx.json`, 'utf8')) as ExportInfo;
     }
@@ -110,7 +112,7 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
 
   it('the ONNX graphs were exported from these exact weights (sha256 of model.safetensors)', () => {
     // If this fails, the bench model or the safetensors writer changed: re-export (test/fixtures/ort-full-attention/README.md).
-    for (const v of VARIANTS) {
+    for (const v of GRAPHS) {
       expect(sha256(files.safetensors)).toBe(info[v].safetensors_sha256);
       expect(info[v].variant).toBe(v);
     }
@@ -133,6 +135,40 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
       expect(bytes.peak).toBeGreaterThan(files.safetensors.byteLength * 0.9);
     });
   }
+
+  it(`shared graph: K/V buffers of fixed capacity bound as past and present are updated in place, and the last row's logits equal the engine's`, async () => {
+    expect(info.shared.inputs.slice(0, 3)).toEqual(['input_ids', 'attention_mask', 'past_key_values.0.key']);
+    expect(info.shared.outputs.slice(0, 2)).toEqual(['logits', 'present.0.key']);
+    const capacity = 64;
+    const dec = await OrtSharedKvDecoder.create(ort, ortGpu.device, { onnx: onnx.shared, safetensors: files.safetensors, shape, capacity });
+    expect(dec.kvBytes()).toBe(2 * shape.layers * shape.heads * capacity * shape.headDim * 4);
+    const rows: Float32Array[] = [await dec.feed(tokens.slice(0, PREFILL))];
+    let liveAfterTwoSteps = 0;
+    for (let i = PREFILL; i < tokens.length; i++) {
+      rows.push(await dec.feed([tokens[i]]));
+      if (i === PREFILL + 1) liveAfterTwoSteps = bytes.live;
+    }
+    expect(dec.pos).toBe(tokens.length);
+    let worst = 0;
+    for (const [j, got] of rows.entries()) {
+      const t = PREFILL - 1 + j;
+      expect(got.length).toBe(shape.vocab);
+      const want = engineLogits.subarray(t * shape.vocab, (t + 1) * shape.vocab);
+      worst = Math.max(worst, expectClose(got, want, { ...TOL, label: `shared graph, position ${t}` }).ratio);
+      expect(argmax(got, 0, shape.vocab)).toBe(argmax(want, 0, shape.vocab));
+    }
+    measured['shared: worst element in units of the bound'] = worst;
+    // Decode steps allocate no cache: once the first steps have made the one-row temporaries, ORT's
+    // live bytes stay where they are (a growing cache would add 2 · layers · heads · headDim · 4 per step).
+    expect(bytes.live).toBeLessThanOrEqual(liveAfterTwoSteps);
+    // Rewinding is moving the position back: the same step again gives the same logits.
+    dec.checkpoint();
+    const a = (await dec.feed([70])).slice();
+    dec.rewind();
+    expect(maxAbsDiff(await dec.feed([70]), a)).toBe(0);
+    await expect(dec.feed(new Array(capacity).fill(65))).rejects.toThrow(/capacity of 64/);
+    await dec.release();
+  });
 
   it('checkpoint and rewind (how the benchmark suite decodes and comes back): decoding after a rewind gives the same logits, and nothing leaks', async () => {
     const dec = await OrtKvDecoder.create(ort, ortGpu.device, { onnx: onnx.fused, safetensors: files.safetensors, shape });

@@ -192,4 +192,103 @@ class FusedKvDecoder(_Base):
         return (logits, *presents)
 
 
-DECODERS = {'plain': PlainKvDecoder, 'fused': FusedKvDecoder}
+class SharedBufferGroupQueryAttention(torch.autograd.Function):
+    """GroupQueryAttention as onnxruntime runs it when the present K/V are the past's own buffers
+    (`past_present_share_buffer`): past_k/v [1, H, C, d] hold C >= P+T rows of which the first P are valid
+    (P = total_len - T, as the runtime derives it from seqlens_k); the step writes rows P..P+T-1 in place and
+    the present is that same buffer. With a past of exactly P rows (C = P, nothing shared) the present is
+    the concatenation, as in the fused variant. Same exported op and attributes as GroupQueryAttention."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, past_k, past_v, seqlens_k, total_len, cos_cache, sin_cache, num_heads: int):  # noqa: D102
+        T, D = q.shape[1], q.shape[2]
+        H, d = num_heads, D // num_heads
+        total = int(total_len)
+        P = total - T
+        pos = torch.arange(P, total)
+        cos = torch.cat([cos_cache[pos], cos_cache[pos]], dim=-1)
+        sin = torch.cat([sin_cache[pos], sin_cache[pos]], dim=-1)
+        q = apply_rope(q.view(1, T, H, d), cos, sin).transpose(1, 2)
+        k = apply_rope(k.view(1, T, H, d), cos, sin).transpose(1, 2)
+        v = v.view(1, T, H, d).transpose(1, 2)
+        keys = torch.cat([past_k[:, :, :P], k], dim=2)
+        values = torch.cat([past_v[:, :, :P], v], dim=2)
+        o = causal_attention(q, keys, values, P, 1.0 / math.sqrt(d)).transpose(1, 2).reshape(1, T, D)
+        if past_k.shape[2] >= total:
+            pk, pv = past_k.clone(), past_v.clone()
+            pk[:, :, P:total] = k
+            pv[:, :, P:total] = v
+            return o, pk, pv
+        return o, keys, values
+
+    @staticmethod
+    def symbolic(g, q, k, v, past_k, past_v, seqlens_k, total_len, cos_cache, sin_cache, num_heads: int):  # noqa: D102
+        return GroupQueryAttention.symbolic(g, q, k, v, past_k, past_v, seqlens_k, total_len, cos_cache,
+                                            sin_cache, num_heads)
+
+
+class CosSinCache(torch.autograd.Function):
+    """cos and sin of position * inv_freq for positions 0..n-1, [n, d/2]. Exported as ops over constants
+    (Range, Unsqueeze, Mul, Cos, Sin) rather than as the tracer's folded tables, so the .onnx stays small
+    and onnxruntime folds them into initializers once, when it loads the graph."""
+
+    @staticmethod
+    def forward(ctx, inv_freq, n: int):  # noqa: D102
+        ang = torch.arange(n).to(inv_freq.dtype)[:, None] * inv_freq[None, :]
+        return ang.cos(), ang.sin()
+
+    @staticmethod
+    def symbolic(g, inv_freq, n: int):  # noqa: D102
+        f32 = lambda x: g.op('Constant', value_t=torch.tensor(x, dtype=torch.float32))  # noqa: E731
+        pos = g.op('Range', f32(0.0), f32(float(n)), f32(1.0))
+        ang = g.op('Mul', g.op('Unsqueeze', pos, g.op('Constant', value_t=torch.tensor([1]))), inv_freq)
+        return g.op('Cos', ang), g.op('Sin', ang)
+
+
+class SharedKvDecoder(_Base):
+    """The graph as the best-prepared decoders for onnxruntime-web are (onnxruntime-genai's builder, the
+    onnx-community exports transformers.js loads): their input and output names (input_ids,
+    attention_mask, past_key_values.i.key/value -> logits, present.i.key/value), GroupQueryAttention with
+    rotary, seqlens_k and the total length taken from attention_mask, cos/sin caches of `max_positions`
+    rows computed from constants (onnxruntime folds them into initializers when it loads the graph), and
+    logits of the last row only. Run with a past of fixed capacity that is bound as the present too, the
+    cache is updated in place (`past_present_share_buffer`); run with a past of exactly P rows (what
+    transformers.js does), the present is P+T rows."""
+
+    uses_position_ids = False
+    uses_attention_mask = True
+
+    def __init__(self, model: LaCTForCausalLM, angle_dtype: torch.dtype = torch.float32, max_positions: int = 65536):
+        super().__init__(model, angle_dtype)
+        self.max_positions = max_positions
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past: torch.Tensor):
+        c = self.c
+        m = self.model
+        dt = m.model.embeddings.weight.dtype
+        norm = SimplifiedLayerNorm.apply
+        gqa = SharedBufferGroupQueryAttention.apply
+        x = m.model.embeddings(input_ids)                                   # [1, T, D]
+        total_len = torch._shape_as_tensor(attention_mask)[1].to(torch.int32)
+        seqlens_k = (attention_mask.sum(dim=1) - 1).to(torch.int32)         # [1]
+        cos_cache, sin_cache = CosSinCache.apply(self.inv_freq, self.max_positions)
+        cos_cache, sin_cache = cos_cache.to(dt), sin_cache.to(dt)
+        presents: List[torch.Tensor] = []
+        for i, block in enumerate(m.model.layers):
+            attn = block.attn
+            a = norm(x, block.attn_norm.weight, block.attn_norm.eps)
+            q, k, v = attn.qkv(a).chunk(3, dim=-1)
+            if c.attn_qk_norm:
+                q = norm(q, attn.q_norm.weight, attn.q_norm.eps)
+                k = norm(k, attn.k_norm.weight, attn.k_norm.eps)
+            o, pk, pv = gqa(q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total_len, cos_cache, sin_cache,
+                            c.num_attn_heads)
+            presents += [pk, pv]
+            x = x + attn.o_proj(o)
+            x = x + block.mlp(norm(x, block.mlp_norm.weight, block.mlp_norm.eps))
+        last = x[:, -1:, :]
+        logits = torch.nn.functional.linear(norm(last, m.model.norm.weight, m.model.norm.eps), m.output_weight())
+        return (logits, *presents)
+
+
+DECODERS = {'plain': PlainKvDecoder, 'fused': FusedKvDecoder, 'shared': SharedKvDecoder}
