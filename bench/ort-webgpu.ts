@@ -81,15 +81,21 @@ export async function withLoopAwake<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Live and peak bytes of the GPU buffers created on one device (ORT's: it reports none itself). */
-export class GpuBufferBytes {
+/**
+ * What one contender holds and makes on its own device, counted the same way for every runtime by wrapping
+ * the device's factory methods: bytes of live GPU buffers (created and not yet destroyed; a runtime's
+ * buffer cache counts, since it is memory the runtime holds), their peak, and pipelines created (a runtime
+ * that compiles during decode shows it here).
+ */
+export class GpuDeviceCounter {
   live = 0;
   peak = 0;
   created = 0;
+  pipelines = 0;
 
   constructor(device: GPUDevice) {
     const create = device.createBuffer.bind(device);
-    // An own property on this device only: other devices (the engine's) are not counted or slowed.
+    // Own properties on this device only: other devices are not counted or slowed.
     Object.defineProperty(device, 'createBuffer', {
       configurable: true,
       value: (desc: GPUBufferDescriptor): GPUBuffer => {
@@ -109,6 +115,22 @@ export class GpuBufferBytes {
           },
         });
         return buf;
+      },
+    });
+    const compute = device.createComputePipeline.bind(device);
+    const computeAsync = device.createComputePipelineAsync.bind(device);
+    Object.defineProperty(device, 'createComputePipeline', {
+      configurable: true,
+      value: (desc: GPUComputePipelineDescriptor): GPUComputePipeline => {
+        this.pipelines += 1;
+        return compute(desc);
+      },
+    });
+    Object.defineProperty(device, 'createComputePipelineAsync', {
+      configurable: true,
+      value: (desc: GPUComputePipelineDescriptor): Promise<GPUComputePipeline> => {
+        this.pipelines += 1;
+        return computeAsync(desc);
       },
     });
   }

@@ -29,7 +29,7 @@ import type { WeightMap } from '../src/model/config.ts';
 import type { ModelConfig } from '../src/model/model-config.ts';
 import { kernelMarkdown, measureKernels, type KernelReport } from './kernels.ts';
 import { BENCH_CONFIGS, BENCH_MODELS, benchModelFiles, type BenchMode } from './models.ts';
-import { GpuBufferBytes, loadOrtWebGpu, OrtKvDecoder, withLoopAwake, type OrtDecoderShape } from './ort-webgpu.ts';
+import { GpuDeviceCounter, loadOrtWebGpu, OrtKvDecoder, OrtSharedKvDecoder, withLoopAwake, type OrtDecoderShape } from './ort-webgpu.ts';
 
 export const DEFAULT_CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768];
 const ENGINE_CALL = 1024;
@@ -37,10 +37,11 @@ const ENGINE_ROWS = 256;
 const ORT_RUN = 1024;
 const now = () => performance.now();
 
-export type OrtVariant = 'plain' | 'fused';
+export type OrtVariant = 'plain' | 'fused' | 'shared';
+export const ORT_VARIANTS: readonly OrtVariant[] = ['shared', 'fused', 'plain'];
 
 export interface SuiteRow {
-  /** 'ttt' | 'sliding-window' | 'full-attention' (our engine) | 'ort-fused' | 'ort-plain'. */
+  /** 'ttt' | 'sliding-window' | 'full-attention' (our engine) | 'ort-shared' | 'ort-fused' | 'ort-plain'. */
   readonly contender: string;
   readonly runtime: 'ttt-web' | 'onnxruntime-web';
   readonly mixer: BenchMode;
@@ -48,10 +49,18 @@ export interface SuiteRow {
   readonly prefillSeconds: number;
   readonly prefillTokensPerSecond: number;
   readonly decodeMs: { readonly min: number; readonly median: number; readonly mean: number; readonly steps: number };
-  /** GPU bytes a runtime holds for this context (see the header). */
+  /** Live GPU bytes on the contender's own device at this context, counted alike for every runtime (see the header). */
   readonly gpuBytes: number;
-  /** ORT: the most bytes held at once so far; engine: what this run's engine allocated (sized for the longest context). */
+  /** The most live bytes at once on that device so far. */
   readonly gpuBytesPeak: number;
+  /** Our engine's own allocation report at this point (a check on gpuBytes); null for ORT. */
+  readonly allocatorBytes: number | null;
+  /** Full attention in our engine: the allocation report of an engine made for just this context. */
+  readonly sizedForContextBytes: number | null;
+  /** Pipelines the contender created during the timed decode steps at this context. */
+  readonly decodePipelines: number;
+  /** Pipelines created on its device since it was made (warm-up included). */
+  readonly pipelinesSoFar: number;
   /** K/V bytes holding live positions at this context. */
   readonly kvBytesInUse: number;
 }
@@ -131,8 +140,12 @@ export interface SuiteEnv {
   readonly description: string;
   readonly environment: string;
   readonly ctx: GpuContext;
-  /** A fresh device for one ORT session (so its bytes are its own). */
-  openOrtDevice(): Promise<{ adapter: GPUAdapter; device: GPUDevice }>;
+  /** A fresh device of the same adapter for one contender (so what it holds is its own). */
+  openDevice(): Promise<{ adapter: GPUAdapter; device: GPUDevice }>;
+  /** A device for an ORT contender, where it must differ from openDevice's (SwiftShader: no subgroups). */
+  openOrtDevice?(): Promise<{ adapter: GPUAdapter; device: GPUDevice }>;
+  /** Our engine's context on such a device (the runner's kernel choice). */
+  engineContext(gpu: { adapter: GPUAdapter; device: GPUDevice }): GpuContext;
   /** The ONNX graphs by variant (test/fixtures/ort-full-attention/). */
   readonly ortGraphs: ReadonlyMap<OrtVariant, Uint8Array>;
   /** Where onnxruntime-web's wasm files are served, when not beside its module (a Vite page). */
@@ -162,7 +175,9 @@ interface Contender {
   step(): Promise<void>;
   save(): Promise<void>;
   restore(): Promise<void>;
-  bytes(context: number): Promise<{ now: number; peak: number; kv: number }>;
+  bytes(context: number): Promise<{ allocator: number | null; sized: number | null; kv: number }>;
+  /** Counts buffers and pipelines on the contender's own device. */
+  readonly counter: GpuDeviceCounter;
   destroy(): Promise<void>;
 }
 
@@ -179,7 +194,11 @@ function argmax(a: Float32Array, n: number): number {
 }
 
 async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: ModelConfig; weights: WeightMap }, maxContext: number, opts: SuiteOptions): Promise<Contender> {
-  const ctx = env.ctx;
+  // Its own device, so that what it holds is counted apart from the other contenders', and counted from
+  // before the context makes anything.
+  const gpu = await env.openDevice();
+  const counter = new GpuDeviceCounter(gpu.device);
+  const ctx = env.engineContext(gpu);
   const engine = await Engine.create(ctx, model, { weights: opts.weights, maxContext, maxRows: ENGINE_ROWS });
   let token = 65;
   let saved: Uint8Array | null = null;
@@ -189,6 +208,7 @@ async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: 
     mixer: mode,
     prefillSeconds: 0,
     decodeTimes: [],
+    counter,
     async feed(tokens) {
       for (let i = 0; i < tokens.length; i += ENGINE_CALL) await engine.feed(tokens.slice(i, i + ENGINE_CALL));
       await ctx.device.queue.onSubmittedWorkDone();
@@ -204,26 +224,28 @@ async function engineContender(env: SuiteEnv, mode: BenchMode, model: { config: 
       saved = null;
     },
     async bytes(context) {
-      const allocated = engine.memory().total;
-      let now = allocated;
+      let sized: number | null = null;
       if (model.config.family === 'lact' && model.config.windowSize === null) {
-        const sized = await Engine.create(ctx, model, { weights: opts.weights, maxContext: context + opts.steps + 8, maxRows: ENGINE_ROWS });
-        now = sized.memory().total;
-        sized.destroy();
+        const e = await Engine.create(ctx, model, { weights: opts.weights, maxContext: context + opts.steps + 8, maxRows: ENGINE_ROWS });
+        sized = e.memory().total;
+        e.destroy();
       }
-      return { now, peak: allocated, kv: engine.kvBytesInUse() };
+      return { allocator: engine.memory().total, sized, kv: engine.kvBytesInUse() };
     },
     async destroy() {
       engine.destroy();
+      ctx.device.destroy();
     },
   };
 }
 
-async function ortContender(env: SuiteEnv, variant: OrtVariant, graph: Uint8Array, safetensors: Uint8Array, shape: OrtDecoderShape): Promise<Contender> {
-  const gpu = await env.openOrtDevice();
-  const counted = new GpuBufferBytes(gpu.device);
+async function ortContender(env: SuiteEnv, variant: OrtVariant, graph: Uint8Array, safetensors: Uint8Array, shape: OrtDecoderShape, capacity: number): Promise<Contender> {
+  const gpu = await (env.openOrtDevice ?? env.openDevice)();
+  const counter = new GpuDeviceCounter(gpu.device);
   const ort = await loadOrtWebGpu(gpu, { wasmPaths: env.ortWasmPaths });
-  const dec = await OrtKvDecoder.create(ort, gpu.device, { onnx: graph, safetensors, shape });
+  const dec = variant === 'shared'
+    ? await OrtSharedKvDecoder.create(ort, gpu.device, { onnx: graph, safetensors, shape, capacity })
+    : await OrtKvDecoder.create(ort, gpu.device, { onnx: graph, safetensors, shape });
   let token = 65;
   return {
     name: `ort-${variant}`,
@@ -231,11 +253,13 @@ async function ortContender(env: SuiteEnv, variant: OrtVariant, graph: Uint8Arra
     mixer: 'full-attention',
     prefillSeconds: 0,
     decodeTimes: [],
+    counter,
     async feed(tokens) {
       for (let i = 0; i < tokens.length; i += ORT_RUN) await dec.feed(tokens.slice(i, i + ORT_RUN));
       await gpu.device.queue.onSubmittedWorkDone();
     },
     async step() {
+      // The shared graph returns the last row only; the others every row of the run, here one.
       token = argmax(await dec.feed([token]), shape.vocab);
     },
     async save() {
@@ -245,7 +269,7 @@ async function ortContender(env: SuiteEnv, variant: OrtVariant, graph: Uint8Arra
       dec.rewind();
     },
     async bytes() {
-      return { now: counted.live, peak: counted.peak, kv: dec.kvBytes() };
+      return { allocator: null, sized: null, kv: dec.kvBytes() };
     },
     async destroy() {
       await dec.release();
@@ -282,7 +306,7 @@ export async function runSuite(env: SuiteEnv, opts: SuiteOptions): Promise<Suite
     const files = benchModelFiles('full-attention');
     const cfg = BENCH_MODELS['full-attention'].config;
     const shape: OrtDecoderShape = { layers: cfg.numLayers, heads: cfg.numAttnHeads, headDim: cfg.attnHeadDim, vocab: cfg.vocabSize };
-    for (const [variant, graph] of env.ortGraphs) contenders.push(await ortContender(env, variant, graph, files.safetensors, shape));
+    for (const [variant, graph] of env.ortGraphs) contenders.push(await ortContender(env, variant, graph, files.safetensors, shape, maxContext));
   }
   env.log(`contenders: ${contenders.map((c) => c.name).join(', ')}; contexts ${contexts.join(', ')}; ${opts.steps} decode steps each`);
 
@@ -307,10 +331,12 @@ export async function runSuite(env: SuiteEnv, opts: SuiteOptions): Promise<Suite
       c.prefillSeconds += (now() - t) / 1000;
     }
     fed = context;
+    const pipelinesBefore = new Map<Contender, number>();
     for (const c of contenders) {
       await c.save();
       c.decodeTimes = [];
       await c.step(); // unmeasured: the first step after a long prefill pays for cold caches
+      pipelinesBefore.set(c, c.counter.pipelines);
     }
     for (let i = 0; i < opts.steps; i++) {
       for (const c of shuffled(contenders)) {
@@ -320,15 +346,19 @@ export async function runSuite(env: SuiteEnv, opts: SuiteOptions): Promise<Suite
       }
     }
     for (const c of contenders) {
+      // Read before bytes(): a full-attention engine made there for this context compiles nothing new,
+      // but its buffers are made (and freed) on this device.
+      const live = c.counter.live, peak = c.counter.peak, pipelines = c.counter.pipelines;
       const b = await c.bytes(context);
       await c.restore();
       const row: SuiteRow = {
         contender: c.name, runtime: c.runtime, mixer: c.mixer, context,
         prefillSeconds: c.prefillSeconds, prefillTokensPerSecond: context / c.prefillSeconds,
-        decodeMs: summary(c.decodeTimes), gpuBytes: b.now, gpuBytesPeak: b.peak, kvBytesInUse: b.kv,
+        decodeMs: summary(c.decodeTimes), gpuBytes: live, gpuBytesPeak: peak, allocatorBytes: b.allocator,
+        sizedForContextBytes: b.sized, decodePipelines: pipelines - pipelinesBefore.get(c)!, pipelinesSoFar: pipelines, kvBytesInUse: b.kv,
       };
       rows.push(row);
-      env.log(`${String(context).padStart(6)} ${c.name.padEnd(15)} prefill ${row.prefillSeconds.toFixed(2)} s (${row.prefillTokensPerSecond.toFixed(0)} tok/s), decode median ${row.decodeMs.median.toFixed(2)} ms, GPU ${(row.gpuBytes / 2 ** 20).toFixed(2)} MiB`);
+      env.log(`${String(context).padStart(6)} ${c.name.padEnd(15)} prefill ${row.prefillSeconds.toFixed(2)} s (${row.prefillTokensPerSecond.toFixed(0)} tok/s), decode median ${row.decodeMs.median.toFixed(2)} ms, GPU ${(row.gpuBytes / 2 ** 20).toFixed(2)} MiB, ${row.decodePipelines} pipelines in decode`);
     }
   }
   for (const c of contenders) await c.destroy();
@@ -395,12 +425,14 @@ export function checkTargets(rows: readonly SuiteRow[], innerStep: InnerStepRepo
   }
   if (full.length > 2) {
     // Linear growth: bytes(N) - bytes(first) proportional to N - first, checked at every context.
+    // On the allocation of an engine made for each context (the one measured is made for the longest).
+    const sized = (r: SuiteRow) => r.sizedForContextBytes ?? r.gpuBytes;
     const a = full[0], z = full[full.length - 1];
-    const perToken = (z.gpuBytes - a.gpuBytes) / (z.context - a.context);
-    const worst = Math.max(...full.map((r) => Math.abs(r.gpuBytes - (a.gpuBytes + perToken * (r.context - a.context))) / r.gpuBytes));
-    out.push({ target: 'full-attention GPU bytes grow linearly', wanted: 'bytes = a + b·N', measured: `${(perToken).toFixed(0)} bytes per token; worst deviation from the line ${(worst * 100).toFixed(1)}%`, met: perToken > 0 && worst < 0.05 });
+    const perToken = (sized(z) - sized(a)) / (z.context - a.context);
+    const worst = Math.max(...full.map((r) => Math.abs(sized(r) - (sized(a) + perToken * (r.context - a.context))) / sized(r)));
+    out.push({ target: 'full-attention GPU bytes grow linearly (an engine made for N)', wanted: 'bytes = a + b·N', measured: `${(perToken).toFixed(0)} bytes per token; worst deviation from the line ${(worst * 100).toFixed(1)}%`, met: perToken > 0 && worst < 0.05 });
   }
-  for (const variant of ['ort-fused', 'ort-plain']) {
+  for (const variant of ORT_VARIANTS.map((v) => `ort-${v}`)) {
     const ort = of(variant);
     if (ort.length === 0 || full.length === 0) continue;
     const pre = ort.map((o) => o.prefillSeconds / full.find((f) => f.context === o.context)!.prefillSeconds);
@@ -420,13 +452,14 @@ export function suiteMarkdown(r: SuiteResult): string {
     `command: ${r.command}`,
     `weights: ${r.weights}; decode steps per point: ${r.steps}; run time ${(r.seconds / 60).toFixed(1)} min`,
     '',
-    '| contender | context | prefill s | prefill tok/s | decode ms/token (median) | (min) | (mean) | GPU MiB | GPU MiB (peak / allocated) | KV in use MiB |',
-    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| contender | context | prefill s | prefill tok/s | decode ms/token (median) | (min) | (mean) | live GPU MiB | (peak) | allocator MiB | made for N MiB | KV in use MiB | pipelines in decode |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
   const names = [...new Set(r.rows.map((x) => x.contender))];
   for (const name of names) {
     for (const x of r.rows.filter((y) => y.contender === name)) {
-      lines.push(`| ${name} | ${x.context} | ${x.prefillSeconds.toFixed(2)} | ${x.prefillTokensPerSecond.toFixed(0)} | ${x.decodeMs.median.toFixed(2)} | ${x.decodeMs.min.toFixed(2)} | ${x.decodeMs.mean.toFixed(2)} | ${mib(x.gpuBytes)} | ${mib(x.gpuBytesPeak)} | ${mib(x.kvBytesInUse)} |`);
+      const opt = (b: number | null) => (b === null ? '' : mib(b));
+      lines.push(`| ${name} | ${x.context} | ${x.prefillSeconds.toFixed(2)} | ${x.prefillTokensPerSecond.toFixed(0)} | ${x.decodeMs.median.toFixed(2)} | ${x.decodeMs.min.toFixed(2)} | ${x.decodeMs.mean.toFixed(2)} | ${mib(x.gpuBytes)} | ${mib(x.gpuBytesPeak)} | ${opt(x.allocatorBytes)} | ${opt(x.sizedForContextBytes)} | ${mib(x.kvBytesInUse)} | ${x.decodePipelines} |`);
     }
   }
   lines.push('', '| target | wanted | measured | met |', '| --- | --- | --- | --- |');
@@ -464,9 +497,9 @@ export function parseSuiteArgs(args: readonly string[], defaults: { contexts: re
   if (contexts.length === 0 || contexts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--contexts: a comma-separated list of positive integers');
   const steps = Number(flag('--steps') ?? 32);
   if (!Number.isInteger(steps) || steps < 32) throw new Error('--steps: at least 32 (the median of fewer says little on a noisy machine)');
-  const ortFlag = flag('--ort') ?? 'fused';
+  const ortFlag = flag('--ort') ?? 'shared,fused';
   const ort = ortFlag === 'none' ? [] : ortFlag.split(',');
-  if (ort.some((v) => v !== 'plain' && v !== 'fused')) throw new Error('--ort: fused, plain, both (comma-separated) or none');
+  if (ort.some((v) => !ORT_VARIANTS.includes(v as OrtVariant))) throw new Error(`--ort: some of ${ORT_VARIANTS.join(', ')} (comma-separated) or none`);
   const modes = (flag('--modes') ?? 'ttt,ttt-e2e,sliding-window,full-attention').split(',');
   if (modes.some((m) => !Object.hasOwn(BENCH_CONFIGS, m))) throw new Error(`--modes: some of ${Object.keys(BENCH_CONFIGS).join(', ')}`);
   const weights = flag('--weights') ?? 'f32';

@@ -56,7 +56,8 @@ export async function main(args: string[]): Promise<void> {
     environment: `Node ${process.version}, Dawn (webgpu npm package), ${gpu.backend} backend`,
     ctx: new GpuContext(gpu.device, { kernels: a.variant }),
     ortGraphs: await loadOrtGraphs(a.ort),
-    openOrtDevice: () =>
+    engineContext: (g) => new GpuContext(g.device, { kernels: a.variant }),
+    openDevice: () =>
       openNodeGpu({
         backends: [gpu.backend],
         requiredFeatures: features,

@@ -161,6 +161,9 @@ def main() -> None:
                          'GroupQueryAttention)')
     ap.add_argument('--embed', action='store_true', help='copy the weights into the .onnx (self-contained)')
     ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--external-location', default='model.safetensors',
+                    help='the file name the external-data references give (the bytes are model.safetensors\'s '
+                         'either way): transformers.js looks for onnx/model.onnx_data')
     ap.add_argument('--max-positions', type=int, default=65536,
                     help='shared: rows of the cos/sin caches, the longest context the graph can run')
     a = ap.parse_args()
@@ -191,7 +194,7 @@ def main() -> None:
     onnx = export(model, a.variant, a.max_positions)
     external: List[str] = []
     if not a.embed:
-        onnx, external = onnx_io.externalize(onnx, st_path, 'model.safetensors', state_dict_name)
+        onnx, external = onnx_io.externalize(onnx, st_path, a.external_location, state_dict_name)
         expected = set(model.state_dict())
         missing = sorted(expected - {state_dict_name(n) for n in external})
         if missing:
@@ -204,7 +207,8 @@ def main() -> None:
         'producer': 'ttt-web train/export_onnx.py',
         'variant': a.variant,
         'safetensors_sha256': st_sha,
-        'weights': 'embedded' if a.embed else 'external: model.safetensors',
+        'weights': 'embedded' if a.embed else 'external: model.safetensors' if a.external_location == 'model.safetensors'
+        else f'external: {a.external_location} (the bytes of model.safetensors)',
     }
     onnx = onnx_io.add_metadata(onnx, meta)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

@@ -20,6 +20,7 @@ STYLE = {
     'ttt': ('TTT (LaCT), ttt-web', '#d62728', 'o-'),
     'sliding-window': ('sliding window, ttt-web', '#1f77b4', 's-'),
     'full-attention': ('full attention, ttt-web', '#2ca02c', '^-'),
+    'ort-shared': ('full attention, onnxruntime-web (shared-buffer graph)', '#17becf', 's--'),
     'ort-fused': ('full attention, onnxruntime-web (fused graph)', '#9467bd', 'v--'),
     'ort-plain': ('full attention, onnxruntime-web (plain graph)', '#8c564b', 'x--'),
 }

@@ -43,8 +43,12 @@ async function loadGraphs(variants: readonly OrtVariant[], weightsSha: string): 
   return graphs;
 }
 
-async function openDevice(adapter: GPUAdapter): Promise<GPUDevice> {
-  const wanted: GPUFeatureName[] = ['shader-f16', 'subgroups' as GPUFeatureName, 'timestamp-query'];
+/**
+ * `subgroups: false` for onnxruntime-web on SwiftShader: its subgroup kernels compute wrong logits there
+ * (bench/browser/transformers-js.ts has the measurement).
+ */
+async function openDevice(adapter: GPUAdapter, opts: { subgroups: boolean } = { subgroups: true }): Promise<GPUDevice> {
+  const wanted: GPUFeatureName[] = ['shader-f16', 'timestamp-query', ...(opts.subgroups ? ['subgroups' as GPUFeatureName] : [])];
   return adapter.requestDevice({
     requiredFeatures: wanted.filter((f) => adapter.features.has(f)),
     requiredLimits: { maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize, maxBufferSize: adapter.limits.maxBufferSize },
@@ -70,11 +74,19 @@ async function run(): Promise<void> {
       ctx: new GpuContext(device, { kernels: a.variant, adapterInfo: adapter.info }),
       ortGraphs: await loadGraphs(a.ort, weightsSha),
       ortWasmPaths: '/node_modules/onnxruntime-web/dist/',
-      openOrtDevice: async () => {
-        const ortAdapter = await navigator.gpu.requestAdapter();
-        if (!ortAdapter) throw new Error('no second adapter for onnxruntime-web');
-        return { adapter: ortAdapter, device: await openDevice(ortAdapter) };
+      // A device per contender: an adapter gives one device, so each gets its own adapter.
+      openDevice: async () => {
+        const another = await navigator.gpu.requestAdapter();
+        if (!another) throw new Error('navigator.gpu.requestAdapter() returned null for a contender\'s device');
+        return { adapter: another, device: await openDevice(another) };
       },
+      openOrtDevice: async () => {
+        const another = await navigator.gpu.requestAdapter();
+        if (!another) throw new Error('navigator.gpu.requestAdapter() returned null for onnxruntime-web\'s device');
+        const swiftshader = another.info.architecture === 'swiftshader' || /swiftshader/i.test(another.info.description);
+        return { adapter: another, device: await openDevice(another, { subgroups: !swiftshader }) };
+      },
+      engineContext: (g) => new GpuContext(g.device, { kernels: a.variant, adapterInfo: g.adapter.info }),
       log,
     },
     { contexts: a.contexts, steps: a.steps, modes: a.modes, weights: a.weights, kernelBench: a.kernelBench, command: `npm run bench -- browser ${args.join(' ')}`.trim() },

@@ -94,7 +94,7 @@ export async function serveDir(dir: string): Promise<StaticServer> {
 }
 
 /** GPT-2's byte → printable-character map, which byte-level BPE vocabularies are written in. */
-function bytesToUnicode(): string[] {
+export function bytesToUnicode(): string[] {
   const bs: number[] = [];
   for (let b = 33; b <= 126; b++) bs.push(b);
   for (let b = 161; b <= 172; b++) bs.push(b);
