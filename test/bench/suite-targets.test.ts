@@ -16,6 +16,10 @@ function row(contender: string, context: number, prefillSeconds: number, decodeM
     decodeMs: { min: decodeMedian, median: decodeMedian, mean: decodeMedian, steps: 32 },
     gpuBytes,
     gpuBytesPeak: gpuBytes,
+    allocatorBytes: contender.startsWith('ort') ? null : gpuBytes,
+    sizedForContextBytes: null,
+    decodePipelines: 0,
+    pipelinesSoFar: 0,
     kvBytesInUse: 0,
   };
 }
@@ -55,9 +59,25 @@ describe('benchmark suite targets', () => {
     expect(met(t, 'full-attention GPU bytes grow linearly')).toBe(false); // 3000 at 4K is far off the line
   });
 
+  it('checks our full attention against the shared-buffer graph too, and the linear growth on an engine made for each N', () => {
+    const sized = (r: SuiteRow, bytes: number): SuiteRow => ({ ...r, sizedForContextBytes: bytes });
+    const rows = [
+      sized(row('full-attention', 1024, 1, 5, 50000), 2000), sized(row('full-attention', 4096, 8, 12, 50000), 5072),
+      sized(row('full-attention', 16384, 48, 30, 50000), 17360),
+      row('ort-shared', 1024, 0.5, 10, 60000), row('ort-shared', 4096, 9, 20, 60000), row('ort-shared', 16384, 50, 60, 60000),
+    ];
+    const t = checkTargets(rows);
+    // Live bytes of the engine made for the longest context are flat; the engines made for N grow by 1 byte a token.
+    expect(met(t, 'full-attention GPU bytes grow linearly')).toBe(true);
+    expect(met(t, 'our full attention prefill faster than onnxruntime-web (shared)')).toBe(false); // 1 s against 0.5 at 1K
+    expect(t.find((x) => x.target.startsWith('our full attention prefill faster than onnxruntime-web (shared)'))!.measured).toBe('0.50x / 1.13x / 1.04x');
+    expect(met(t, 'our full attention decode faster than onnxruntime-web (shared)')).toBe(true);
+  });
+
   it('checks its flags', () => {
     expect(parseSuiteArgs([]).contexts).toEqual([1024, 2048, 4096, 8192, 16384, 32768]);
-    expect(parseSuiteArgs([]).ort).toEqual(['fused']);
+    expect(parseSuiteArgs([]).ort).toEqual(['shared', 'fused']);
+    expect(parseSuiteArgs(['--ort', 'shared,fused,plain']).ort).toEqual(['shared', 'fused', 'plain']);
     expect(parseSuiteArgs(['--ort', 'none']).ort).toEqual([]);
     expect(() => parseSuiteArgs(['--steps', '8'])).toThrow(/at least 32/);
     expect(() => parseSuiteArgs(['--contexts', '1024,abc'])).toThrow(/--contexts/);

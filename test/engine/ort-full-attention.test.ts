@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchModelFiles, sha256, type ModelFolderFiles } from '../../bench/model-folder.ts';
-import { GpuBufferBytes, loadOrtWebGpu, OrtKvDecoder, OrtSharedKvDecoder, type Ort, type OrtDecoderShape } from '../../bench/ort-webgpu.ts';
+import { GpuDeviceCounter, loadOrtWebGpu, OrtKvDecoder, OrtSharedKvDecoder, type Ort, type OrtDecoderShape } from '../../bench/ort-webgpu.ts';
 import { Engine } from '../../src/engine/engine.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
 import { loadModel, type LoadedModel } from '../../src/model/load.ts';
@@ -77,7 +77,7 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
   let engineLogits: Float32Array;
   let ortGpu: NodeGpu;
   let ort: Ort;
-  let bytes: GpuBufferBytes;
+  let bytes: GpuDeviceCounter;
   const measured: Record<string, number> = {};
 
   beforeAll(async () => {
@@ -101,7 +101,7 @@ describe('onnxruntime-web (WebGPU EP, Node + Dawn) against the engine, full atte
     ctx.device.destroy();
 
     ortGpu = await openNodeGpu({ requiredFeatures: ['shader-f16', 'subgroups' as GPUFeatureName], log: true });
-    bytes = new GpuBufferBytes(ortGpu.device);
+    bytes = new GpuDeviceCounter(ortGpu.device);
     ort = await loadOrtWebGpu(ortGpu);
   });
 
