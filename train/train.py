@@ -117,6 +117,9 @@ def main() -> None:
                     help='zero: ttt_scale_proj starts at 0, so the fast-weight branch starts switched off (a pilot)')
     ap.add_argument('--fw-update', choices=['on', 'off'], default='on',
                     help='off: the fast weights never learn (a diagnostic: the LaCT layer as a static MLP branch)')
+    ap.add_argument('--fw-input-grad', choices=['on', 'off'], default='on',
+                    help='off: q/k/v reach the fast-weight branch without gradient (a pilot: does the branch pull '
+                         'the projections it shares with attention away from what attention needs?)')
     ap.add_argument('--name', default=None, help='model name recorded in the export')
     a = ap.parse_args()
 
@@ -134,6 +137,9 @@ def main() -> None:
                 layer.attn.ttt_scale_proj.bias.zero_()
     if a.mode == 'lact' and a.fw_update == 'off':
         model.set_fw_update(False)
+    if a.mode == 'lact' and a.fw_input_grad == 'off':
+        for layer in model.model.layers:
+            layer.attn.fw_detach_inputs = True
     model.set_attn_impl('blocked')
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and 'embeddings' not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and 'embeddings' not in n)]

@@ -257,6 +257,9 @@ class LaCTSWIGLULayer(nn.Module):
         self.o_proj = nn.Linear(D, D, bias=False)
         # diagnostics (not part of the model): freeze the fast weights, record branch magnitudes
         self.fw_update = True
+        # training only (the function computed is the same): no gradient from the fast-weight branch
+        # into the q/k/v projections it shares with attention
+        self.fw_detach_inputs = False
         self.stats: Optional[Dict[str, float]] = None
         # 'auto' (SDPA when torch has it), 'manual' (masked T x T), 'blocked' (windowed models: per block
         # of W queries only the 2W keys it can see; same function, far less work at T >> W)
@@ -301,9 +304,10 @@ class LaCTSWIGLULayer(nn.Module):
 
         if c.use_fast_weights:
             Hf, df = c.num_lact_heads, c.fw_head_dim
-            fq = q * self.qk_scale[:, 0] + self.qk_offset[:, 0]
-            fk = k * self.qk_scale[:, 1] + self.qk_offset[:, 1]
-            fv = v
+            qf, kf, vf = (q.detach(), k.detach(), v.detach()) if self.fw_detach_inputs else (q, k, v)
+            fq = qf * self.qk_scale[:, 0] + self.qk_offset[:, 0]
+            fk = kf * self.qk_scale[:, 1] + self.qk_offset[:, 1]
+            fv = vf
             if c.qkv_silu:
                 fq, fk, fv = F.silu(fq), F.silu(fk), F.silu(fv)
             fq = l2_norm(fq.view(B, T, Hf, df)).view(B, T, Ha, da)
