@@ -151,6 +151,22 @@ export interface OrtDecoderOptions {
   readonly shape: OrtDecoderShape;
 }
 
+/** A session on `device` whose logits come back to the CPU (a caller samples from them) and whose presents stay GPU buffers. */
+async function decoderSession(ort: Ort, device: GPUDevice, opts: OrtDecoderOptions, presentNames: readonly string[]): Promise<InferenceSession> {
+  const presents: Record<string, 'gpu-buffer' | 'cpu'> = { logits: 'cpu' };
+  for (const n of presentNames) presents[n] = 'gpu-buffer';
+  // onnxruntime-common's EP option type names `device` as unknown GPUDevice; Dawn's is the real thing.
+  const webgpu = { name: 'webgpu', device } as InferenceSession.WebGpuExecutionProviderOption;
+  return withLoopAwake(() =>
+    ort.InferenceSession.create(opts.onnx, {
+      executionProviders: [webgpu],
+      preferredOutputLocation: presents,
+      externalData: opts.safetensors ? [{ path: 'model.safetensors', data: opts.safetensors }] : undefined,
+      logSeverityLevel: 3,
+    }),
+  );
+}
+
 /**
  * Prefill, then decode, through one ONNX session: present K/V stay GPU buffers ('gpu-buffer' outputs)
  * fed back as the next run's past, so the cache never leaves the GPU between steps.
@@ -170,23 +186,8 @@ export class OrtKvDecoder {
   }
 
   static async create(ort: Ort, device: GPUDevice, opts: OrtDecoderOptions): Promise<OrtKvDecoder> {
-    // Logits come back to the CPU (a caller samples from them); the cache stays on the GPU.
-    const presents: Record<string, 'gpu-buffer' | 'cpu'> = { logits: 'cpu' };
-    for (let i = 0; i < opts.shape.layers; i++) {
-      presents[`present_key_${i}`] = 'gpu-buffer';
-      presents[`present_value_${i}`] = 'gpu-buffer';
-    }
-    // onnxruntime-common's EP option type names `device` as unknown GPUDevice; Dawn's is the real thing.
-    const webgpu = { name: 'webgpu', device } as InferenceSession.WebGpuExecutionProviderOption;
-    const session = await withLoopAwake(() =>
-      ort.InferenceSession.create(opts.onnx, {
-        executionProviders: [webgpu],
-        preferredOutputLocation: presents,
-        externalData: opts.safetensors ? [{ path: 'model.safetensors', data: opts.safetensors }] : undefined,
-        logSeverityLevel: 3,
-      }),
-    );
-    return new OrtKvDecoder(ort, session, opts.shape);
+    const names = Array.from({ length: opts.shape.layers }, (_, i) => [`present_key_${i}`, `present_value_${i}`]).flat();
+    return new OrtKvDecoder(ort, await decoderSession(ort, device, opts, names), opts.shape);
   }
 
   get pos(): number {
@@ -295,20 +296,8 @@ export class OrtSharedKvDecoder {
 
   static async create(ort: Ort, device: GPUDevice, opts: OrtSharedDecoderOptions): Promise<OrtSharedKvDecoder> {
     const s = opts.shape;
-    const webgpu = { name: 'webgpu', device } as InferenceSession.WebGpuExecutionProviderOption;
-    const presents: Record<string, 'gpu-buffer' | 'cpu'> = { logits: 'cpu' };
-    for (let i = 0; i < s.layers; i++) {
-      presents[`present.${i}.key`] = 'gpu-buffer';
-      presents[`present.${i}.value`] = 'gpu-buffer';
-    }
-    const session = await withLoopAwake(() =>
-      ort.InferenceSession.create(opts.onnx, {
-        executionProviders: [webgpu],
-        preferredOutputLocation: presents,
-        externalData: opts.safetensors ? [{ path: 'model.safetensors', data: opts.safetensors }] : undefined,
-        logSeverityLevel: 3,
-      }),
-    );
+    const names = Array.from({ length: s.layers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
+    const session = await decoderSession(ort, device, opts, names);
     for (const name of ['input_ids', 'attention_mask', 'past_key_values.0.key']) {
       if (!session.inputNames.includes(name)) throw new Error(`the shared-buffer decoder needs the 'shared' graph of train/export_onnx.py (no input ${name})`);
     }

@@ -443,13 +443,15 @@ export function checkTargets(rows: readonly SuiteRow[], innerStep: InnerStepRepo
   return out;
 }
 
+/** The lines that open every benchmark report: when, where, how to rerun it. */
+export function runHeader(r: { readonly date: string; readonly device: string; readonly environment: string; readonly command: string }): string[] {
+  return [`date: ${r.date}`, `device: ${r.device}`, `environment: ${r.environment}`, `command: ${r.command}`];
+}
+
 export function suiteMarkdown(r: SuiteResult): string {
   const mib = (b: number) => (b / 2 ** 20).toFixed(2);
   const lines = [
-    `date: ${r.date}`,
-    `device: ${r.device}`,
-    `environment: ${r.environment}`,
-    `command: ${r.command}`,
+    ...runHeader(r),
     `weights: ${r.weights}; decode steps per point: ${r.steps}; run time ${(r.seconds / 60).toFixed(1)} min`,
     '',
     '| contender | context | prefill s | prefill tok/s | decode ms/token (median) | (min) | (mean) | live GPU MiB | (peak) | allocator MiB | made for N MiB | KV in use MiB | pipelines in decode |',

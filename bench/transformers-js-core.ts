@@ -2,6 +2,7 @@
  * What the transformers.js comparison (bench/transformers-js.ts, page bench/browser/transformers-js.ts)
  * measures and how it is reported; no Node or DOM API, so both sides load it.
  */
+import { runHeader } from './suite-core.ts';
 export const TRANSFORMERS_JS_MODEL_NAME = 'bench-llama';
 
 export interface TjsRow {
@@ -58,10 +59,7 @@ export function greedyAgreement(ours: readonly number[], theirs: readonly number
 export function tjsMarkdown(r: TjsResult): string {
   const mib = (b: number) => (b / 2 ** 20).toFixed(2);
   const lines = [
-    `date: ${r.date}`,
-    `device: ${r.device}`,
-    `environment: ${r.environment}`,
-    `command: ${r.command}`,
+    ...runHeader(r),
     `decode steps per point: ${r.steps}; run time ${(r.seconds / 60).toFixed(1)} min`,
     '',
     '| contender | context | prefill s | prefill tok/s | decode ms/token (median) | (min) | live GPU MiB | allocator MiB | pipelines in decode | greedy tokens equal |',

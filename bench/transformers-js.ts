@@ -12,12 +12,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createServer } from 'vite';
-import { launchChromium } from '../test/helpers/browser.ts';
+import { runBenchPage } from './browser-page.ts';
 import { greedyAgreement, tjsMarkdown, type TjsResult } from './transformers-js-core.ts';
 import { writeTransformersJsFolder } from './transformers-js-folder.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const pkg = fileURLToPath(new URL('./transformers-js/', import.meta.url));
 
 function installTransformersJs(): void {
@@ -42,44 +40,19 @@ export async function main(args: string[]): Promise<void> {
   if (Math.max(...contexts) + steps > maxPositions) throw new Error(`the graph's cos/sin caches hold ${maxPositions} positions`);
   console.log(`model folder: ${folder}`);
 
-  const server = await createServer({
-    root,
-    configFile: false,
-    logLevel: 'error',
-    appType: 'mpa',
-    server: { host: '127.0.0.1', port: 0, hmr: false },
-    // Both find their wasm through wasmPaths; pre-bundling would only move the files.
-    optimizeDeps: { exclude: ['onnxruntime-web', '@huggingface/transformers'] },
-  });
-  await server.listen();
-  const address = server.httpServer?.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  const browser = await launchChromium();
-  try {
-    const page = await browser.newPage();
-    page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
-    page.on('response', (r) => { if (r.status() >= 400) process.stderr.write(`[page] HTTP ${r.status()} ${r.url()}\n`); });
-    page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
-    const q = encodeURIComponent(JSON.stringify({ contexts, steps, command, ortSubgroups: args.includes('--ort-subgroups') }));
-    await page.goto(`http://127.0.0.1:${port}/bench/browser/transformers-js.html?args=${q}`);
-    await page.waitForFunction(() => window.tjsResult !== undefined || window.tjsError !== undefined, undefined, { timeout: 0, polling: 1000 });
-    const error = await page.evaluate(() => window.tjsError);
-    if (error) throw new Error(`the benchmark page failed: ${error}`);
-    const result = (await page.evaluate(() => window.tjsResult)) as TjsResult;
-    const withBrowser: TjsResult = { ...result, environment: `${browser.version()} (${result.environment})` };
-    console.log(`\n${tjsMarkdown(withBrowser)}\n`);
-    for (const c of contexts) {
-      const mine = result.rows.find((r) => r.contender === 'full-attention' && r.context === c)!;
-      const other = result.rows.find((r) => r.contender === 'transformers.js' && r.context === c)!;
-      const a = greedyAgreement(mine.tokens, other.tokens);
-      if (a.same !== a.compared) console.log(`context ${c}: greedy outputs differ at token ${a.same} (ours ${mine.tokens.slice(0, a.same + 1).join(',')}; transformers.js ${other.tokens.slice(0, a.same + 1).join(',')})`);
-    }
-    const out = flag('--out') ?? `bench/results/transformers-js-chromium-${result.date.slice(0, 10)}.json`;
-    await mkdir(dirname(out), { recursive: true });
-    await writeFile(out, `${JSON.stringify(withBrowser, null, 1)}\n`);
-    console.log(`wrote ${out}`);
-  } finally {
-    await browser.close();
-    await server.close();
+  const page = await runBenchPage<TjsResult>('/bench/browser/transformers-js.html', { contexts, steps, command, ortSubgroups: args.includes('--ort-subgroups') },
+    { result: 'tjsResult', error: 'tjsError' }, ['onnxruntime-web', '@huggingface/transformers']);
+  const result = page.result;
+  const withBrowser: TjsResult = { ...result, environment: `${page.browserVersion} (${result.environment})` };
+  console.log(`\n${tjsMarkdown(withBrowser)}\n`);
+  for (const c of contexts) {
+    const mine = result.rows.find((r) => r.contender === 'full-attention' && r.context === c)!;
+    const other = result.rows.find((r) => r.contender === 'transformers.js' && r.context === c)!;
+    const a = greedyAgreement(mine.tokens, other.tokens);
+    if (a.same !== a.compared) console.log(`context ${c}: greedy outputs differ at token ${a.same} (ours ${mine.tokens.slice(0, a.same + 1).join(',')}; transformers.js ${other.tokens.slice(0, a.same + 1).join(',')})`);
   }
+  const out = flag('--out') ?? `bench/results/transformers-js-chromium-${result.date.slice(0, 10)}.json`;
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, `${JSON.stringify(withBrowser, null, 1)}\n`);
+  console.log(`wrote ${out}`);
 }

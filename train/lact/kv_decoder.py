@@ -151,6 +151,27 @@ class GroupQueryAttention(torch.autograd.Function):
                     rotary_interleaved_i=0, outputs=3)
 
 
+def gqa_blocks(m: LaCTForCausalLM, x, past, gqa, seqlens_k, total_len, cos_cache, sin_cache):
+    """The blocks of the fused and shared decoders: RMSNorms as SimplifiedLayerNormalization, attention as
+    `gqa` (a GroupQueryAttention export). Returns the residual stream and the presents."""
+    c = m.config
+    norm = SimplifiedLayerNorm.apply
+    presents: List[torch.Tensor] = []
+    for i, block in enumerate(m.model.layers):
+        attn = block.attn
+        a = norm(x, block.attn_norm.weight, block.attn_norm.eps)
+        q, k, v = attn.qkv(a).chunk(3, dim=-1)
+        if c.attn_qk_norm:
+            q = norm(q, attn.q_norm.weight, attn.q_norm.eps)
+            k = norm(k, attn.k_norm.weight, attn.k_norm.eps)
+        o, pk, pv = gqa(q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total_len, cos_cache, sin_cache,
+                        c.num_attn_heads)
+        presents += [pk, pv]
+        x = x + attn.o_proj(o)
+        x = x + block.mlp(norm(x, block.mlp_norm.weight, block.mlp_norm.eps))
+    return x, presents
+
+
 class FusedKvDecoder(_Base):
     """onnxruntime contrib ops: SimplifiedLayerNormalization and GroupQueryAttention (see module doc)."""
 
@@ -160,11 +181,9 @@ class FusedKvDecoder(_Base):
         super().__init__(model, angle_dtype)
 
     def forward(self, input_ids: torch.Tensor, *past: torch.Tensor):
-        c = self.c
         m = self.model
         dt = m.model.embeddings.weight.dtype
         norm = SimplifiedLayerNorm.apply
-        gqa = GroupQueryAttention.apply
         x = m.model.embeddings(input_ids)                                   # [1, T, D]
         # Sizes as tensors (Shape ops in the graph, so T and P stay dynamic); GroupQueryAttention wants
         # them as int32 on the CPU, where onnxruntime keeps shape arithmetic anyway.
@@ -175,19 +194,7 @@ class FusedKvDecoder(_Base):
         # for a maximum context, which would put megabytes of constants into the graph.
         ang = torch.arange(total).to(self.inv_freq.dtype)[:, None] * self.inv_freq[None, :]
         cos_cache, sin_cache = ang.cos().to(dt), ang.sin().to(dt)
-        presents: List[torch.Tensor] = []
-        for i, block in enumerate(m.model.layers):
-            attn = block.attn
-            a = norm(x, block.attn_norm.weight, block.attn_norm.eps)
-            q, k, v = attn.qkv(a).chunk(3, dim=-1)
-            if c.attn_qk_norm:
-                q = norm(q, attn.q_norm.weight, attn.q_norm.eps)
-                k = norm(k, attn.k_norm.weight, attn.k_norm.eps)
-            o, pk, pv = gqa(q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total_len, cos_cache, sin_cache,
-                            c.num_attn_heads)
-            presents += [pk, pv]
-            x = x + attn.o_proj(o)
-            x = x + block.mlp(norm(x, block.mlp_norm.weight, block.mlp_norm.eps))
+        x, presents = gqa_blocks(m, x, past, GroupQueryAttention.apply, seqlens_k, total_len, cos_cache, sin_cache)
         logits = torch.nn.functional.linear(norm(x, m.model.norm.weight, m.model.norm.eps), m.output_weight())
         return (logits, *presents)
 
@@ -263,29 +270,16 @@ class SharedKvDecoder(_Base):
         self.max_positions = max_positions
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *past: torch.Tensor):
-        c = self.c
         m = self.model
         dt = m.model.embeddings.weight.dtype
         norm = SimplifiedLayerNorm.apply
-        gqa = SharedBufferGroupQueryAttention.apply
         x = m.model.embeddings(input_ids)                                   # [1, T, D]
         total_len = torch._shape_as_tensor(attention_mask)[1].to(torch.int32)
         seqlens_k = (attention_mask.sum(dim=1) - 1).to(torch.int32)         # [1]
         cos_cache, sin_cache = CosSinCache.apply(self.inv_freq, self.max_positions)
         cos_cache, sin_cache = cos_cache.to(dt), sin_cache.to(dt)
-        presents: List[torch.Tensor] = []
-        for i, block in enumerate(m.model.layers):
-            attn = block.attn
-            a = norm(x, block.attn_norm.weight, block.attn_norm.eps)
-            q, k, v = attn.qkv(a).chunk(3, dim=-1)
-            if c.attn_qk_norm:
-                q = norm(q, attn.q_norm.weight, attn.q_norm.eps)
-                k = norm(k, attn.k_norm.weight, attn.k_norm.eps)
-            o, pk, pv = gqa(q, k, v, past[2 * i], past[2 * i + 1], seqlens_k, total_len, cos_cache, sin_cache,
-                            c.num_attn_heads)
-            presents += [pk, pv]
-            x = x + attn.o_proj(o)
-            x = x + block.mlp(norm(x, block.mlp_norm.weight, block.mlp_norm.eps))
+        x, presents = gqa_blocks(m, x, past, SharedBufferGroupQueryAttention.apply, seqlens_k, total_len,
+                                 cos_cache, sin_cache)
         last = x[:, -1:, :]
         logits = torch.nn.functional.linear(norm(last, m.model.norm.weight, m.model.norm.eps), m.output_weight())
         return (logits, *presents)
