@@ -5,6 +5,7 @@
  * the console and the page.
  */
 import { GpuContext } from '../../src/gpu/context.ts';
+import { isSwiftShader } from '../../src/gpu/kernel-variant.ts';
 import { parseSuiteArgs, runSuite, type OrtVariant, type SuiteResult } from '../suite-core.ts';
 
 declare global {
@@ -83,8 +84,7 @@ async function run(): Promise<void> {
       openOrtDevice: async () => {
         const another = await navigator.gpu.requestAdapter();
         if (!another) throw new Error('navigator.gpu.requestAdapter() returned null for onnxruntime-web\'s device');
-        const swiftshader = another.info.architecture === 'swiftshader' || /swiftshader/i.test(another.info.description);
-        return { adapter: another, device: await openDevice(another, { subgroups: !swiftshader }) };
+        return { adapter: another, device: await openDevice(another, { subgroups: !isSwiftShader(another.info) }) };
       },
       engineContext: (g) => new GpuContext(g.device, { kernels: a.variant, adapterInfo: g.adapter.info }),
       log,

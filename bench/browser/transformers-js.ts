@@ -16,6 +16,7 @@
  */
 import { Engine } from '../../src/engine/engine.ts';
 import { GpuContext } from '../../src/gpu/context.ts';
+import { isSwiftShader } from '../../src/gpu/kernel-variant.ts';
 import { BENCH_MODELS } from '../models.ts';
 import { GpuDeviceCounter } from '../ort-webgpu.ts';
 import { TRANSFORMERS_JS_MODEL_NAME, tokenStream, type TjsResult, type TjsRow } from '../transformers-js-core.ts';
@@ -166,8 +167,7 @@ async function run(): Promise<void> {
   const engine = await Engine.create(ctx, BENCH_MODELS['full-attention'], { weights: 'f32', maxContext: longest + args.steps + 8, maxRows: 256 });
 
   // transformers.js, offline, from the folder the runner wrote.
-  const swiftshader = info.architecture === 'swiftshader' || /swiftshader/i.test(info.description);
-  withoutSubgroups = swiftshader && !args.ortSubgroups;
+  withoutSubgroups = isSwiftShader(info) && !args.ortSubgroups;
   if (withoutSubgroups) log('SwiftShader: transformers.js\'s device is made without subgroups (its kernels compute wrong logits with them here)');
   const tjs = (await import(/* @vite-ignore */ TJS)) as TjsModule;
   tjs.env.allowRemoteModels = false;

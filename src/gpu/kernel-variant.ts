@@ -36,6 +36,12 @@ export function isCpuEmulator(info: AdapterIdentity | undefined): boolean {
   return EMULATORS.test([info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' '));
 }
 
+/** Whether the adapter is SwiftShader (Chromium's WebGPU where there is no GPU). */
+export function isSwiftShader(info: AdapterIdentity | undefined): boolean {
+  if (!info) return false;
+  return /swiftshader/i.test([info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' '));
+}
+
 /**
  * The variant for an adapter. Without any adapter information (a browser that does not expose it) the
  * adapter is taken for a real GPU: that is what nearly every user has, and the GPU shapes are correct on

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseKernelVariant, isCpuEmulator, KernelChoiceError, parseKernelChoice } from '../../src/gpu/kernel-variant.ts';
+import { chooseKernelVariant, isCpuEmulator, isSwiftShader, KernelChoiceError, parseKernelChoice } from '../../src/gpu/kernel-variant.ts';
 
 describe('kernel variant per adapter class', () => {
   // What these adapters report (Dawn in Node, Chromium), and real GPUs' reports for contrast.
@@ -14,6 +14,12 @@ describe('kernel variant per adapter class', () => {
     for (const a of [lavapipe, swiftshader, warp, { isFallbackAdapter: true }]) expect(isCpuEmulator(a), JSON.stringify(a)).toBe(true);
     for (const a of [nvidia, apple, intel, {}]) expect(isCpuEmulator(a), JSON.stringify(a)).toBe(false);
     expect(isCpuEmulator(undefined)).toBe(false);
+  });
+
+  it('SwiftShader is told apart (the benchmarks give onnxruntime-web no subgroups there)', () => {
+    expect(isSwiftShader(swiftshader)).toBe(true);
+    for (const a of [lavapipe, warp, nvidia, apple, intel, {}]) expect(isSwiftShader(a), JSON.stringify(a)).toBe(false);
+    expect(isSwiftShader(undefined)).toBe(false);
   });
 
   it('auto follows the adapter; cpu and gpu force a variant', () => {
