@@ -34,9 +34,10 @@ fn softplus(x: f32) -> f32 {
 }
 
 #if INPUTS
+#include "rope-turns.wgsl"
 struct Params {
   D: u32, Hf: u32, df: u32, G: u32, momCol: u32, scaleCol: u32, qkvSilu: u32, lrShift: f32,
-  C: u32, P: u32, gateCols: u32, headDim: u32, log2Theta: f32, attention: u32, qkNorm: u32, normEps: f32,
+  C: u32, P: u32, gateCols: u32, headDim: u32, _t: u32, attention: u32, qkNorm: u32, normEps: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
@@ -49,12 +50,11 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> act: array<f32>;
 @group(0) @binding(8) var<storage, read_write> pending: array<f32>;
 
-// The same f32 angle as rope.wgsl, so a row ropes to the same numbers whichever kernel turns it.
-fn turn(pos: u32, i: u32) -> vec2f {
-  let invFreq = exp2(-2.0 * f32(i) / f32(p.headDim) * p.log2Theta);
-  let angle = f32(pos) * invFreq;
-  return vec2f(cos(angle), sin(angle));
-}
+// [headDim / 2] turn-table entries (src/gpu/ops/rope-turn-table.ts): the same angles as rope.wgsl, so a
+// row ropes to the same numbers whichever kernel turns it.
+@group(0) @binding(9) var<storage, read> turns: array<vec2u>;
+
+fn turn(pos: u32, i: u32) -> vec2f { return ropeCosSin(pos, turns[i]); }
 
 // Everything row-wise between the q|k|v|gates projection and the attention/apply, in one launch, one
 // workgroup per row: a row needs whole-row reductions (q_norm, k_norm over D) and per-head ones (the fast

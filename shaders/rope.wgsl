@@ -1,12 +1,20 @@
 // Rotary position embedding in place, rotate-half form: each row of x holds `segments` vectors of width
 // `dim`, each cut into blocks of `headDim`; in a block, channel i pairs with i + headDim/2 and both turn
 // by (pos0 + row) * theta^(-2i/headDim). The same kernel ropes attention q/k and fast-weight q/k.
-struct Params { dim: u32, headDim: u32, rowStride: u32, segments: u32, segStride: u32, colOff: u32, log2Theta: f32, _p: u32 }
+//
+// The angle comes from the turn table (rope-turns.wgsl: exact reduction, the kernel's own sin/cos), not
+// from cos/sin of an f32 product pos·freq: that product is off by ~2^-24·pos rad before any driver error
+// (2e-3 rad at 32K), and Vulkan promises only 2^-11 absolute for sin/cos of it; on SwiftShader the logits
+// moved by 8e-4. The PyTorch twin forms the angle in f64, which the table follows.
+struct Params { dim: u32, headDim: u32, rowStride: u32, segments: u32, segStride: u32, colOff: u32, _a: u32, _b: u32 }
 #include "block.wgsl"
+#include "rope-turns.wgsl"
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
+// [headDim / 2]: frac(freq_i / 2π)·2^64 as (high, low) words (src/gpu/ops/rope-turn-table.ts).
+@group(0) @binding(3) var<storage, read> turns: array<vec2u>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -22,14 +30,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let pr = rest % pairs;
   let head = pr / half;
   let i = pr % half;
-  // f32 angle, as engines commonly compute it; the position is exact in f32 up to 2^24.
-  let invFreq = exp2(-2.0 * f32(i) / f32(p.headDim) * p.log2Theta);
-  let angle = f32(blk.pos0 + row) * invFreq;
-  let c = cos(angle);
-  let s = sin(angle);
+  let cs = ropeCosSin(blk.pos0 + row, turns[i]);
   let base = row * p.rowStride + p.colOff + seg * p.segStride + head * p.headDim + i;
   let x1 = x[base];
   let x2 = x[base + half];
-  x[base] = x1 * c - x2 * s;
-  x[base + half] = x2 * c + x1 * s;
+  x[base] = x1 * cs.x - x2 * cs.y;
+  x[base + half] = x2 * cs.x + x1 * cs.y;
 }

@@ -62,6 +62,8 @@ export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOption
       buf(`${L} pending chunk`, 'pending', 4 * fw.pending, 'lact_chunk_size');
       for (const [label, floats] of fw.constants) buf(`${L} ${label}`, 'weights', 4 * floats, 'hidden_size');
     }
+    // Layers without fast weights rope in their own launch (RopeOp), from a turn table of their own.
+    else buf(`${L} rope turns`, 'weights', 4 * c.attnHeadDim, 'hidden_size');
     buf(`${L} attention partials`, 'scratch', attentionPartialsBytes(spec, kv), 'maxRows');
   }
   buf('block params', 'scratch', 16, 'maxRows', false);

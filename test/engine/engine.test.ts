@@ -121,19 +121,25 @@ describe('GPU engine against the PyTorch fixtures and the CPU reference', () => 
     f32.destroy();
   });
 
-  it('on SwiftShader (no shader-f16, as in headless Chromium) f16 weights run packed in u32: the f32 path on the rounded weights, exactly', async () => {
+  it('on SwiftShader (no shader-f16, as in headless Chromium): f32 weights meet the golden at the f32 tolerance; f16 weights run packed in u32, the f32 path on the rounded weights exactly', async () => {
     const gpu = await openNodeGpu({ backends: ['swiftshader'], requiredFeatures: ['subgroups' as GPUFeatureName], log: true });
     registerTestGpu(gpu);
     const sw = new GpuContext(gpu.device);
     expect(sw.features.shaderF16).toBe(false);
-    const { model, tokens } = await fixture('tiny-all-on');
+    const { model, tokens, logits } = await fixture('tiny-all-on');
     const prompt = tokens.slice(0, 40);
     const engine = await Engine.create(sw, model, { weights: 'f16', allLogits: true });
     expect(engine.info.weights).toBe('f16-packed');
     const got = (await engine.feed(prompt, { logits: 'all' })).logits!;
     engine.destroy();
-    // Against the same adapter's f32 path on the rounded weights, not the golden: SwiftShader's sin/cos
-    // use Vulkan's 2^-11 absolute allowance, which puts its f32 logits ~1.5e-3 from the golden, f16 or not.
+    // f32 weights on SwiftShader meet the golden at lavapipe's tolerance: every RoPE angle comes from the
+    // turn table, not from SwiftShader's sin/cos (Vulkan's 2^-11 absolute allowance put these logits
+    // ~1.5e-3 from the golden while the kernels took cos/sin of f32 angles).
+    const plain = await Engine.create(sw, model, { weights: 'f32', allLogits: true });
+    const golden40 = logits.subarray(0, prompt.length * (logits.length / tokens.length));
+    record('SwiftShader f32 golden', expectClose((await plain.feed(prompt, { logits: 'all' })).logits!, golden40, f32Tol('tiny-all-on', 'SwiftShader, f32 weights vs golden')));
+    plain.destroy();
+    // f16: against the same adapter's f32 path on the rounded weights.
     const f32 = await Engine.create(sw, withF16Matrices(model), { weights: 'f32', allLogits: true });
     expectClose(got, (await f32.feed(prompt, { logits: 'all' })).logits!, { atol: 0, rtol: 0, label: 'f16-packed vs f32 storage of the rounded weights' });
     f32.destroy();

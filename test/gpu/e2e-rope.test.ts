@@ -19,7 +19,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import { E2ERopeOp, ropeTurnTable, type E2ERopeSpec } from '../../src/gpu/ops/e2e-rope.ts';
+import { E2ERopeOp, type E2ERopeSpec } from '../../src/gpu/ops/e2e-rope.ts';
+import { ropeTurnTable } from '../../src/gpu/ops/rope-turn-table.ts';
 import { rope, type RopeLayout } from '../../src/reference/e2e/ops.ts';
 import { ropeBackward } from '../../src/reference/e2e/backward.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';

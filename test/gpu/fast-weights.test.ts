@@ -180,11 +180,12 @@ type Tol = { atol: number; rtol: number };
 /** fv, lr, beta, ttt scale: a few f32 operations each (affine, softplus/sigmoid, silu, L2 norm over df = 32): ~16u relative; atol 1e-7 (~2u·|x| for |x| <= 1). */
 const INPUTS_TOL = { atol: 1e-7, rtol: 1e-6 };
 /**
- * fq, fk, in addition, are RoPE'd at positions up to 61: the f32 angle pos·theta^(-2i/d) is off by about
- * pos·u ≈ 3.6e-6 rad (the product's rounding; invFreq's own adds a little, see test/gpu/rope.test.ts), an
- * absolute error of up to that times the pair's norm (<= 1 after the L2 norm). Measured: 1.6e-6.
+ * fq, fk, in addition, are RoPE'd: the angle comes from the exact turn table (shaders/common/rope-turns.wgsl),
+ * so the rotation adds about 10u of the pair's norm (<= 1 after the L2 norm; see test/gpu/rope.test.ts) to
+ * the inputs' error, at any position. (The f32 angle pos·freq the kernel once used was off by pos·u rad
+ * and needed atol 4e-6 at position 61.)
  */
-const ROPED_TOL = { atol: 4e-6, rtol: 1e-6 };
+const ROPED_TOL = { atol: 1e-6, rtol: 1e-6 };
 /**
  * out = o0 + ttt_norm(f(fq))·scale: two f32 matmuls (K = 32, 64), silu, an RMS norm over df: errors scale
  * with the output (rtol 1e-5 ≈ 170u); atol 2e-7 is the f32 rounding of the sum o0 + y at |out| ~ 4.

@@ -13,7 +13,7 @@
 import source from '../../../shaders/e2e-qk-norm.wgsl?raw';
 import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type BindingKind, type GpuContext, type Kernel } from '../context.ts';
-import { ropeTurnTable } from './e2e-rope.ts';
+import { ropeTurnTable } from './rope-turn-table.ts';
 
 export interface E2EQkNormSpec {
   readonly heads: number;

@@ -10,6 +10,7 @@
 import source from '../../../shaders/e2e-rope.wgsl?raw';
 import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
+import { ropeTurnTable } from './rope-turn-table.ts';
 
 export interface E2ERopeSpec {
   readonly heads: number;
@@ -26,25 +27,6 @@ export interface E2ERopeSpec {
   readonly outOff?: number;
   /** Turn by minus the angle: the backward dx = R^T dy. */
   readonly inverse?: boolean;
-}
-
-/**
- * Per pair i, F_i = frac(freq_i / 2π)·2^64 as [high, low] u32 words, freq_i = theta^(-2i/hd) exactly as
- * the f64 twin computes it (src/reference/e2e/ops.ts ropeAngle). freq_i / 2π < 1 and its f64 value times
- * 2^64 is an integer (an exact power-of-two scaling), so F is the f64 quotient itself: within ~2 ulp
- * (<= 2^-55 turns) of the true freq_i / 2π.
- */
-export function ropeTurnTable(headDim: number, theta: number): Uint32Array {
-  const half = headDim / 2;
-  const out = new Uint32Array(2 * half);
-  for (let i = 0; i < half; i++) {
-    const freq = Math.pow(theta, (-2 * i) / headDim);
-    const turns = freq / (2 * Math.PI);
-    const F = BigInt(Math.floor((turns - Math.floor(turns)) * 2 ** 64)) & ((1n << 64n) - 1n);
-    out[2 * i] = Number(F >> 32n);
-    out[2 * i + 1] = Number(F & 0xffffffffn);
-  }
-  return out;
 }
 
 export class E2ERopeOp {

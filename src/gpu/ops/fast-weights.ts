@@ -26,6 +26,7 @@ import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type BindingKind, type GpuContext, type Kernel, type Param } from '../context.ts';
 import { NS5_COEFFS } from '../newton-schulz-coefficients.ts';
 import { CPU_TILES, MatmulOp, ROW_TILES, type MatmulTiles } from './matmul.ts';
+import { ropeTurnTable } from './rope-turn-table.ts';
 
 /** Blocks of at most this many rows take the apply in one launch (applyRows in fast-weights.wgsl). */
 export const APPLY_ROWS_MAX = 4;
@@ -113,14 +114,14 @@ export function fastWeightScratchBuffers(c: LactConfig, maxRows: number): { name
   ];
 }
 
-/** Floats of one layer's state and constants: weights, momentum, pending chunk, row-norm targets, qk scale/offset, ttt norm. */
+/** Floats of one layer's state and constants: weights, momentum, pending chunk, row-norm targets, qk scale/offset, ttt norm, RoPE turns. */
 export function fastWeightLayerFloats(c: LactConfig): { weights: number; momentum: number; pending: number; constants: [string, number][] } {
   const D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden;
   return {
     weights: 3 * Hf * dh * df,
     momentum: c.useMomentum ? 3 * Hf * dh * df : 0,
     pending: c.chunkSize * pendingWidth(c),
-    constants: [['row-norm targets', Hf * (2 * dh + df)], ['qk_scale', 2 * D], ['qk_offset', 2 * D], ['ttt_norm', df]],
+    constants: [['row-norm targets', Hf * (2 * dh + df)], ['qk_scale', 2 * D], ['qk_offset', 2 * D], ['ttt_norm', df], ['rope turns', c.attnHeadDim]],
   };
 }
 
@@ -245,6 +246,7 @@ export class FastWeightLayer {
     const qkScale = A.upload(`${label}: qk_scale`, 'weights', init.qkScale);
     const qkOffset = A.upload(`${label}: qk_offset`, 'weights', init.qkOffset);
     const tttNorm = A.upload(`${label}: ttt_norm`, 'weights', init.tttNorm);
+    const ropeTurns = A.upload(`${label}: rope turns`, 'weights', ropeTurnTable(c.attnHeadDim, c.ropeTheta));
     const { fqkv, act, gu, hd, y, s, grad } = scratch;
 
     const kernel = (source: string, shader: string, entry: string, bindings: BindingKind[], defines: Record<string, boolean | number>) =>
@@ -263,12 +265,12 @@ export class FastWeightLayer {
     if (c.attnHeadDim % 2 !== 0 || D % c.attnHeadDim !== 0) throw new RangeError(`${label}: the RoPE head dim ${c.attnHeadDim} must be even and divide ${D}`);
     const gateCols = 3 * Hf + (c.useMomentum ? Hf : 0);
     this.inputSteps.push(launch(
-      fw('inputs', 'INPUTS', ['uniform', 'uniform', 'rw', 'read', 'read', 'read', 'rw', 'rw', 'rw']),
+      fw('inputs', 'INPUTS', ['uniform', 'uniform', 'rw', 'read', 'read', 'read', 'rw', 'rw', 'rw', 'read']),
       [
         ['u32', D], ['u32', Hf], ['u32', df], ['u32', G], ['u32', gc.momentum ?? NONE], ['u32', gc.scale ?? NONE], ['u32', c.qkvSilu ? 1 : 0], ['f32', LR_SHIFT],
-        ['u32', C], ['u32', P], ['u32', gateCols], ['u32', c.attnHeadDim], ['f32', Math.log2(c.ropeTheta)], ['u32', attn ? 1 : 0], ['u32', attn?.qkNorm ? 1 : 0], ['f32', attn?.eps ?? 0],
+        ['u32', C], ['u32', P], ['u32', gateCols], ['u32', c.attnHeadDim], ['u32', 0], ['u32', attn ? 1 : 0], ['u32', attn?.qkNorm ? 1 : 0], ['f32', attn?.eps ?? 0],
       ],
-      [block.buffer, io.qkv, qkScale, qkOffset, attn?.qkNorm ?? qkScale, fqkv, act, this.pending],
+      [block.buffer, io.qkv, qkScale, qkOffset, attn?.qkNorm ?? qkScale, fqkv, act, this.pending, ropeTurns],
       (rows) => [rows, 1],
     ));
 

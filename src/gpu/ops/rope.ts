@@ -2,6 +2,7 @@
 import source from '../../../shaders/rope.wgsl?raw';
 import type { BlockParams } from '../block.ts';
 import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
+import { ropeTurnTable } from './rope-turn-table.ts';
 
 export interface RopeSpec {
   /** Width of each roped vector (D) and the rotation block (attention head dim). */
@@ -21,13 +22,15 @@ export class RopeOp {
   private readonly group: GPUBindGroup;
 
   constructor(ctx: GpuContext, label: string, readonly spec: RopeSpec, x: GPUBuffer, block: BlockParams) {
+    if (!(spec.theta > 0)) throw new RangeError(`${label}: theta ${spec.theta}`);
     if (spec.headDim % 2 !== 0 || spec.dim % spec.headDim !== 0) throw new RangeError(`${label}: headDim ${spec.headDim} must be even and divide ${spec.dim}`);
-    this.kernel = ctx.kernel({ shader: 'rope.wgsl', source, entry: 'main', bindings: ['uniform', 'uniform', 'rw'] });
+    this.kernel = ctx.kernel({ shader: 'rope.wgsl', source, entry: 'main', bindings: ['uniform', 'uniform', 'rw', 'read'] });
     const params = ctx.uniform(`${label} params`, [
       ['u32', spec.dim], ['u32', spec.headDim], ['u32', spec.rowStride], ['u32', spec.segments],
-      ['u32', spec.segStride], ['u32', spec.colOff ?? 0], ['f32', Math.log2(spec.theta)], ['u32', 0],
+      ['u32', spec.segStride], ['u32', spec.colOff ?? 0], ['u32', 0], ['u32', 0],
     ]);
-    this.group = ctx.bind(this.kernel, [params, block.buffer, x]);
+    const turns = ctx.allocator.upload(`${label} turns`, 'weights', ropeTurnTable(spec.headDim, spec.theta));
+    this.group = ctx.bind(this.kernel, [params, block.buffer, x, turns]);
   }
 
   encode(pass: GPUComputePassEncoder, rows: number): void {
