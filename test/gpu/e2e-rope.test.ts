@@ -13,7 +13,7 @@
  *    and the sum round to u·(|x0 c| + |x1 s|) + u·|y0| <= 2u·|pair|.
  *  bound = |pair|·(√2·(3u + ε_a) + 2u) ≈ 9.6u·|pair| at any position (rtol 0: the bound is absolute per
  *  pair, a component near zero is still held to its pair's norm).
- * A kernel that formed the angle as an f32 product pos·freq (as LaCT's rope.wgsl does) would be off by
+ * A kernel that formed the angle as an f32 product pos·freq (as LaCT's rope.wgsl once did) would be off by
  * ~u·pos·freq, 8e-3 rad at 1.3e5: the check below shows such angles fail this bound by orders of magnitude.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
