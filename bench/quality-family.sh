@@ -3,7 +3,7 @@
 # (and two variants: TTT-E2E frozen, sliding window learning while it reads), over two evaluation sets no
 # model trained on. Resumable: a result already written is kept.
 #
-#   sh bench/quality-family.sh PREFIX OUT      # models PREFIX-<e2e|lact|swa|full|e2e-swa>, results in OUT/
+#   sh bench/quality-family.sh PREFIX OUT      # models PREFIX-<e2e|lact|swa|full|e2e-swa|lact-detach>, results in OUT/
 #   sh bench/quality-family.sh public/models/mix6m bench/results/quality-family
 #
 # Fixed before any result was seen (2026-12-02), sized to what the engine reads on lavapipe here (about
@@ -50,5 +50,7 @@ for set in info go; do
   run "$set-e2e-frozen" "$PREFIX-e2e" $data "$docs" "$MAX" --no-learn
   # TTT-E2E's own sliding-window baseline (its architecture without the TTT block), where it was trained.
   if [ -d "$PREFIX-e2e-swa" ]; then run "$set-e2e-swa" "$PREFIX-e2e-swa" $data "$docs" "$MAX"; fi
+  # LaCT trained without the gradient from its fast-weight branch into the shared q/k/v (train/README.md).
+  if [ -d "$PREFIX-lact-detach" ]; then run "$set-lact-detach" "$PREFIX-lact-detach" $data "$docs" "$MAX"; fi
 done
 echo done

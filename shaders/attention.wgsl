@@ -443,11 +443,15 @@ fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
 
 
 #if ROW_BLOCK
-// The CPU-emulator prefill shape: one invocation per (RB consecutive rows, head, split). Each key and
-// value is loaded once for the RB rows (the per-row shape loads it once per row, so a block of 256 rows
-// read the cache 256 times), with a running max, sum and accumulator per row. A key outside a row's
-// range (causality, the window, another split) is skipped for that row only.
+// The CPU-emulator prefill shape: one invocation per (RB consecutive rows, head, split), walking its keys
+// KB at a time as a small register-tiled GEMM: the RB x KB scores from one pass over the head's dims
+// (each key value used for RB rows, each q value for KB keys), one max test and at most one rescale per
+// row and tile, then the weighted sum of the KB values into each row's accumulator (each accumulator
+// read and written once per tile, not once per key). The per-row shape loads every key once per row, so
+// a block of 256 rows read the cache 256 times. A key outside a row's range (causality, the window,
+// another split, past the split's end) is masked for that row only.
 const RB: u32 = $RB;
+const KB: u32 = 8u;
 
 @compute @workgroup_size(64)
 fn attendRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -487,42 +491,69 @@ fn attendRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
     }
     let qRow = task.row * p.S + hOff;
     for (var i = 0u; i < DA; i++) {
-      q[r * DA + i] = qkv[qRow + i];
+      q[r * DA + i] = qkv[qRow + i] * p.scale;
       acc[r * DA + i] = 0.0;
     }
   }
 
-  for (var j = a; j < b; j++) {
-    let cached = j < blk.pos0;
-    var kOff: u32;
-    if (cached) { kOff = cacheSlot(j) * D + hOff; } else { kOff = (j - blk.pos0) * p.S + D + hOff; }
-    var s: array<f32, RB>;
-    for (var r = 0u; r < RB; r++) { s[r] = 0.0; }
-    for (var i = 0u; i < DA; i++) {
-      var kv: f32;
-      if (cached) { kv = kc[kOff + i]; } else { kv = qkv[kOff + i]; }
-      for (var r = 0u; r < RB; r++) { s[r] += q[r * DA + i] * kv; }
+  for (var j0 = a; j0 < b; j0 += KB) {
+    // Where each key of the tile lives: the cache before the block, qkv inside it. A key past b repeats
+    // the tile's first (always valid to read) and is masked below.
+    var off: array<u32, KB>;
+    var cached: array<bool, KB>;
+    for (var u = 0u; u < KB; u++) {
+      let j = select(j0, j0 + u, j0 + u < b);
+      cached[u] = j < blk.pos0;
+      off[u] = select((j - blk.pos0) * p.S + D + hOff, cacheSlot(j) * D + hOff, cached[u]);
     }
-    var w: array<f32, RB>;
+    var s: array<f32, RB * KB>;
+    for (var e = 0u; e < RB * KB; e++) { s[e] = 0.0; }
+    for (var i = 0u; i < DA; i++) {
+      var kv: array<f32, KB>;
+      for (var u = 0u; u < KB; u++) {
+        if (cached[u]) { kv[u] = kc[off[u] + i]; } else { kv[u] = qkv[off[u] + i]; }
+      }
+      for (var r = 0u; r < RB; r++) {
+        let qv = q[r * DA + i];
+        for (var u = 0u; u < KB; u++) { s[r * KB + u] += qv * kv[u]; }
+      }
+    }
+    var w: array<f32, RB * KB>;
     for (var r = 0u; r < RB; r++) {
-      w[r] = 0.0;
-      if (j < lo[r] || j >= hi[r]) { continue; }
-      let sr = s[r] * p.scale;
+      var tileMax = NEG;
+      for (var u = 0u; u < KB; u++) {
+        let j = j0 + u;
+        let seen = j < b && j >= lo[r] && j < hi[r];
+        let sr = select(NEG, s[r * KB + u], seen);
+        s[r * KB + u] = sr;
+        tileMax = max(tileMax, sr);
+      }
       // Rescale only when the max moves: one exp per key in the common case instead of two.
-      if (sr > m[r]) {
-        let c = exp(m[r] - sr);
+      if (tileMax > m[r]) {
+        let c = exp(m[r] - tileMax);
         l[r] *= c;
         for (var i = 0u; i < DA; i++) { acc[r * DA + i] *= c; }
-        m[r] = sr;
+        m[r] = tileMax;
       }
-      w[r] = exp(sr - m[r]);
-      l[r] += w[r];
+      for (var u = 0u; u < KB; u++) {
+        let sr = s[r * KB + u];
+        // A masked key weighs 0, also for a row that has seen nothing yet (exp(NEG - NEG) would be 1).
+        let wu = select(0.0, exp(sr - m[r]), sr > 0.5 * NEG);
+        w[r * KB + u] = wu;
+        l[r] += wu;
+      }
     }
     for (var i = 0u; i < DA; i++) {
-      // v sits D floats after k in the qkv row.
-      var vv: f32;
-      if (cached) { vv = vc[kOff + i]; } else { vv = qkv[kOff + D + i]; }
-      for (var r = 0u; r < RB; r++) { acc[r * DA + i] += w[r] * vv; }
+      // v sits D floats after k (in the cache: at the same offset of the V buffer).
+      var vv: array<f32, KB>;
+      for (var u = 0u; u < KB; u++) {
+        if (cached[u]) { vv[u] = vc[off[u] + i]; } else { vv[u] = qkv[off[u] + D + i]; }
+      }
+      for (var r = 0u; r < RB; r++) {
+        var x = acc[r * DA + i];
+        for (var u = 0u; u < KB; u++) { x += w[r * KB + u] * vv[u]; }
+        acc[r * DA + i] = x;
+      }
     }
   }
 

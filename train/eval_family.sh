@@ -4,7 +4,7 @@
 # Fixed before any result (2026-12-02), as bench/quality-family.sh (the engine's part) says.
 # Resumable: every result file is rewritten after each document and a rerun skips what it holds.
 #
-#   sh train/eval_family.sh PREFIX OUT [PYTHON]     # models PREFIX-<e2e|lact|swa|full|e2e-swa>
+#   sh train/eval_family.sh PREFIX OUT [PYTHON]     # models PREFIX-<e2e|lact|swa|full|e2e-swa|lact-detach>
 #   sh train/eval_family.sh public/models/mix6m bench/results/quality-family /work/venv/bin/python
 #
 # Two processes at a time (one thread each): the info and go sets.
@@ -16,6 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 models="$PREFIX-e2e $PREFIX-lact $PREFIX-swa $PREFIX-full"
 [ -d "$PREFIX-e2e-swa" ] && models="$models $PREFIX-e2e-swa"
+[ -d "$PREFIX-lact-detach" ] && models="$models $PREFIX-lact-detach"
 one() {  # one SET DATA
   "$PY" "$HERE/eval_quality.py" --models $models --data "$2" --max-tokens 65536 --full-max-tokens 4096 \
     --threads 1 --out "$OUT/pytorch-$1.json" > "$OUT/pytorch-$1.log" 2>&1 &&

@@ -18,6 +18,7 @@ LABELS = {  # file suffix -> (label, color, dash)
     'e2e': ('TTT-E2E', '#d62728', '-'),
     'e2e-frozen': ('TTT-E2E frozen (no inner steps)', '#d62728', ':'),
     'lact': ('LaCT', '#9467bd', '-'),
+    'lact-detach': ('LaCT, no gradient from its branch into q/k/v', '#9467bd', '--'),
     'swa': ('sliding window', '#1f77b4', '-'),
     'swa-learning': ('sliding window, learning while reading', '#1f77b4', '--'),
     'full': ('full attention', '#2ca02c', '-'),
