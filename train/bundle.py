@@ -30,6 +30,21 @@ def sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def departures(args: dict) -> str:
+    """A card row for train.py's pilot flags that change how a run trains (not the function the model
+    computes, which config.json holds): empty when the run used none."""
+    notes = []
+    if args.get('fw_input_grad') == 'off':
+        notes.append('`--fw-input-grad off`: q, k, v enter the fast-weight branch detached, so the branch sends '
+                     'no gradient into the q/k/v projections it shares with attention (the official LaCT '
+                     'training backpropagates through both uses; train/README.md has the pilots)')
+    if args.get('fw_update') == 'off':
+        notes.append('`--fw-update off`: the fast weights never learn (a static MLP branch)')
+    if args.get('ttt_scale_init') == 'zero':
+        notes.append('`--ttt-scale-init zero`: the fast-weight branch starts switched off')
+    return ''.join(f'| training departure | {n} |\n' for n in notes)
+
+
 def update_index(root: str, name: str, fields: dict) -> dict:
     """public/models/index.json: the entry `name` gets `fields` (made at the end if new; its place and
     other keys, such as `default`, are kept)."""
@@ -134,7 +149,7 @@ TTT-E2E's architecture without its TTT block), so that their loss along long doc
 | tokens seen | {summary['tokens']:,} ({summary['steps']} steps of {summary['batch']} x {summary['sequence']} tokens) |
 | optimiser | {schedule} |
 | precision | {'training forward under bf16 CPU autocast (matmuls in bf16); weights, optimizer and validation in fp32' if args.get('precision') == 'bf16' else 'fp32'} |
-| final training loss | {summary['final_train_bpb_mean_last_50']} bits/byte (mean of the last 50 steps) |
+{departures(args)}| final training loss | {summary['final_train_bpb_mean_last_50']} bits/byte (mean of the last 50 steps) |
 | validation | {bits(summary['final_val'])} |{frozen}
 | training time | {summary['train_minutes']} min on {summary['threads']} CPU thread(s), torch {env['torch']}, {env['cpus']} CPUs |
 
