@@ -109,9 +109,9 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
   // change the work, so it is left zero.
   const ctxLen = opts.attentionContext ?? 4096;
   const heads = cfg.numAttnHeads;
-  // On the CPU-emulator variant the prefill block also runs with 1 (the per-row shape), 4 and 16 query rows
-  // per invocation beside the default (8), in this same run.
-  const rowBlocks = ctx.kernelVariant === 'cpu' ? [CPU_ROW_BLOCK, 1, 4, 16] : [CPU_ROW_BLOCK];
+  // On the CPU-emulator variant the prefill block also runs with 1 (the per-row shape), 4 and 8 query rows
+  // per invocation beside the default (16), in this same run.
+  const rowBlocks = ctx.kernelVariant === 'cpu' ? [CPU_ROW_BLOCK, 1, 4, 8] : [CPU_ROW_BLOCK];
   for (const [rows, rowBlock] of [...rowBlocks.map((rb) => [256, rb]), [1, CPU_ROW_BLOCK]]) {
     const spec = { D, heads, window: null, maxRows: rows, capacity: ctxLen, rowBlock };
     const kv = new KvCache(ctx, 'bench kv', spec);

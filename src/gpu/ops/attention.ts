@@ -16,7 +16,7 @@ const SPLIT_KEYS = 256;
 const SPLIT_ROWS = 64;
 const WORKGROUP = 64;
 /** Query rows per invocation of the CPU-emulator prefill shape (attendRows): each key is loaded once for them all. */
-export const CPU_ROW_BLOCK = 8;
+export const CPU_ROW_BLOCK = 16;
 /**
  * The GPU prefill shape's tile: BQ query rows and BKV keys per step (attention.wgsl), 16 x 16 unless the
  * workgroup memory it needs, (BQ·da + 2·BKV·da + BQ·BKV + 3·BQ) floats, would pass the device's limit; then
