@@ -60,6 +60,17 @@ def bucket_label(b: int) -> str:
     return f'{k(lo)}-{k(512 * 2 ** b)}'
 
 
+def diff_by_bucket(diff: np.ndarray) -> list[dict]:
+    """max and mean of per-position |differences|, by the position buckets of the losses."""
+    pb = bucket_of(np.arange(len(diff)))
+    return [{'bucket': bucket_label(int(i)), 'max_abs_diff': float(diff[pb == i].max()), 'mean_abs_diff': float(diff[pb == i].mean())}
+            for i in np.unique(pb)]
+
+
+def describe(by_bucket: list[dict]) -> str:
+    return ', '.join(f"{x['bucket']} {x['max_abs_diff']:.1e}/{x['mean_abs_diff']:.1e}" for x in by_bucket)
+
+
 @torch.no_grad()
 def position_losses(model, ids: list[int]) -> np.ndarray:
     """Bits for each predicted position: [len(ids) - 1]."""
@@ -87,7 +98,12 @@ def main() -> None:
     ap.add_argument('--no-learn', action='store_true', help='TTT-E2E models without their inner steps (inner lr 0)')
     ap.add_argument('--out', default=None)
     ap.add_argument('--cross-check', default=None, help="engine's per-position losses (float32 bits) for the one --docs document")
+    ap.add_argument('--float64-check', action='store_true',
+                    help='with --cross-check (LaCT family): also run the model in float64, and compare both the engine and '
+                         'PyTorch float32 with it by position: how much of a difference float32 rounding alone makes')
     a = ap.parse_args()
+    if a.float64_check and not a.cross_check:
+        sys.exit('--float64-check needs --cross-check')
     torch.set_num_threads(a.threads)
 
     docs = sorted(f[:-4] for f in os.listdir(a.data) if f.endswith('.txt'))
@@ -162,8 +178,23 @@ def main() -> None:
                 diff = np.abs(eng[:n] - bits[:n])
                 print(f'cross-check {d} ({n} positions): engine mean {eng[:n].mean():.5f}, PyTorch mean {bits[:n].mean():.5f} '
                       f'bits/byte; per-position |diff| max {diff.max():.2e}, mean {diff.mean():.2e}', flush=True)
+                # By position bucket too: an error that grows along the document (a drifting angle, a recurrent
+                # state amplifying rounding) hides in the document's max and mean.
+                by_bucket = diff_by_bucket(diff)
+                print('  |diff| by position (max/mean): ' + describe(by_bucket), flush=True)
                 per_doc[d]['cross_check'] = {'positions': n, 'engine_mean': float(eng[:n].mean()), 'pytorch_mean': float(bits[:n].mean()),
-                                             'max_abs_diff': float(diff.max()), 'mean_abs_diff': float(diff.mean())}
+                                             'max_abs_diff': float(diff.max()), 'mean_abs_diff': float(diff.mean()),
+                                             'by_bucket': by_bucket}
+                if a.float64_check:
+                    if mode.startswith('ttt-e2e'):
+                        sys.exit('--float64-check: LaCT-family models only')
+                    m64 = load_model(mdir, torch.float64).eval()
+                    m64.set_attn_impl('blocked')
+                    b64 = position_losses(m64, ids)[:n]
+                    vs = {'engine': diff_by_bucket(np.abs(eng[:n] - b64)), 'pytorch_float32': diff_by_bucket(np.abs(bits[:n] - b64))}
+                    for k, v in vs.items():
+                        print(f'  {k} vs PyTorch float64, |diff| by position (max/mean): ' + describe(v), flush=True)
+                    per_doc[d]['cross_check']['float64'] = {'mean': float(b64.mean()), **vs}
             entry['buckets'] = [{'bucket': bucket_label(i), 'tokens': counts[i], 'bits': sums[i] / counts[i]} for i in sorted(sums)]
             entry['seconds'] = round(time.time() - t0, 1)
             write()
