@@ -497,13 +497,16 @@ fn attendRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
     }
   }
 
-  for (var j0 = a; j0 < b; j0 += KB) {
-    // Where each key of the tile lives: the cache before the block, qkv inside it. A key past b repeats
-    // the tile's first (always valid to read) and is masked below.
+  // Tiles start at multiples of KB, whatever the rows of the invocation: a row's sums and rescales then
+  // depend on its own keys alone, so it computes the same numbers in any block and as a decode row (rows
+  // = 1 runs this kernel with RB = 1), as the key-by-key walk did.
+  for (var j0 = a - a % KB; j0 < b; j0 += KB) {
+    // Where each key of the tile lives: the cache before the block, qkv inside it. A key outside [a, b) is
+    // read at the nearest one inside (always valid to read) and masked below.
     var off: array<u32, KB>;
     var cached: array<bool, KB>;
     for (var u = 0u; u < KB; u++) {
-      let j = select(j0, j0 + u, j0 + u < b);
+      let j = min(max(j0 + u, a), b - 1u);
       cached[u] = j < blk.pos0;
       off[u] = select((j - blk.pos0) * p.S + D + hOff, cacheSlot(j) * D + hOff, cached[u]);
     }
@@ -524,7 +527,7 @@ fn attendRows(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups
       var tileMax = NEG;
       for (var u = 0u; u < KB; u++) {
         let j = j0 + u;
-        let seen = j < b && j >= lo[r] && j < hi[r];
+        let seen = j >= lo[r] && j < hi[r];
         let sr = select(NEG, s[r * KB + u], seen);
         s[r * KB + u] = sr;
         tileMax = max(tileMax, sr);

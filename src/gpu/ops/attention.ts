@@ -87,6 +87,7 @@ export class AttentionOp {
   /** The CPU-emulator prefill shape (RB rows per invocation), for blocks of more than one row; null on the GPU variant. */
   private readonly attendRows: Kernel | null;
   private readonly rowBlock: number;
+  private readonly attendOne: Kernel | null;
   private readonly combine: Kernel;
   private readonly attendGroups: GPUBindGroup[];
   private readonly combineGroup: GPUBindGroup;
@@ -129,6 +130,9 @@ export class AttentionOp {
     if (!Number.isInteger(this.rowBlock) || this.rowBlock < 1) throw new RangeError(`${label}: rowBlock ${this.rowBlock} must be a positive integer`);
     // rowBlock 1 is the per-row shape itself.
     this.attendRows = gpu || this.rowBlock === 1 ? null : ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendRows', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: false, ROW_BLOCK: true, RB: this.rowBlock } });
+    // A decode row on the CPU shape walks its keys in the same aligned tiles as a prefill row (RB 1), so a
+    // row's numbers do not depend on whether it came in a block or alone.
+    this.attendOne = gpu || this.rowBlock === 1 ? null : ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendRows', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: false, ROW_BLOCK: true, RB: 1 } });
     this.combine = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'combine', bindings: ['uniform', 'uniform', 'read', 'rw'], defines });
     const params = kv.pages.map((_, page) =>
       ctx.uniform(`${label} params page ${page}`, [
@@ -163,7 +167,8 @@ export class AttentionOp {
         : blocked
           ? grid(Math.ceil((splits * Math.ceil(rows / this.rowBlock) * this.spec.heads) / WORKGROUP))
           : grid(Math.ceil((splits * rows * this.spec.heads * this.perTask) / WORKGROUP));
-      dispatch(pass, tiled ? this.attendTile! : blocked ? this.attendRows! : this.attend, this.attendGroups[page], x, y);
+      const one = !tiled && !blocked && this.attendOne !== null;
+      dispatch(pass, tiled ? this.attendTile! : blocked ? this.attendRows! : one ? this.attendOne! : this.attend, this.attendGroups[page], x, y);
     });
     if (launches.reduce((a, b) => a + b, 0) > 1) {
       const [x, y] = grid(Math.ceil((rows * this.spec.D) / WORKGROUP));
