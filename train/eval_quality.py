@@ -95,7 +95,8 @@ def main() -> None:
     ap.add_argument('--max-tokens', type=int, default=65536, help='per document; 0 = whole documents')
     ap.add_argument('--full-max-tokens', type=int, default=None, help='cap for full-attention models (cost grows as T^2)')
     ap.add_argument('--threads', type=int, default=2)
-    ap.add_argument('--no-learn', action='store_true', help='TTT-E2E models without their inner steps (inner lr 0)')
+    ap.add_argument('--no-learn', action='store_true', help='TTT-E2E models without their inner steps (inner lr 0); LaCT '
+                    'models with their fast weights frozen at the learned initial weights (no chunk updates)')
     ap.add_argument('--out', default=None)
     ap.add_argument('--cross-check', default=None, help="engine's per-position losses (float32 bits) for the one --docs document")
     ap.add_argument('--float64-check', action='store_true',
@@ -137,6 +138,9 @@ def main() -> None:
             model.set_attn_impl('blocked')
             c = model.config
             mode = 'full-attention' if c.window_size is None else 'ttt' if c.use_fast_weights else 'sliding-window'
+            if a.no_learn and mode == 'ttt':
+                model.set_fw_update(False)
+                mode = 'ttt-frozen'
         cap = a.max_tokens
         if mode == 'full-attention' and a.full_max_tokens:
             cap = min(cap, a.full_max_tokens) if cap else a.full_max_tokens
@@ -190,6 +194,7 @@ def main() -> None:
                         sys.exit('--float64-check: LaCT-family models only')
                     m64 = load_model(mdir, torch.float64).eval()
                     m64.set_attn_impl('blocked')
+                    m64.set_fw_update(mode != 'ttt-frozen')
                     b64 = position_losses(m64, ids)[:n]
                     vs = {'engine': diff_by_bucket(np.abs(eng[:n] - b64)), 'pytorch_float32': diff_by_bucket(np.abs(bits[:n] - b64))}
                     for k, v in vs.items():
