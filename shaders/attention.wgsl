@@ -444,8 +444,8 @@ fn attend(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nw
 
 #if ROW_BLOCK
 // The CPU-emulator prefill shape: one invocation per (RB consecutive rows, head, split; RB = 16 by default,
-// src/gpu/ops/attention.ts CPU_ROW_BLOCK), walking its keys
-// KB at a time as a small register-tiled GEMM: the RB x KB scores from one pass over the head's dims
+// src/gpu/ops/attention.ts CPU_ROW_BLOCK; 1 for a decode row), walking its keys KB at a time as a small
+// register-tiled GEMM: the RB x KB scores from one pass over the head's dims
 // (each key value used for RB rows, each q value for KB keys), one max test and at most one rescale per
 // row and tile, then the weighted sum of the KB values into each row's accumulator (each accumulator
 // read and written once per tile, not once per key). The per-row shape loads every key once per row, so

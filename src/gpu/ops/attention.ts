@@ -8,13 +8,14 @@
  */
 import source from '../../../shaders/attention.wgsl?raw';
 import type { BlockParams } from '../block.ts';
-import { dispatch, grid, type GpuContext, type Kernel } from '../context.ts';
+import { dispatch, grid, type BindingKind, type GpuContext, type Kernel } from '../context.ts';
 import { checkAttentionSpec, type AttentionSpec, type KvCache } from './kv-cache.ts';
 
 const SPLIT_KEYS = 256;
 /** Splits are taken only while rows * splits <= this: many rows already give enough invocations. */
 const SPLIT_ROWS = 64;
 const WORKGROUP = 64;
+const ATTEND_BINDINGS: BindingKind[] = ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'];
 /** Query rows per invocation of the CPU-emulator prefill shape (attendRows): each key is loaded once for them all. */
 export const CPU_ROW_BLOCK = 16;
 /**
@@ -122,17 +123,18 @@ export class AttentionOp {
     const defines = { DA: da };
     const gpu = ctx.kernelVariant === 'gpu';
     this.perTask = gpu ? WORKGROUP : 1;
-    this.attend = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attend', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: gpu } });
+    this.attend = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attend', bindings: ATTEND_BINDINGS, defines: { ...defines, GPU_SHAPES: gpu } });
     const tile = gpu ? attentionTile(da, ctx.limits.maxComputeWorkgroupStorageSize) : null;
     this.tileRows = tile?.bq ?? 1;
-    this.attendTile = tile ? ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendTile', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: true, TILE: true, BQ: tile.bq, BKV: tile.bkv } }) : null;
+    this.attendTile = tile ? ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendTile', bindings: ATTEND_BINDINGS, defines: { ...defines, GPU_SHAPES: true, TILE: true, BQ: tile.bq, BKV: tile.bkv } }) : null;
     this.rowBlock = spec.rowBlock ?? CPU_ROW_BLOCK;
     if (!Number.isInteger(this.rowBlock) || this.rowBlock < 1) throw new RangeError(`${label}: rowBlock ${this.rowBlock} must be a positive integer`);
     // rowBlock 1 is the per-row shape itself.
-    this.attendRows = gpu || this.rowBlock === 1 ? null : ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendRows', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: false, ROW_BLOCK: true, RB: this.rowBlock } });
+    const cpuRows = (rb: number) => ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendRows', bindings: ATTEND_BINDINGS, defines: { ...defines, GPU_SHAPES: false, ROW_BLOCK: true, RB: rb } });
+    this.attendRows = gpu || this.rowBlock === 1 ? null : cpuRows(this.rowBlock);
     // A decode row on the CPU shape walks its keys in the same aligned tiles as a prefill row (RB 1), so a
     // row's numbers do not depend on whether it came in a block or alone.
-    this.attendOne = gpu || this.rowBlock === 1 ? null : ctx.kernel({ shader: 'attention.wgsl', source, entry: 'attendRows', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw', 'rw'], defines: { ...defines, GPU_SHAPES: false, ROW_BLOCK: true, RB: 1 } });
+    this.attendOne = gpu || this.rowBlock === 1 ? null : cpuRows(1);
     this.combine = ctx.kernel({ shader: 'attention.wgsl', source, entry: 'combine', bindings: ['uniform', 'uniform', 'read', 'rw'], defines });
     const params = kv.pages.map((_, page) =>
       ctx.uniform(`${label} params page ${page}`, [
