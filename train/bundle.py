@@ -38,6 +38,10 @@ def departures(args: dict) -> str:
         notes.append('`--fw-input-grad off`: q, k, v enter the fast-weight branch detached, so the branch sends '
                      'no gradient into the q/k/v projections it shares with attention (the official LaCT '
                      'training backpropagates through both uses; train/README.md has the pilots)')
+    elif args.get('fw_input_grad_scale', 1.0) != 1.0:
+        notes.append(f'`--fw-input-grad-scale {args["fw_input_grad_scale"]:g}`: the fast-weight branch sends '
+                     f'{args["fw_input_grad_scale"]:g} times its gradient into the q/k/v projections it shares '
+                     'with attention (the official LaCT training sends all of it; train/README.md has the pilots)')
     if args.get('fw_update') == 'off':
         notes.append('`--fw-update off`: the fast weights never learn (a static MLP branch)')
     if args.get('ttt_scale_init') == 'zero':

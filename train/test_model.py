@@ -465,6 +465,31 @@ def d1_gradients_reach_every_parameter():
 
 
 @test
+def d3_fw_input_grad_scale():
+    # the pilot flag changes only the gradient: the forward is bit-identical, and the q/k/v projections'
+    # gradient is attention's share plus s times the fast-weight branch's (linear in s, so the gradient at
+    # s = 0.5 is the mean of those at 0 and 1)
+    x = torch.tensor([TOKENS[:-1], TOKENS[1:]])
+
+    def run(s):
+        model = _fixture_model('tiny-all-on').double()
+        model.set_attn_impl('manual')
+        for layer in model.model.layers:
+            layer.attn.fw_input_grad_scale = s
+        logits = model(x)
+        logits.pow(2).mean().backward()
+        # the top layer's: in lower ones, the scaled paths of the layers above compound (a polynomial in s)
+        return logits.detach(), model.model.layers[-1].attn.qkv.weight.grad.clone()
+
+    (l1, g1), (l0, g0), (lh, gh) = run(1.0), run(0.0), run(0.5)
+    assert torch.equal(l1, l0) and torch.equal(l1, lh)
+    assert (g1 - g0).abs().max().item() > 1e-6, 'the branch sends no gradient into the projection'
+    err = (gh - (g0 + g1) / 2).abs().max().item()
+    print(f'     forward identical; |grad(0.5) - mean(grad(0), grad(1))| = {err:.1e}')
+    assert err < 1e-12
+
+
+@test
 def d2_half_precision_forward_runs():
     model = _fixture_model('tiny-all-on')
     model.set_attn_impl('manual')

@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument('--fw-input-grad', choices=['on', 'off'], default='on',
                     help='off: q/k/v reach the fast-weight branch without gradient (a pilot: does the branch pull '
                          'the projections it shares with attention away from what attention needs?)')
+    ap.add_argument('--fw-input-grad-scale', type=float, default=1.0,
+                    help='the fraction of the fast-weight branch\'s gradient that reaches the shared q/k/v '
+                         'projections (a pilot between the official 1 and --fw-input-grad off, which is 0)')
     ap.add_argument('--name', default=None, help='model name recorded in the export')
     a = ap.parse_args()
 
@@ -137,9 +140,9 @@ def main() -> None:
                 layer.attn.ttt_scale_proj.bias.zero_()
     if a.mode == 'lact' and a.fw_update == 'off':
         model.set_fw_update(False)
-    if a.mode == 'lact' and a.fw_input_grad == 'off':
+    if a.mode == 'lact':
         for layer in model.model.layers:
-            layer.attn.fw_detach_inputs = True
+            layer.attn.fw_input_grad_scale = 0.0 if a.fw_input_grad == 'off' else a.fw_input_grad_scale
     model.set_attn_impl('blocked')
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and 'embeddings' not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and 'embeddings' not in n)]

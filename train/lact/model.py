@@ -69,6 +69,16 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos[:, None, :] + rot * sin[:, None, :]
 
 
+def scale_grad(x: torch.Tensor, s: float) -> torch.Tensor:
+    """x in the forward pass; s times its gradient in the backward (s = 0: detached)."""
+    if s == 1.0:
+        return x
+    if s == 0.0:
+        return x.detach()
+    d = x.detach()
+    return d + s * (x - d)
+
+
 def l2_norm(x: torch.Tensor) -> torch.Tensor:
     return x / (x.norm(dim=-1, keepdim=True) + 1e-5)
 
@@ -259,7 +269,9 @@ class LaCTSWIGLULayer(nn.Module):
         self.fw_update = True
         # training only (the function computed is the same): no gradient from the fast-weight branch
         # into the q/k/v projections it shares with attention
-        self.fw_detach_inputs = False
+        # What fraction of the fast-weight branch's gradient reaches the q/k/v projections it shares with
+        # attention: 1 as the official training, 0 detached (a pilot flag of train.py).
+        self.fw_input_grad_scale = 1.0
         self.stats: Optional[Dict[str, float]] = None
         # 'auto' (SDPA when torch has it), 'manual' (masked T x T), 'blocked' (windowed models: per block
         # of W queries only the 2W keys it can see; same function, far less work at T >> W)
@@ -304,7 +316,7 @@ class LaCTSWIGLULayer(nn.Module):
 
         if c.use_fast_weights:
             Hf, df = c.num_lact_heads, c.fw_head_dim
-            qf, kf, vf = (q.detach(), k.detach(), v.detach()) if self.fw_detach_inputs else (q, k, v)
+            qf, kf, vf = (scale_grad(t, self.fw_input_grad_scale) for t in (q, k, v))
             fq = qf * self.qk_scale[:, 0] + self.qk_offset[:, 0]
             fk = kf * self.qk_scale[:, 1] + self.qk_offset[:, 1]
             fv = vf
