@@ -3,8 +3,13 @@
 //   θ ← θ − η · c · g,   c = max_norm / ||g|| when max_norm > 0 and ||g|| ≥ max_norm, else 1,
 // with nothing read back: the norm goes from PARTIALS (per tensor, a fixed number of workgroups, each a
 // grid-stride sum of squares into its own slot) to NORM (one workgroup over every slot, in slot order)
-// to STEP (per tensor, reading the factor η·c that NORM wrote). Every sum has a fixed order, so the
-// norm is the same on every run. Each entry point is its own #if section (see fast-weights.wgsl).
+// to STEP (per tensor, reading the factor η·c that NORM wrote), then RECORD logs it. Every sum has a
+// fixed order, so the norm is the same on every run. Each entry point is its own #if section (see
+// fast-weights.wgsl).
+//
+// FUSED does all four in ONE launch of one workgroup, for a single tensor (every block's θ packed in one
+// buffer) small enough that one workgroup's grid-stride walks cost less than three more launches: the
+// models' θ (0.1-0.3M floats) is read twice and written once by 256 invocations.
 //
 // stats = [Σ g², ||g||, c, η·c]
 
@@ -76,15 +81,17 @@ fn step(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 struct Params { B: u32, slots: u32, _a: u32, _b: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
-@group(0) @binding(2) var<storage, read> loss: array<f32>;   // (mean chunk loss, #valid targets)
+// [#valid targets, each row's share of the mean chunk loss] (shaders/e2e-cross-entropy.wgsl)
+@group(0) @binding(2) var<storage, read> loss: array<f32>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;  // [Σ g², ||g||, c, η·c]
 @group(0) @binding(4) var<storage, read_write> log: array<f32>;  // [slots, 5]
+#include "chunk-loss.wgsl"
 
 @compute @workgroup_size(1)
 fn record() {
   let s = 5u * ((blk.pos0 / p.B) % p.slots);
-  log[s] = loss[0];
-  log[s + 1u] = loss[1];
+  log[s] = chunkLoss(p.B);
+  log[s + 1u] = loss[0];
   log[s + 2u] = stats[1];
   log[s + 3u] = stats[2];
   // The loss after the step, until record_after writes it: a quiet NaN (not measured). WGSL refuses NaN
@@ -95,6 +102,50 @@ fn record() {
 // After the step and a second forward of the chunk with the new weights: its loss then.
 @compute @workgroup_size(1)
 fn record_after() {
-  log[5u * ((blk.pos0 / p.B) % p.slots) + 4u] = loss[0];
+  log[5u * ((blk.pos0 / p.B) % p.slots) + 4u] = chunkLoss(p.B);
+}
+#endif
+
+#if FUSED
+const WG: u32 = 256u;
+#include "reduce.wgsl"
+#include "block.wgsl"
+// slots = 0: no log (the op was made without a record).
+struct Params { n: u32, thetaOff: u32, gradOff: u32, B: u32, lr: f32, maxNorm: f32, slots: u32, _a: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<uniform> blk: Block;
+@group(0) @binding(2) var<storage, read> g: array<f32>;
+@group(0) @binding(3) var<storage, read_write> theta: array<f32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(5) var<storage, read> loss: array<f32>;
+@group(0) @binding(6) var<storage, read_write> log: array<f32>;
+#include "chunk-loss.wgsl"
+
+@compute @workgroup_size(256)
+fn clip_step(@builtin(local_invocation_index) lid: u32) {
+  var acc = 0.0;
+  for (var i = lid; i < p.n; i += WG) {
+    let v = g[p.gradOff + i];
+    acc = fma(v, v, acc);
+  }
+  let ss = wgSum(lid, acc);
+  let n = sqrt(ss);
+  let c = select(1.0, p.maxNorm / n, p.maxNorm > 0.0 && n >= p.maxNorm);
+  let f = p.lr * c;
+  for (var i = lid; i < p.n; i += WG) { theta[p.thetaOff + i] -= f * g[p.gradOff + i]; }
+  if (lid == 0u) {
+    stats[0] = ss;
+    stats[1] = n;
+    stats[2] = c;
+    stats[3] = f;
+    if (p.slots > 0u) {
+      let s = 5u * ((blk.pos0 / p.B) % p.slots);
+      log[s] = chunkLoss(p.B);
+      log[s + 1u] = loss[0];
+      log[s + 2u] = n;
+      log[s + 3u] = c;
+      log[s + 4u] = bitcast<f32>(0x7fc00000u + p._a);
+    }
+  }
 }
 #endif

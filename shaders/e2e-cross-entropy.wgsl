@@ -6,10 +6,15 @@
 //   loss       = sum_r valid[r] nll[r] / denom                           (an all-BOS chunk: 0, no NaN)
 //   dlogits[r] = (softmax(logits[r, :]) - onehot(target[r])) * valid[r] / denom
 //
+// loss = [#valid, share_0 .. share_{B-1}], share_r = valid[r] nll[r] / denom: the chunk's loss is the
+// sum of the shares, which its readers take in row order (shaders/e2e-clip-sgd.wgsl), so no launch here
+// needs every row's nll.
+//
 // The vocabulary may arrive in column tiles (the caller computes logits tile by tile, so a 128K
 // vocabulary never needs a [B, V] buffer): STATS runs once per tile and folds the tile into a running
 // (max, sum of exp(x - max)) per row, FINISH turns those into nll, loss and each row's gradient weight,
-// then GRAD runs once per tile on the (recomputed) tile. A whole [B, V] buffer is the one-tile case.
+// then GRAD runs once per tile on the (recomputed) tile. When the logits are one tile, ROW does all
+// three in one launch: a workgroup per row, each counting the chunk's valid targets itself (B reads).
 // Inside a launch a row's columns are read in a loop by 64 lanes with the same online max/sum-exp, so
 // any V works in 64-thread workgroups; the lanes' pairs are merged by a fixed halving tree
 // (shaders/common/reduce-lse.wgsl).
@@ -100,12 +105,67 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
   }
   let tot = wgSum2f(lid, acc);
   let denom = max(tot.y, 1e-10);
-  if (lid == 0u) {
-    loss[0] = tot.x / denom;
-    loss[1] = tot.y;
-  }
+  if (lid == 0u) { loss[0] = tot.y; }
   let w = 1.0 / denom;
-  for (var r = lid; r < n; r += WG) { stats[4u * r + 3u] = select(0.0, w, targets[p.targetOff + r] != p.bos); }
+  for (var r = lid; r < n; r += WG) {
+    let wr = select(0.0, w, targets[p.targetOff + r] != p.bos);
+    stats[4u * r + 3u] = wr;
+    loss[1u + r] = select(0.0, nll[r] * wr, wr != 0.0);
+  }
+}
+#endif
+
+#if ROW
+#include "reduce.wgsl"
+#include "reduce-lse.wgsl"
+@group(0) @binding(2) var<storage, read> targets: array<u32>;
+// The gradient overwrites the logits (one tile).
+@group(0) @binding(3) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(4) var<storage, read_write> nll: array<f32>;
+@group(0) @binding(5) var<storage, read_write> loss: array<f32>;
+
+// One workgroup per row (folded 2-D when the rows exceed a grid dimension).
+@compute @workgroup_size(64)
+fn row(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.x + wid.y * nwg.x;
+  let n = rowCount();
+  // Workgroup-uniform, so every lane reaches the reductions' barriers.
+  if (r >= n) { return; }
+  let base = r * p.ld;
+  let t = targets[p.targetOff + r];
+  let xt = logits[base + t];
+  var acc = vec2f(LOWEST, 0.0);
+  for (var i = lid; i < p.width; i += WG) {
+    let x = logits[base + i];
+    if (x > acc.x) {
+      acc = vec2f(x, fma(acc.y, exp(acc.x - x), 1.0));
+    } else {
+      acc.y += exp(x - acc.x);
+    }
+  }
+  let tot = wgLse(lid, acc);
+  var cnt = 0u;
+  for (var j = lid; j < n; j += WG) { cnt += select(0u, 1u, targets[p.targetOff + j] != p.bos); }
+  let valid = f32(wgSumU(lid, cnt));
+  let w = select(0.0, 1.0 / max(valid, 1e-10), t != p.bos);
+  let v = tot.x + log(tot.y) - xt;
+  if (lid == 0u) {
+    nll[r] = v;
+    loss[1u + r] = select(0.0, v * w, w != 0.0);
+    if (r == 0u) { loss[0] = valid; }
+  }
+  // Every lane has read the target's logit (above the reductions' barriers) before any lane overwrites it.
+  storageBarrier();
+  for (var i = lid; i < p.width; i += WG) {
+    let at = base + i;
+    var d = 0.0;
+    if (w != 0.0) {
+      var q = exp(logits[at] - tot.x) / tot.y;
+      if (i == t) { q -= 1.0; }
+      d = q * w;
+    }
+    logits[at] = d;
+  }
 }
 #endif
 

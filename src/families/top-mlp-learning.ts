@@ -116,9 +116,10 @@ export class TopMlpLearner {
       dx: buf('d m'), dw1: { buffer: dTheta, off: 0 }, dw3: { buffer: dTheta, off: I * D }, dw2: { buffer: dTheta, off: 2 * I * D },
       scratch: [buf('swiglu backward u|g'), buf('swiglu backward dm')],
     }, chunk, tiles);
-    const clip = new ClipSgdOp(ctx, 'top MLP update: clip + SGD', [{ theta: this.theta, grad: dTheta, n: 3 * I * D }], { lr: settings.lr, maxNorm: settings.clip });
     const log = buf('learning log');
-    const record = clip.recorder('top MLP update log', { loss: head.loss, log, slots: LEARNING_LOG_SLOTS, chunk: C }, chunk);
+    const clip = new ClipSgdOp(ctx, 'top MLP update: clip + SGD', [{ theta: this.theta, grad: dTheta, n: 3 * I * D }], {
+      lr: settings.lr, maxNorm: settings.clip, record: { loss: head.loss, log, slots: LEARNING_LOG_SLOTS, chunk: C, block: chunk },
+    });
     this.update = [
       (pass) => this.pending.encodeLastTarget(pass),
       (pass) => norm.encode(pass, C),
@@ -129,7 +130,6 @@ export class TopMlpLearner {
       (pass) => head.encode(pass),
       (pass) => back.encode(pass),
       (pass) => clip.encode(pass),
-      record,
     ];
     this.learningLog = chunkLearningLog(log, C);
   }

@@ -11,7 +11,8 @@
  *   backward  through the head, the final norm, then block by block from the top (a lower block's tape
  *             is recomputed from its input first): sandwich norms, static MLP (frozen: dx only), dynamic
  *             MLP (dθ), attention (flash-style, from the saved log-sum-exp), RoPE, q/k norm, q|k|v.
- *   update    one global-norm clip over every TTT block's dθ, SGD in place: θ ← θ − η·c·dθ.
+ *   update    one global-norm clip over every TTT block's dθ, SGD in place: θ ← θ − η·c·dθ, and the
+ *             learning log's record (one launch).
  *
  * Its own block uniform says (B, cB), so every op here is built once with the chunk's shape.
  */
@@ -72,7 +73,6 @@ export class E2EInnerStep {
   private readonly chunk: BlockParams;
   private readonly blocks: BlockStep[];
   private readonly head: Launch[];
-  private readonly record: (pass: GPUComputePassEncoder) => void;
   /** With lossAfterStep: the chunk's loss again with the new θ (a forward, no backward), logged beside the first. */
   private readonly after: Launch[];
 
@@ -186,8 +186,9 @@ export class E2EInnerStep {
     this.head = [(pass) => head.encode(pass)];
     const loss = head.loss;
 
-    this.clip = new ClipSgdOp(ctx, 'inner step clip + SGD', [{ theta: io.theta, grad: dTheta, n: S * thetaBlockFloats(c) }], { lr: opts.innerLr, maxNorm: opts.clip });
-    this.record = this.clip.recorder('inner step log', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk);
+    this.clip = new ClipSgdOp(ctx, 'inner step clip + SGD', [{ theta: io.theta, grad: dTheta, n: S * thetaBlockFloats(c) }], {
+      lr: opts.innerLr, maxNorm: opts.clip, record: { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B, block: chunk },
+    });
     // Nothing but the tape and the loss is written by a forward here (the chunk's own K/V stay in the
     // tape, the ring is only read), so measuring again changes no state.
     const recordAfter = this.clip.recorder('inner step log (after)', { loss, log: this.log, slots: LEARNING_LOG_SLOTS, chunk: B }, chunk, true);
@@ -206,7 +207,6 @@ export class E2EInnerStep {
       for (const launch of this.blocks[j].backward) launch(pass);
     }
     this.clip.encode(pass);
-    this.record(pass);
     for (const launch of this.after) launch(pass);
   }
 }

@@ -8,10 +8,14 @@
  * lane at most ceil(slots/256) partials, an 8-level tree: relative eps_ss = (lane + 6 + ceil(slots/256) + 8 + 1)u.
  * ||g||: eps_ss/2 + 9u; c = max_norm/||g|| (when it clips): + 5u; η·c: + u, and η itself rounded to f32:
  * + u. Each θ element: |η c g|·(eps_ηc + u) + u·|θ_new| (the product, then the subtraction).
- * The planted variants at the end (per-layer clipping, always clipping, Σg² for the norm) exceed it.
+ * The one-launch path (FUSED: one tensor, one workgroup of 256) has lanes of ceil(n/256) terms and one
+ * 8-level tree: eps_ss = (lane + 8 + 1)u. The planted variants at the end (per-layer clipping, always
+ * clipping, Σg² for the norm) exceed it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { GpuContext } from '../../src/gpu/context.ts';
+import { BlockParams } from '../../src/gpu/block.ts';
+import { DispatchCounter } from '../../src/gpu/dispatch-counter.ts';
 import { ClipSgdOp, type StepTensor } from '../../src/gpu/ops/e2e-clip-sgd.ts';
 import { clipAndStep, type DynamicWeights } from '../../src/reference/e2e/index.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
@@ -39,7 +43,7 @@ describe('e2e-clip-sgd.wgsl against clipAndStep', () => {
   afterAll(() => ctx?.device.destroy());
 
   /** Runs the op on θ, g (one buffer per tensor, or every tensor packed in one buffer); returns θ after and the stats. */
-  async function run(theta: Float32Array[][], grads: Float32Array[][], lr: number, maxNorm: number, opts: { packed?: boolean; maxGroups?: number } = {}) {
+  async function run(theta: Float32Array[][], grads: Float32Array[][], lr: number, maxNorm: number, opts: { packed?: boolean; maxGroups?: number; fusedMax?: number } = {}) {
     const ths = theta.flat(), gs = grads.flat();
     let tensors: StepTensor[], read: () => Promise<Float32Array>;
     if (opts.packed) {
@@ -57,7 +61,7 @@ describe('e2e-clip-sgd.wgsl against clipAndStep', () => {
       tensors = bufs;
       read = async () => Float32Array.from((await Promise.all(bufs.map((b) => readF32(ctx, b.theta)))).flatMap((a) => Array.from(a)));
     }
-    const op = new ClipSgdOp(ctx, 'clip sgd', tensors, { lr, maxNorm, maxGroups: opts.maxGroups });
+    const op = new ClipSgdOp(ctx, 'clip sgd', tensors, { lr, maxNorm, maxGroups: opts.maxGroups, fusedMax: opts.fusedMax });
     await runPass(ctx, (p) => op.encode(p));
     return { theta: await read(), stats: await readF32(ctx, op.stats), op };
   }
@@ -66,7 +70,9 @@ describe('e2e-clip-sgd.wgsl against clipAndStep', () => {
     const ref = clipAndStep(theta.map(dyn), grads.map(dyn), lr, maxNorm);
     const gs = grads.flat();
     const laneMax = Math.max(...got.op.tensors.map((t, i) => Math.ceil(t.n / (64 * got.op.groups[i]))));
-    const epsSS = (laneMax + 6 + Math.ceil(got.op.slots / 256) + 8 + 1) * u;
+    const epsSS = got.op.fused
+      ? (Math.ceil(got.op.tensors[0].n / 256) + 8 + 1) * u
+      : (laneMax + 6 + Math.ceil(got.op.slots / 256) + 8 + 1) * u;
     const epsN = epsSS / 2 + 9 * u;
     const clips = ref.clipScale !== 1;
     const epsC = clips ? epsN + 5 * u : 0;
@@ -89,7 +95,12 @@ describe('e2e-clip-sgd.wgsl against clipAndStep', () => {
     const theta = layers(S, d, f, 1, 0.3), grads = layers(S, d, f, 100, 1);
     const { ref } = expectStep('clips', theta, grads, 1, 1, await run(theta, grads, 1, 1));
     expect(ref.clipScale).toBeLessThan(0.05);
-    expectStep('clips, packed', theta, grads, 1, 1, await run(theta, grads, 1, 1, { packed: true }));
+    const packed = await run(theta, grads, 1, 1, { packed: true });
+    expect(packed.op.fused).toBe(true);
+    expectStep('clips, packed (one launch)', theta, grads, 1, 1, packed);
+    const staged = await run(theta, grads, 1, 1, { packed: true, fusedMax: 0 });
+    expect(staged.op.fused).toBe(false);
+    expectStep('clips, packed, three stages', theta, grads, 1, 1, staged);
   });
 
   it('does not clip: ||g|| below max_norm, and max_norm ≤ 0 (no clip at any norm); η = 0.1', async () => {
@@ -111,7 +122,7 @@ describe('e2e-clip-sgd.wgsl against clipAndStep', () => {
   it('many workgroups per tensor capped at maxGroups (grid-stride partial sums), and setHyper', async () => {
     const theta = layers(2, 64, 96, 4, 0.3), grads = layers(2, 64, 96, 400, 0.1);
     for (const maxGroups of [1, 3, 1024]) {
-      const got = await run(theta, grads, 0.5, 2, { maxGroups, packed: maxGroups === 3 });
+      const got = await run(theta, grads, 0.5, 2, { maxGroups, packed: maxGroups === 3, fusedMax: 0 });
       expect(got.op.slots).toBe(maxGroups === 3 ? 3 : 6 * Math.min(maxGroups, 6));
       expectStep(`maxGroups ${maxGroups}`, theta, grads, 0.5, 2, got);
     }
@@ -123,6 +134,38 @@ describe('e2e-clip-sgd.wgsl against clipAndStep', () => {
     await runPass(ctx, (p) => op.encode(p));
     const after = Float32Array.from((await Promise.all(tensors.map((b) => readF32(ctx, b.theta)))).flatMap((a) => Array.from(a)));
     expectStep('setHyper', theta, grads, 0.25, 100, { theta: after, stats: await readF32(ctx, op.stats), op });
+  });
+
+  it('one launch and three stages: setHyper, a zero gradient, and the log record at slot c mod slots', async () => {
+    const theta = layers(2, 16, 24, 6, 0.3), grads = layers(2, 16, 24, 700, 0.2);
+    const n = 6 * 16 * 24;
+    const cat = (xs: Float32Array[][]) => Float32Array.from(xs.flat().flatMap((x) => Array.from(x)));
+    for (const fusedMax of [undefined, 0]) {
+      const tb = upload(ctx, cat(theta)), gb = upload(ctx, cat(grads));
+      // The cross entropy's layout: #valid, then the 8 rows' shares of the mean loss (summing to 2.5).
+      const lossBuf = upload(ctx, Float32Array.of(17, 0.5, 0.25, 1, 0.75, 0, 0, 0, 0)), log = upload(ctx, new Float32Array(5 * 4).fill(-1));
+      const block = new BlockParams(ctx);
+      const op = new ClipSgdOp(ctx, 'record', [{ theta: tb, grad: gb, n }], { lr: 0.5, maxNorm: 2, fusedMax, record: { loss: lossBuf, log, slots: 4, chunk: 8, block } });
+      expect(op.fused).toBe(fusedMax === undefined);
+      op.setHyper(0.25, 100);
+      block.write(8, 6 * 8); // chunk 6: slot 2
+      let launches = 0;
+      await runPass(ctx, (p) => { const counter = new DispatchCounter(p); op.encode(counter.encoder); launches = counter.count; });
+      expect(launches).toBe(fusedMax === undefined ? 1 : 4);
+      const stats = await readF32(ctx, op.stats);
+      expectStep(`setHyper, ${op.fused ? 'one launch' : 'three stages'}`, theta, grads, 0.25, 100, { theta: await readF32(ctx, tb), stats, op });
+      const got = await readF32(ctx, log);
+      expect(Array.from(got.subarray(0, 10))).toEqual(Array(10).fill(-1));
+      expect(Array.from(got.subarray(10, 14))).toEqual([2.5, 17, stats[1], stats[2]]);
+      expect(Number.isNaN(got[14])).toBe(true);
+      expect(Array.from(got.subarray(15))).toEqual(Array(5).fill(-1));
+      // A zero gradient: θ exactly unchanged, no NaN.
+      const zb = upload(ctx, new Float32Array(n)), tz = upload(ctx, cat(theta));
+      const zop = new ClipSgdOp(ctx, 'zero', [{ theta: tz, grad: zb, n }], { lr: 1, maxNorm: 1, fusedMax });
+      await runPass(ctx, (p) => zop.encode(p));
+      expect(Array.from(await readF32(ctx, zop.stats))).toEqual([0, 0, 1, 1]);
+      expect(Array.from(await readF32(ctx, tz))).toEqual(Array.from(cat(theta)));
+    }
   });
 
   it('the bounds catch planted errors: a norm per layer, always clipping, Σg² as the norm', async () => {

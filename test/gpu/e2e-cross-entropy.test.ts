@@ -13,7 +13,8 @@
  *      eps_s = ulp·(3 + 2R) + ulp·(3k + 2R) + u·n_lane + (5 + T)·(6 ulp + 3u) + 4R·ulp.
  *  - nll = m + log s - x_t: eps_s (absolute, in log s) + log's own error + 2 roundings of the sums:
  *      atol_nll = eps_s + max(2^-21, 3 ulp·log s) + 2u·(|m| + log s + |nll|).
- *  - loss = sum_valid nll / count: sum of atol_nll / count + (ceil(B/64) + 8)·u·sum|nll| / count.
+ *  - loss = the shares nll·w (w = 1/count, 2.5 ulp; the product, u) summed by one lane in row order (the
+ *    readers' chunkLoss): sum of atol_nll / count + (B + 6)·u·sum|nll| / count.
  *  - dlogit = (exp(x - m)/s - [i = t])·w, w = 1/count: relative error of the quotient
  *    eps_q = eps_s + (3 + 2(m - x) + 2.5) ulp, the subtraction u·|q - 1|, the product and w: 8u·|dlogit|:
  *      atol_dl = w·(p·eps_q + u·|p - [i = t]|) + 8u·|dlogit| + 2^-126,
@@ -25,7 +26,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
-import { CrossEntropyOp } from '../../src/gpu/ops/e2e-cross-entropy.ts';
+import { chunkLoss, CrossEntropyOp } from '../../src/gpu/ops/e2e-cross-entropy.ts';
 import { crossEntropyBackward } from '../../src/reference/e2e/backward.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
 import { openTestGpu, readF32, runPass, upload, zeros } from '../helpers/gpu.ts';
@@ -88,7 +89,7 @@ function bounds(c: Case, tiling: number | readonly { v0: number; width: number }
       dl[r * V + i] = ref.valid[r] ? w * (p * epsQ + u * Math.abs(p - onehot)) + 8 * u * Math.abs(ref.dlogits[r * V + i]) + 2 ** -126 : 0;
     }
   }
-  const loss = count ? lossAtol / count + (Math.ceil(B / 64) + 8) * u * sumAbs / count : 0;
+  const loss = count ? lossAtol / count + (B + 6) * u * sumAbs / count : 0;
   return { nll, loss, dlogits: dl };
 }
 
@@ -111,7 +112,8 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
   });
   afterAll(() => ctx?.device.destroy());
 
-  interface RunOpts { tile?: number; inPlace?: boolean; capacity?: number; tileList?: { v0: number; width: number }[]; targetOff?: number }
+  /** oneLaunch: `encode` (one tile, in place: the ROW launch) instead of the stats, finish and grad launches. */
+  interface RunOpts { tile?: number; inPlace?: boolean; capacity?: number; tileList?: { v0: number; width: number }[]; targetOff?: number; oneLaunch?: boolean }
 
   /** Runs the op over c with launches of `tile` columns, or of `tileList`'s (the test writes each tile into the tile buffer before its launch). */
   async function run(c: Case, opts: RunOpts = {}) {
@@ -133,11 +135,23 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
     const dBuf = opts.inPlace ? undefined : zeros(ctx, capacity * tile);
     // Targets after `off` entries the op must skip (ids that would change the loss if read).
     const targets = ctx.allocator.upload('targets', 'scratch', Uint32Array.from({ length: off + capacity }, (_, i) => (i < off ? (c.targets[0] + 1) % V : c.targets[i - off] ?? 0)));
-    const nll = zeros(ctx, capacity), loss = zeros(ctx, 2);
+    const nll = zeros(ctx, capacity), loss = zeros(ctx, 1 + capacity);
     const spec = { rows: capacity, blockRows: capacity !== B, vocab: V, tile: opts.tileList ? undefined : tile, tileList: opts.tileList, bos: c.bos, targetOff: off };
     const op = new CrossEntropyOp(ctx, 'ce', spec, { logits: tileBuf, targets, nll, loss, dlogits: dBuf }, block);
     expect(op.tiles).toBe(list.length);
     block.write(B, 0);
+    const result = async (dlogits: Float32Array) => {
+      const l = await readF32(ctx, loss);
+      return { nll: (await readF32(ctx, nll)).subarray(0, B), loss: chunkLoss(l, B), count: l[0], shares: l.subarray(1, 1 + B), dlogits };
+    };
+    expect(op.oneLaunch).toBe(list.length === 1 && !!opts.inPlace);
+    if (opts.oneLaunch) {
+      await runPass(ctx, (pass) => op.encode(pass, B));
+      const got = await readF32(ctx, tileBuf, capacity * tile);
+      const dlogits = new Float32Array(B * V);
+      for (let r = 0; r < B; r++) dlogits.set(got.subarray(r * tile, r * tile + V), r * V);
+      return result(dlogits);
+    }
     for (let t = 0; t < op.tiles; t++) {
       ctx.device.queue.writeBuffer(tileBuf, 0, tileOf(t));
       await runPass(ctx, (pass) => op.encodeStats(pass, t, B));
@@ -151,22 +165,30 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
       const { v0, width } = list[t];
       for (let r = 0; r < B; r++) dlogits.set(got.subarray(r * tile, r * tile + width), r * V + v0);
     }
-    return { nll: (await readF32(ctx, nll)).subarray(0, B), loss: await readF32(ctx, loss), dlogits };
+    return result(dlogits);
   }
 
   function reference(c: Case) {
     return crossEntropyBackward(Float64Array.from(c.logits), c.B, c.V, c.targets, c.bos);
   }
 
+  /** Checks one run; a one-tile in-place case runs both ways (the three launches and the one). */
   async function check(name: string, c: Case, opts: RunOpts = {}) {
-    const got = await run(c, opts);
     const ref = reference(c);
     const b = bounds(c, opts.tileList ?? Math.min(opts.tile ?? c.V, c.V), ref);
-    expectClose(got.nll, ref.nll, { atol: b.nll, rtol: 0, label: `${name}: nll` });
-    expectClose([got.loss[0]], [ref.loss], { atol: b.loss, rtol: 0, label: `${name}: loss` });
-    expect(got.loss[1], `${name}: #valid`).toBe(ref.valid.reduce((s, v) => s + v, 0));
-    expectClose(got.dlogits, ref.dlogits, { atol: b.dlogits, rtol: 0, label: `${name}: dlogits` });
-    return { got, ref, bounds: b };
+    const oneTile = (opts.tileList?.length ?? Math.ceil(c.V / Math.min(opts.tile ?? c.V, c.V))) === 1;
+    let first: Awaited<ReturnType<typeof run>> | undefined;
+    for (const oneLaunch of oneTile && opts.inPlace ? [false, true] : [false]) {
+      const got = await run(c, { ...opts, oneLaunch });
+      const how = `${name}${oneLaunch ? ' (one launch)' : ''}`;
+      expectClose(got.nll, ref.nll, { atol: b.nll, rtol: 0, label: `${how}: nll` });
+      expectClose([got.loss], [ref.loss], { atol: b.loss, rtol: 0, label: `${how}: loss` });
+      expect(got.count, `${how}: #valid`).toBe(ref.valid.reduce((s, v) => s + v, 0));
+      expectClose(got.shares, ref.nll.map((v, r) => (ref.valid[r] ? v / Math.max(got.count, 1e-10) : 0)), { atol: b.nll.map((a, r) => (ref.valid[r] ? (a + 6 * u * Math.abs(ref.nll[r])) / got.count : 0)), rtol: 0, label: `${how}: shares` });
+      expectClose(got.dlogits, ref.dlogits, { atol: b.dlogits, rtol: 0, label: `${how}: dlogits` });
+      first ??= got;
+    }
+    return { got: first!, ref, bounds: b };
   }
 
   it('V = 256 (the byte vocabulary), BOS targets skipped, one launch, in place and into its own buffer', async () => {
@@ -186,6 +208,7 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
     for (let i = 0; i < V; i++) logits[4 * V + i] = 5 - 0.02 * i; // and never after its first
     const c: Case = { B, V, logits, targets: [999, 3, 0, 384, 767, 768], bos };
     await check('V 1000 one tile', c);
+    await check('V 1000 one tile, in place', c, { inPlace: true });
     await check('V 1000 tiles of 384', c, { tile: 384, inPlace: true });
     await check('V 1000 tiles of 64', c, { tile: 64 });
   });
@@ -193,19 +216,23 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
   it('targets read from an offset (the engine reads a chunk\'s kept tokens one on), and uneven explicit tiles (a split weight\'s parts)', async () => {
     const [B, V, bos] = [7, 700, 2];
     const c: Case = { B, V, logits: randn(B * V, 8, 2), targets: randomTargets(B, V, 9, [3], bos), bos };
-    await check('target offset 1', c, { targetOff: 1 });
+    await check('target offset 1', c, { targetOff: 1, inPlace: true });
     await check('target offset 5, tiles 300|100|300', c, { targetOff: 5, tileList: [{ v0: 0, width: 300 }, { v0: 300, width: 100 }, { v0: 400, width: 300 }] });
     // Planted: the targets one row off (what reading a kept chunk from offset 0 instead of 1 gives) change the loss.
     const shifted = await run({ ...c, targets: [(c.targets[0] + 1) % V, ...c.targets.slice(0, B - 1)] }, {});
-    expect(shifted.loss[0]).not.toBeCloseTo(reference(c).loss, 3);
-    expect(() => new CrossEntropyOp(ctx, 'gap', { rows: 2, vocab: 10, tileList: [{ v0: 0, width: 4 }, { v0: 5, width: 5 }], bos: null }, { logits: zeros(ctx, 20), targets: zeros(ctx, 2), nll: zeros(ctx, 2), loss: zeros(ctx, 2) }, block)).toThrow(/does not follow/);
+    expect(shifted.loss).not.toBeCloseTo(reference(c).loss, 3);
+    expect(() => new CrossEntropyOp(ctx, 'gap', { rows: 2, vocab: 10, tileList: [{ v0: 0, width: 4 }, { v0: 5, width: 5 }], bos: null }, { logits: zeros(ctx, 20), targets: zeros(ctx, 2), nll: zeros(ctx, 2), loss: zeros(ctx, 3) }, block)).toThrow(/does not follow/);
+    expect(() => new CrossEntropyOp(ctx, 'short loss', { rows: 2, vocab: 10, bos: null }, { logits: zeros(ctx, 20), targets: zeros(ctx, 2), nll: zeros(ctx, 2), loss: zeros(ctx, 2) }, block)).toThrow(/loss buffer/);
   });
 
   it('an all-BOS chunk: loss 0, #valid 0, gradient exactly 0, no NaN', async () => {
     const [B, V, bos] = [5, 300, 7];
     const c: Case = { B, V, logits: randn(B * V, 4, 4), targets: Array(B).fill(bos), bos };
     const { got } = await check('all BOS', c, { tile: 128 });
-    expect(Array.from(got.loss)).toEqual([0, 0]);
+    expect([got.loss, got.count]).toEqual([0, 0]);
+    const one = await check('all BOS, one tile', c, { inPlace: true });
+    expect([one.got.loss, one.got.count]).toEqual([0, 0]);
+    expect(one.got.dlogits.every((v) => v === 0)).toBe(true);
     expect(got.dlogits.every((v) => v === 0)).toBe(true);
     expect(got.nll.every(Number.isFinite)).toBe(true);
   });
@@ -213,7 +240,7 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
   it('no BOS id: every target counts; rows from the block uniform (5 of 8)', async () => {
     const [B, V] = [5, 200];
     const c: Case = { B, V, logits: randn(B * V, 5, 2), targets: [1, 1, 0, 199, 50], bos: null };
-    await check('no BOS, block rows', c, { capacity: 8 });
+    await check('no BOS, block rows', c, { capacity: 8, inPlace: true });
   });
 
   it('V = 128256 (the Llama-3 vocabulary) in 64-lane workgroups, whole rows and in tiles of 32768', async () => {
@@ -236,7 +263,7 @@ describe('e2e-cross-entropy.wgsl against crossEntropyBackward', () => {
     expectNotClose(got.nll, refDropped.nll, { atol: b.nll, rtol: 0, label: 'planted: a column per tile dropped' });
     // 2. BOS targets counted in the loss and the gradient.
     const refAll = crossEntropyBackward(Float64Array.from(logits), B, V, c.targets, null);
-    expectNotClose([got.loss[0]], [refAll.loss], { atol: b.loss, rtol: 0, label: 'planted: BOS counted (loss)' });
+    expectNotClose([got.loss], [refAll.loss], { atol: b.loss, rtol: 0, label: 'planted: BOS counted (loss)' });
     expectNotClose(got.dlogits, refAll.dlogits, { atol: b.dlogits, rtol: 0, label: 'planted: BOS counted (dlogits)' });
     // 3. The last tile's stats overwriting instead of merging (the loss over columns 768.. only).
     const lastOnly = logits.map((x, i) => (i % V < 768 && i % V !== c.targets[Math.floor(i / V)] ? -1e30 : x));

@@ -4,9 +4,11 @@
  * partial sums of squares, then one workgroup over all of them), and the clipped SGD step in place,
  * reading the norm's factor from `stats` on the GPU.
  *
- * `stats` (f32 [4]) = [Σ g², ||g||, clip scale c, η·c] after encodeNorm; the engine may read it back for
- * its stats, the step never needs it on the CPU. Launches: one `partials` per tensor, one `norm`, one
- * `step` per tensor (tensors packed in one buffer make one each: pass one {n, off} covering them).
+ * `stats` (f32 [4]) = [Σ g², ||g||, clip scale c, η·c] after the norm; the engine may read it back for
+ * its stats, the step never needs it on the CPU. Launches: ONE for a single tensor of at most
+ * `fusedMax` elements (the models' inner steps: every block's θ packed in one buffer), norm, step and
+ * the log's record together; otherwise one `partials` per tensor, one `norm`, one `step` per tensor
+ * and one record (tensors packed in one buffer make one each: pass one {n, off} covering them).
  */
 import source from '../../../shaders/e2e-clip-sgd.wgsl?raw';
 import type { BlockParams } from '../block.ts';
@@ -30,7 +32,30 @@ export interface ClipSgdSpec {
   readonly maxNorm: number;
   /** Most workgroups per tensor in the partial sums (each sums a grid stride); default 1024. */
   readonly maxGroups?: number;
+  /** The most elements the one-launch path takes (a single tensor only); default FUSED_MAX, 0: never. */
+  readonly fusedMax?: number;
+  /** Logs each update for the engine's stats (see `record` below): in the same launch when fused. */
+  readonly record?: StepRecord;
 }
+
+/**
+ * Chunk c (its block uniform's pos0 / chunk) writes (loss, #valid, ||g||, clip scale, NaN) to slot
+ * c mod `slots` of `log` (f32 [slots, 5]), from the cross entropy's loss buffer and the op's stats.
+ */
+export interface StepRecord {
+  readonly loss: GPUBuffer;
+  readonly log: GPUBuffer;
+  readonly slots: number;
+  readonly chunk: number;
+  readonly block: BlockParams;
+}
+
+/**
+ * Where one workgroup's walks beat the three-stage path's extra launches: 4M elements is ~4 ms of one
+ * workgroup's reads on a mid-range GPU, the price of a few launches on the slowest WebGPU stacks; the
+ * models here have 0.1-0.3M.
+ */
+export const FUSED_MAX = 1 << 22;
 
 const WG = 64;
 /** Elements each partial-sum lane takes before a tensor gets another workgroup. */
@@ -42,6 +67,10 @@ export class ClipSgdOp {
   readonly slots: number;
   /** Workgroups of each tensor's partial sums. */
   readonly groups: readonly number[];
+  /** Whether encode records the one-launch path. */
+  readonly fused: boolean;
+  private readonly fusedLaunch?: { kernel: Kernel; group: GPUBindGroup; params: GPUBuffer };
+  private readonly recordLaunch?: (pass: GPUComputePassEncoder) => void;
   private readonly partialsKernel: Kernel;
   private readonly normKernel: Kernel;
   private readonly stepKernel: Kernel;
@@ -77,6 +106,20 @@ export class ClipSgdOp {
       group: ctx.bind(this.stepKernel, [ctx.uniform(`${label} step ${i}`, [['u32', t.n], ['u32', t.thetaOff ?? 0], ['u32', t.gradOff ?? 0], ['u32', 0]]), this.stats, t.grad, t.theta]),
       n: t.n,
     }));
+    const r = spec.record;
+    this.fused = tensors.length === 1 && tensors[0].n <= (spec.fusedMax ?? FUSED_MAX);
+    if (this.fused) {
+      const t = tensors[0];
+      const kernel = ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry: 'clip_step', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'read', 'rw'], defines: { FUSED: true } });
+      const params = ctx.uniform(`${label} fused`, [['u32', t.n], ['u32', t.thetaOff ?? 0], ['u32', t.gradOff ?? 0], ['u32', r?.chunk ?? 1], ['f32', spec.lr], ['f32', spec.maxNorm], ['u32', r?.slots ?? 0], ['u32', 0]]);
+      // Without a record the log bindings are never touched; two small buffers stand in (one read, one written).
+      const dummy = (name: string) => ctx.allocator.create(`${label} ${name}`, 'scratch', 16, GPUBufferUsage.STORAGE);
+      const blk = r?.block.buffer ?? ctx.uniform(`${label} no block`, [['u32', 0], ['u32', 0], ['u32', 0], ['u32', 0]]);
+      const group = ctx.bind(kernel, [params, blk, t.grad, t.theta, this.stats, r?.loss ?? dummy('no loss'), r?.log ?? dummy('no log')]);
+      this.fusedLaunch = { kernel, group, params };
+    } else if (r) {
+      this.recordLaunch = this.recorder(`${label} log`, r, r.block);
+    }
   }
 
   /** New η and max_norm for the launches recorded after this call is queued (e.g. an inner-rate ramp). */
@@ -85,32 +128,27 @@ export class ClipSgdOp {
     new DataView(data).setFloat32(0, lr, true);
     new DataView(data).setFloat32(4, maxNorm, true);
     this.ctx.device.queue.writeBuffer(this.normParams, 4, data);
+    if (this.fusedLaunch) this.ctx.device.queue.writeBuffer(this.fusedLaunch.params, 16, data);
   }
 
-  /** stats ← [Σ g², ||g||, c, η·c]. */
-  encodeNorm(pass: GPUComputePassEncoder): void {
+  /** stats ← [Σ g², ||g||, c, η·c]; θ −= η·c·g for every tensor; the record when the op has one. */
+  encode(pass: GPUComputePassEncoder): void {
+    if (this.fusedLaunch) {
+      dispatch(pass, this.fusedLaunch.kernel, this.fusedLaunch.group, 1);
+      return;
+    }
     for (const p of this.parts) dispatch(pass, this.partialsKernel, p.group, p.groups);
     dispatch(pass, this.normKernel, this.normGroup, 1);
-  }
-
-  /** θ −= η·c·g for every tensor, after encodeNorm. */
-  encodeStep(pass: GPUComputePassEncoder): void {
     for (const s of this.steps) {
       const [x, y] = grid(Math.ceil(s.n / WG));
       dispatch(pass, this.stepKernel, s.group, x, y);
     }
-  }
-
-  encode(pass: GPUComputePassEncoder): void {
-    this.encodeNorm(pass);
-    this.encodeStep(pass);
+    this.recordLaunch?.(pass);
   }
 
   /**
-   * A launch that logs each update for the engine's stats: chunk c (its block uniform's pos0 / B) writes
-   * (loss, #valid, ||g||, clip scale, NaN) to slot c mod `slots` of `log` (f32 [slots, 5]), from the cross
-   * entropy's loss buffer and this op's stats. `after`: the record's fifth value instead, `io.loss` again,
-   * measured after the step (the same chunk with the new weights).
+   * A launch that logs an update (see StepRecord). `after`: the record's fifth value instead, `io.loss`
+   * again, measured after the step (the same chunk with the new weights).
    */
   recorder(label: string, io: { loss: GPUBuffer; log: GPUBuffer; slots: number; chunk: number }, block: BlockParams, after = false): (pass: GPUComputePassEncoder) => void {
     const kernel = this.ctx.kernel({ shader: 'e2e-clip-sgd.wgsl', source, entry: after ? 'record_after' : 'record', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { RECORD: true } });

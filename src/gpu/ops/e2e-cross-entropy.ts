@@ -7,11 +7,15 @@
  * a [rows, V] buffer. The order of launches for one chunk:
  *
  *   for each tile t: (write logits tile t) → encodeStats(pass, t)
- *   encodeFinish(pass)                                  → nll [rows], loss [2] = (mean loss, #valid)
+ *   encodeFinish(pass)                                  → nll [rows], loss [1 + rows] (see below)
  *   for each tile t: (write logits tile t again) → encodeGrad(pass, t) → dlogits of tile t
  *
- * `encode` runs the three for the one-tile case. The gradient goes to `dlogits` or, when that is
+ * `encode` does it all for the one-tile case: in ONE launch (a workgroup per row) when the gradient
+ * goes over the logits in place, else the three. The gradient goes to `dlogits` or, when that is
  * absent, over the logits in place. Every uniform and bind group is made here, once.
+ *
+ * loss = [#valid, share_0, .., share_{rows-1}]: the chunk's mean loss is the sum of the shares in row
+ * order (chunkLoss below), which no single launch of the one-launch path could form.
  */
 import source from '../../../shaders/e2e-cross-entropy.wgsl?raw';
 import type { BlockParams } from '../block.ts';
@@ -42,7 +46,7 @@ export interface CrossEntropyBuffers {
   readonly targets: GPUBuffer;
   /** f32 [rows]: every row's NLL, BOS targets included. */
   readonly nll: GPUBuffer;
-  /** f32 [2]: the mean loss over the valid targets, and their count. */
+  /** f32 [1 + rows]: the valid targets' count, then each row's share of their mean loss. */
   readonly loss: GPUBuffer;
   /** f32 [rows, ld]: the gradient tile; absent: written over `logits`. */
   readonly dlogits?: GPUBuffer;
@@ -52,6 +56,13 @@ export interface CrossEntropyBuffers {
 
 const WG = 64;
 const NO_BOS = 0xffffffff;
+
+/** The chunk's mean loss from a loss buffer's contents ([#valid, shares...]), in the GPU readers' order (f32). */
+export function chunkLoss(loss: Float32Array, rows: number): number {
+  let s = 0;
+  for (let r = 0; r < rows; r++) s = Math.fround(s + loss[1 + r]);
+  return s;
+}
 
 export class CrossEntropyOp {
   /** Number of vocabulary tiles (launches of encodeStats and encodeGrad per chunk). */
@@ -66,6 +77,8 @@ export class CrossEntropyOp {
   private readonly statsGroups: GPUBindGroup[];
   private readonly gradGroups: GPUBindGroup[];
   private readonly finishGroup: GPUBindGroup;
+  /** The one-launch path (one tile, gradient in place). */
+  private readonly rowLaunch?: { kernel: Kernel; group: GPUBindGroup };
 
   constructor(ctx: GpuContext, readonly label: string, readonly spec: CrossEntropySpec, bufs: CrossEntropyBuffers, block: BlockParams) {
     const { rows, vocab } = spec;
@@ -95,7 +108,12 @@ export class CrossEntropyOp {
       ['u32', tl.v0], ['u32', tl.width], ['u32', t === 0 ? 1 : 0], ['u32', spec.targetOff ?? 0],
     ]));
     this.statsGroups = params.map((u) => ctx.bind(this.statsKernel, [u, block.buffer, bufs.logits, bufs.targets, this.stats]));
+    if (bufs.loss.size < 4 * (1 + rows)) throw new RangeError(`${label}: the loss buffer must hold ${1 + rows} floats`);
     this.finishGroup = ctx.bind(this.finishKernel, [params[0], block.buffer, bufs.targets, this.stats, bufs.nll, bufs.loss]);
+    if (list.length === 1 && inPlace) {
+      const kernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'row', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw'], defines: { ROW: true } });
+      this.rowLaunch = { kernel, group: ctx.bind(kernel, [params[0], block.buffer, bufs.targets, bufs.logits, bufs.nll, bufs.loss]) };
+    }
     this.gradGroups = params.map((u) => ctx.bind(this.gradKernel, inPlace
       ? [u, block.buffer, bufs.targets, this.stats, bufs.logits]
       : [u, block.buffer, bufs.targets, this.stats, bufs.logits, bufs.dlogits!]));
@@ -124,9 +142,19 @@ export class CrossEntropyOp {
     dispatch(pass, this.gradKernel, this.gradGroups[t], Math.ceil(width / WG), this.rowsOf(rows));
   }
 
+  /** Whether encode is one launch. */
+  get oneLaunch(): boolean {
+    return this.rowLaunch !== undefined;
+  }
+
   /** The whole loss and gradient when the logits are one tile. */
   encode(pass: GPUComputePassEncoder, rows?: number): void {
     if (this.tiles !== 1) throw new Error(`${this.label}: ${this.tiles} tiles: encode each tile's stats and grad between the launches that write it`);
+    if (this.rowLaunch) {
+      const [x, y] = grid(this.rowsOf(rows));
+      dispatch(pass, this.rowLaunch.kernel, this.rowLaunch.group, x, y);
+      return;
+    }
     this.encodeStats(pass, 0, rows);
     this.encodeFinish(pass);
     this.encodeGrad(pass, 0, rows);

@@ -5,7 +5,8 @@
  * cross-entropy over targets[targetOff + r] (BOS skipped), then dlogits → d(norm out) → d(stream).
  * Launches (rows fixed at B, read from the caller's chunk uniform by the ops that need it):
  *
- *   norm; per tile: logits, stats; finish; per tile: (logits again when several), grad, dx += dlogits·E; norm backward
+ *   one tile:  norm, logits, loss and gradient (one launch), dx = dlogits·E, norm backward
+ *   several:   norm; per tile: logits, stats; finish; per tile: logits again, grad, dx += dlogits·E; norm backward
  *
  * CPU twin: E2EReference.head / headBackward with crossEntropyBackward (src/reference/e2e/).
  */
@@ -50,7 +51,7 @@ export function headLossBuffers(s: Pick<HeadLossSpec, 'rows' | 'd' | 'vocab' | '
     { name: 'final norm out', floats: B * d, category: 'innerStep' },
     { name: 'logits tile', floats: B * headTileColumns(B, s.vocab, s.maxBindingBytes), category: 'innerStep' },
     { name: 'nll', floats: B, category: 'innerStep' },
-    { name: 'loss', floats: 2, category: 'innerStep' },
+    { name: 'loss', floats: 1 + B, category: 'innerStep' },
     { name: 'cross-entropy stats', floats: 4 * B, category: 'innerStep' },
     { name: 'd head', floats: B * d, category: 'innerStep' },
     { name: 'final norm backward r', floats: B, category: 'scratch' },
@@ -58,7 +59,7 @@ export function headLossBuffers(s: Pick<HeadLossSpec, 'rows' | 'd' | 'vocab' | '
 }
 
 export class HeadLossOp {
-  /** f32 [2]: (mean loss over the valid targets, #valid), after encode. */
+  /** f32 [1 + rows]: (#valid, each row's share of the mean loss), after encode (see CrossEntropyOp). */
   readonly loss: GPUBuffer;
   readonly tiles: readonly { v0: number; width: number; part: number }[];
   private readonly launches: ((pass: GPUComputePassEncoder) => void)[];
@@ -90,18 +91,23 @@ export class HeadLossOp {
     });
     const norm = new RmsNormOp(ctx, `${label} final norm`, { n: d, eps, inStride: d, outStride: d }, { weight: io.gain, x: io.x, y: xn }, chunk);
     const back = new RmsNormBackwardOp(ctx, `${label} final norm backward`, { n: d, eps, rows: B }, { x: io.x, gain: io.gain, dy: dHead, dx: io.dx }, chunk);
-    const multi = mm.length > 1;
-    this.lossLaunches = [
-      (pass) => norm.encode(pass, B),
-      ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.logits.encode(pass, B); ce.encodeStats(pass, t); }),
-      (pass) => ce.encodeFinish(pass),
-    ];
-    this.launches = [
-      ...this.lossLaunches,
-      // One tile: its logits are still in place; several: each is recomputed before its gradient.
-      ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { if (multi) h.logits.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
-      (pass) => back.encode(pass),
-    ];
+    if (mm.length === 1) {
+      // One tile: the loss and the gradient in one launch (the loss alone costs the same).
+      this.lossLaunches = [(pass) => norm.encode(pass, B), (pass) => mm[0].logits.encode(pass, B), (pass) => ce.encode(pass)];
+      this.launches = [...this.lossLaunches, (pass) => mm[0].back.encode(pass, B), (pass) => back.encode(pass)];
+    } else {
+      this.lossLaunches = [
+        (pass) => norm.encode(pass, B),
+        ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.logits.encode(pass, B); ce.encodeStats(pass, t); }),
+        (pass) => ce.encodeFinish(pass),
+      ];
+      this.launches = [
+        ...this.lossLaunches,
+        // Each tile's logits are recomputed before its gradient.
+        ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.logits.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
+        (pass) => back.encode(pass),
+      ];
+    }
   }
 
   encode(pass: GPUComputePassEncoder): void {
