@@ -148,12 +148,13 @@ export class E2EInnerStep {
         ...(fuseGlu
           ? [rows(new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: z }, { inStride: 2 * f, outStride: d, glu: f }, chunk, tiles))]
           : [rows(new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s: sw }, chunk)), rows(new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: sw, y: z }, { inStride: f, outStride: d }, chunk, tiles))]),
-        rows(norm(`${L} mlp_post_norm`, lw.mlpPostNorm, z, res[j + 1], h2)),
+        // The top block's last post-norm and residual add run in the head's loads (HeadLossOp's post).
+        ...(j < S - 1 ? [rows(norm(`${L} mlp_post_norm`, lw.mlpPostNorm, z, res[j + 1], h2))] : []),
       ];
       const gateUp = one(lw.gateUp, `${L} mlp w1|w3`);
       const backward = [
-        // static MLP (frozen): out = h2 + post(swiglu(mlp_norm(h2)))
-        normBack(`${L} mlp_post_norm backward`, z, lw.mlpPostNorm, dRes, dPost),
+        // static MLP (frozen): out = h2 + post(swiglu(mlp_norm(h2))); the top block's post-norm backward ran in the head's last launch.
+        ...(j < S - 1 ? [normBack(`${L} mlp_post_norm backward`, z, lw.mlpPostNorm, dRes, dPost)] : []),
         swigluBack(ctx, `${L} mlp backward`, { rows: B, d, f, weight: storage, weightGrads: false }, {
           x: m, dy: dPost, w1: { buffer: gateUp, off: 0 }, w3: { buffer: gateUp, off: f * d }, w2: one(lw.down, `${L} mlp w2`), dx: dIn, scratch,
         }, chunk, tiles),
@@ -182,6 +183,7 @@ export class E2EInnerStep {
     // The loss: final norm, the tied head tile by tile, cross-entropy over pending[1 .. B], and its gradient back to the stream.
     const head = new HeadLossOp(ctx, 'inner step', { rows: B, d, vocab: V, eps, bos: c.bosTokenId, targetOff: 1, maxBindingBytes: opts.maxBindingBytes }, {
       x: res[S], gain: w.finalNorm, head: w.embeddings, targets: io.pending.tokens, dx: dRes,
+      post: { s: buf('tape z'), resid: buf('tape h2'), gain: w.layers[c.firstTttLayer + S - 1].mlpPostNorm, ds: buf('d post-norm') },
     }, chunk, tiles);
     this.head = [(pass) => head.encode(pass)];
     const loss = head.loss;

@@ -5,8 +5,8 @@
  * cross-entropy over targets[targetOff + r] (BOS skipped), then dlogits → d(norm out) → d(stream).
  * Launches (rows fixed at B, read from the caller's chunk uniform by the ops that need it):
  *
- *   one tile:  norm, logits, loss and gradient (one launch), dx = dlogits·E, norm backward
- *   several:   norm; per tile: logits, stats; finish; per tile: logits again, grad, dx += dlogits·E; norm backward
+ *   one tile:  logits (the final norm in its loads), loss and gradient (one launch), dx = dlogits·E, norm backward
+ *   several:   per tile: logits, stats; finish; per tile: logits again, grad, dx += dlogits·E; norm backward
  *
  * CPU twin: E2EReference.head / headBackward with crossEntropyBackward (src/reference/e2e/).
  */
@@ -16,7 +16,6 @@ import type { WeightParts } from '../weights.ts';
 import { CrossEntropyOp } from './e2e-cross-entropy.ts';
 import { MatmulOp, type MatmulTiles } from './matmul.ts';
 import { RmsNormBackwardOp } from './rmsnorm-backward.ts';
-import { RmsNormOp } from './rmsnorm.ts';
 
 export interface HeadLossSpec {
   readonly rows: number;
@@ -48,7 +47,6 @@ export function headTiles(E: WeightParts, cap: number): { v0: number; width: num
 export function headLossBuffers(s: Pick<HeadLossSpec, 'rows' | 'd' | 'vocab' | 'maxBindingBytes'>): { name: string; floats: number; category: 'innerStep' | 'scratch' }[] {
   const B = s.rows, d = s.d;
   return [
-    { name: 'final norm out', floats: B * d, category: 'innerStep' },
     { name: 'logits tile', floats: B * headTileColumns(B, s.vocab, s.maxBindingBytes), category: 'innerStep' },
     { name: 'nll', floats: B, category: 'innerStep' },
     { name: 'loss', floats: 1 + B, category: 'innerStep' },
@@ -56,6 +54,23 @@ export function headLossBuffers(s: Pick<HeadLossSpec, 'rows' | 'd' | 'vocab' | '
     { name: 'd head', floats: B * d, category: 'innerStep' },
     { name: 'final norm backward r', floats: B, category: 'scratch' },
   ];
+}
+
+/**
+ * The stream's last step formed in the logits' loads instead of a launch of its own: x = resid +
+ * post_norm(s) (TTT-E2E's top block's sandwich post-norm and residual add, MatmulSpec.aResid), written
+ * to x by the first logits launch for the final norm's backward, whose launch also runs the post-norm's:
+ * dx (the stream's gradient, resid's too) and ds.
+ */
+export interface HeadLossPost {
+  /** The sublayer's output s [rows, d]. */
+  readonly s: GPUBuffer;
+  /** The stream before the add [rows, d] (not x). */
+  readonly resid: GPUBuffer;
+  /** The post-norm's gain [d]. */
+  readonly gain: GPUBuffer;
+  /** Where the post-norm's backward (chained into the final norm's, one launch) writes d s. */
+  readonly ds: GPUBuffer;
 }
 
 export class HeadLossOp {
@@ -68,43 +83,55 @@ export class HeadLossOp {
 
   constructor(
     ctx: GpuContext, label: string, readonly spec: HeadLossSpec,
-    io: { x: GPUBuffer; gain: GPUBuffer; head: WeightParts; targets: GPUBuffer; dx: GPUBuffer },
+    io: { x: GPUBuffer; gain: GPUBuffer; head: WeightParts; targets: GPUBuffer; dx: GPUBuffer; post?: HeadLossPost },
     chunk: BlockParams, tiles: { wide: MatmulTiles; narrow: MatmulTiles },
   ) {
     const { rows: B, d, vocab: V, eps } = spec;
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
     const made = new Map(headLossBuffers(spec).filter((b) => b.category === 'innerStep').map((b) => [b.name, ctx.allocator.create(`${label}: ${b.name}`, 'innerStep', 4 * b.floats, usage)]));
     const buf = (n: string) => made.get(n)!;
-    const xn = buf('final norm out'), logits = buf('logits tile'), dHead = buf('d head');
+    const logits = buf('logits tile'), dHead = buf('d head');
     this.loss = buf('loss');
     const cap = headTileColumns(B, V, spec.maxBindingBytes);
     this.tiles = headTiles(io.head, cap);
     const storage = io.head.storage;
     const ce = new CrossEntropyOp(ctx, `${label} cross-entropy`, { rows: B, vocab: V, tileList: this.tiles, ld: cap, bos: spec.bos, targetOff: spec.targetOff }, { logits, targets: io.targets, nll: buf('nll'), loss: this.loss, stats: buf('cross-entropy stats') }, chunk);
-    const mm = this.tiles.map((t) => {
+    // The final norm in the logits' loads (its output is not needed: the head is frozen, and the norm's
+    // backward starts again from x); with io.post the stream itself too, stored by the first launch.
+    const post = io.post;
+    const logitsOp = (t: { v0: number; width: number; part: number }, write: boolean) => {
+      const part = io.head.parts[t.part], off = (t.v0 - part.row0) * d;
+      return new MatmulOp(ctx, `${label} logits [${t.v0}, +${t.width})`, {
+        M: 'rows', N: t.width, K: d, a: { row: d, col: 1 }, b: { off, row: d, col: 1 }, c: { row: cap, col: 1 }, weight: storage,
+        aNorm: { eps }, aResid: post ? { row: d, write } : undefined,
+      }, post ? { a: post.s, b: part.buffer, c: logits, gain: io.gain, resid: post.resid, postGain: post.gain, residOut: io.x } : { a: io.x, b: part.buffer, c: logits, gain: io.gain }, chunk, tiles);
+    };
+    const mm = this.tiles.map((t, i) => {
       const part = io.head.parts[t.part], off = (t.v0 - part.row0) * d;
       return {
-        logits: new MatmulOp(ctx, `${label} logits [${t.v0}, +${t.width})`, { M: 'rows', N: t.width, K: d, a: { row: d, col: 1 }, b: { off, row: d, col: 1 }, c: { row: cap, col: 1 }, weight: storage }, { a: xn, b: part.buffer, c: logits }, chunk, tiles),
+        logits: logitsOp(t, i === 0),
+        // The gradient pass's recomputed tiles: the stream is already stored.
+        again: logitsOp(t, false),
         // d xn (+)= dlogits_tile · E_tile: B[n = i, k = v] = E[v0 + v, i]
         back: new MatmulOp(ctx, `${label} head backward [${t.v0}, +${t.width})`, { M: 'rows', N: d, K: t.width, a: { row: cap, col: 1 }, b: { off, row: 1, col: d }, c: { row: d, col: 1 }, beta: t.v0 === 0 ? 0 : 1, weight: storage }, { a: logits, b: part.buffer, c: dHead }, chunk, tiles),
       };
     });
-    const norm = new RmsNormOp(ctx, `${label} final norm`, { n: d, eps, inStride: d, outStride: d }, { weight: io.gain, x: io.x, y: xn }, chunk);
-    const back = new RmsNormBackwardOp(ctx, `${label} final norm backward`, { n: d, eps, rows: B }, { x: io.x, gain: io.gain, dy: dHead, dx: io.dx }, chunk);
+    const back = new RmsNormBackwardOp(ctx, `${label} final norm backward${post ? ' + post-norm backward' : ''}`, { n: d, eps, rows: B }, {
+      x: io.x, gain: io.gain, dy: dHead, dx: io.dx, then: post && { x: post.s, gain: post.gain, dx: post.ds },
+    }, chunk);
     if (mm.length === 1) {
       // One tile: the loss and the gradient in one launch (the loss alone costs the same).
-      this.lossLaunches = [(pass) => norm.encode(pass, B), (pass) => mm[0].logits.encode(pass, B), (pass) => ce.encode(pass)];
+      this.lossLaunches = [(pass) => mm[0].logits.encode(pass, B), (pass) => ce.encode(pass)];
       this.launches = [...this.lossLaunches, (pass) => mm[0].back.encode(pass, B), (pass) => back.encode(pass)];
     } else {
       this.lossLaunches = [
-        (pass) => norm.encode(pass, B),
         ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.logits.encode(pass, B); ce.encodeStats(pass, t); }),
         (pass) => ce.encodeFinish(pass),
       ];
       this.launches = [
         ...this.lossLaunches,
         // Each tile's logits are recomputed before its gradient.
-        ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.logits.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
+        ...mm.map((h, t) => (pass: GPUComputePassEncoder) => { h.again.encode(pass, B); ce.encodeGrad(pass, t); h.back.encode(pass, B); }),
         (pass) => back.encode(pass),
       ];
     }
