@@ -15,6 +15,12 @@
 // over its rows of s. With FLAG_RESID_WRITE the first column tile also stores x' in residOut, which must not
 // be resid: the other tiles of the same launch still read the old stream.
 //
+// C_GLU_BACK fuses the elementwise step of the SwiGLU backward into the epilogue of dm = dy W2 (C is
+// [rows, f], f = N, unbatched): with u, g the forward's gate and up side by side in ug [rows, 2f], each
+// (m, n) stores du = dm g silu'(u) over u and dg = dm silu(u) over g, and C gets m = silu(u) g (the
+// hidden activation, for dW2), with shaders/swiglu-backward.wgsl's formula. Each element is one
+// invocation's, so in place is safe.
+//
 // Three shapes of the same function (src/gpu/kernel-variant.ts picks the family of shapes per adapter):
 //  - REGISTER (the CPU-emulator shape, the default): each invocation keeps a TM x TN tile of C in
 //    registers and reads no workgroup memory. Barriers are very expensive on CPU backends (lavapipe,
@@ -138,12 +144,26 @@ fn aOffOf() -> u32 {
   return p.aOff;
 }
 
+#if C_GLU_BACK
+@group(0) @binding(6) var<storage, read_write> ug: array<f32>;
+#endif
+
 // The epilogue every shape shares: alpha, bias, beta, one store (acc already scaled by A_NORM's row scale).
 fn storeC(batch: u32, m: u32, n: u32, acc: f32) {
   let ci = p.cOff + batch * p.cBatch + m * p.cRow + n * p.cCol;
   var v = p.alpha * acc;
   if ((p.flags & FLAG_BIAS) != 0u) { v += bias[p.biasOff + n]; }
   if (p.beta != 0.0) { v += p.beta * c[ci]; }
+#if C_GLU_BACK
+  let iu = m * 2u * p.N + n;
+  let u = ug[iu];
+  let g = ug[iu + p.N];
+  let sg = 1.0 / (1.0 + exp(-u));
+  let su = u * sg;
+  ug[iu] = v * g * (sg * (1.0 + u * (1.0 - sg)));
+  ug[iu + p.N] = v * su;
+  v = su * g;
+#endif
   c[ci] = v;
 }
 

@@ -64,7 +64,6 @@ export function topMlpLearnerBuffers(c: LactConfig, s: LearnWhileReading): { nam
     ...['m', 'stream', 'd stream', 'd m'].map((n) => ({ name: n, floats: C * D, category: 'innerStep' as const })),
     { name: 'gate|up', floats: C * 2 * I, category: 'innerStep' },
     { name: 'swiglu', floats: C * I, category: 'innerStep' },
-    { name: 'swiglu backward u|g', floats: C * 2 * I, category: 'innerStep' },
     { name: 'swiglu backward dm', floats: C * I, category: 'innerStep' },
     { name: 'dθ', floats: 3 * I * D, category: 'innerStep' },
     { name: 'learning log', floats: LEARNING_LOG_FLOATS * LEARNING_LOG_SLOTS, category: 'innerStep' },
@@ -111,10 +110,11 @@ export class TopMlpLearner {
       x: stream, gain: w.finalNorm, head: w.lmHead, targets: this.pending.tokens, dx: dStream,
     }, chunk, tiles);
     // out = h + mlp(h): d out / d h passes straight through, so d stream is the MLP output's gradient.
-    const back = new SwigluBackwardOp(ctx, 'top MLP update: backward', { rows: C, d: D, f: I }, {
+    // The update's gate|up is still in `gu` (the backward overwrites it with du|dg).
+    const back = new SwigluBackwardOp(ctx, 'top MLP update: backward', { rows: C, d: D, f: I, ugFromForward: true }, {
       x: m, dy: dStream, w1: { buffer: this.theta, off: 0 }, w3: { buffer: this.theta, off: I * D }, w2: { buffer: this.theta, off: 2 * I * D },
       dx: buf('d m'), dw1: { buffer: dTheta, off: 0 }, dw3: { buffer: dTheta, off: I * D }, dw2: { buffer: dTheta, off: 2 * I * D },
-      scratch: [buf('swiglu backward u|g'), buf('swiglu backward dm')],
+      scratch: [gu, buf('swiglu backward dm')],
     }, chunk, tiles);
     const log = buf('learning log');
     const clip = new ClipSgdOp(ctx, 'top MLP update: clip + SGD', [{ theta: this.theta, grad: dTheta, n: 3 * I * D }], {

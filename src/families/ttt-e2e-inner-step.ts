@@ -44,14 +44,14 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
     ...['o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
     rowsOf('tape q|k|v (before the q/k norm)', 3 * d),
     rowsOf('tape q|k (normed, roped)', 3 * d),
-    rowsOf('tape gate|up', 2 * F),
+    rowsOf('tape gate|up', 2 * c.intermediateSizeStaticMlp),
+    rowsOf('tape dyn gate|up', 2 * c.intermediateSizeDynamicMlp),
     rowsOf('tape swiglu', F),
     { name: 'tape attention lse', floats: B * c.numHeads * 2 },
     ...Array.from({ length: c.numTttLayers }, (_, j) => rowsOf(`block ${c.firstTttLayer + j} output`, d)),
     ...['d stream', 'd post-norm', 'd norm out', 'd o'].map((n) => rowsOf(n, d)),
     rowsOf('d q|k|v (roped)', 3 * d),
     rowsOf('d q|k|v', 3 * d),
-    rowsOf('swiglu backward u|g', 2 * F),
     rowsOf('swiglu backward dm', F),
     { name: 'dθ', floats: c.numTttLayers * thetaBlockFloats(c) },
     { name: 'learning log', floats: LEARNING_LOG_FLOATS * LEARNING_LOG_SLOTS },
@@ -97,11 +97,12 @@ export class E2EInnerStep {
 
     const [o, ao, h1, bN, y, h2, m, z] = ['o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => buf(`tape ${n}`));
     const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k (normed, roped)');
-    const gu = buf('tape gate|up'), sw = buf('tape swiglu'), lse = buf('tape attention lse');
+    // Each MLP's gate|up stays on the tape for its backward (which overwrites it with du|dg).
+    const gu = buf('tape gate|up'), guDyn = buf('tape dyn gate|up'), sw = buf('tape swiglu'), lse = buf('tape attention lse');
     const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
     const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out'), dO = buf('d o');
     const dqkvR = buf('d q|k|v (roped)'), dqkv = buf('d q|k|v');
-    const scratch: [GPUBuffer, GPUBuffer] = [buf('swiglu backward u|g'), buf('swiglu backward dm')];
+    const dm = buf('swiglu backward dm');
     const dTheta = buf('dθ');
     const view = (buffer: GPUBuffer, stride: number, offset = 0): RowView => ({ buffer, stride, offset });
     // A post-norm with the residual add, and with `next` the next sublayer's pre-norm of the new stream in the same launch.
@@ -121,8 +122,7 @@ export class E2EInnerStep {
     };
     const attnSpec = { heads: H, headDim: hd, window: c.slidingWindow, maxRows: B };
     // The SwiGLU inside the down projections' loads, as the model's own blocks do on GPUs (on CPU emulators
-    // the register tiles would recompute it per column tile: slower for a chunk's rows). The backward
-    // recomputes the gate|up from the normed input, so nothing it reads is lost.
+    // the register tiles would recompute it per column tile: slower for a chunk's rows).
     const fuseGlu = ctx.kernelVariant === 'gpu';
 
     this.blocks = Array.from({ length: S }, (_, j) => {
@@ -133,7 +133,7 @@ export class E2EInnerStep {
       const attention = new E2EAttentionOp(ctx, `${L} attention`, attnSpec, { q, k, v, ring, o: view(o, d), stats: lse }, chunk);
       const dynDown = (glu: boolean) => new MatmulOp(ctx, `${L} dyn w2${glu ? ' (swiglu fused)' : ''}`, {
         M: 'rows', N: d, K: fd, a: { row: glu ? 2 * fd : fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: glu ? fd : undefined,
-      }, { a: glu ? gu : sw, b: io.theta, c: y }, chunk, tiles);
+      }, { a: glu ? guDyn : sw, b: io.theta, c: y }, chunk, tiles);
       const forward = [
         // The attention's normed input is not on the tape (the backward needs only the stream): the norm runs in q|k|v's loads.
         rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: res[j], y: qkvRaw }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, chunk, tiles)),
@@ -141,8 +141,8 @@ export class E2EInnerStep {
         rows(attention),
         rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
         rows(norm(`${L} attn_post_norm + dyn_norm`, lw.attnPostNorm, ao, h1, res[j], { weight: lw.dynNorm!, y: bN })),
-        rows(new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a: bN, b: io.theta, c: gu }, chunk, tiles)),
-        ...(fuseGlu ? [rows(dynDown(true))] : [rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu, s: sw }, chunk)), rows(dynDown(false))]),
+        rows(new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a: bN, b: io.theta, c: guDyn }, chunk, tiles)),
+        ...(fuseGlu ? [rows(dynDown(true))] : [rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu: guDyn, s: sw }, chunk)), rows(dynDown(false))]),
         rows(norm(`${L} dyn_post_norm + mlp_norm`, lw.dynPostNorm!, y, h2, h1, { weight: lw.mlpNorm, y: m })),
         rows(new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: m, y: gu }, { inStride: d, outStride: 2 * f }, chunk, tiles)),
         ...(fuseGlu
@@ -155,15 +155,15 @@ export class E2EInnerStep {
       const backward = [
         // static MLP (frozen): out = h2 + post(swiglu(mlp_norm(h2))); the top block's post-norm backward ran in the head's last launch.
         ...(j < S - 1 ? [normBack(`${L} mlp_post_norm backward`, z, lw.mlpPostNorm, dRes, dPost)] : []),
-        swigluBack(ctx, `${L} mlp backward`, { rows: B, d, f, weight: storage, weightGrads: false }, {
-          x: m, dy: dPost, w1: { buffer: gateUp, off: 0 }, w3: { buffer: gateUp, off: f * d }, w2: one(lw.down, `${L} mlp w2`), dx: dIn, scratch,
+        swigluBack(ctx, `${L} mlp backward`, { rows: B, d, f, weight: storage, weightGrads: false, ugFromForward: true }, {
+          x: m, dy: dPost, w1: { buffer: gateUp, off: 0 }, w3: { buffer: gateUp, off: f * d }, w2: one(lw.down, `${L} mlp w2`), dx: dIn, scratch: [gu, dm],
         }, chunk, tiles),
         // dynamic MLP: h2 = h1 + dyn_post(swiglu_θ(dyn_norm(h1))); its post-norm's backward in the mlp_norm's launch
         normBack(`${L} mlp_norm + dyn_post_norm backward`, h2, lw.mlpNorm, dIn, dRes, true, { x: y, gain: lw.dynPostNorm!, dx: dPost }),
-        swigluBack(ctx, `${L} dyn backward`, { rows: B, d, f: fd }, {
+        swigluBack(ctx, `${L} dyn backward`, { rows: B, d, f: fd, ugFromForward: true }, {
           x: bN, dy: dPost,
           w1: { buffer: io.theta, off: th }, w3: { buffer: io.theta, off: th + fd * d }, w2: { buffer: io.theta, off: th + 2 * fd * d },
-          dx: dIn, dw1: { buffer: dTheta, off: th }, dw3: { buffer: dTheta, off: th + fd * d }, dw2: { buffer: dTheta, off: th + 2 * fd * d }, scratch,
+          dx: dIn, dw1: { buffer: dTheta, off: th }, dw3: { buffer: dTheta, off: th + fd * d }, dw2: { buffer: dTheta, off: th + 2 * fd * d }, scratch: [guDyn, dm],
         }, chunk, tiles),
         // attention: h1 = h + attn_post(o_proj(attn(rope(qk_norm(a Wq^T)), rope(qk_norm(a Wk^T)), a Wv^T))); its post-norm's backward in the dyn_norm's launch
         normBack(`${L} dyn_norm + attn_post_norm backward`, h1, lw.dynNorm!, dIn, dRes, true, { x: ao, gain: lw.attnPostNorm, dx: dPost }),

@@ -1,5 +1,5 @@
 /**
- * src/gpu/ops/swiglu-backward.ts (eight matmul.wgsl launches + shaders/swiglu-backward.wgsl) against
+ * src/gpu/ops/swiglu-backward.ts (matmul.wgsl launches, the elementwise step in dm's epilogue) against
  * swigluBackward (src/reference/e2e/backward.ts), f64 on the same f32 inputs.
  *
  * Error bound: first-order propagation of each launch's own rounding through the chain, per element
@@ -12,12 +12,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
-import type { GpuContext } from '../../src/gpu/context.ts';
+import { GpuContext } from '../../src/gpu/context.ts';
 import { SwigluBackwardOp } from '../../src/gpu/ops/swiglu-backward.ts';
 import { swigluBackward } from '../../src/reference/e2e/backward.ts';
 import { linear, matmul, sigmoid, silu, transpose } from '../../src/reference/linalg.ts';
 import { gaussian, rng } from '../helpers/random-model.ts';
-import { hasFeature, openTestGpu, readF32, roundToF16, runPass, toF16Bits, upload } from '../helpers/gpu.ts';
+import { hasFeature, openTestGpu, readF32, roundToF16, runPass, toF16Bits, upload, zeros } from '../helpers/gpu.ts';
 import { expectClose, expectNotClose } from '../helpers/close.ts';
 
 const u = 2 ** -24;
@@ -64,11 +64,14 @@ function bounds(a: Inputs, dx0: Float64Array, dw0: { w1: Float64Array; w2: Float
   return { dx, dW1, dW2, dW3 };
 }
 
-describe('swiglu-backward against swigluBackward', () => {
+// Both kernel variants: the matmuls (and the gate in dm's epilogue) in the CPU-emulator and the GPU shapes.
+describe.each(['cpu', 'gpu'] as const)('swiglu-backward (%s shapes) against swigluBackward', (variant) => {
   let ctx: GpuContext;
   let block: BlockParams;
   beforeAll(async () => {
-    ctx = (await openTestGpu()).ctx;
+    const opened = (await openTestGpu()).ctx;
+    ctx = variant === opened.kernelVariant ? opened : new GpuContext(opened.device, { kernels: variant });
+    expect(ctx.kernelVariant).toBe(variant);
     block = new BlockParams(ctx);
   });
   afterAll(() => ctx?.device.destroy());
@@ -79,7 +82,7 @@ describe('swiglu-backward against swigluBackward', () => {
    * (W1 and W3 apart: each of u|g, dW1|dW3 and dx is two launches), or with `adjacent` [W1 | W3 | W2],
    * as the TTT blocks store them (each pair one launch).
    */
-  async function run(rows: number, d: number, f: number, opts: { layer?: number; accumulate?: boolean; adjacent?: boolean; seed: number }) {
+  async function run(rows: number, d: number, f: number, opts: { layer?: number; accumulate?: boolean; adjacent?: boolean; ugFromForward?: boolean; seed: number }) {
     const L = 3 * d * f, layer = opts.layer ?? 0;
     // Slot of W1, W2, W3 in a layer's block.
     const at = opts.adjacent ? [0, 2, 1] : [0, 1, 2];
@@ -89,12 +92,30 @@ describe('swiglu-backward against swigluBackward', () => {
     const grads0 = randn(2 * L, opts.seed + 3), dx0 = randn(rows * d, opts.seed + 4);
     const thetaBuf = upload(ctx, theta), gradBuf = upload(ctx, grads0), dxBuf = upload(ctx, dx0);
     const o = layer * L;
-    const op = new SwigluBackwardOp(ctx, 'swiglu bw', { rows, d, f, accumulateDx: opts.accumulate, accumulateGrads: opts.accumulate }, {
+    // ugFromForward: the forward's [u | g] (x W1^T | x W3^T, here from f64 rounded once) handed in as scratch.
+    let scratch: [GPUBuffer, GPUBuffer] | undefined;
+    if (opts.ugFromForward) {
+      const ug = new Float32Array(rows * 2 * f);
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < f; j++) {
+          let su = 0, sg = 0;
+          for (let i = 0; i < d; i++) {
+            su += x[r * d + i] * theta[o + at[0] * d * f + j * d + i];
+            sg += x[r * d + i] * theta[o + at[2] * d * f + j * d + i];
+          }
+          ug[r * 2 * f + j] = su;
+          ug[r * 2 * f + f + j] = sg;
+        }
+      }
+      scratch = [upload(ctx, ug), zeros(ctx, rows * f)];
+    }
+    const op = new SwigluBackwardOp(ctx, 'swiglu bw', { rows, d, f, accumulateDx: opts.accumulate, accumulateGrads: opts.accumulate, ugFromForward: opts.ugFromForward }, {
       x: upload(ctx, x), dy: upload(ctx, dy),
       w1: { buffer: thetaBuf, off: o + at[0] * d * f }, w2: { buffer: thetaBuf, off: o + at[1] * d * f }, w3: { buffer: thetaBuf, off: o + at[2] * d * f },
-      dx: dxBuf, dw1: { buffer: gradBuf, off: o + at[0] * d * f }, dw2: { buffer: gradBuf, off: o + at[1] * d * f }, dw3: { buffer: gradBuf, off: o + at[2] * d * f },
+      dx: dxBuf, dw1: { buffer: gradBuf, off: o + at[0] * d * f }, dw2: { buffer: gradBuf, off: o + at[1] * d * f }, dw3: { buffer: gradBuf, off: o + at[2] * d * f }, scratch,
     }, block);
-    expect(op.dispatches()).toBe(opts.adjacent ? 6 : 9);
+    // u|g (one launch adjacent, else two; none when handed in), dm with the gate, dW2, dW1|dW3 (1 or 2), dx (1 or 2).
+    expect(op.dispatches()).toBe((opts.adjacent ? 5 : 8) - (opts.ugFromForward ? (opts.adjacent ? 1 : 2) : 0));
     await runPass(ctx, (p) => op.encode(p));
     // Tensor s (0: W1, 1: W2, 2: W3) of this layer.
     const sl = (a: Float32Array, s: number) => Float64Array.from(a.subarray(o + at[s] * d * f, o + (at[s] + 1) * d * f));
@@ -128,6 +149,15 @@ describe('swiglu-backward against swigluBackward', () => {
     }
   });
 
+  it('the forward\'s [u | g] handed in (ugFromForward): the same gradients without recomputing it, adjacent or apart', async () => {
+    for (const [rows, d, f, adjacent] of [[12, 24, 40, true], [33, 20, 52, false], [1, 16, 24, true]] as const) {
+      const r = await run(rows, d, f, { layer: 1, adjacent, ugFromForward: true, seed: 71 + rows });
+      expectClose(r.dx, r.want.dx, { atol: r.b.dx, rtol: 0, label: `u|g handed in ${rows}×${d}×${f}: dx` });
+      expectClose(r.grads, r.wantGrads, { atol: r.atolGrads, rtol: 0, label: `u|g handed in ${rows}×${d}×${f}: grads (both layers)` });
+    }
+    expect(() => new SwigluBackwardOp(ctx, 'no tape', { rows: 1, d: 4, f: 4, ugFromForward: true }, { x: upload(ctx, [0]), dy: upload(ctx, [0]), w1: upload(ctx, [0]), w2: upload(ctx, [0]), w3: upload(ctx, [0]), dx: upload(ctx, [0]), dw1: upload(ctx, [0]), dw2: upload(ctx, [0]), dw3: upload(ctx, [0]) }, block)).toThrow(/ugFromForward needs/);
+  });
+
   it('one row (the narrow matmul tiles), and accumulating into dx and the gradients', async () => {
     const one = await run(1, 16, 24, { seed: 11 });
     expectClose(one.dx, one.want.dx, { atol: one.b.dx, rtol: 0, label: 'one row: dx' });
@@ -149,7 +179,7 @@ describe('swiglu-backward against swigluBackward', () => {
       const op = new SwigluBackwardOp(ctx, `frozen ${storage}`, { rows, d, f, weight: storage, weightGrads: false }, {
         x: upload(ctx, x), dy: upload(ctx, dy), w1: { buffer: w13Buf, off: 0 }, w3: { buffer: w13Buf, off: f * d }, w2: w2Buf, dx: dxBuf,
       }, block);
-      expect(op.dispatches()).toBe(4);
+      expect(op.dispatches()).toBe(3);
       await runPass(ctx, (p) => op.encode(p));
       const inputs: Inputs = { x: Float64Array.from(x), dy: Float64Array.from(dy), w1: Float64Array.from(w13.subarray(0, f * d)), w2: Float64Array.from(w2), w3: Float64Array.from(w13.subarray(f * d)), rows, d, f };
       const ref = swigluBackward(inputs.x, rows, d, inputs.w1, inputs.w2, inputs.w3, f, inputs.dy);

@@ -56,6 +56,12 @@ export interface MatmulSpec {
    * MatmulBuffers.residOut (a different buffer) by the launch's first column tile.
    */
   readonly aResid?: { readonly row: number; readonly write: boolean };
+  /**
+   * The SwiGLU backward's elementwise step in the epilogue (shaders/matmul.wgsl, C_GLU_BACK): C = dm is
+   * [rows, f] (f = N), MatmulBuffers.ug the forward's [u | g] [rows, 2f], overwritten by [du | dg]; C
+   * gets silu(u)·g. Unbatched, without aNorm.
+   */
+  readonly cGluBack?: boolean;
 }
 
 /** Register tile per invocation (TM x TN) and workgroup shape (WGX x WGY invocations). */
@@ -80,15 +86,16 @@ type Shape = { kind: 'register'; tiles: MatmulTiles } | { kind: 'tiled'; aVec: b
 const BINDINGS = ['uniform', 'uniform', 'read', 'read', 'read', 'rw'] as const;
 const NORM_BINDINGS = [...BINDINGS, 'read'] as const;
 const RESID_BINDINGS = [...NORM_BINDINGS, 'read', 'rw', 'read'] as const;
+const GLU_BACK_BINDINGS = [...BINDINGS, 'rw'] as const;
 
-function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape, glu: boolean, norm: boolean, resid: boolean): Kernel {
-  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed', A_GLU: glu, A_NORM: norm, A_RESID: resid };
+function matmulKernel(ctx: GpuContext, weight: WeightStorage, shape: Shape, glu: boolean, norm: boolean, resid: boolean, gluBack = false): Kernel {
+  const storage = { W_F16: weight === 'f16', W_PACKED: weight === 'f16-packed', A_GLU: glu, A_NORM: norm, A_RESID: resid, C_GLU_BACK: gluBack };
   const defines = shape.kind === 'register'
     ? { TM: shape.tiles.tm, TN: shape.tiles.tn, WGX: shape.tiles.wgx, WGY: shape.tiles.wgy, ...storage }
     : shape.kind === 'tiled'
       ? { TILED: true, A_VEC: shape.aVec, B_VEC: shape.bVec, ...storage }
       : { GEMV: true, A_VEC: shape.vec, B_VEC: shape.vec, SUBGROUPS: ctx.features.subgroups, ...storage };
-  const bindings = resid ? RESID_BINDINGS : norm ? NORM_BINDINGS : BINDINGS;
+  const bindings = resid ? RESID_BINDINGS : norm ? NORM_BINDINGS : gluBack ? GLU_BACK_BINDINGS : BINDINGS;
   return ctx.kernel({ shader: 'matmul.wgsl', source, entry: 'main', bindings, defines });
 }
 
@@ -113,6 +120,8 @@ export interface MatmulBuffers {
   readonly resid?: GPUBuffer;
   readonly postGain?: Resource;
   readonly residOut?: GPUBuffer;
+  /** With MatmulSpec.cGluBack: the forward's [u | g], overwritten by [du | dg]. */
+  readonly ug?: GPUBuffer;
 }
 
 export class MatmulOp {
@@ -146,15 +155,22 @@ export class MatmulOp {
     } else if (bufs.resid || bufs.postGain || bufs.residOut) {
       throw new RangeError(`${label}: resid, postGain and residOut are for aResid`);
     }
+    const gluBack = spec.cGluBack === true;
+    if (gluBack) {
+      if (norm || glu || (spec.batch ?? 1) !== 1) throw new RangeError(`${label}: cGluBack is for unbatched rows without aNorm or aGlu`);
+      if (!bufs.ug || bufs.ug === bufs.c) throw new RangeError(`${label}: cGluBack needs the ug buffer (not C)`);
+    } else if (bufs.ug) {
+      throw new RangeError(`${label}: ug is for cGluBack`);
+    }
     this.gpu = ctx.kernelVariant === 'gpu';
     if (this.gpu) {
       const aVec = vectorReadable(spec.a, spec.K) && (spec.aGlu ?? 0) % 4 === 0 && (spec.aResid?.row ?? 0) % 4 === 0;
       const bVec = vectorReadable(spec.b, spec.K);
-      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec }, glu, norm, resid);
-      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec }, glu, norm, resid);
+      this.wide = matmulKernel(ctx, w, { kind: 'tiled', aVec, bVec }, glu, norm, resid, gluBack);
+      this.narrow = matmulKernel(ctx, w, { kind: 'gemv', vec: aVec && bVec }, glu, norm, resid, gluBack);
     } else {
-      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide }, glu, norm, resid);
-      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow }, glu, norm, resid);
+      this.wide = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.wide }, glu, norm, resid, gluBack);
+      this.narrow = matmulKernel(ctx, w, { kind: 'register', tiles: tiles.narrow }, glu, norm, resid, gluBack);
     }
     let flags = 0;
     if (bufs.bias) flags |= FLAG_BIAS;
@@ -172,7 +188,7 @@ export class MatmulOp {
     ]);
     // Both tile variants share one bind group layout, so one bind group serves both pipelines.
     const shared = [params, block.buffer, bufs.a, bufs.b, bufs.bias ?? bufs.a, bufs.c];
-    this.group = ctx.bind(this.wide, resid ? [...shared, bufs.gain!, bufs.resid!, bufs.residOut!, bufs.postGain!] : norm ? [...shared, bufs.gain!] : shared);
+    this.group = ctx.bind(this.wide, resid ? [...shared, bufs.gain!, bufs.resid!, bufs.residOut!, bufs.postGain!] : norm ? [...shared, bufs.gain!] : gluBack ? [...shared, bufs.ug!] : shared);
   }
 
   /** Records the launch; `rows` is the block's token count (used when M is 'rows'). */

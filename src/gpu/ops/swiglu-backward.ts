@@ -1,24 +1,25 @@
 /**
  * Backward of the SwiGLU MLP y = (silu(x W1^T) ⊙ (x W3^T)) W2^T, x [rows, d], W1, W3 [f, d], W2 [d, f]
  * ([out, in], as the checkpoint stores them; CPU twin swigluBackward in src/reference/e2e/backward.ts):
- * dx, dW1, dW2, dW3 from x and dy. matmul.wgsl launches (every transpose is a choice of strides) around
- * one elementwise launch (shaders/swiglu-backward.wgsl), in this order:
+ * dx, dW1, dW2, dW3 from x and dy, all matmul.wgsl launches (every transpose is a choice of strides),
+ * in this order:
  *
- *   [u | g] = x [W1; W3]^T,  hm = dy W2          (the forward's gate|up recomputed; dm)
- *   gate: u ← du = dm ⊙ g ⊙ silu'(u),  g ← dg = dm ⊙ silu(u),  hm ← m = silu(u) ⊙ g
+ *   [u | g] = x [W1; W3]^T                       (the forward's gate|up, unless handed in)
+ *   hm = dy W2, and in its epilogue (C_GLU_BACK): u ← du = dm ⊙ g ⊙ silu'(u),  g ← dg = dm ⊙ silu(u),
+ *                                                 hm ← m = silu(u) ⊙ g
  *   dW2 = dy^T m,  [dW1; dW3] = [du | dg]^T x,  dx = [du | dg] [W1; W3]
  *
  * u and g share one [rows, 2f] scratch (row-major, u first), so where W3 directly follows W1 in one
  * buffer (the checkpoint's fused gate|up, a block of θ) and dW3 follows dW1, each pair is one launch of
- * twice the width: 5 launches with the weight gradients, 4 without (8 and 6 when the pairs are apart).
+ * twice the width: 5 launches with the weight gradients, 3 without (8 and 5 when the pairs are apart);
+ * one fewer when the forward's [u | g] is handed in (spec.ugFromForward).
  *
  * The row count is fixed at construction (a chunk: the dW launches contract over the rows). Weights and
  * gradients may sit at element offsets inside larger buffers (every layer's θ in one buffer); a gradient
  * must not share a buffer with anything the same launch reads.
  */
-import source from '../../../shaders/swiglu-backward.wgsl?raw';
 import type { BlockParams } from '../block.ts';
-import { dispatch, grid, type GpuContext, type Kernel, type WeightStorage } from '../context.ts';
+import type { GpuContext, WeightStorage } from '../context.ts';
 import { MatmulOp, type MatmulSpec, type MatmulTiles } from './matmul.ts';
 
 /** A tensor: a whole buffer, or one starting at an element offset of a buffer. */
@@ -40,6 +41,11 @@ export interface SwigluBackwardSpec {
   readonly weight?: WeightStorage;
   /** false: dx only (a frozen MLP the gradient passes through): the three dW launches are not recorded. Default true. */
   readonly weightGrads?: boolean;
+  /**
+   * scratch[0] already holds the forward's [u | g] = x [W1; W3]^T (a tape kept from the forward, which
+   * this op then overwrites): its launch is not recorded.
+   */
+  readonly ugFromForward?: boolean;
 }
 
 export interface SwigluBackwardBuffers {
@@ -61,8 +67,6 @@ export class SwigluBackwardOp {
   readonly scratch: readonly [GPUBuffer, GPUBuffer];
   private readonly before: MatmulOp[];
   private readonly after: MatmulOp[];
-  private readonly gate: Kernel;
-  private readonly gateGroup: GPUBindGroup;
 
   constructor(ctx: GpuContext, readonly label: string, readonly spec: SwigluBackwardSpec, bufs: SwigluBackwardBuffers, block: BlockParams, tiles?: { wide: MatmulTiles; narrow: MatmulTiles }) {
     const { rows, d, f } = spec;
@@ -83,13 +87,14 @@ export class SwigluBackwardOp {
     const adjacent = (p: { buffer: GPUBuffer; off: number }, q: { buffer: GPUBuffer; off: number }) => p.buffer === q.buffer && q.off === p.off + f * d;
     const w13 = adjacent(w1, w3);
     // [u | g] = x [W1; W3]^T: [rows, 2f] = [rows, d] · [2f, d]^T (or each half on its own).
-    const gateUp = w13
+    if (spec.ugFromForward && !bufs.scratch) throw new Error(`${label}: ugFromForward needs the forward's [u | g] as scratch[0]`);
+    const gateUp = spec.ugFromForward ? [] : w13
       ? [mm('u|g', { M: rows, N: 2 * f, K: d, a: { off: x.off, row: d, col: 1 }, b: { off: w1.off, row: d, col: 1 }, c: { row: 2 * f, col: 1 } }, x.buffer, w1.buffer, ug, true)]
       : [w1, w3].map((w, i) => mm(i === 0 ? 'u' : 'g', { M: rows, N: f, K: d, a: { off: x.off, row: d, col: 1 }, b: { off: w.off, row: d, col: 1 }, c: { off: i * f, row: 2 * f, col: 1 } }, x.buffer, w.buffer, ug, true));
     this.before = [
       ...gateUp,
-      // dm = dy W2: B[n = j, k = i] = W2[i, j]
-      mm('dm', { M: rows, N: f, K: d, a: { off: dy.off, row: d, col: 1 }, b: { off: w2.off, row: 1, col: f }, c: { row: f, col: 1 } }, dy.buffer, w2.buffer, hm, true),
+      // dm = dy W2: B[n = j, k = i] = W2[i, j]; the elementwise gate in its epilogue: u|g → du|dg, dm → m.
+      new MatmulOp(ctx, `${label} dm + gate`, { M: rows, N: f, K: d, a: { off: dy.off, row: d, col: 1 }, b: { off: w2.off, row: 1, col: f }, c: { row: f, col: 1 }, weight, cGluBack: true }, { a: dy.buffer, b: w2.buffer, c: hm, ug }, block, tiles),
     ];
     // dx = [du | dg] [W1; W3]: B[n = i, k = j] = W13[j, i]
     const dxLaunches = w13
@@ -114,21 +119,16 @@ export class SwigluBackwardOp {
         ...dxLaunches,
       ];
     }
-    this.gate = ctx.kernel({ shader: 'swiglu-backward.wgsl', source, entry: 'main', bindings: ['uniform', 'rw', 'rw'] });
-    this.gateGroup = ctx.bind(this.gate, [ctx.uniform(`${label} gate`, [['u32', rows * f], ['u32', f]]), ug, hm]);
   }
 
   /** Records the launches (see the file comment for how many). */
   encode(pass: GPUComputePassEncoder): void {
-    for (const op of this.before) op.encode(pass, this.spec.rows);
-    const [x, y] = grid(Math.ceil((this.spec.rows * this.spec.f) / 64));
-    dispatch(pass, this.gate, this.gateGroup, x, y);
-    for (const op of this.after) op.encode(pass, this.spec.rows);
+    for (const op of [...this.before, ...this.after]) op.encode(pass, this.spec.rows);
   }
 
   /** Launches encode records. */
   dispatches(): number {
-    return this.before.length + 1 + this.after.length;
+    return this.before.length + this.after.length;
   }
 
   /** 8 matmuls of 2·rows·d·f each (16·rows·d·f), plus ~14 flops and one exp per hidden element. */
