@@ -10,19 +10,18 @@
 //
 //   forward     o = softmax(q k^T / sqrt(hd)) v over the window, and lse = log Σ_j exp(s_j) per (row, head)
 //               into stats[2·(row·H + h)]: all the backward needs besides q, k, v, o.
-//   delta       D = rowsum(dO ⊙ o) per (row, head) into stats[2·(row·H + h) + 1].
-//   backwardQ   dq_t = Σ_j P_tj (dP_tj - D_t) k_j / sqrt(hd), P_tj = exp(s_tj - lse_t), dP_tj = dO_t·v_j,
-//               over every key t sees (ring ones included).
-//   backwardKV  dk_j = Σ_t P_tj (dP_tj - D_t) q_t / sqrt(hd), dv_j = Σ_t P_tj dO_t, for the block's own
+//   backward    (one launch) dq_t = Σ_j P_tj (dP_tj - D_t) k_j / sqrt(hd), P_tj = exp(s_tj - lse_t),
+//               dP_tj = dO_t·v_j, D_t = rowsum(dO_t ⊙ o_t), over every key t sees (ring ones included);
+//               dk_j = Σ_t P_tj (dP_tj - D_t) q_t / sqrt(hd), dv_j = Σ_t P_tj dO_t, for the block's own
 //               keys only, over the block's queries that see them. The ring's keys are constants of the
 //               inner step (K/V of earlier chunks are never recomputed), so they get no gradient.
 // No score or probability matrix exists in memory: each kernel recomputes the scores from q, k and lse.
 //
-// forward and backwardQ: a workgroup of R invocations owns R consecutive query rows of one head (one
+// forward and the dq role: a workgroup of R invocations owns R consecutive query rows of one head (one
 // row each: q, the accumulators in registers) and walks the keys the R rows see together,
 // [first(pos0 + r0), pos0 + rEnd), in tiles of T keys that the workgroup loads into workgroup memory
-// once for all its rows. backwardKV: R consecutive keys of the block per workgroup, walking the queries
-// that see them, [r0, min(rEnd - 1 + W, rows)), in tiles of T query rows (q, dO, lse, D).
+// once for all its rows. The dk/dv role: R consecutive keys of the block per workgroup, walking the
+// queries that see them, [r0, min(rEnd - 1 + W, rows)), in tiles of T query rows (q, dO, lse, D).
 struct Params {
   heads: u32, window: u32, ring: u32, ringStride: u32,
   qStride: u32, qOff: u32, kStride: u32, kOff: u32,
@@ -41,37 +40,17 @@ const NEG: f32 = -3.0e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
-// forward, backwardQ, backwardKV: the block's q, k, v rows (views: stride, offset; may be one buffer).
+// forward: the block's q, k, v rows (views: stride, offset; may be one buffer).
 @group(0) @binding(2) var<storage, read> q: array<f32>;
 @group(0) @binding(3) var<storage, read> k: array<f32>;
 @group(0) @binding(4) var<storage, read> v: array<f32>;
-// forward, backwardQ: the ring.
+// forward: the ring.
 @group(0) @binding(5) var<storage, read> kRing: array<f32>;
 @group(0) @binding(6) var<storage, read> vRing: array<f32>;
 // forward: o, stats. (Resources share binding numbers across entry points that never use both.)
 @group(0) @binding(7) var<storage, read_write> o: array<f32>;
 @group(0) @binding(8) var<storage, read_write> stats: array<f32>;
-// backwardQ: dO, stats, dq.
-@group(0) @binding(7) var<storage, read> gQ: array<f32>;
-@group(0) @binding(8) var<storage, read> statsQ: array<f32>;
-@group(0) @binding(9) var<storage, read_write> dq: array<f32>;
-// backwardKV: dO, stats, dk, dv (SHARED_DKV: dk and dv are views of one buffer, bound once, as WebGPU
-// refuses two writable bindings of overlapping ranges).
-@group(0) @binding(5) var<storage, read> gKV: array<f32>;
-@group(0) @binding(6) var<storage, read> statsKV: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dk: array<f32>;
-#if SHARED_DKV
-fn storeDv(i: u32, x: f32) { dk[i] = x; }
-#else
-@group(0) @binding(8) var<storage, read_write> dv: array<f32>;
-fn storeDv(i: u32, x: f32) { dv[i] = x; }
-#endif
-// delta: o, dO, stats.
-@group(0) @binding(2) var<storage, read> oD: array<f32>;
-@group(0) @binding(3) var<storage, read> gD: array<f32>;
-@group(0) @binding(4) var<storage, read_write> statsD: array<f32>;
-
-// Two tiles of T rows of one head (keys and values, or queries and their dO), and, for backwardKV,
+// Two tiles of T rows of one head (keys and values, or queries and their dO), and, for the dk/dv role,
 // the lse and D of its query rows.
 var<workgroup> tileA: array<f32, T * HD>;
 var<workgroup> tileB: array<f32, T * HD>;
@@ -160,25 +139,86 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
   }
 }
 
-// One invocation per (row, head).
-@compute @workgroup_size(64)
-fn delta(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let id = gid.x + gid.y * nwg.x * 64u;
-  if (id >= blk.rows * p.heads) { return; }
-  let row = id / p.heads;
-  let h = id % p.heads;
-  let a = row * p.oStride + p.oOff + h * HD;
-  let b = row * p.gStride + p.gOff + h * HD;
+// The backward, ONE launch: workgroups [0, n) take the dq role (R query rows each), [n, 2n) the dk/dv role
+// (R of the block's keys each), n = ceil(rows / R), all for head wid.y. D = rowsum(dO ⊙ o) is formed
+// where it is read (a dq workgroup: its rows'; a dk/dv workgroup: each query tile's, as the tile is
+// loaded), in the same order everywhere, so no launch waits for another. Bindings: q, k, v are views
+// of one buffer (qkvB), o and dO of one (oG), dq and dk of one (dqk), so the launch binds 7 storage
+// buffers (6 with SHARED_DKV), within the 8 every WebGPU device allows.
+@group(0) @binding(2) var<storage, read> qkvB: array<f32>;
+@group(0) @binding(3) var<storage, read> kRingB: array<f32>;
+@group(0) @binding(4) var<storage, read> vRingB: array<f32>;
+@group(0) @binding(5) var<storage, read> oG: array<f32>;
+@group(0) @binding(6) var<storage, read> statsB: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dqk: array<f32>;
+#if SHARED_DKV
+fn storeDv(i: u32, x: f32) { dqk[i] = x; }
+#else
+@group(0) @binding(8) var<storage, read_write> dvB: array<f32>;
+fn storeDv(i: u32, x: f32) { dvB[i] = x; }
+#endif
+
+// D of block row r, head h.
+fn deltaOf(r: u32, h: u32) -> f32 {
+  let a = r * p.oStride + p.oOff + h * HD;
+  let b = r * p.gStride + p.gOff + h * HD;
   var d = 0.0;
-  for (var i = 0u; i < HD; i++) { d += oD[a + i] * gD[b + i]; }
-  statsD[2u * id + 1u] = d;
+  for (var i = 0u; i < HD; i++) { d += oG[a + i] * oG[b + i]; }
+  return d;
 }
 
-@compute @workgroup_size(R)
-fn backwardQ(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let h = wid.y;
-  let r0 = wid.x * R;
-  if (r0 >= blk.rows) { return; }
+// loadKeys of the backward's bindings.
+fn loadKeysB(j0: u32, jEnd: u32, h: u32, lid: u32) {
+  for (var e = lid; e < T * HD; e += R) {
+    let j = j0 + e / HD;
+    let c = h * HD + e % HD;
+    var kx = 0.0;
+    var vx = 0.0;
+    if (j < jEnd) {
+      if (j < blk.pos0) {
+        let a = (j % p.ring) * p.ringStride + c;
+        kx = kRingB[a];
+        vx = vRingB[a];
+      } else {
+        let r = j - blk.pos0;
+        kx = qkvB[r * p.kStride + p.kOff + c];
+        vx = qkvB[r * p.vStride + p.vOff + c];
+      }
+    }
+    tileA[e] = kx;
+    tileB[e] = vx;
+  }
+}
+
+// q, dO, lse, D of head h at block rows [t0, t0 + T) into the tiles (zeros at rows >= tEnd).
+fn loadQueriesB(t0: u32, tEnd: u32, h: u32, lid: u32) {
+  for (var e = lid; e < T * HD; e += R) {
+    let r = t0 + e / HD;
+    let c = h * HD + e % HD;
+    var qx = 0.0;
+    var gx = 0.0;
+    if (r < tEnd) {
+      qx = qkvB[r * p.qStride + p.qOff + c];
+      gx = oG[r * p.gStride + p.gOff + c];
+    }
+    tileA[e] = qx;
+    tileB[e] = gx;
+  }
+  for (var e = lid; e < T; e += R) {
+    let r = t0 + e;
+    var lx = 0.0;
+    var dx = 0.0;
+    if (r < tEnd) {
+      lx = statsB[2u * (r * p.heads + h)];
+      dx = deltaOf(r, h);
+    }
+    tileL[e] = lx;
+    tileD[e] = dx;
+  }
+}
+
+// dq_t = Σ_j P_tj (dP_tj - D_t) k_j / sqrt(hd) for R query rows from r0, over every key they see.
+fn backwardQRows(r0: u32, h: u32, lid: u32) {
   let rEnd = min(r0 + R, blk.rows);
   let row = r0 + lid;
   let live = row < rEnd;
@@ -194,14 +234,14 @@ fn backwardQ(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
   if (live) {
     let a = row * p.qStride + p.qOff + h * HD;
     let b = row * p.gStride + p.gOff + h * HD;
-    for (var i = 0u; i < HD; i++) { qr[i] = q[a + i]; gr[i] = gQ[b + i]; }
-    lse = statsQ[2u * (row * p.heads + h)];
-    dd = statsQ[2u * (row * p.heads + h) + 1u];
+    for (var i = 0u; i < HD; i++) { qr[i] = qkvB[a + i]; gr[i] = oG[b + i]; }
+    lse = statsB[2u * (row * p.heads + h)];
+    dd = deltaOf(row, h);
   }
   let first = firstSeen(t);
   for (var j0 = kLo; j0 < kHi; j0 += T) {
     workgroupBarrier();
-    loadKeys(j0, kHi, h, lid);
+    loadKeysB(j0, kHi, h, lid);
     workgroupBarrier();
     if (live) {
       let jb = min(j0 + T, t + 1u);
@@ -220,42 +260,13 @@ fn backwardQ(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index)
   }
   if (live) {
     let a = row * p.dqStride + p.dqOff + h * HD;
-    for (var i = 0u; i < HD; i++) { dq[a + i] = acc[i] * p.scale; }
+    for (var i = 0u; i < HD; i++) { dqk[a + i] = acc[i] * p.scale; }
   }
 }
 
-// q, dO, lse, D of head h at block rows [t0, t0 + T) into the tiles (zeros at rows >= tEnd).
-fn loadQueries(t0: u32, tEnd: u32, h: u32, lid: u32) {
-  for (var e = lid; e < T * HD; e += R) {
-    let r = t0 + e / HD;
-    let c = h * HD + e % HD;
-    var qx = 0.0;
-    var gx = 0.0;
-    if (r < tEnd) {
-      qx = q[r * p.qStride + p.qOff + c];
-      gx = gKV[r * p.gStride + p.gOff + c];
-    }
-    tileA[e] = qx;
-    tileB[e] = gx;
-  }
-  for (var e = lid; e < T; e += R) {
-    let r = t0 + e;
-    var lx = 0.0;
-    var dx = 0.0;
-    if (r < tEnd) {
-      lx = statsKV[2u * (r * p.heads + h)];
-      dx = statsKV[2u * (r * p.heads + h) + 1u];
-    }
-    tileL[e] = lx;
-    tileD[e] = dx;
-  }
-}
-
-@compute @workgroup_size(R)
-fn backwardKV(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let h = wid.y;
-  let c0 = wid.x * R;
-  if (c0 >= blk.rows) { return; }
+// dk_j = Σ_t P_tj (dP_tj - D_t) q_t / sqrt(hd), dv_j = Σ_t P_tj dO_t for R of the block's keys from c0,
+// over the block's queries that see them (the ring's keys are constants: no gradient).
+fn backwardKVRows(c0: u32, h: u32, lid: u32) {
   let cEnd = min(c0 + R, blk.rows);
   let kr = c0 + lid;
   let live = kr < cEnd;
@@ -269,11 +280,11 @@ fn backwardKV(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
   if (live) {
     let a = kr * p.kStride + p.kOff + h * HD;
     let b = kr * p.vStride + p.vOff + h * HD;
-    for (var i = 0u; i < HD; i++) { kx[i] = k[a + i]; vx[i] = v[b + i]; }
+    for (var i = 0u; i < HD; i++) { kx[i] = qkvB[a + i]; vx[i] = qkvB[b + i]; }
   }
   for (var t0 = c0; t0 < tHi; t0 += T) {
     workgroupBarrier();
-    loadQueries(t0, tHi, h, lid);
+    loadQueriesB(t0, tHi, h, lid);
     workgroupBarrier();
     if (live) {
       let tb = min(min(t0 + T, tHi), kr + p.window);
@@ -299,8 +310,19 @@ fn backwardKV(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index
     let a = kr * p.dkStride + p.dkOff + h * HD;
     let b = kr * p.dvStride + p.dvOff + h * HD;
     for (var i = 0u; i < HD; i++) {
-      dk[a + i] = dkr[i] * p.scale;
+      dqk[a + i] = dkr[i] * p.scale;
       storeDv(b + i, dvr[i]);
     }
+  }
+}
+
+@compute @workgroup_size(R)
+fn backward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let n = (blk.rows + R - 1u) / R;
+  // Workgroup-uniform branches: the barriers inside are reached by every invocation of a workgroup.
+  if (wid.x < n) {
+    backwardQRows(wid.x * R, wid.y, lid);
+  } else if (wid.x < 2u * n) {
+    backwardKVRows((wid.x - n) * R, wid.y, lid);
   }
 }

@@ -41,15 +41,17 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
   const B = c.miniBatchSize, d = c.hiddenSize, F = Math.max(c.intermediateSizeStaticMlp, c.intermediateSizeDynamicMlp);
   const rowsOf = (name: string, width: number) => ({ name, floats: B * width });
   return [
-    ...['o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
+    ...['ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
+    // o, then its gradient: the attention backward reads both from one binding.
+    rowsOf('tape o | d o', 2 * d),
     rowsOf('tape q|k|v (before the q/k norm)', 3 * d),
-    rowsOf('tape q|k (normed, roped)', 3 * d),
+    rowsOf('tape q|k|v (q, k normed and roped)', 3 * d),
     rowsOf('tape gate|up', 2 * c.intermediateSizeStaticMlp),
     rowsOf('tape dyn gate|up', 2 * c.intermediateSizeDynamicMlp),
     rowsOf('tape swiglu', F),
     { name: 'tape attention lse', floats: B * c.numHeads * 2 },
     ...Array.from({ length: c.numTttLayers }, (_, j) => rowsOf(`block ${c.firstTttLayer + j} output`, d)),
-    ...['d stream', 'd post-norm', 'd norm out', 'd o'].map((n) => rowsOf(n, d)),
+    ...['d stream', 'd post-norm', 'd norm out'].map((n) => rowsOf(n, d)),
     rowsOf('d q|k|v (roped)', 3 * d),
     rowsOf('d q|k|v', 3 * d),
     rowsOf('swiglu backward dm', F),
@@ -95,12 +97,13 @@ export class E2EInnerStep {
     };
     this.log = buf('learning log');
 
-    const [o, ao, h1, bN, y, h2, m, z] = ['o', 'ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => buf(`tape ${n}`));
-    const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k (normed, roped)');
+    const [ao, h1, bN, y, h2, m, z] = ['ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => buf(`tape ${n}`));
+    const oDo = buf('tape o | d o');
+    const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k|v (q, k normed and roped)');
     // Each MLP's gate|up stays on the tape for its backward (which overwrites it with du|dg).
     const gu = buf('tape gate|up'), guDyn = buf('tape dyn gate|up'), sw = buf('tape swiglu'), lse = buf('tape attention lse');
     const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
-    const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out'), dO = buf('d o');
+    const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out');
     const dqkvR = buf('d q|k|v (roped)'), dqkv = buf('d q|k|v');
     const dm = buf('swiglu backward dm');
     const dTheta = buf('dθ');
@@ -129,17 +132,19 @@ export class E2EInnerStep {
       const i = c.firstTttLayer + j, lw = w.layers[i], L = `inner step block ${i}`;
       const ring = kvRingOf(io.kv[i]);
       const th = thetaBlockFloats(c) * j;
-      const q = view(qkvR, 3 * d, 0), k = view(qkvR, 3 * d, d), v = view(qkvRaw, 3 * d, 2 * d);
-      const attention = new E2EAttentionOp(ctx, `${L} attention`, attnSpec, { q, k, v, ring, o: view(o, d), stats: lse }, chunk);
+      const q = view(qkvR, 3 * d, 0), k = view(qkvR, 3 * d, d), v = view(qkvR, 3 * d, 2 * d);
+      const o = view(oDo, d), dO = view(oDo, d, B * d);
+      const attention = new E2EAttentionOp(ctx, `${L} attention`, attnSpec, { q, k, v, ring, o, stats: lse }, chunk);
       const dynDown = (glu: boolean) => new MatmulOp(ctx, `${L} dyn w2${glu ? ' (swiglu fused)' : ''}`, {
         M: 'rows', N: d, K: fd, a: { row: glu ? 2 * fd : fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: glu ? fd : undefined,
       }, { a: glu ? guDyn : sw, b: io.theta, c: y }, chunk, tiles);
       const forward = [
         // The attention's normed input is not on the tape (the backward needs only the stream): the norm runs in q|k|v's loads.
         rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: res[j], y: qkvRaw }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, chunk, tiles)),
-        rows(new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
+        // v passes through beside the normed q and k: the attention backward reads the three from one binding.
+        rows(new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, passThrough: 1, segStride: d, xStride: 3 * d, yStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
         rows(attention),
-        rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: o, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
+        rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: oDo, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
         rows(norm(`${L} attn_post_norm + dyn_norm`, lw.attnPostNorm, ao, h1, res[j], { weight: lw.dynNorm!, y: bN })),
         rows(new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a: bN, b: io.theta, c: guDyn }, chunk, tiles)),
         ...(fuseGlu ? [rows(dynDown(true))] : [rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu: guDyn, s: sw }, chunk)), rows(dynDown(false))]),
@@ -167,9 +172,9 @@ export class E2EInnerStep {
         }, chunk, tiles),
         // attention: h1 = h + attn_post(o_proj(attn(rope(qk_norm(a Wq^T)), rope(qk_norm(a Wk^T)), a Wv^T))); its post-norm's backward in the dyn_norm's launch
         normBack(`${L} dyn_norm + attn_post_norm backward`, h1, lw.dynNorm!, dIn, dRes, true, { x: ao, gain: lw.attnPostNorm, dx: dPost }),
-        rows(new MatmulOp(ctx, `${L} o_proj backward`, { M: 'rows', N: d, K: d, a: { row: d, col: 1 }, b: { row: 1, col: d }, c: { row: d, col: 1 }, weight: storage }, { a: dPost, b: one(lw.oProj, `${L} o_proj`), c: dO }, chunk, tiles)),
+        rows(new MatmulOp(ctx, `${L} o_proj backward`, { M: 'rows', N: d, K: d, a: { row: d, col: 1 }, b: { row: 1, col: d }, c: { off: B * d, row: d, col: 1 }, weight: storage }, { a: dPost, b: one(lw.oProj, `${L} o_proj`), c: oDo }, chunk, tiles)),
         rows(new E2EAttentionBackwardOp(ctx, `${L} attention backward`, attnSpec, {
-          q, k, v, ring, o: view(o, d), dO: view(dO, d), stats: lse, dq: view(dqkvR, 3 * d, 0), dk: view(dqkvR, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d),
+          q, k, v, ring, o, dO, stats: lse, dq: view(dqkvR, 3 * d, 0), dk: view(dqkvR, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d),
         }, chunk)),
         // The RoPE's backward in the q/k norm backward's loads.
         rows(new E2EQkNormBackwardOp(ctx, `${L} rope + q/k norm backward`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, dxStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, dy: dqkvR, dx: dqkv }, chunk)),

@@ -200,10 +200,11 @@ describe('e2e-attention.wgsl against the f64 twins (slidingWindowAttention and i
     const qkvBuf = upload(ctx, qkv);
     const view = (col: number): RowView => ({ buffer: qkvBuf, stride: qs, offset: col });
     const ring = { k: upload(ctx, kr), v: upload(ctx, vr), ring: ringSlots };
-    const oBuf = upload(ctx, new Float32Array(rows * (D + 1)).fill(7));
+    // o [rows, D + 1] from column 1, then dO [rows, D] after it: views of one buffer, as the backward needs.
+    const oBuf = upload(ctx, Float32Array.from({ length: rows * (D + 1) + rows * D }, (_, i) => (i < rows * (D + 1) ? 7 : d.dO[i - rows * (D + 1)])));
     const o: RowView = { buffer: oBuf, stride: D + 1, offset: 1 };
     const stats = upload(ctx, new Float32Array(e2eAttentionStatsBytes(spec) / 4).fill(7));
-    const dO: RowView = { buffer: upload(ctx, d.dO), stride: D };
+    const dO: RowView = { buffer: oBuf, stride: D, offset: rows * (D + 1) };
     let dq: RowView, dk: RowView, dv: RowView;
     if (d.c.oneGradBuffer) {
       const g = upload(ctx, new Float32Array(rows * (3 * D + 1)).fill(7));
@@ -211,8 +212,10 @@ describe('e2e-attention.wgsl against the f64 twins (slidingWindowAttention and i
       dk = { buffer: g, stride: 3 * D + 1, offset: 1 + D };
       dv = { buffer: g, stride: 3 * D + 1, offset: 1 + 2 * D };
     } else {
-      dq = { buffer: upload(ctx, new Float32Array(rows * D).fill(7)), stride: D };
-      dk = { buffer: upload(ctx, new Float32Array(rows * D).fill(7)), stride: D };
+      // dq and dk side by side (one buffer, as the backward needs), dv in its own.
+      const g = upload(ctx, new Float32Array(rows * 2 * D).fill(7));
+      dq = { buffer: g, stride: 2 * D };
+      dk = { buffer: g, stride: 2 * D, offset: D };
       dv = { buffer: upload(ctx, new Float32Array(rows * D).fill(7)), stride: D };
     }
     const fwd = new E2EAttentionOp(ctx, 'attn', spec, { q: view(1), k: view(1 + D), v: view(1 + 2 * D), ring, o, stats }, block);
@@ -332,8 +335,14 @@ describe('e2e-attention.wgsl against the f64 twins (slidingWindowAttention and i
     // rows at 0..3 see 1, 2, 2, 2 keys; all but row 0's first are the block's own.
     expect(fwd.flops(4, 0)).toBe(7 * 3 * 4 * 4);
     expect(fwd.flops(4, 10)).toBe(8 * 3 * 4 * 4);
-    const bwd = new E2EAttentionBackwardOp(ctx, 'attn', spec, { q: v, k: v, v, ring, o: v, dO: v, stats: upload(ctx, [0]), dq: v, dk: v, dv: v }, block);
+    const g: RowView = { buffer: upload(ctx, [0]), stride: 12 };
+    const bwd = new E2EAttentionBackwardOp(ctx, 'attn', spec, { q: v, k: v, v, ring, o: g, dO: g, stats: upload(ctx, [0]), dq: g, dk: g, dv: g }, block);
     expect(bwd.flops(4, 10)).toBe((6 * 8 + 8 * 7 + 2 * 4) * 3 * 4);
+    // The one launch binds q|k|v, o|dO and dq|dk once each: other layouts are refused by name.
+    const other: RowView = { buffer: upload(ctx, [0]), stride: 12 };
+    expect(() => new E2EAttentionBackwardOp(ctx, 'attn', spec, { q: v, k: other, v, ring, o: g, dO: g, stats: upload(ctx, [0]), dq: g, dk: g, dv: g }, block)).toThrow(/q, k and v/);
+    expect(() => new E2EAttentionBackwardOp(ctx, 'attn', spec, { q: v, k: v, v, ring, o: g, dO: other, stats: upload(ctx, [0]), dq: g, dk: g, dv: g }, block)).toThrow(/o and dO/);
+    expect(() => new E2EAttentionBackwardOp(ctx, 'attn', spec, { q: v, k: v, v, ring, o: g, dO: g, stats: upload(ctx, [0]), dq: g, dk: other, dv: g }, block)).toThrow(/dq and dk/);
     // A ring too short for the window, and blocks past maxRows, are refused.
     expect(() => new E2EAttentionOp(ctx, 'attn', { ...spec, window: 5 }, { q: v, k: v, v, ring: { ...ring, ring: 3 }, o: v, stats: upload(ctx, [0]) }, block)).toThrow(RangeError);
     const enc = ctx.device.createCommandEncoder();

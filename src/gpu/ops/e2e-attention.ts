@@ -20,7 +20,7 @@
  */
 import source from '../../../shaders/e2e-attention.wgsl?raw';
 import type { BlockParams } from '../block.ts';
-import { dispatch, grid, type GpuContext, type Kernel, type Param } from '../context.ts';
+import { dispatch, type GpuContext, type Kernel, type Param } from '../context.ts';
 import type { KvCache } from './kv-cache.ts';
 
 export interface E2EAttentionSpec {
@@ -130,17 +130,16 @@ export class E2EAttentionOp {
 }
 
 /**
- * The backward of the block the forward just ran (same rows, pos0, q, k, v, ring), given its o and stats: D into stats, then dq (every key seen), then dk, dv (the
- * block's own keys). Three launches; dq, dk, dv are overwritten. They may be views of one buffer (e.g.
- * dqkv [rows, 3D] for the backward of a fused qkv projection), and must not overlap q, k, v, o or dO.
+ * The backward of the block the forward just ran (same rows, pos0, q, k, v, ring), given its o and
+ * stats: dq (every key seen), dk and dv (the block's own keys) in ONE launch, each D = rowsum(dO ⊙ o)
+ * formed where it is read. q, k and v must be views of one buffer, o and dO of one, dq and dk of one (dv
+ * may share it: e.g. dqkv [rows, 3D] for the backward of a fused qkv projection), so the launch binds at
+ * most 7 storage buffers; dq, dk, dv are overwritten and must not overlap q, k, v, o or dO. stats is
+ * only read.
  */
 export class E2EAttentionBackwardOp {
-  private readonly deltaKernel: Kernel;
-  private readonly qKernel: Kernel;
-  private readonly kvKernel: Kernel;
-  private readonly deltaGroup: GPUBindGroup;
-  private readonly qGroup: GPUBindGroup;
-  private readonly kvGroup: GPUBindGroup;
+  private readonly kernel: Kernel;
+  private readonly group: GPUBindGroup;
   private readonly shape: Shape;
 
   constructor(
@@ -149,24 +148,20 @@ export class E2EAttentionBackwardOp {
     block: BlockParams,
   ) {
     this.shape = shapeOf(ctx, label, spec, io.ring);
-    const shared = io.dk.buffer === io.dv.buffer;
-    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T };
+    if (io.k.buffer !== io.q.buffer || io.v.buffer !== io.q.buffer) throw new RangeError(`${label}: q, k and v must be views of one buffer`);
+    if (io.dO.buffer !== io.o.buffer) throw new RangeError(`${label}: o and dO must be views of one buffer`);
+    if (io.dk.buffer !== io.dq.buffer) throw new RangeError(`${label}: dq and dk must be views of one buffer`);
+    const shared = io.dv.buffer === io.dq.buffer;
+    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T, SHARED_DKV: shared };
     const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: io.dO, dq: io.dq, dk: io.dk, dv: io.dv });
-    this.deltaKernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'delta', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines });
-    this.qKernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'backwardQ', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'read', 'read', 'rw'], defines });
-    this.kvKernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'backwardKV', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', ...(shared ? [] : ['rw'] as const)], defines: { ...defines, SHARED_DKV: shared } });
-    this.deltaGroup = ctx.bind(this.deltaKernel, [p, block.buffer, io.o.buffer, io.dO.buffer, io.stats]);
-    this.qGroup = ctx.bind(this.qKernel, [p, block.buffer, io.q.buffer, io.k.buffer, io.v.buffer, io.ring.k, io.ring.v, io.dO.buffer, io.stats, io.dq.buffer]);
-    this.kvGroup = ctx.bind(this.kvKernel, [p, block.buffer, io.q.buffer, io.k.buffer, io.v.buffer, io.dO.buffer, io.stats, io.dk.buffer, ...(shared ? [] : [io.dv.buffer])]);
+    this.kernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'backward', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', ...(shared ? [] : ['rw'] as const)], defines });
+    this.group = ctx.bind(this.kernel, [p, block.buffer, io.q.buffer, io.ring.k, io.ring.v, io.o.buffer, io.stats, io.dq.buffer, ...(shared ? [] : [io.dv.buffer])]);
   }
 
   encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void {
     check(this.label, this.spec, rows, pos0);
-    const [x, y] = grid(Math.ceil((rows * this.spec.heads) / WORKGROUP));
-    dispatch(pass, this.deltaKernel, this.deltaGroup, x, y);
-    const groups = Math.ceil(rows / this.shape.R);
-    dispatch(pass, this.qKernel, this.qGroup, groups, this.spec.heads);
-    dispatch(pass, this.kvKernel, this.kvGroup, groups, this.spec.heads);
+    // The dq workgroups, then as many dk/dv ones.
+    dispatch(pass, this.kernel, this.group, 2 * Math.ceil(rows / this.shape.R), this.spec.heads);
   }
 
   flops(rows: number, pos0: number): number {
