@@ -10,8 +10,8 @@
  * K/V into it is the caller's business (after these launches, or anywhere when ring >= W - 1 + rows).
  * Earlier chunks' K/V are constants of the inner step, so the backward gives them no gradient.
  *
- * Stats, [maxRows, H, 2] f32: (lse, D) per (row, head); lse from the forward, D = rowsum(dO ⊙ o) from
- * the backward's first launch. One buffer shared by the two ops (`e2eAttentionStatsBytes`).
+ * Stats, [maxRows, H, 2] f32: (lse, unused) per (row, head), lse from the forward, read by the backward,
+ * which forms D = rowsum(dO ⊙ o) itself. One buffer shared by the two ops (`e2eAttentionStatsBytes`).
  *
  * FLOPs per call, n_r = min(W, pos0 + r + 1) keys seen by row r, m_r = min(W, r + 1) of them the block's:
  *   forward   Σ_r n_r · H · 4·hd        (score 2hd, weighted sum 2hd; plus one exp per (row, head, key))
