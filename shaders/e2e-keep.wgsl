@@ -1,10 +1,9 @@
 // TTT-E2E's pending chunk: what a chunk's update needs that no later block recomputes. A block keeps its
 // rows' h_pre (the input of the first TTT block) and token ids at their place in the chunk (row
 // pos0 mod B + r); the update of chunk c runs at the start of the block holding position (c + 1)B,
-// whose first token is the chunk's last target: LAST_TARGET puts it after the chunk's own tokens
-// (slot B), so the loss reads targets[1 .. B] in one piece. Launch it before the update and KEEP after
-// it: the block's rows overwrite the chunk the update reads. (A queue write could not keep that order:
-// every write lands before the block's first launch.)
+// whose first token is the chunk's last target: the host writes it after the chunk's own tokens (slot
+// B, which KEEP never writes), so the loss reads targets[1 .. B] in one piece. KEEP runs after the
+// update: the block's rows overwrite the chunk the update reads.
 #include "block.wgsl"
 
 struct Params { d: u32, B: u32, _a: u32, _b: u32 }
@@ -25,16 +24,6 @@ fn keep(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let slot = blk.pos0 % p.B + r;
   hPre[slot * p.d + i % p.d] = x[i];
   if (i % p.d == 0u) { pending[slot] = tokens[r]; }
-}
-#endif
-
-#if LAST_TARGET
-@group(0) @binding(2) var<storage, read> tokens: array<u32>;
-@group(0) @binding(3) var<storage, read_write> pending: array<u32>;
-
-@compute @workgroup_size(1)
-fn lastTarget() {
-  pending[p.B] = tokens[0];
 }
 #endif
 

@@ -140,7 +140,7 @@ class LactModel implements FamilyModel {
     this.block.write(rows, pos0);
     this.ctx.device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens));
 
-    this.learner?.encodeUpdate(pass, pos0); //                   learning while reading: the chunk pos0 completes learns first
+    this.learner?.encodeUpdate(pass, pos0, tokens[0]); //                   learning while reading: the chunk pos0 completes learns first
     this.embed.encode(pass, rows); //                            x = E[tokens]
     const top = this.layers[this.layers.length - 1];
     for (const l of this.layers) {

@@ -121,7 +121,6 @@ export class TopMlpLearner {
       lr: settings.lr, maxNorm: settings.clip, record: { loss: head.loss, log, slots: LEARNING_LOG_SLOTS, chunk: C, block: chunk },
     });
     this.update = [
-      (pass) => this.pending.encodeLastTarget(pass),
       (pass) => norm.encode(pass, C),
       (pass) => upd.gateUp.encode(pass, C),
       (pass) => upd.swiglu.encode(pass, C),
@@ -134,11 +133,12 @@ export class TopMlpLearner {
     this.learningLog = chunkLearningLog(log, C);
   }
 
-  /** At the start of a block at pos0: the update of the chunk pos0 completes, when it completes one. */
-  encodeUpdate(pass: GPUComputePassEncoder, pos0: number): void {
+  /** At the start of a block at pos0 (first token `first`): the update of the chunk pos0 completes, when it completes one. */
+  encodeUpdate(pass: GPUComputePassEncoder, pos0: number, first: number): void {
     const C = this.settings.chunk;
     if (pos0 === 0 || pos0 % C !== 0) return;
     this.chunkBlock.write(C, pos0 - C);
+    this.pending.writeLastTarget(first);
     for (const launch of this.update) launch(pass);
   }
 

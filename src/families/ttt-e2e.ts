@@ -195,7 +195,7 @@ class E2EModel implements FamilyModel {
     this.ctx.device.queue.writeBuffer(this.tokens, 0, Uint32Array.from(tokens));
 
     if (this.inner && pos0 > 0 && pos0 % B === 0) {
-      this.pending!.encodeLastTarget(pass); //                      the chunk's last target: this block's first token
+      this.pending!.writeLastTarget(tokens[0]); //                  the chunk's last target: this block's first token
       this.inner.encode(pass, pos0 - B); //                         chunk pos0/B − 1 learns: θ ← θ − η·clip(∇θ loss)
     }
     this.embed.encode(pass, rows); //                               x = E[tokens]

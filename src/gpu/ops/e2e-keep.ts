@@ -1,7 +1,7 @@
 /**
  * TTT-E2E's pending chunk on the GPU (shaders/e2e-keep.wgsl): each block keeps its rows' h_pre and token
- * ids at their place in the chunk; before a chunk's update, the token that completes it is put after the
- * chunk's own (slot B), so the update's loss reads its targets as pending[1 .. B]. It owns the pending
+ * ids at their place in the chunk; before a chunk's update, the token that completes it is written after
+ * the chunk's own (slot B), so the update's loss reads its targets as pending[1 .. B]. It owns the pending
  * state: rows kept after `position` tokens, saving and restoring them.
  */
 import source from '../../../shaders/e2e-keep.wgsl?raw';
@@ -21,9 +21,7 @@ export class PendingChunk {
   /** [B + 1] u32: the chunk's tokens, then (before its update) the token after it. */
   readonly tokens: GPUBuffer;
   private readonly keepKernel: Kernel;
-  private readonly lastKernel: Kernel;
   private readonly keepGroup: GPUBindGroup;
-  private readonly lastGroup: GPUBindGroup;
   private readonly params: GPUBuffer;
 
   constructor(private readonly ctx: GpuContext, label: string, readonly d: number, readonly B: number, io: { x: GPUBuffer; tokens: GPUBuffer }, block: BlockParams) {
@@ -34,9 +32,7 @@ export class PendingChunk {
     this.tokens = ctx.allocator.create(`${label} tokens`, 'pending', bytes.tokens, usage);
     const params = (this.params = ctx.uniform(`${label} params`, [['u32', d], ['u32', B], ['u32', 0], ['u32', 0]]));
     this.keepKernel = ctx.kernel({ shader: 'e2e-keep.wgsl', source, entry: 'keep', bindings: ['uniform', 'uniform', 'read', 'read', 'rw', 'rw'], defines: { KEEP: true } });
-    this.lastKernel = ctx.kernel({ shader: 'e2e-keep.wgsl', source, entry: 'lastTarget', bindings: ['uniform', 'uniform', 'read', 'rw'], defines: { LAST_TARGET: true } });
     this.keepGroup = ctx.bind(this.keepKernel, [params, block.buffer, io.x, io.tokens, this.hPre, this.tokens]);
-    this.lastGroup = ctx.bind(this.lastKernel, [params, block.buffer, io.tokens, this.tokens]);
   }
 
   /** Keeps the block's rows (rows: what block.write() got; the block never crosses a chunk boundary). */
@@ -45,9 +41,14 @@ export class PendingChunk {
     dispatch(pass, this.keepKernel, this.keepGroup, x, y);
   }
 
-  /** pending[B] = the block's first token: the last target of the chunk before it. */
-  encodeLastTarget(pass: GPUComputePassEncoder): void {
-    dispatch(pass, this.lastKernel, this.lastGroup, 1);
+  /**
+   * pending[B] = the first token of the block about to be submitted: the last target of the chunk
+   * before it. A queue write, no launch: the engine submits each block on its own after its tokens are
+   * written the same way, so the write lands after every earlier block and before this one, and no
+   * block's keep ever writes slot B.
+   */
+  writeLastTarget(token: number): void {
+    this.ctx.device.queue.writeBuffer(this.tokens, 4 * this.B, Uint32Array.of(token));
   }
 
   /** A launch copying the kept h rows into `dst` (rows from `block`: an update's chunk uniform). */
