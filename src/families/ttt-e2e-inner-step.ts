@@ -31,7 +31,6 @@ import { MatmulOp, type MatmulTiles } from '../gpu/ops/matmul.ts';
 import { RmsNormBackwardOp } from '../gpu/ops/rmsnorm-backward.ts';
 import { RmsNormOp } from '../gpu/ops/rmsnorm.ts';
 import { SwigluBackwardOp } from '../gpu/ops/swiglu-backward.ts';
-import { SwigluOp } from '../gpu/ops/swiglu.ts';
 import type { E2EGpuWeights } from './ttt-e2e-weights.ts';
 import { thetaBlockFloats } from './ttt-e2e-weights.ts';
 import { LEARNING_LOG_FLOATS, LEARNING_LOG_SLOTS } from './learning-log.ts';
@@ -48,7 +47,6 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
     rowsOf('tape q|k|v (q, k normed and roped)', 3 * d),
     rowsOf('tape gate|up', 2 * c.intermediateSizeStaticMlp),
     rowsOf('tape dyn gate|up', 2 * c.intermediateSizeDynamicMlp),
-    rowsOf('tape swiglu', F),
     { name: 'tape attention lse', floats: B * c.numHeads * 2 },
     ...Array.from({ length: c.numTttLayers }, (_, j) => rowsOf(`block ${c.firstTttLayer + j} output`, d)),
     ...['d stream', 'd post-norm', 'd norm out'].map((n) => rowsOf(n, d)),
@@ -101,7 +99,7 @@ export class E2EInnerStep {
     const oDo = buf('tape o | d o');
     const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k|v (q, k normed and roped)');
     // Each MLP's gate|up stays on the tape for its backward (which overwrites it with du|dg).
-    const gu = buf('tape gate|up'), guDyn = buf('tape dyn gate|up'), sw = buf('tape swiglu'), lse = buf('tape attention lse');
+    const gu = buf('tape gate|up'), guDyn = buf('tape dyn gate|up'), lse = buf('tape attention lse');
     const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
     const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out');
     const dqkvR = buf('d q|k|v (roped)'), dqkv = buf('d q|k|v');
@@ -124,9 +122,9 @@ export class E2EInnerStep {
       return (pass) => op.encode(pass);
     };
     const attnSpec = { heads: H, headDim: hd, window: c.slidingWindow, maxRows: B };
-    // The SwiGLU inside the down projections' loads, as the model's own blocks do on GPUs (on CPU emulators
-    // the register tiles would recompute it per column tile: slower for a chunk's rows).
-    const fuseGlu = ctx.kernelVariant === 'gpu';
+    // The SwiGLU runs in the down projections' loads on every adapter: on CPU emulators the register tiles
+    // recompute it per column tile, which cost a chunk's prefill no more than the VM's noise (4K tokens of
+    // the bench model: 3.2-3.4 s either way, 2026-12-04), and it saves two launches per chunk.
 
     this.blocks = Array.from({ length: S }, (_, j) => {
       const i = c.firstTttLayer + j, lw = w.layers[i], L = `inner step block ${i}`;
@@ -135,9 +133,6 @@ export class E2EInnerStep {
       const q = view(qkvR, 3 * d, 0), k = view(qkvR, 3 * d, d), v = view(qkvR, 3 * d, 2 * d);
       const o = view(oDo, d), dO = view(oDo, d, B * d);
       const attention = new E2EAttentionOp(ctx, `${L} attention`, attnSpec, { q, k, v, ring, o, stats: lse }, chunk);
-      const dynDown = (glu: boolean) => new MatmulOp(ctx, `${L} dyn w2${glu ? ' (swiglu fused)' : ''}`, {
-        M: 'rows', N: d, K: fd, a: { row: glu ? 2 * fd : fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: glu ? fd : undefined,
-      }, { a: glu ? guDyn : sw, b: io.theta, c: y }, chunk, tiles);
       const forward = [
         // The attention's normed input is not on the tape (the backward needs only the stream): the norm runs in q|k|v's loads.
         rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: res[j], y: qkvRaw }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, chunk, tiles)),
@@ -147,12 +142,12 @@ export class E2EInnerStep {
         rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: oDo, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
         rows(norm(`${L} attn_post_norm + dyn_norm`, lw.attnPostNorm, ao, h1, res[j], { weight: lw.dynNorm!, y: bN })),
         rows(new MatmulOp(ctx, `${L} dyn w1|w3`, { M: 'rows', N: 2 * fd, K: d, a: { row: d, col: 1 }, b: { off: th, row: d, col: 1 }, c: { row: 2 * fd, col: 1 } }, { a: bN, b: io.theta, c: guDyn }, chunk, tiles)),
-        ...(fuseGlu ? [rows(dynDown(true))] : [rows(new SwigluOp(ctx, `${L} dyn swiglu`, fd, { gu: guDyn, s: sw }, chunk)), rows(dynDown(false))]),
+        rows(new MatmulOp(ctx, `${L} dyn w2 (swiglu fused)`, {
+          M: 'rows', N: d, K: fd, a: { row: 2 * fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: fd,
+        }, { a: guDyn, b: io.theta, c: y }, chunk, tiles)),
         rows(norm(`${L} dyn_post_norm + mlp_norm`, lw.dynPostNorm!, y, h2, h1, { weight: lw.mlpNorm, y: m })),
         rows(new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: m, y: gu }, { inStride: d, outStride: 2 * f }, chunk, tiles)),
-        ...(fuseGlu
-          ? [rows(new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: z }, { inStride: 2 * f, outStride: d, glu: f }, chunk, tiles))]
-          : [rows(new SwigluOp(ctx, `${L} mlp swiglu`, f, { gu, s: sw }, chunk)), rows(new LinearOp(ctx, `${L} mlp w2`, lw.down, { x: sw, y: z }, { inStride: f, outStride: d }, chunk, tiles))]),
+        rows(new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: z }, { inStride: 2 * f, outStride: d, glu: f }, chunk, tiles)),
         // The top block's last post-norm and residual add run in the head's loads (HeadLossOp's post).
         ...(j < S - 1 ? [rows(norm(`${L} mlp_post_norm`, lw.mlpPostNorm, z, res[j + 1], h2))] : []),
       ];
