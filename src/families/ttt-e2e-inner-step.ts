@@ -40,7 +40,7 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
   const B = c.miniBatchSize, d = c.hiddenSize, F = Math.max(c.intermediateSizeStaticMlp, c.intermediateSizeDynamicMlp);
   const rowsOf = (name: string, width: number) => ({ name, floats: B * width });
   return [
-    ...['ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
+    ...['ao', 'h1', 'b', 'y', 'h2', 'z'].map((n) => rowsOf(`tape ${n}`, d)),
     // o, then its gradient: the attention backward reads both from one binding.
     rowsOf('tape o | d o', 2 * d),
     rowsOf('tape q|k|v (before the q/k norm)', 3 * d),
@@ -95,7 +95,7 @@ export class E2EInnerStep {
     };
     this.log = buf('learning log');
 
-    const [ao, h1, bN, y, h2, m, z] = ['ao', 'h1', 'b', 'y', 'h2', 'm', 'z'].map((n) => buf(`tape ${n}`));
+    const [ao, h1, bN, y, h2, z] = ['ao', 'h1', 'b', 'y', 'h2', 'z'].map((n) => buf(`tape ${n}`));
     const oDo = buf('tape o | d o');
     const qkvRaw = buf('tape q|k|v (before the q/k norm)'), qkvR = buf('tape q|k|v (q, k normed and roped)');
     // Each MLP's gate|up stays on the tape for its backward (which overwrites it with du|dg).
@@ -145,8 +145,12 @@ export class E2EInnerStep {
         rows(new MatmulOp(ctx, `${L} dyn w2 (swiglu fused)`, {
           M: 'rows', N: d, K: fd, a: { row: 2 * fd, col: 1 }, b: { off: th + 2 * fd * d, row: fd, col: 1 }, c: { row: d, col: 1 }, aGlu: fd,
         }, { a: guDyn, b: io.theta, c: y }, chunk, tiles)),
-        rows(norm(`${L} dyn_post_norm + mlp_norm`, lw.dynPostNorm!, y, h2, h1, { weight: lw.mlpNorm, y: m })),
-        rows(new LinearOp(ctx, `${L} mlp w1|w3`, lw.gateUp, { x: m, y: gu }, { inStride: d, outStride: 2 * f }, chunk, tiles)),
+        // h2 = h1 + dyn_post_norm(y) and its mlp_norm in the frozen MLP's loads (its backward needs neither
+        // normed input: the gate|up stays on the tape, and it has no weight gradients); h2 stored for the
+        // backward and the head.
+        rows(new LinearOp(ctx, `${L} mlp w1|w3 (dyn_post_norm + mlp_norm fused)`, lw.gateUp, { x: y, y: gu }, {
+          inStride: d, outStride: 2 * f, norm: { gain: lw.mlpNorm, eps }, residual: { from: h1, to: h2, gain: lw.dynPostNorm!, stride: d, write: true },
+        }, chunk, tiles)),
         rows(new LinearOp(ctx, `${L} mlp w2 (swiglu fused)`, lw.down, { x: gu, y: z }, { inStride: 2 * f, outStride: d, glu: f }, chunk, tiles)),
         // The top block's last post-norm and residual add run in the head's loads (HeadLossOp's post).
         ...(j < S - 1 ? [rows(norm(`${L} mlp_post_norm`, lw.mlpPostNorm, z, res[j + 1], h2))] : []),
@@ -156,7 +160,7 @@ export class E2EInnerStep {
         // static MLP (frozen): out = h2 + post(swiglu(mlp_norm(h2))); the top block's post-norm backward ran in the head's last launch.
         ...(j < S - 1 ? [normBack(`${L} mlp_post_norm backward`, z, lw.mlpPostNorm, dRes, dPost)] : []),
         swigluBack(ctx, `${L} mlp backward`, { rows: B, d, f, weight: storage, weightGrads: false, ugFromForward: true }, {
-          x: m, dy: dPost, w1: { buffer: gateUp, off: 0 }, w3: { buffer: gateUp, off: f * d }, w2: one(lw.down, `${L} mlp w2`), dx: dIn, scratch: [gu, dm],
+          dy: dPost, w1: { buffer: gateUp, off: 0 }, w3: { buffer: gateUp, off: f * d }, w2: one(lw.down, `${L} mlp w2`), dx: dIn, scratch: [gu, dm],
         }, chunk, tiles),
         // dynamic MLP: h2 = h1 + dyn_post(swiglu_θ(dyn_norm(h1))); its post-norm's backward in the mlp_norm's launch
         normBack(`${L} mlp_norm + dyn_post_norm backward`, h2, lw.mlpNorm, dIn, dRes, true, { x: y, gain: lw.dynPostNorm!, dx: dPost }),

@@ -187,7 +187,22 @@ describe.each(['cpu', 'gpu'] as const)('swiglu-backward (%s shapes) against swig
       const b = bounds(inputs, zero(rows * d), { w1: zero(d * f), w2: zero(d * f), w3: zero(d * f) });
       expectClose(await readF32(ctx, dxBuf), ref.dx, { atol: b.dx, rtol: 0, label: `${storage}: dx` });
       expect(op.flops()).toBe(10 * rows * d * f + 15 * rows * f);
+      // As the inner step runs it: the forward's [u | g] handed in, no x at all; two launches, the same dx.
+      const ug = new Float32Array(rows * 2 * f);
+      for (let r = 0; r < rows; r++) for (let j = 0; j < 2 * f; j++) {
+        let acc = 0;
+        for (let i = 0; i < d; i++) acc += x[r * d + i] * w13[j * d + i];
+        ug[r * 2 * f + j] = acc;
+      }
+      const dx2 = upload(ctx, new Float32Array(rows * d).fill(7));
+      const tape = new SwigluBackwardOp(ctx, `frozen ${storage}, u|g handed in`, { rows, d, f, weight: storage, weightGrads: false, ugFromForward: true }, {
+        dy: upload(ctx, dy), w1: { buffer: w13Buf, off: 0 }, w3: { buffer: w13Buf, off: f * d }, w2: w2Buf, dx: dx2, scratch: [upload(ctx, ug), upload(ctx, new Float32Array(rows * f))],
+      }, block);
+      expect(tape.dispatches()).toBe(2);
+      await runPass(ctx, (p) => tape.encode(p));
+      expectClose(await readF32(ctx, dx2), ref.dx, { atol: b.dx, rtol: 0, label: `${storage}: dx, u|g handed in` });
     }
+    expect(() => new SwigluBackwardOp(ctx, 'no x', { rows, d, f, ugFromForward: true }, { dy: upload(ctx, [0]), w1: upload(ctx, [0]), w2: upload(ctx, [0]), w3: upload(ctx, [0]), dx: upload(ctx, [0]), dw1: upload(ctx, [0]), dw2: upload(ctx, [0]), dw3: upload(ctx, [0]), scratch: [zeros(ctx, rows * 2 * f), zeros(ctx, rows * f)] }, block)).toThrow(/x is needed/);
     expect(() => new SwigluBackwardOp(ctx, 'no grads given', { rows, d, f }, { x: upload(ctx, [0]), dy: upload(ctx, [0]), w1: upload(ctx, [0]), w2: upload(ctx, [0]), w3: upload(ctx, [0]), dx: upload(ctx, [0]) }, block)).toThrow(/need dw1/);
   });
 

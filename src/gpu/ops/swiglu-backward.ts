@@ -49,7 +49,8 @@ export interface SwigluBackwardSpec {
 }
 
 export interface SwigluBackwardBuffers {
-  readonly x: Operand;
+  /** The MLP's input; only read to recompute [u | g] or for dW1, dW3 (not needed by a frozen MLP with ugFromForward). */
+  readonly x?: Operand;
   readonly dy: Operand;
   readonly w1: Operand;
   readonly w2: Operand;
@@ -75,8 +76,10 @@ export class SwigluBackwardOp {
     this.scratch = bufs.scratch ?? [ctx.allocator.create(`${label} u|g`, 'scratch', 8 * rows * f, usage), ctx.allocator.create(`${label} dm`, 'scratch', 4 * rows * f, usage)];
     const [ug, hm] = this.scratch;
     if (ug.size < 8 * rows * f || hm.size < 4 * rows * f) throw new RangeError(`${label}: the scratch must hold ${rows}×${2 * f} and ${rows}×${f} floats`);
-    const x = split(bufs.x), dy = split(bufs.dy), w1 = split(bufs.w1), w2 = split(bufs.w2), w3 = split(bufs.w3);
     const grads = spec.weightGrads !== false;
+    if (!bufs.x && (grads || !spec.ugFromForward)) throw new Error(`${label}: x is needed (for [u | g] or the weight gradients)`);
+    // Without x no launch reads it (checked above); dy stands in so the views below need no case of their own.
+    const x = split(bufs.x ?? bufs.dy), dy = split(bufs.dy), w1 = split(bufs.w1), w2 = split(bufs.w2), w3 = split(bufs.w3);
     if (grads && !(bufs.dw1 && bufs.dw2 && bufs.dw3)) throw new Error(`${label}: weight gradients need dw1, dw2 and dw3`);
     const dx = split(bufs.dx);
     const accW = spec.accumulateGrads ? 1 : 0;
