@@ -29,8 +29,13 @@ struct Params {
   gStride: u32, gOff: u32, dqStride: u32, dqOff: u32,
   dkStride: u32, dkOff: u32, dvStride: u32, dvOff: u32,
   scale: f32, _a: u32, _b: u32, _c: u32,
+  // NORM_BACK: q and k before their norm (views of one buffer: the row stride, each one's offset), its eps.
+  rawStride: u32, qRawOff: u32, kRawOff: u32, normEps: f32,
 }
 #include "block.wgsl"
+#if NORM_BACK
+#include "rope-turns.wgsl"
+#endif
 
 const HD: u32 = $HD;
 const R: u32 = $R;
@@ -144,7 +149,7 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
 // where it is read (a dq workgroup: its rows'; a dk/dv workgroup: each query tile's, as the tile is
 // loaded), in the same order everywhere, so no launch waits for another. Bindings: q, k, v are views
 // of one buffer (qkvB), o and dO of one (oG), dq and dk of one (dqk), so the launch binds 7 storage
-// buffers (6 with SHARED_DKV), within the 8 every WebGPU device allows.
+// buffers (6 with SHARED_DKV, 8 with NORM_BACK), within the 8 every WebGPU device allows.
 @group(0) @binding(2) var<storage, read> qkvB: array<f32>;
 @group(0) @binding(3) var<storage, read> kRingB: array<f32>;
 @group(0) @binding(4) var<storage, read> vRingB: array<f32>;
@@ -156,6 +161,44 @@ fn storeDv(i: u32, x: f32) { dqk[i] = x; }
 #else
 @group(0) @binding(8) var<storage, read_write> dvB: array<f32>;
 fn storeDv(i: u32, x: f32) { dvB[i] = x; }
+#endif
+
+#if NORM_BACK
+// The per-head q/k RMSNorm and RoPE run before the attention (shaders/e2e-qk-norm.wgsl's forward); their
+// backward runs here as dq and dk are stored (that file's backwardDx with ROPE_BACK, the same formula),
+// so dq and dk are the gradients of q and k before the norm: no launch of its own.
+// Only with SHARED_DKV (binding 8 is free), so the launch binds 8 storage buffers.
+@group(0) @binding(8) var<storage, read> rawB: array<f32>;
+@group(0) @binding(9) var<storage, read> gainB: array<f32>;   // q_norm's hd gains, then k_norm's
+// The RoPE turn table (src/gpu/ops/rope-turn-table.ts), pair i in word pair i of the vec4s.
+@group(0) @binding(10) var<uniform> turnsU: array<vec4u, (HD + 3u) / 4u>;
+
+fn turnOf(i: u32) -> vec2u {
+  let w = turnsU[i / 2u];
+  return select(w.xy, w.zw, (i & 1u) == 1u);
+}
+
+// g: the gradient of the normed, roped head vector at position pos; its pre-norm vector at rawB[xo..],
+// gains at gainB[go..]; stores the gradient of the pre-norm vector at dqk[o..].
+fn storeNormBack(g: ptr<function, array<f32, HD>>, xo: u32, go: u32, pos: u32, o: u32) {
+  for (var i = 0u; i < HD / 2u; i++) {
+    let cs = ropeCosSin(pos, turnOf(i));
+    let d0 = (*g)[2u * i];
+    let d1 = (*g)[2u * i + 1u];
+    (*g)[2u * i] = d0 * cs.x + d1 * cs.y;
+    (*g)[2u * i + 1u] = d1 * cs.x - d0 * cs.y;
+  }
+  var ss = 0.0;
+  var dot = 0.0;
+  for (var i = 0u; i < HD; i++) {
+    let v = rawB[xo + i];
+    ss += v * v;
+    dot += (*g)[i] * gainB[go + i] * v;
+  }
+  let r = inverseSqrt(ss / f32(HD) + p.normEps);
+  let c = r * r * r * dot / f32(HD);
+  for (var i = 0u; i < HD; i++) { dqk[o + i] = r * gainB[go + i] * (*g)[i] - c * rawB[xo + i]; }
+}
 #endif
 
 // D of block row r, head h.
@@ -260,7 +303,12 @@ fn backwardQRows(r0: u32, h: u32, lid: u32) {
   }
   if (live) {
     let a = row * p.dqStride + p.dqOff + h * HD;
+#if NORM_BACK
+    for (var i = 0u; i < HD; i++) { acc[i] *= p.scale; }
+    storeNormBack(&acc, row * p.rawStride + p.qRawOff + h * HD, 0u, t, a);
+#else
     for (var i = 0u; i < HD; i++) { dqk[a + i] = acc[i] * p.scale; }
+#endif
   }
 }
 
@@ -309,10 +357,13 @@ fn backwardKVRows(c0: u32, h: u32, lid: u32) {
   if (live) {
     let a = kr * p.dkStride + p.dkOff + h * HD;
     let b = kr * p.dvStride + p.dvOff + h * HD;
-    for (var i = 0u; i < HD; i++) {
-      dqk[a + i] = dkr[i] * p.scale;
-      storeDv(b + i, dvr[i]);
-    }
+    for (var i = 0u; i < HD; i++) { storeDv(b + i, dvr[i]); }
+#if NORM_BACK
+    for (var i = 0u; i < HD; i++) { dkr[i] *= p.scale; }
+    storeNormBack(&dkr, kr * p.rawStride + p.kRawOff + h * HD, HD, blk.pos0 + kr, a);
+#else
+    for (var i = 0u; i < HD; i++) { dqk[a + i] = dkr[i] * p.scale; }
+#endif
   }
 }
 

@@ -24,7 +24,7 @@ import { ClipSgdOp } from '../gpu/ops/e2e-clip-sgd.ts';
 import { HeadLossOp } from '../gpu/ops/head-loss.ts';
 import { E2EAttentionBackwardOp, E2EAttentionOp, kvRingOf, type RowView } from '../gpu/ops/e2e-attention.ts';
 import type { PendingChunk } from '../gpu/ops/e2e-keep.ts';
-import { E2EQkNormBackwardOp, E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
+import { E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
 import type { KvCache } from '../gpu/ops/kv-cache.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
 import { MatmulOp, type MatmulTiles } from '../gpu/ops/matmul.ts';
@@ -50,7 +50,6 @@ export function innerStepBuffers(c: E2EConfig): { name: string; floats: number }
     { name: 'tape attention lse', floats: B * c.numHeads * 2 },
     ...Array.from({ length: c.numTttLayers }, (_, j) => rowsOf(`block ${c.firstTttLayer + j} output`, d)),
     ...['d stream', 'd post-norm', 'd norm out'].map((n) => rowsOf(n, d)),
-    rowsOf('d q|k|v (roped)', 3 * d),
     rowsOf('d q|k|v', 3 * d),
     rowsOf('swiglu backward dm', F),
     { name: 'dθ', floats: c.numTttLayers * thetaBlockFloats(c) },
@@ -102,7 +101,7 @@ export class E2EInnerStep {
     const gu = buf('tape gate|up'), guDyn = buf('tape dyn gate|up'), lse = buf('tape attention lse');
     const res = [io.pending.hPre, ...Array.from({ length: S }, (_, j) => buf(`block ${c.firstTttLayer + j} output`))];
     const dRes = buf('d stream'), dPost = buf('d post-norm'), dIn = buf('d norm out');
-    const dqkvR = buf('d q|k|v (roped)'), dqkv = buf('d q|k|v');
+    const dqkv = buf('d q|k|v');
     const dm = buf('swiglu backward dm');
     const dTheta = buf('dθ');
     const view = (buffer: GPUBuffer, stride: number, offset = 0): RowView => ({ buffer, stride, offset });
@@ -172,11 +171,11 @@ export class E2EInnerStep {
         // attention: h1 = h + attn_post(o_proj(attn(rope(qk_norm(a Wq^T)), rope(qk_norm(a Wk^T)), a Wv^T))); its post-norm's backward in the dyn_norm's launch
         normBack(`${L} dyn_norm + attn_post_norm backward`, h1, lw.dynNorm!, dIn, dRes, true, { x: ao, gain: lw.attnPostNorm, dx: dPost }),
         rows(new MatmulOp(ctx, `${L} o_proj backward`, { M: 'rows', N: d, K: d, a: { row: d, col: 1 }, b: { row: 1, col: d }, c: { off: B * d, row: d, col: 1 }, weight: storage }, { a: dPost, b: one(lw.oProj, `${L} o_proj`), c: oDo }, chunk, tiles)),
-        rows(new E2EAttentionBackwardOp(ctx, `${L} attention backward`, attnSpec, {
-          q, k, v, ring, o, dO, stats: lse, dq: view(dqkvR, 3 * d, 0), dk: view(dqkvR, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d),
+        // The RoPE's and the q/k norm's backward as dq and dk are stored: the gradients of the pre-norm q|k|v.
+        rows(new E2EAttentionBackwardOp(ctx, `${L} attention + rope + q/k norm backward`, attnSpec, {
+          q, k, v, ring, o, dO, stats: lse, dq: view(dqkv, 3 * d, 0), dk: view(dqkv, 3 * d, d), dv: view(dqkv, 3 * d, 2 * d),
+          norm: { q: view(qkvRaw, 3 * d, 0), k: view(qkvRaw, 3 * d, d), gain: lw.qkNorm, eps, ropeTheta: c.ropeTheta },
         }, chunk)),
-        // The RoPE's backward in the q/k norm backward's loads.
-        rows(new E2EQkNormBackwardOp(ctx, `${L} rope + q/k norm backward`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, segStride: d, xStride: 3 * d, yStride: 3 * d, dxStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, dy: dqkvR, dx: dqkv }, chunk)),
         rows(new MatmulOp(ctx, `${L} q|k|v backward`, { M: 'rows', N: d, K: 3 * d, a: { row: 3 * d, col: 1 }, b: { row: 1, col: d }, c: { row: d, col: 1 }, weight: storage }, { a: dqkv, b: one(lw.qkv, `${L} q|k|v`), c: dIn }, chunk, tiles)),
         // The lowest TTT block's input is a constant (h_pre): its gradient is not needed.
         ...(j > 0 ? [normBack(`${L} attn_norm backward`, res[j], lw.attnNorm, dIn, dRes, true)] : []),

@@ -28,6 +28,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { E2EAttentionBackwardOp, E2EAttentionOp, e2eAttentionStatsBytes, kvRingOf, type E2EAttentionSpec, type RowView } from '../../src/gpu/ops/e2e-attention.ts';
+import { E2EQkNormBackwardOp } from '../../src/gpu/ops/e2e-qk-norm.ts';
 import { KvCache } from '../../src/gpu/ops/kv-cache.ts';
 import { slidingWindowAttention, visible } from '../../src/reference/e2e/ops.ts';
 import { slidingWindowAttentionBackward } from '../../src/reference/e2e/backward.ts';
@@ -350,6 +351,72 @@ describe('e2e-attention.wgsl against the f64 twins (slidingWindowAttention and i
     expect(() => fwd.encode(pass, 9, 0)).toThrow(RangeError);
     pass.end();
     enc.finish();
+  });
+
+  it('with the q/k norm\'s backward at the stores (NORM_BACK): exactly the unfused path, attention backward then E2EQkNormBackwardOp', async () => {
+    // The two ways compute the same formula in the same order (dq·scale, the RoPE turned back, the norm's
+    // backward), each checked against its twin by its own tests; here they must agree to the last bit.
+    // The pre-norm q, k are any vectors (the formula does not need them to produce q, k).
+    for (const [c, seed] of [[{ name: 'norm back small', ...small, W: 7, rows: 16, pos0: 30, ring: 6 }, 81], [{ name: 'norm back hd 64', H: 1, hd: 64, W: 40, rows: 70, pos0: 129_950, ring: 39 }, 82]] as const) {
+      const d = makeData(c, seed);
+      const { H, hd, rows, W, pos0 } = c, D = d.D, eps = 1e-6, theta = 10000;
+      const spec: E2EAttentionSpec = { heads: H, headDim: hd, window: W, maxRows: rows, groupRows: c.groupRows, tileRows: c.tileRows };
+      const qs = 3 * D, qkv = new Float32Array(rows * qs);
+      const own = pos0 - d.lo;
+      for (let r = 0; r < rows; r++) for (let x = 0; x < D; x++) {
+        qkv[r * qs + x] = d.q[r * D + x];
+        qkv[r * qs + D + x] = d.k[(own + r) * D + x];
+        qkv[r * qs + 2 * D + x] = d.v[(own + r) * D + x];
+      }
+      const ringSlots = c.ring;
+      const kr = new Float32Array(ringSlots * D), vr = new Float32Array(ringSlots * D);
+      for (let q = d.lo; q < pos0; q++) for (let x = 0; x < D; x++) { kr[(q % ringSlots) * D + x] = d.k[(q - d.lo) * D + x]; vr[(q % ringSlots) * D + x] = d.v[(q - d.lo) * D + x]; }
+      const g = gaussian(rng(seed + 1));
+      const raw = Float32Array.from({ length: rows * qs }, () => g());
+      const gain = Float32Array.from({ length: 2 * hd }, () => 1 + 0.3 * g());
+      const qkvBuf = upload(ctx, qkv), rawBuf = upload(ctx, raw), gainBuf = upload(ctx, gain);
+      const view = (buffer: GPUBuffer, stride: number, offset = 0): RowView => ({ buffer, stride, offset });
+      const ring = { k: upload(ctx, kr), v: upload(ctx, vr), ring: ringSlots };
+      const oBuf = upload(ctx, Float32Array.from({ length: 2 * rows * D }, (_, i) => (i < rows * D ? 0 : d.dO[i - rows * D])));
+      const o = view(oBuf, D), dO = view(oBuf, D, rows * D);
+      const stats = upload(ctx, new Float32Array(e2eAttentionStatsBytes(spec) / 4));
+      const q = view(qkvBuf, qs), k = view(qkvBuf, qs, D), v = view(qkvBuf, qs, 2 * D);
+      const fwd = new E2EAttentionOp(ctx, 'attn', spec, { q, k, v, ring, o, stats }, block);
+      // Unfused: dq, dk of the normed, roped q, k into one buffer, then the norm's backward through the RoPE.
+      const g1 = upload(ctx, new Float32Array(rows * qs)), dx1 = upload(ctx, new Float32Array(rows * 2 * D).fill(5));
+      const plain = new E2EAttentionBackwardOp(ctx, 'plain', spec, { q, k, v, ring, o, dO, stats, dq: view(g1, qs), dk: view(g1, qs, D), dv: view(g1, qs, 2 * D) }, block);
+      const normBack = new E2EQkNormBackwardOp(ctx, 'qk back', { heads: H, headDim: hd, eps, maxRows: rows, segments: 2, segStride: D, xStride: qs, yStride: qs, dxStride: 2 * D, ropeTheta: theta }, { gain: gainBuf, x: rawBuf, dy: g1, dx: dx1 }, block);
+      // Fused: the gradients of the pre-norm q|k|v straight into one [rows, 3D] buffer.
+      const g2 = upload(ctx, new Float32Array(rows * qs).fill(5));
+      const fused = new E2EAttentionBackwardOp(ctx, 'fused', spec, {
+        q, k, v, ring, o, dO, stats, dq: view(g2, qs), dk: view(g2, qs, D), dv: view(g2, qs, 2 * D),
+        norm: { q: view(rawBuf, qs), k: view(rawBuf, qs, D), gain: gainBuf, eps, ropeTheta: theta },
+      }, block);
+      block.write(rows, pos0);
+      await runPass(ctx, (pass) => {
+        fwd.encode(pass, rows, pos0);
+        plain.encode(pass, rows, pos0);
+        normBack.encode(pass, rows);
+        fused.encode(pass, rows, pos0);
+      });
+      const [unfusedDx, unfusedG, got] = [await readF32(ctx, dx1), await readF32(ctx, g1), await readF32(ctx, g2)];
+      const part = (a: Float32Array, stride: number, off: number) => Float32Array.from({ length: rows * D }, (_, i) => a[Math.floor(i / D) * stride + off + (i % D)]);
+      for (const [name, gotPart, wantPart] of [
+        ['dq (pre-norm)', part(got, qs, 0), part(unfusedDx, 2 * D, 0)],
+        ['dk (pre-norm)', part(got, qs, D), part(unfusedDx, 2 * D, D)],
+        ['dv', part(got, qs, 2 * D), part(unfusedG, qs, 2 * D)],
+      ] as const) {
+        expectClose(gotPart, wantPart, { atol: 0, rtol: 0, label: `${c.name}: ${name}` });
+        expect(gotPart.some((x) => x !== 0)).toBe(true);
+      }
+      // Not vacuous: the gradients before the norm differ from the roped ones.
+      expectNotClose(part(got, qs, 0), part(unfusedG, qs, 0), { atol: 1e-6, rtol: 0, label: `${c.name}: dq before and after the norm's backward` });
+    }
+    // The extra bindings fit only with dv beside dq and dk.
+    const spec: E2EAttentionSpec = { heads: 1, headDim: 4, window: 2, maxRows: 4 };
+    const ring = { k: upload(ctx, [0]), v: upload(ctx, [0]), ring: 1 };
+    const a: RowView = { buffer: upload(ctx, [0]), stride: 12 }, gr: RowView = { buffer: upload(ctx, [0]), stride: 12 }, dv: RowView = { buffer: upload(ctx, [0]), stride: 12 };
+    expect(() => new E2EAttentionBackwardOp(ctx, 'apart', spec, { q: a, k: a, v: a, ring, o: gr, dO: gr, stats: upload(ctx, [0]), dq: gr, dk: gr, dv, norm: { q: a, k: a, gain: upload(ctx, [1]), eps: 1e-6, ropeTheta: 1e4 } }, block)).toThrow(/dq, dk and dv/);
   });
 
   it('reads the ring of a sliding-window KvCache', () => {

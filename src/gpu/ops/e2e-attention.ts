@@ -22,6 +22,7 @@ import source from '../../../shaders/e2e-attention.wgsl?raw';
 import type { BlockParams } from '../block.ts';
 import { dispatch, type GpuContext, type Kernel, type Param } from '../context.ts';
 import type { KvCache } from './kv-cache.ts';
+import { ropeTurnTable } from './rope-turn-table.ts';
 
 export interface E2EAttentionSpec {
   readonly heads: number;
@@ -78,13 +79,28 @@ function shapeOf(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: K
   return { R, T };
 }
 
-function params(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: KvRing, views: Record<'q' | 'k' | 'v' | 'o' | 'g' | 'dq' | 'dk' | 'dv', RowView | undefined>): GPUBuffer {
+function params(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: KvRing, views: Record<'q' | 'k' | 'v' | 'o' | 'g' | 'dq' | 'dk' | 'dv', RowView | undefined>, norm?: QkNormBackward): GPUBuffer {
   const sv = (view: RowView | undefined): Param[] => [['u32', view?.stride ?? 0], ['u32', view?.offset ?? 0]];
   return ctx.uniform(`${label} params`, [
     ['u32', spec.heads], ['u32', spec.window], ['u32', ring.ring], ['u32', spec.heads * spec.headDim],
     ...sv(views.q), ...sv(views.k), ...sv(views.v), ...sv(views.o), ...sv(views.g), ...sv(views.dq), ...sv(views.dk), ...sv(views.dv),
     ['f32', 1 / Math.sqrt(spec.headDim)], ['u32', 0], ['u32', 0], ['u32', 0],
+    ['u32', norm?.q.stride ?? 0], ['u32', norm?.q.offset ?? 0], ['u32', norm?.k.offset ?? 0], ['f32', norm?.eps ?? 0],
   ]);
+}
+
+/**
+ * The per-head q/k RMSNorm and RoPE that made q and k (E2EQkNormOp with ropeTheta), whose backward the
+ * attention backward then runs as it stores dq and dk: they become the gradients of the pre-norm q, k.
+ */
+export interface QkNormBackward {
+  /** q and k before the norm: views of one buffer with one row stride. */
+  readonly q: RowView;
+  readonly k: RowView;
+  /** q_norm's hd gains, then k_norm's. */
+  readonly gain: GPUBuffer;
+  readonly eps: number;
+  readonly ropeTheta: number;
 }
 
 function check(label: string, spec: E2EAttentionSpec, rows: number, pos0: number): void {
@@ -144,7 +160,7 @@ export class E2EAttentionBackwardOp {
 
   constructor(
     ctx: GpuContext, readonly label: string, readonly spec: E2EAttentionSpec,
-    io: { q: RowView; k: RowView; v: RowView; ring: KvRing; o: RowView; dO: RowView; stats: GPUBuffer; dq: RowView; dk: RowView; dv: RowView },
+    io: { q: RowView; k: RowView; v: RowView; ring: KvRing; o: RowView; dO: RowView; stats: GPUBuffer; dq: RowView; dk: RowView; dv: RowView; norm?: QkNormBackward },
     block: BlockParams,
   ) {
     this.shape = shapeOf(ctx, label, spec, io.ring);
@@ -152,10 +168,30 @@ export class E2EAttentionBackwardOp {
     if (io.dO.buffer !== io.o.buffer) throw new RangeError(`${label}: o and dO must be views of one buffer`);
     if (io.dk.buffer !== io.dq.buffer) throw new RangeError(`${label}: dq and dk must be views of one buffer`);
     const shared = io.dv.buffer === io.dq.buffer;
-    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T, SHARED_DKV: shared };
-    const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: io.dO, dq: io.dq, dk: io.dk, dv: io.dv });
-    this.kernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'backward', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', ...(shared ? [] : ['rw'] as const)], defines });
-    this.group = ctx.bind(this.kernel, [p, block.buffer, io.q.buffer, io.ring.k, io.ring.v, io.o.buffer, io.stats, io.dq.buffer, ...(shared ? [] : [io.dv.buffer])]);
+    const norm = io.norm;
+    if (norm) {
+      // Two more storage bindings: only with dv beside dq and dk do they fit in 8.
+      if (!shared) throw new RangeError(`${label}: with the q/k norm's backward, dq, dk and dv must be views of one buffer`);
+      if (norm.k.buffer !== norm.q.buffer || norm.k.stride !== norm.q.stride) throw new RangeError(`${label}: the pre-norm q and k must be views of one buffer with one stride`);
+      if (spec.headDim % 2 !== 0 || !(norm.ropeTheta > 0)) throw new RangeError(`${label}: RoPE needs an even head dim and theta > 0`);
+    }
+    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T, SHARED_DKV: shared, NORM_BACK: !!norm };
+    const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: io.dO, dq: io.dq, dk: io.dk, dv: io.dv }, norm);
+    const extra: GPUBuffer[] = [];
+    if (norm) {
+      // The turn table as a uniform (pairs packed two per vec4), so the launch stays within 8 storage bindings.
+      const table = ropeTurnTable(spec.headDim, norm.ropeTheta);
+      const padded = new Uint32Array(4 * Math.ceil(spec.headDim / 4));
+      padded.set(table);
+      const turns = ctx.allocator.create(`${label} rope turns`, 'weights', padded.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+      ctx.device.queue.writeBuffer(turns, 0, padded);
+      extra.push(norm.q.buffer, norm.gain, turns);
+    }
+    this.kernel = ctx.kernel({
+      shader: 'e2e-attention.wgsl', source, entry: 'backward', defines,
+      bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', ...(shared ? [] : ['rw'] as const), ...(norm ? ['read', 'read', 'uniform'] as const : [])],
+    });
+    this.group = ctx.bind(this.kernel, [p, block.buffer, io.q.buffer, io.ring.k, io.ring.v, io.o.buffer, io.stats, io.dq.buffer, ...(shared ? [] : [io.dv.buffer]), ...extra]);
   }
 
   encode(pass: GPUComputePassEncoder, rows: number, pos0: number): void {

@@ -109,7 +109,9 @@ export class E2EQkNormOp {
 
 /**
  * dx (and, given a `dgain` buffer of segments·hd floats, dgain summed over the rows and heads, overwritten)
- * from x and dy. dx must not alias x or dy (the dgain launch reads both after dx is written).
+ * from x and dy. dx must not alias x or dy (the dgain launch reads both after dx is written). The TTT-E2E
+ * inner step runs the same formula inside its attention backward's stores (e2e-attention.wgsl NORM_BACK,
+ * tested equal to this op bit for bit); this op is the launch of its own, for learning the gains.
  */
 export class E2EQkNormBackwardOp {
   private readonly dxKernel: Kernel;
