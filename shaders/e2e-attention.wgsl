@@ -29,11 +29,17 @@ struct Params {
   gStride: u32, gOff: u32, dqStride: u32, dqOff: u32,
   dkStride: u32, dkOff: u32, dvStride: u32, dvOff: u32,
   scale: f32, _a: u32, _b: u32, _c: u32,
-  // NORM_BACK: q and k before their norm (views of one buffer: the row stride, each one's offset), its eps.
+  // NORM_BACK: q and k before their norm (views of one buffer: the row stride, each one's offset); the
+  // norm's eps (NORM_FWD too).
   rawStride: u32, qRawOff: u32, kRawOff: u32, normEps: f32,
+  // NORM_FWD: where the normed, roped q, k and v (copied) of the block's rows go (views of one buffer).
+  outStride: u32, outQOff: u32, outKOff: u32, outVOff: u32,
 }
 #include "block.wgsl"
 #if NORM_BACK
+#include "rope-turns.wgsl"
+#endif
+#if NORM_FWD
 #include "rope-turns.wgsl"
 #endif
 
@@ -45,16 +51,52 @@ const NEG: f32 = -3.0e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
+// (Resources share binding numbers across entry points that never use both.)
+#if NORM_FWD
+// forward with the per-head q/k RMSNorm and RoPE on load (shaders/e2e-qk-norm.wgsl's forward, the same
+// formula): q, k, v come as the projection wrote them (views of one buffer); each workgroup norms its
+// rows' q and the block's keys it loads, and stores its rows' normed q, k and v for the backward.
+@group(0) @binding(2) var<storage, read> qkvF: array<f32>;
+fn ldQ(i: u32) -> f32 { return qkvF[i]; }
+fn ldK(i: u32) -> f32 { return qkvF[i]; }
+fn ldV(i: u32) -> f32 { return qkvF[i]; }
+@group(0) @binding(3) var<storage, read> kRing: array<f32>;
+@group(0) @binding(4) var<storage, read> vRing: array<f32>;
+@group(0) @binding(5) var<storage, read_write> o: array<f32>;
+@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(7) var<storage, read_write> qkvOut: array<f32>;
+@group(0) @binding(8) var<storage, read> gainF: array<f32>;   // q_norm's hd gains, then k_norm's
+@group(0) @binding(9) var<uniform> turnsF: array<vec4u, (HD + 3u) / 4u>;
+
+// y = RoPE(x r g) at position pos, gains from gainF[go..], in place.
+fn normRope(x: ptr<function, array<f32, HD>>, go: u32, pos: u32) {
+  var ss = 0.0;
+  for (var i = 0u; i < HD; i++) { let v = (*x)[i]; ss += v * v; }
+  let r = inverseSqrt(ss / f32(HD) + p.normEps);
+  for (var i = 0u; i < HD / 2u; i++) {
+    let w = turnsF[i / 2u];
+    let cs = ropeCosSin(pos, select(w.xy, w.zw, (i & 1u) == 1u));
+    let x0 = (*x)[2u * i] * r * gainF[go + 2u * i];
+    let x1 = (*x)[2u * i + 1u] * r * gainF[go + 2u * i + 1u];
+    (*x)[2u * i] = x0 * cs.x - x1 * cs.y;
+    (*x)[2u * i + 1u] = x0 * cs.y + x1 * cs.x;
+  }
+}
+#else
 // forward: the block's q, k, v rows (views: stride, offset; may be one buffer).
 @group(0) @binding(2) var<storage, read> q: array<f32>;
 @group(0) @binding(3) var<storage, read> k: array<f32>;
 @group(0) @binding(4) var<storage, read> v: array<f32>;
+fn ldQ(i: u32) -> f32 { return q[i]; }
+fn ldK(i: u32) -> f32 { return k[i]; }
+fn ldV(i: u32) -> f32 { return v[i]; }
 // forward: the ring.
 @group(0) @binding(5) var<storage, read> kRing: array<f32>;
 @group(0) @binding(6) var<storage, read> vRing: array<f32>;
-// forward: o, stats. (Resources share binding numbers across entry points that never use both.)
+// forward: o, stats.
 @group(0) @binding(7) var<storage, read_write> o: array<f32>;
 @group(0) @binding(8) var<storage, read_write> stats: array<f32>;
+#endif
 // Two tiles of T rows of one head (keys and values, or queries and their dO), and, for the dk/dv role,
 // the lse and D of its query rows.
 var<workgroup> tileA: array<f32, T * HD>;
@@ -83,13 +125,27 @@ fn loadKeys(j0: u32, jEnd: u32, h: u32, lid: u32) {
         vx = vRing[a];
       } else {
         let r = j - blk.pos0;
-        kx = k[r * p.kStride + p.kOff + c];
-        vx = v[r * p.vStride + p.vOff + c];
+        kx = ldK(r * p.kStride + p.kOff + c);
+        vx = ldV(r * p.vStride + p.vOff + c);
       }
     }
     tileA[e] = kx;
     tileB[e] = vx;
   }
+#if NORM_FWD
+  // The block's own keys of the tile as the norm and RoPE make them (the ring's already are): one row
+  // per invocation, after every invocation's loads.
+  workgroupBarrier();
+  for (var e = lid; e < T; e += R) {
+    let j = j0 + e;
+    if (j >= blk.pos0 && j < jEnd) {
+      var x: array<f32, HD>;
+      for (var i = 0u; i < HD; i++) { x[i] = tileA[e * HD + i]; }
+      normRope(&x, HD, j);
+      for (var i = 0u; i < HD; i++) { tileA[e * HD + i] = x[i]; }
+    }
+  }
+#endif
 }
 
 @compute @workgroup_size(R)
@@ -108,7 +164,22 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
   for (var i = 0u; i < HD; i++) { acc[i] = 0.0; qr[i] = 0.0; }
   if (live) {
     let a = row * p.qStride + p.qOff + h * HD;
-    for (var i = 0u; i < HD; i++) { qr[i] = q[a + i]; }
+    for (var i = 0u; i < HD; i++) { qr[i] = ldQ(a + i); }
+#if NORM_FWD
+    normRope(&qr, 0u, t);
+    // This row's q, k and v as the backward reads them: q, k normed and roped, v as it is.
+    let ob = row * p.outStride + h * HD;
+    var kx: array<f32, HD>;
+    let ka = row * p.kStride + p.kOff + h * HD;
+    let va = row * p.vStride + p.vOff + h * HD;
+    for (var i = 0u; i < HD; i++) { kx[i] = ldK(ka + i); }
+    normRope(&kx, HD, t);
+    for (var i = 0u; i < HD; i++) {
+      qkvOut[ob + p.outQOff + i] = qr[i];
+      qkvOut[ob + p.outKOff + i] = kx[i];
+      qkvOut[ob + p.outVOff + i] = ldV(va + i);
+    }
+#endif
   }
   let first = firstSeen(t);
   var m = NEG;

@@ -13,12 +13,10 @@
 //   backwardDgain: dg_s[i] = Σ_{rows, heads} dy_i x_i r, one workgroup per (i, segment), its invocations
 //                  striding over the rows·H vectors and reduced as a tree (fixed order: deterministic).
 //                  Reads the r that backwardDx wrote, so it runs after it.
-// forward: `passSegs` more vectors after the normed ones are copied unchanged (TTT-E2E's v beside its q and
-// k, so that the attention backward reads all three from one buffer); 0 in the backward.
 struct Params {
   heads: u32, segments: u32, segStride: u32, eps: f32,
   xStride: u32, xOff: u32, yStride: u32, yOff: u32,
-  dxStride: u32, dxOff: u32, passSegs: u32, _b: u32,
+  dxStride: u32, dxOff: u32, _a: u32, _b: u32,
 }
 #include "block.wgsl"
 #if ROPE
@@ -65,28 +63,20 @@ fn store(i: u32, v: f32) { y[i] = v; }
 @group(0) @binding(4) var<storage, read> rstdIn: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dgain: array<f32>;
 
-// (row, segment, head) of vector `id` = (row·(segments + passSegs) + segment)·H + head, and its column in a row.
+// (row, segment, head) of vector `id` = (row·segments + segment)·H + head, and its column in a row.
 fn vecCol(id: u32) -> vec2u {
-  let n = p.segments + p.passSegs;
   let h = id % p.heads;
-  let seg = (id / p.heads) % n;
-  return vec2u(id / (p.heads * n), seg * p.segStride + h * HD);
+  let seg = (id / p.heads) % p.segments;
+  return vec2u(id / (p.heads * p.segments), seg * p.segStride + h * HD);
 }
 
 @compute @workgroup_size(64)
 fn forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let id = gid.x + gid.y * nwg.x * 64u;
-  let n = p.segments + p.passSegs;
-  if (id >= blk.rows * n * p.heads) { return; }
+  if (id >= blk.rows * p.segments * p.heads) { return; }
   let rc = vecCol(id);
   let xo = rc.x * p.xStride + p.xOff + rc.y;
-  let seg = (id / p.heads) % n;
-  if (seg >= p.segments) {
-    let yo = rc.x * p.yStride + p.yOff + rc.y;
-    for (var i = 0u; i < HD; i++) { store(yo + i, x[xo + i]); }
-    return;
-  }
-  let go = seg * HD;
+  let go = ((id / p.heads) % p.segments) * HD;
   var ss = 0.0;
   for (var i = 0u; i < HD; i++) { let v = x[xo + i]; ss += v * v; }
   let r = inverseSqrt(ss / f32(HD) + p.eps);

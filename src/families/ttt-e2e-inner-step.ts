@@ -24,7 +24,6 @@ import { ClipSgdOp } from '../gpu/ops/e2e-clip-sgd.ts';
 import { HeadLossOp } from '../gpu/ops/head-loss.ts';
 import { E2EAttentionBackwardOp, E2EAttentionOp, kvRingOf, type RowView } from '../gpu/ops/e2e-attention.ts';
 import type { PendingChunk } from '../gpu/ops/e2e-keep.ts';
-import { E2EQkNormOp } from '../gpu/ops/e2e-qk-norm.ts';
 import type { KvCache } from '../gpu/ops/kv-cache.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
 import { MatmulOp, type MatmulTiles } from '../gpu/ops/matmul.ts';
@@ -129,14 +128,17 @@ export class E2EInnerStep {
       const i = c.firstTttLayer + j, lw = w.layers[i], L = `inner step block ${i}`;
       const ring = kvRingOf(io.kv[i]);
       const th = thetaBlockFloats(c) * j;
+      // q, k normed and roped, v: what the attention reads (written by its forward, read by its backward).
       const q = view(qkvR, 3 * d, 0), k = view(qkvR, 3 * d, d), v = view(qkvR, 3 * d, 2 * d);
       const o = view(oDo, d), dO = view(oDo, d, B * d);
-      const attention = new E2EAttentionOp(ctx, `${L} attention`, attnSpec, { q, k, v, ring, o, stats: lse }, chunk);
+      // The q/k norm and RoPE run in the attention's loads, from the projection's q|k|v.
+      const attention = new E2EAttentionOp(ctx, `${L} q/k norm + rope + attention`, attnSpec, {
+        q: view(qkvRaw, 3 * d, 0), k: view(qkvRaw, 3 * d, d), v: view(qkvRaw, 3 * d, 2 * d), ring, o, stats: lse,
+        norm: { gain: lw.qkNorm, eps, ropeTheta: c.ropeTheta, out: { q, k, v } },
+      }, chunk);
       const forward = [
         // The attention's normed input is not on the tape (the backward needs only the stream): the norm runs in q|k|v's loads.
         rows(new LinearOp(ctx, `${L} q|k|v`, lw.qkv, { x: res[j], y: qkvRaw }, { inStride: d, outStride: 3 * d, norm: { gain: lw.attnNorm, eps } }, chunk, tiles)),
-        // v passes through beside the normed q and k: the attention backward reads the three from one binding.
-        rows(new E2EQkNormOp(ctx, `${L} q/k norm + rope`, { heads: H, headDim: hd, eps, maxRows: B, segments: 2, passThrough: 1, segStride: d, xStride: 3 * d, yStride: 3 * d, ropeTheta: c.ropeTheta }, { gain: lw.qkNorm, x: qkvRaw, y: qkvR }, chunk)),
         rows(attention),
         rows(new LinearOp(ctx, `${L} o_proj`, lw.oProj, { x: oDo, y: ao }, { inStride: d, outStride: d }, chunk, tiles)),
         rows(norm(`${L} attn_post_norm + dyn_norm`, lw.attnPostNorm, ao, h1, res[j], { weight: lw.dynNorm!, y: bN })),

@@ -28,7 +28,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlockParams } from '../../src/gpu/block.ts';
 import type { GpuContext } from '../../src/gpu/context.ts';
 import { E2EAttentionBackwardOp, E2EAttentionOp, e2eAttentionStatsBytes, kvRingOf, type E2EAttentionSpec, type RowView } from '../../src/gpu/ops/e2e-attention.ts';
-import { E2EQkNormBackwardOp } from '../../src/gpu/ops/e2e-qk-norm.ts';
+import { E2EQkNormBackwardOp, E2EQkNormOp } from '../../src/gpu/ops/e2e-qk-norm.ts';
 import { KvCache } from '../../src/gpu/ops/kv-cache.ts';
 import { slidingWindowAttention, visible } from '../../src/reference/e2e/ops.ts';
 import { slidingWindowAttentionBackward } from '../../src/reference/e2e/backward.ts';
@@ -351,6 +351,61 @@ describe('e2e-attention.wgsl against the f64 twins (slidingWindowAttention and i
     expect(() => fwd.encode(pass, 9, 0)).toThrow(RangeError);
     pass.end();
     enc.finish();
+  });
+
+  it('with the q/k norm and RoPE on load (NORM_FWD): exactly E2EQkNormOp then the plain forward, and the normed q, k, v stored', async () => {
+    for (const [c, seed] of [[{ name: 'norm fwd small', ...small, W: 7, rows: 16, pos0: 30, ring: 6 }, 91], [{ name: 'norm fwd hd 64', H: 1, hd: 64, W: 40, rows: 70, pos0: 129_950, ring: 39 }, 92]] as const) {
+      const d = makeData(c, seed);
+      const { H, hd, rows, W, pos0 } = c, D = d.D, eps = 1e-6, theta = 10000;
+      const spec: E2EAttentionSpec = { heads: H, headDim: hd, window: W, maxRows: rows, groupRows: c.groupRows, tileRows: c.tileRows };
+      // The projection's q|k|v of the block (pre-norm), and a ring of normed keys (any values: the ring is read as it is).
+      const qs = 3 * D, own = pos0 - d.lo;
+      const raw = new Float32Array(rows * qs);
+      for (let r = 0; r < rows; r++) for (let x = 0; x < D; x++) {
+        raw[r * qs + x] = d.q[r * D + x];
+        raw[r * qs + D + x] = d.k[(own + r) * D + x];
+        raw[r * qs + 2 * D + x] = d.v[(own + r) * D + x];
+      }
+      const kr = new Float32Array(c.ring * D), vr = new Float32Array(c.ring * D);
+      for (let q = d.lo; q < pos0; q++) for (let x = 0; x < D; x++) { kr[(q % c.ring) * D + x] = 0.3 * d.k[(q - d.lo) * D + x]; vr[(q % c.ring) * D + x] = d.v[(q - d.lo) * D + x]; }
+      const g = gaussian(rng(seed + 1));
+      const gain = Float32Array.from({ length: 2 * hd }, () => 1 + 0.3 * g());
+      const rawBuf = upload(ctx, raw), gainBuf = upload(ctx, gain);
+      const view = (buffer: GPUBuffer, stride: number, offset = 0): RowView => ({ buffer, stride, offset });
+      const ring = { k: upload(ctx, kr), v: upload(ctx, vr), ring: c.ring };
+      const oOf = () => upload(ctx, new Float32Array(rows * D).fill(7));
+      const statsOf = () => upload(ctx, new Float32Array(e2eAttentionStatsBytes(spec) / 4).fill(7));
+      // Unfused: the q/k norm with RoPE into [rows, 2D], then the plain forward (v from the projection's).
+      const normed = upload(ctx, new Float32Array(rows * 2 * D));
+      const qkNorm = new E2EQkNormOp(ctx, 'qk norm', { heads: H, headDim: hd, eps, maxRows: rows, segments: 2, segStride: D, xStride: qs, yStride: 2 * D, ropeTheta: theta }, { gain: gainBuf, x: rawBuf, y: normed }, block);
+      const [o1, s1, o2, s2] = [oOf(), statsOf(), oOf(), statsOf()];
+      const plain = new E2EAttentionOp(ctx, 'plain', spec, { q: view(normed, 2 * D), k: view(normed, 2 * D, D), v: view(rawBuf, qs, 2 * D), ring, o: view(o1, D), stats: s1 }, block);
+      const out = upload(ctx, new Float32Array(rows * (qs + 1)).fill(5));
+      const fused = new E2EAttentionOp(ctx, 'fused', spec, {
+        q: view(rawBuf, qs), k: view(rawBuf, qs, D), v: view(rawBuf, qs, 2 * D), ring, o: view(o2, D), stats: s2,
+        norm: { gain: gainBuf, eps, ropeTheta: theta, out: { q: view(out, qs + 1, 1), k: view(out, qs + 1, 1 + D), v: view(out, qs + 1, 1 + 2 * D) } },
+      }, block);
+      block.write(rows, pos0);
+      await runPass(ctx, (pass) => {
+        qkNorm.encode(pass, rows);
+        plain.encode(pass, rows, pos0);
+        fused.encode(pass, rows, pos0);
+      });
+      expectClose(await readF32(ctx, o2), await readF32(ctx, o1), { atol: 0, rtol: 0, label: `${c.name}: o` });
+      expectClose(await readF32(ctx, s2), await readF32(ctx, s1), { atol: 0, rtol: 0, label: `${c.name}: lse` });
+      const [got, want] = [await readF32(ctx, out), await readF32(ctx, normed)];
+      for (let r = 0; r < rows; r++) {
+        expect(got[r * (qs + 1)]).toBe(5);
+        for (let x = 0; x < 2 * D; x++) expect(got[r * (qs + 1) + 1 + x]).toBe(want[r * 2 * D + x]);
+        for (let x = 0; x < D; x++) expect(got[r * (qs + 1) + 1 + 2 * D + x]).toBe(raw[r * qs + 2 * D + x]);
+      }
+    }
+    const spec: E2EAttentionSpec = { heads: 1, headDim: 4, window: 2, maxRows: 4 };
+    const ring = { k: upload(ctx, [0]), v: upload(ctx, [0]), ring: 1 };
+    const a: RowView = { buffer: upload(ctx, [0]), stride: 12 }, b: RowView = { buffer: upload(ctx, [0]), stride: 12 };
+    const norm = { gain: upload(ctx, [1]), eps: 1e-6, ropeTheta: 1e4, out: { q: b, k: b, v: b } };
+    expect(() => new E2EAttentionOp(ctx, 'apart', spec, { q: a, k: b, v: a, ring, o: b, stats: upload(ctx, [0]), norm }, block)).toThrow(/views of one buffer/);
+    expect(() => new E2EAttentionOp(ctx, 'over', spec, { q: a, k: a, v: a, ring, o: b, stats: upload(ctx, [0]), norm: { ...norm, out: { q: a, k: a, v: a } } }, block)).toThrow(/must not overwrite/);
   });
 
   it('with the q/k norm\'s backward at the stores (NORM_BACK): exactly the unfused path, attention backward then E2EQkNormBackwardOp', async () => {

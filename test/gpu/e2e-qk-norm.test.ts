@@ -116,33 +116,6 @@ describe('e2e-qk-norm.wgsl against the f64 twins (qkNorm / qkNormBackward)', () 
     }
   });
 
-  it('forward with a passed-through segment (v beside q and k, with RoPE): v copied exactly, q and k as without it', async () => {
-    const { H, hd, rows } = shapes[0];
-    const D = H * hd;
-    const x = scaledRows(rows, 3 * D, 3, D, H, hd, hd + rows, [1, 1e-3, 40]);
-    const gain = randn(2 * hd, 4).map((v) => 1 + 0.3 * v);
-    const base: E2EQkNormSpec = { heads: H, headDim: hd, eps: EPS, maxRows: rows, segments: 2, segStride: D, xStride: 3 * D, yStride: 3 * D + 1, yOff: 1, ropeTheta: 10000 };
-    const outs: Float32Array[] = [];
-    for (const passThrough of [0, 1]) {
-      const yb = upload(ctx, new Float32Array(rows * (3 * D + 1)).fill(5));
-      const op = new E2EQkNormOp(ctx, 'qkv', { ...base, passThrough }, { gain: upload(ctx, gain), x: upload(ctx, x), y: yb }, block);
-      block.write(rows, 7);
-      await runPass(ctx, (pass) => op.encode(pass, rows));
-      outs.push(await readF32(ctx, yb));
-    }
-    const [without, withV] = outs;
-    for (let r = 0; r < rows; r++) {
-      const o = r * (3 * D + 1);
-      expect(withV[o]).toBe(5);
-      for (let c = 0; c < 2 * D; c++) expect(withV[o + 1 + c]).toBe(without[o + 1 + c]);
-      for (let c = 0; c < D; c++) {
-        expect(without[o + 1 + 2 * D + c]).toBe(5);
-        expect(withV[o + 1 + 2 * D + c]).toBe(x[r * 3 * D + 2 * D + c]);
-      }
-    }
-    expect(() => new E2EQkNormBackwardOp(ctx, 'pass back', { ...base, passThrough: 1 }, { gain: upload(ctx, gain), x: upload(ctx, x), dy: upload(ctx, x), dx: upload(ctx, x) }, block)).toThrow(/passThrough/);
-  });
-
   it('forward with RoPE in the same launch: RoPE(qkNorm(x)) at positions 0 and 129,995, out of place and in place', async () => {
     // Bound per element of a pair (n0, n1) of the exact normed vector: the norm's error, (hd/2 + 8)u of each
     // component, carried through the rotation (|c|, |s| <= 1), plus e2e-rope.test.ts's rotation bound:

@@ -79,14 +79,39 @@ function shapeOf(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: K
   return { R, T };
 }
 
-function params(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: KvRing, views: Record<'q' | 'k' | 'v' | 'o' | 'g' | 'dq' | 'dk' | 'dv', RowView | undefined>, norm?: QkNormBackward): GPUBuffer {
+function params(ctx: GpuContext, label: string, spec: E2EAttentionSpec, ring: KvRing, views: Record<'q' | 'k' | 'v' | 'o' | 'g' | 'dq' | 'dk' | 'dv', RowView | undefined>, norm?: QkNormBackward, out?: QkNormForward['out']): GPUBuffer {
   const sv = (view: RowView | undefined): Param[] => [['u32', view?.stride ?? 0], ['u32', view?.offset ?? 0]];
   return ctx.uniform(`${label} params`, [
     ['u32', spec.heads], ['u32', spec.window], ['u32', ring.ring], ['u32', spec.heads * spec.headDim],
     ...sv(views.q), ...sv(views.k), ...sv(views.v), ...sv(views.o), ...sv(views.g), ...sv(views.dq), ...sv(views.dk), ...sv(views.dv),
     ['f32', 1 / Math.sqrt(spec.headDim)], ['u32', 0], ['u32', 0], ['u32', 0],
     ['u32', norm?.q.stride ?? 0], ['u32', norm?.q.offset ?? 0], ['u32', norm?.k.offset ?? 0], ['f32', norm?.eps ?? 0],
+    ['u32', out?.q.stride ?? 0], ['u32', out?.q.offset ?? 0], ['u32', out?.k.offset ?? 0], ['u32', out?.v.offset ?? 0],
   ]);
+}
+
+/**
+ * The forward with the per-head q/k RMSNorm and RoPE on load (E2EQkNormOp's forward with ropeTheta, the
+ * same formula): q, k and v are then as the projection wrote them, and the normed, roped q, k and the
+ * v of the block's rows are stored to `out` for the backward.
+ */
+export interface QkNormForward {
+  /** q_norm's hd gains, then k_norm's. */
+  readonly gain: GPUBuffer;
+  readonly eps: number;
+  readonly ropeTheta: number;
+  /** Views of one buffer with one stride, none overlapping q, k, v. */
+  readonly out: { readonly q: RowView; readonly k: RowView; readonly v: RowView };
+}
+
+/** The RoPE turn table as a uniform buffer (pairs packed two per vec4), so a launch keeps to 8 storage bindings. */
+function turnsUniform(ctx: GpuContext, label: string, headDim: number, theta: number): GPUBuffer {
+  const table = ropeTurnTable(headDim, theta);
+  const padded = new Uint32Array(4 * Math.ceil(headDim / 4));
+  padded.set(table);
+  const turns = ctx.allocator.create(`${label} rope turns`, 'weights', padded.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
+  ctx.device.queue.writeBuffer(turns, 0, padded);
+  return turns;
 }
 
 /**
@@ -125,13 +150,24 @@ export class E2EAttentionOp {
 
   constructor(
     ctx: GpuContext, readonly label: string, readonly spec: E2EAttentionSpec,
-    io: { q: RowView; k: RowView; v: RowView; ring: KvRing; o: RowView; stats: GPUBuffer }, block: BlockParams,
+    io: { q: RowView; k: RowView; v: RowView; ring: KvRing; o: RowView; stats: GPUBuffer; norm?: QkNormForward }, block: BlockParams,
   ) {
     this.shape = shapeOf(ctx, label, spec, io.ring);
-    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T };
-    this.kernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'forward', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], defines });
-    const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: undefined, dq: undefined, dk: undefined, dv: undefined });
-    this.group = ctx.bind(this.kernel, [p, block.buffer, io.q.buffer, io.k.buffer, io.v.buffer, io.ring.k, io.ring.v, io.o.buffer, io.stats]);
+    const norm = io.norm;
+    const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: undefined, dq: undefined, dk: undefined, dv: undefined }, norm && { q: io.q, k: io.k, eps: norm.eps, gain: norm.gain, ropeTheta: norm.ropeTheta }, norm?.out);
+    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T, NORM_FWD: !!norm };
+    if (norm) {
+      if (io.k.buffer !== io.q.buffer || io.v.buffer !== io.q.buffer) throw new RangeError(`${label}: with the q/k norm on load, q, k and v must be views of one buffer`);
+      const { out } = norm;
+      if (out.k.buffer !== out.q.buffer || out.v.buffer !== out.q.buffer || out.k.stride !== out.q.stride || out.v.stride !== out.q.stride) throw new RangeError(`${label}: the normed q, k, v must be views of one buffer with one stride`);
+      if (out.q.buffer === io.q.buffer) throw new RangeError(`${label}: the normed q, k, v must not overwrite the projection's`);
+      if (spec.headDim % 2 !== 0 || !(norm.ropeTheta > 0)) throw new RangeError(`${label}: RoPE needs an even head dim and theta > 0`);
+      this.kernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'forward', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'rw', 'rw', 'rw', 'read', 'uniform'], defines });
+      this.group = ctx.bind(this.kernel, [p, block.buffer, io.q.buffer, io.ring.k, io.ring.v, io.o.buffer, io.stats, out.q.buffer, norm.gain, turnsUniform(ctx, label, spec.headDim, norm.ropeTheta)]);
+    } else {
+      this.kernel = ctx.kernel({ shader: 'e2e-attention.wgsl', source, entry: 'forward', bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', 'rw'], defines });
+      this.group = ctx.bind(this.kernel, [p, block.buffer, io.q.buffer, io.k.buffer, io.v.buffer, io.ring.k, io.ring.v, io.o.buffer, io.stats]);
+    }
   }
 
   /** Records the block (rows, pos0: what block.write() got). */
@@ -178,15 +214,7 @@ export class E2EAttentionBackwardOp {
     const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T, SHARED_DKV: shared, NORM_BACK: !!norm };
     const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: io.dO, dq: io.dq, dk: io.dk, dv: io.dv }, norm);
     const extra: GPUBuffer[] = [];
-    if (norm) {
-      // The turn table as a uniform (pairs packed two per vec4), so the launch stays within 8 storage bindings.
-      const table = ropeTurnTable(spec.headDim, norm.ropeTheta);
-      const padded = new Uint32Array(4 * Math.ceil(spec.headDim / 4));
-      padded.set(table);
-      const turns = ctx.allocator.create(`${label} rope turns`, 'weights', padded.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
-      ctx.device.queue.writeBuffer(turns, 0, padded);
-      extra.push(norm.q.buffer, norm.gain, turns);
-    }
+    if (norm) extra.push(norm.q.buffer, norm.gain, turnsUniform(ctx, label, spec.headDim, norm.ropeTheta));
     this.kernel = ctx.kernel({
       shader: 'e2e-attention.wgsl', source, entry: 'backward', defines,
       bindings: ['uniform', 'uniform', 'read', 'read', 'read', 'read', 'read', 'rw', ...(shared ? [] : ['rw'] as const), ...(norm ? ['read', 'read', 'uniform'] as const : [])],

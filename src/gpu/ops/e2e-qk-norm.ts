@@ -38,11 +38,6 @@ export interface E2EQkNormSpec {
    * positions pos0 + row: y = RoPE(x r g) in one launch.
    */
   readonly ropeTheta?: number;
-  /**
-   * Forward only: this many more vectors after the normed ones (each segStride on) copied to y as they
-   * are, e.g. v beside q and k (default 0).
-   */
-  readonly passThrough?: number;
 }
 
 const WORKGROUP = 64;
@@ -53,7 +48,7 @@ function layout(label: string, spec: E2EQkNormSpec) {
   if (!Number.isInteger(heads) || heads < 1) throw new RangeError(`${label}: ${heads} heads`);
   if (!Number.isInteger(spec.maxRows) || spec.maxRows < 1) throw new RangeError(`${label}: maxRows ${spec.maxRows}`);
   const segments = spec.segments ?? 1, segStride = spec.segStride ?? heads * headDim;
-  const xStride = spec.xStride ?? (segments + (spec.passThrough ?? 0)) * segStride, xOff = spec.xOff ?? 0;
+  const xStride = spec.xStride ?? segments * segStride, xOff = spec.xOff ?? 0;
   const yStride = spec.yStride ?? xStride, yOff = spec.yOff ?? xOff;
   const dxStride = spec.dxStride ?? xStride, dxOff = spec.dxOff ?? xOff;
   return { segments, segStride, xStride, xOff, yStride, yOff, dxStride, dxOff };
@@ -64,7 +59,7 @@ function params(ctx: GpuContext, label: string, spec: E2EQkNormSpec): GPUBuffer 
   return ctx.uniform(`${label} params`, [
     ['u32', spec.heads], ['u32', l.segments], ['u32', l.segStride], ['f32', spec.eps],
     ['u32', l.xStride], ['u32', l.xOff], ['u32', l.yStride], ['u32', l.yOff],
-    ['u32', l.dxStride], ['u32', l.dxOff], ['u32', spec.passThrough ?? 0], ['u32', 0],
+    ['u32', l.dxStride], ['u32', l.dxOff], ['u32', 0], ['u32', 0],
   ]);
 }
 
@@ -80,8 +75,6 @@ export class E2EQkNormOp {
   constructor(ctx: GpuContext, readonly label: string, readonly spec: E2EQkNormSpec, io: { gain: GPUBuffer; x: GPUBuffer; y: GPUBuffer }, block: BlockParams) {
     const l = layout(label, spec);
     const inPlace = io.x === io.y;
-    const pt = spec.passThrough ?? 0;
-    if (!(Number.isInteger(pt) && pt >= 0)) throw new RangeError(`${label}: passThrough ${pt}`);
     if (inPlace && (l.yStride !== l.xStride || l.yOff !== l.xOff)) throw new RangeError(`${label}: in place needs y laid out as x`);
     const rope = spec.ropeTheta !== undefined;
     if (rope && (spec.headDim % 2 !== 0 || !(spec.ropeTheta! > 0))) throw new RangeError(`${label}: RoPE needs an even head dim and theta > 0`);
@@ -97,7 +90,7 @@ export class E2EQkNormOp {
 
   encode(pass: GPUComputePassEncoder, rows: number): void {
     checkRows(this.label, this.spec, rows);
-    const [x, y] = grid(Math.ceil((rows * ((this.spec.segments ?? 1) + (this.spec.passThrough ?? 0)) * this.spec.heads) / WORKGROUP));
+    const [x, y] = grid(Math.ceil((rows * (this.spec.segments ?? 1) * this.spec.heads) / WORKGROUP));
     dispatch(pass, this.kernel, this.group, x, y);
   }
 
@@ -109,9 +102,9 @@ export class E2EQkNormOp {
 
 /**
  * dx (and, given a `dgain` buffer of segments·hd floats, dgain summed over the rows and heads, overwritten)
- * from x and dy. dx must not alias x or dy (the dgain launch reads both after dx is written). The TTT-E2E
- * inner step runs the same formula inside its attention backward's stores (e2e-attention.wgsl NORM_BACK,
- * tested equal to this op bit for bit); this op is the launch of its own, for learning the gains.
+ * from x and dy. dx must not alias x or dy (the dgain launch reads both after dx is written). TTT-E2E's
+ * inner step runs the same formulas inside its attention's loads and stores (e2e-attention.wgsl NORM_FWD,
+ * NORM_BACK; tested equal to these ops bit for bit); these are the launches of their own.
  */
 export class E2EQkNormBackwardOp {
   private readonly dxKernel: Kernel;
@@ -124,7 +117,6 @@ export class E2EQkNormBackwardOp {
     io: { gain: GPUBuffer; x: GPUBuffer; dy: GPUBuffer; dx: GPUBuffer; dgain?: GPUBuffer }, block: BlockParams,
   ) {
     layout(label, spec);
-    if (spec.passThrough) throw new RangeError(`${label}: passThrough is for the forward`);
     if (io.dx === io.x || io.dx === io.dy) throw new RangeError(`${label}: dx must be a buffer of its own`);
     const segments = spec.segments ?? 1;
     // With ropeTheta, dy is the gradient of the roped output (the forward with ropeTheta), turned back as it is read.
