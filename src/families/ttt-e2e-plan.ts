@@ -66,10 +66,13 @@ export function e2ePlan(c: E2EConfig, layout: EngineLayout, opts: EngineOptions)
     for (const b of headLossBuffers({ rows: B, d, vocab: V, maxBindingBytes: layout.maxBindingBytes })) buf(`inner step: ${b.name}`, b.category, 4 * b.floats, b.name === 'logits tile' ? 'vocab_size' : 'mini_batch_size');
     for (let j = 0; j < S; j++) {
       const L = `inner step block ${c.firstTttLayer + j}`;
-      for (const r of ['q/k norm + rope', 'rope backward']) buf(`${L} ${r} turns`, 'weights', ropeTable, 'head_dim');
-      const norms = j > 0 ? 6 : 5; // the RMSNorm backwards of the block, each with its r [B]
+      // The attention's forward and backward rope from turn tables of their own, uniforms of vec4 words.
+      for (const r of ['q/k norm + rope + attention', 'attention + rope + q/k norm backward']) buf(`${L} ${r} rope turns`, 'weights', 16 * Math.ceil(c.headDim / 4), 'head_dim');
+      // The RMSNorm backward launches of the block, each with its r [B]: mlp_norm + dyn_post_norm,
+      // dyn_norm + attn_post_norm, attn_norm above the lowest block, and mlp_post_norm below the top
+      // block (the top one's runs in the head's last launch, whose r headLossBuffers counts).
+      const norms = 2 + (j > 0 ? 1 : 0) + (j < S - 1 ? 1 : 0);
       for (let n = 0; n < norms; n++) buf(`${L} norm backward r`, 'scratch', 4 * B, 'mini_batch_size');
-      buf(`${L} q/k norm backward r`, 'scratch', 4 * B * 2 * H, 'mini_batch_size');
     }
     const slots = Math.max(1, Math.min(1024, Math.ceil((S * thetaBlockFloats(c)) / (64 * 16))));
     buf('inner step clip partials', 'scratch', 4 * slots, 'intermediate_size_dynamic_mlp');
