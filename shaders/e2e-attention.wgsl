@@ -51,7 +51,9 @@ const NEG: f32 = -3.0e38;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
-// (Resources share binding numbers across entry points that never use both.)
+// The forward and the backward are modules of their own (BACKWARD): each declares its bindings and the
+// accessors the shared loadKeys reads through.
+#if !BACKWARD
 #if NORM_FWD
 // forward with the per-head q/k RMSNorm and RoPE on load (shaders/e2e-qk-norm.wgsl's forward, the same
 // formula): q, k, v come as the projection wrote them (views of one buffer); each workgroup norms its
@@ -62,6 +64,8 @@ fn ldK(i: u32) -> f32 { return qkvF[i]; }
 fn ldV(i: u32) -> f32 { return qkvF[i]; }
 @group(0) @binding(3) var<storage, read> kRing: array<f32>;
 @group(0) @binding(4) var<storage, read> vRing: array<f32>;
+fn ldKRing(i: u32) -> f32 { return kRing[i]; }
+fn ldVRing(i: u32) -> f32 { return vRing[i]; }
 @group(0) @binding(5) var<storage, read_write> o: array<f32>;
 @group(0) @binding(6) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(7) var<storage, read_write> qkvOut: array<f32>;
@@ -93,9 +97,12 @@ fn ldV(i: u32) -> f32 { return v[i]; }
 // forward: the ring.
 @group(0) @binding(5) var<storage, read> kRing: array<f32>;
 @group(0) @binding(6) var<storage, read> vRing: array<f32>;
+fn ldKRing(i: u32) -> f32 { return kRing[i]; }
+fn ldVRing(i: u32) -> f32 { return vRing[i]; }
 // forward: o, stats.
 @group(0) @binding(7) var<storage, read_write> o: array<f32>;
 @group(0) @binding(8) var<storage, read_write> stats: array<f32>;
+#endif
 #endif
 // Two tiles of T rows of one head (keys and values, or queries and their dO), and, for the dk/dv role,
 // the lse and D of its query rows.
@@ -121,8 +128,8 @@ fn loadKeys(j0: u32, jEnd: u32, h: u32, lid: u32) {
     if (j < jEnd) {
       if (j < blk.pos0) {
         let a = (j % p.ring) * p.ringStride + c;
-        kx = kRing[a];
-        vx = vRing[a];
+        kx = ldKRing(a);
+        vx = ldVRing(a);
       } else {
         let r = j - blk.pos0;
         kx = ldK(r * p.kStride + p.kOff + c);
@@ -148,6 +155,7 @@ fn loadKeys(j0: u32, jEnd: u32, h: u32, lid: u32) {
 #endif
 }
 
+#if !BACKWARD
 @compute @workgroup_size(R)
 fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
   let h = wid.y;
@@ -214,7 +222,9 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
     stats[2u * (row * p.heads + h)] = m + log(l);
   }
 }
+#endif
 
+#if BACKWARD
 // The backward, ONE launch: workgroups [0, n) take the dq role (R query rows each), [n, 2n) the dk/dv role
 // (R of the block's keys each), n = ceil(rows / R), all for head wid.y. D = rowsum(dO ⊙ o) is formed
 // where it is read (a dq workgroup: its rows'; a dk/dv workgroup: each query tile's, as the tile is
@@ -224,6 +234,10 @@ fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) l
 @group(0) @binding(2) var<storage, read> qkvB: array<f32>;
 @group(0) @binding(3) var<storage, read> kRingB: array<f32>;
 @group(0) @binding(4) var<storage, read> vRingB: array<f32>;
+fn ldK(i: u32) -> f32 { return qkvB[i]; }
+fn ldV(i: u32) -> f32 { return qkvB[i]; }
+fn ldKRing(i: u32) -> f32 { return kRingB[i]; }
+fn ldVRing(i: u32) -> f32 { return vRingB[i]; }
 @group(0) @binding(5) var<storage, read> oG: array<f32>;
 @group(0) @binding(6) var<storage, read> statsB: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dqk: array<f32>;
@@ -281,29 +295,6 @@ fn deltaOf(r: u32, h: u32) -> f32 {
   return d;
 }
 
-// loadKeys of the backward's bindings.
-fn loadKeysB(j0: u32, jEnd: u32, h: u32, lid: u32) {
-  for (var e = lid; e < T * HD; e += R) {
-    let j = j0 + e / HD;
-    let c = h * HD + e % HD;
-    var kx = 0.0;
-    var vx = 0.0;
-    if (j < jEnd) {
-      if (j < blk.pos0) {
-        let a = (j % p.ring) * p.ringStride + c;
-        kx = kRingB[a];
-        vx = vRingB[a];
-      } else {
-        let r = j - blk.pos0;
-        kx = qkvB[r * p.kStride + p.kOff + c];
-        vx = qkvB[r * p.vStride + p.vOff + c];
-      }
-    }
-    tileA[e] = kx;
-    tileB[e] = vx;
-  }
-}
-
 // q, dO, lse, D of head h at block rows [t0, t0 + T) into the tiles (zeros at rows >= tEnd).
 fn loadQueriesB(t0: u32, tEnd: u32, h: u32, lid: u32) {
   for (var e = lid; e < T * HD; e += R) {
@@ -355,7 +346,7 @@ fn backwardQRows(r0: u32, h: u32, lid: u32) {
   let first = firstSeen(t);
   for (var j0 = kLo; j0 < kHi; j0 += T) {
     workgroupBarrier();
-    loadKeysB(j0, kHi, h, lid);
+    loadKeys(j0, kHi, h, lid);
     workgroupBarrier();
     if (live) {
       let jb = min(j0 + T, t + 1u);
@@ -448,3 +439,4 @@ fn backward(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) 
     backwardKVRows((wid.x - n) * R, wid.y, lid);
   }
 }
+#endif

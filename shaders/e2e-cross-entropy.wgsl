@@ -48,19 +48,12 @@ fn rowCount() -> u32 {
   return p.rows;
 }
 
-#if STATS
+#if ROW_LSE
+// (max, Σ exp(x − max)) of the tile's row at `base`, over the workgroup: the lanes read its columns in
+// turn with an online max/sum-exp, then merge in a fixed tree. Its includer declares `logits`.
 #include "reduce.wgsl"
 #include "reduce-lse.wgsl"
-@group(0) @binding(2) var<storage, read> logits: array<f32>;
-@group(0) @binding(3) var<storage, read> targets: array<u32>;
-@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
-
-// One workgroup per row (folded 2-D when the rows exceed a grid dimension).
-@compute @workgroup_size(64)
-fn stats_tile(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let r = wid.x + wid.y * nwg.x;
-  if (r >= rowCount()) { return; }
-  let base = r * p.ld;
+fn rowLse(base: u32, lid: u32) -> vec2f {
   // One exp per logit on either branch: a new max rescales the sum instead of adding exp(x - m).
   var acc = vec2f(LOWEST, 0.0);
   for (var i = lid; i < p.width; i += WG) {
@@ -71,7 +64,22 @@ fn stats_tile(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
       acc.y += exp(x - acc.x);
     }
   }
-  var tot = wgLse(lid, acc);
+  return wgLse(lid, acc);
+}
+#endif
+
+#if STATS
+@group(0) @binding(2) var<storage, read> logits: array<f32>;
+@group(0) @binding(3) var<storage, read> targets: array<u32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+
+// One workgroup per row (folded 2-D when the rows exceed a grid dimension).
+@compute @workgroup_size(64)
+fn stats_tile(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let r = wid.x + wid.y * nwg.x;
+  if (r >= rowCount()) { return; }
+  let base = r * p.ld;
+  var tot = rowLse(base, lid);
   if (lid == 0u) {
     if (p.first == 0u) { tot = lseMerge(vec2f(stats[4u * r], stats[4u * r + 1u]), tot); }
     stats[4u * r] = tot.x;
@@ -116,8 +124,6 @@ fn finish(@builtin(local_invocation_index) lid: u32) {
 #endif
 
 #if ROW
-#include "reduce.wgsl"
-#include "reduce-lse.wgsl"
 @group(0) @binding(2) var<storage, read> targets: array<u32>;
 // The gradient overwrites the logits (one tile).
 @group(0) @binding(3) var<storage, read_write> logits: array<f32>;
@@ -134,16 +140,7 @@ fn row(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let base = r * p.ld;
   let t = targets[p.targetOff + r];
   let xt = logits[base + t];
-  var acc = vec2f(LOWEST, 0.0);
-  for (var i = lid; i < p.width; i += WG) {
-    let x = logits[base + i];
-    if (x > acc.x) {
-      acc = vec2f(x, fma(acc.y, exp(acc.x - x), 1.0));
-    } else {
-      acc.y += exp(x - acc.x);
-    }
-  }
-  let tot = wgLse(lid, acc);
+  let tot = rowLse(base, lid);
   var cnt = 0u;
   for (var j = lid; j < n; j += WG) { cnt += select(0u, 1u, targets[p.targetOff + j] != p.bos); }
   let valid = f32(wgSumU(lid, cnt));

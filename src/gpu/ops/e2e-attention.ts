@@ -211,7 +211,7 @@ export class E2EAttentionBackwardOp {
       if (norm.k.buffer !== norm.q.buffer || norm.k.stride !== norm.q.stride) throw new RangeError(`${label}: the pre-norm q and k must be views of one buffer with one stride`);
       if (spec.headDim % 2 !== 0 || !(norm.ropeTheta > 0)) throw new RangeError(`${label}: RoPE needs an even head dim and theta > 0`);
     }
-    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T, SHARED_DKV: shared, NORM_BACK: !!norm };
+    const defines = { HD: spec.headDim, R: this.shape.R, T: this.shape.T, BACKWARD: true, SHARED_DKV: shared, NORM_BACK: !!norm };
     const p = params(ctx, label, spec, io.ring, { q: io.q, k: io.k, v: io.v, o: io.o, g: io.dO, dq: io.dq, dk: io.dk, dv: io.dv }, norm);
     const extra: GPUBuffer[] = [];
     if (norm) extra.push(norm.q.buffer, norm.gain, turnsUniform(ctx, label, spec.headDim, norm.ropeTheta));

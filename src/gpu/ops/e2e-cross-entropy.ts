@@ -95,7 +95,7 @@ export class CrossEntropyOp {
     this.tile = tile;
     this.tiles = list.length;
     const inPlace = !bufs.dlogits;
-    this.statsKernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'stats_tile', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { STATS: true } });
+    this.statsKernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'stats_tile', bindings: ['uniform', 'uniform', 'read', 'read', 'rw'], defines: { STATS: true, ROW_LSE: true } });
     this.finishKernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'finish', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw'], defines: { FINISH: true } });
     this.gradKernel = ctx.kernel({
       shader: 'e2e-cross-entropy.wgsl', source, entry: 'grad',
@@ -111,7 +111,7 @@ export class CrossEntropyOp {
     if (bufs.loss.size < 4 * (1 + rows)) throw new RangeError(`${label}: the loss buffer must hold ${1 + rows} floats`);
     this.finishGroup = ctx.bind(this.finishKernel, [params[0], block.buffer, bufs.targets, this.stats, bufs.nll, bufs.loss]);
     if (list.length === 1 && inPlace) {
-      const kernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'row', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw'], defines: { ROW: true } });
+      const kernel = ctx.kernel({ shader: 'e2e-cross-entropy.wgsl', source, entry: 'row', bindings: ['uniform', 'uniform', 'read', 'rw', 'rw', 'rw'], defines: { ROW: true, ROW_LSE: true } });
       this.rowLaunch = { kernel, group: ctx.bind(kernel, [params[0], block.buffer, bufs.targets, bufs.logits, bufs.nll, bufs.loss]) };
     }
     this.gradGroups = params.map((u) => ctx.bind(this.gradKernel, inPlace
