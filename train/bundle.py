@@ -42,6 +42,9 @@ def departures(args: dict) -> str:
         notes.append(f'`--fw-input-grad-scale {args["fw_input_grad_scale"]:g}`: the fast-weight branch sends '
                      f'{args["fw_input_grad_scale"]:g} times its gradient into the q/k/v projections it shares '
                      'with attention (the official LaCT training sends all of it; train/README.md has the pilots)')
+    if args.get('fw_own_qkv'):
+        notes.append('`--fw-own-qkv`: the fast-weight branch reads q, k, v from a projection of its own (the '
+                     'official LaCT shares attention\'s); a PyTorch pilot the engine does not run')
     if args.get('fw_update') == 'off':
         notes.append('`--fw-update off`: the fast weights never learn (a static MLP branch)')
     if args.get('ttt_scale_init') == 'zero':

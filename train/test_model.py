@@ -490,6 +490,26 @@ def d3_fw_input_grad_scale():
 
 
 @test
+def d4_fw_own_qkv():
+    # the pilot's own q/k/v projection for the fast-weight branch: named as expected_tensors says, read by
+    # the branch (its weights move the logits) and trained (a gradient reaches it in every layer)
+    x = torch.tensor([TOKENS[:-1], TOKENS[1:]])
+    model = _fixture_model('tiny-all-on', fw_own_qkv=True).double()
+    model.set_attn_impl('manual')
+    names = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert names == expected_tensors(model.config), set(names) ^ set(expected_tensors(model.config))
+    logits = model(x)
+    logits.pow(2).mean().backward()
+    for layer in model.model.layers:
+        assert layer.attn.fw_qkv.weight.grad.abs().max().item() > 0
+    with torch.no_grad():
+        model.model.layers[0].attn.fw_qkv.weight.mul_(1.5)
+        moved = (model(x) - logits).abs().max().item()
+    print(f'     fw_qkv x1.5 in layer 0 moves the logits by {moved:.2e}')
+    assert moved > 1e-6
+
+
+@test
 def d2_half_precision_forward_runs():
     model = _fixture_model('tiny-all-on')
     model.set_attn_impl('manual')

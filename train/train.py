@@ -46,6 +46,10 @@ def model_config(mode: str, a: argparse.Namespace) -> LactConfig:
         hidden_ratio=4, hidden_act='swish', initializer_range=0.02, norm_eps=1e-6, bos_token_id=BOS,
         eos_token_id=EOS, tie_word_embeddings=False, fw_init_gain=0.5, model_type='lact_swiglu',
         use_fast_weights=True, tokenizer='byte')
+    if getattr(a, 'intermediate', None):
+        base['intermediate_size'] = a.intermediate
+    if mode == 'lact' and getattr(a, 'fw_own_qkv', False):
+        base['fw_own_qkv'] = True
     if mode in ('swa', 'full'):
         base['use_fast_weights'] = False
     if mode == 'full':
@@ -123,6 +127,10 @@ def main() -> None:
     ap.add_argument('--fw-input-grad-scale', type=float, default=1.0,
                     help='the fraction of the fast-weight branch\'s gradient that reaches the shared q/k/v '
                          'projections (a pilot between the official 1 and --fw-input-grad off, which is 0)')
+    ap.add_argument('--fw-own-qkv', action='store_true',
+                    help='the fast-weight branch gets a q/k/v projection of its own (a PyTorch-only pilot: the engine '
+                         'does not run such a model); pair it with a smaller --intermediate to keep the parameters')
+    ap.add_argument('--intermediate', type=int, default=0, help='the MLP width (0: the default for --dim)')
     ap.add_argument('--name', default=None, help='model name recorded in the export')
     a = ap.parse_args()
 

@@ -70,6 +70,9 @@ class LactConfig:
     model_type: str = 'lact_swiglu'
     # ttt-web extensions
     use_fast_weights: bool = True
+    # A training pilot (PyTorch only; the engine refuses its extra tensors): the fast-weight branch reads
+    # q, k, v from a projection of its own instead of sharing attention's.
+    fw_own_qkv: bool = False
     tokenizer: str = 'tokenizer.json'
     # keys we keep but do not interpret (fuse_norm, use_cache, ...), written back unchanged
     extra: Dict[str, Any] = field(default_factory=dict)
@@ -169,6 +172,8 @@ def expected_tensors(c: LactConfig) -> Dict[str, list]:
             m[p + 'attn.k_norm.weight'] = [D]
         if c.use_fast_weights:
             Hf, df, dh, r = c.num_lact_heads, c.fw_head_dim, c.fw_hidden, c.w0_w2_low_rank
+            if c.fw_own_qkv:
+                m[p + 'attn.fw_qkv.weight'] = [3 * D, D]
             m[p + 'attn.qk_scale'] = [D, 2]
             m[p + 'attn.qk_offset'] = [D, 2]
             for w in ('w0', 'w2'):

@@ -249,6 +249,8 @@ class LaCTSWIGLULayer(nn.Module):
             self.k_norm = RMSNorm(D, 1e-5)
         if c.use_fast_weights:
             Hf, df, dh, r = c.num_lact_heads, c.fw_head_dim, c.fw_hidden, c.w0_w2_low_rank
+            if c.fw_own_qkv:
+                self.fw_qkv = nn.Linear(D, 3 * D, bias=False)
             self.qk_scale = nn.Parameter(torch.ones(D, 2))
             self.qk_offset = nn.Parameter(torch.zeros(D, 2))
             if r > 0:
@@ -316,7 +318,10 @@ class LaCTSWIGLULayer(nn.Module):
 
         if c.use_fast_weights:
             Hf, df = c.num_lact_heads, c.fw_head_dim
-            qf, kf, vf = (scale_grad(t, self.fw_input_grad_scale) for t in (q, k, v))
+            if c.fw_own_qkv:
+                qf, kf, vf = self.fw_qkv(a).chunk(3, dim=-1)
+            else:
+                qf, kf, vf = (scale_grad(t, self.fw_input_grad_scale) for t in (q, k, v))
             fq = qf * self.qk_scale[:, 0] + self.qk_offset[:, 0]
             fk = kf * self.qk_scale[:, 1] + self.qk_offset[:, 1]
             fv = vf
