@@ -18,8 +18,8 @@
 // C_GLU_BACK fuses the elementwise step of the SwiGLU backward into the epilogue of dm = dy W2 (C is
 // [rows, f], f = N, unbatched): with u, g the forward's gate and up side by side in ug [rows, 2f], each
 // (m, n) stores du = dm g silu'(u) over u and dg = dm silu(u) over g, and C gets m = silu(u) g (the
-// hidden activation, for dW2), with shaders/swiglu-backward.wgsl's formula. Each element is one
-// invocation's, so in place is safe.
+// hidden activation, for dW2); silu'(u) = σ(u) (1 + u (1 − σ(u))), as the CPU twin swigluBackward
+// (src/reference/e2e/backward.ts). Each element is one invocation's, so in place is safe.
 //
 // Three shapes of the same function (src/gpu/kernel-variant.ts picks the family of shapes per adapter):
 //  - REGISTER (the CPU-emulator shape, the default): each invocation keeps a TM x TN tile of C in

@@ -31,7 +31,7 @@ export interface E2EAttentionSpec {
   readonly window: number;
   /** The largest block (rows) ever recorded (sizes the stats). */
   readonly maxRows: number;
-  /** Rows (forward, backwardQ) or keys (backwardKV) per workgroup, one invocation each (default 64). */
+  /** Rows (the forward, the backward's dq role) or keys (its dk/dv role) per workgroup, one invocation each (default 64). */
   readonly groupRows?: number;
   /** Keys (or query rows) per workgroup-memory tile: default as many as maxComputeWorkgroupStorageSize holds (2·hd + 2 floats each), at most 64. */
   readonly tileRows?: number;
