@@ -8,8 +8,9 @@
 // fast-weights.wgsl).
 //
 // FUSED does all four in ONE launch of one workgroup, for a single tensor (every block's θ packed in one
-// buffer) small enough that one workgroup's grid-stride walks cost less than three more launches: the
-// models' θ (0.1-0.3M floats) is read twice and written once by 256 invocations.
+// buffer) small enough that one workgroup's grid-stride walks cost less than three more launches (FUSED_MAX
+// in src/gpu/ops/e2e-clip-sgd.ts): the models' θ (0.1-0.3M floats) is read twice and written once by 256
+// invocations.
 //
 // stats = [Σ g², ||g||, c, η·c]
 

@@ -51,11 +51,13 @@ export interface StepRecord {
 }
 
 /**
- * Where one workgroup's walks beat the three-stage path's extra launches: 4M elements is ~4 ms of one
- * workgroup's reads on a mid-range GPU, the price of a few launches on the slowest WebGPU stacks; the
- * models here have 0.1-0.3M.
+ * The most elements the one-workgroup path takes. It moves 12 bytes an element (g twice, θ once each
+ * way); one workgroup streams perhaps 30 GB/s on a discrete GPU, so 512K elements cost ~0.2 ms, which
+ * is where the three stages' launches (microseconds each) and parallelism start to win. On CPU
+ * emulators one workgroup is one core: 512K elements are about a millisecond there. The models here
+ * have 0.1-0.3M.
  */
-export const FUSED_MAX = 1 << 22;
+export const FUSED_MAX = 1 << 19;
 
 const WG = 64;
 /** Elements each partial-sum lane takes before a tensor gets another workgroup. */
