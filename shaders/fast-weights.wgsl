@@ -37,7 +37,8 @@ fn softplus(x: f32) -> f32 {
 #include "rope-turns.wgsl"
 struct Params {
   D: u32, Hf: u32, df: u32, G: u32, momCol: u32, scaleCol: u32, qkvSilu: u32, lrShift: f32,
-  C: u32, P: u32, gateCols: u32, headDim: u32, _t: u32, attention: u32, qkNorm: u32, normEps: f32,
+  // F: the columns of the branch's own q|k|v after attention's (3D with fw_own_qkv, else 0).
+  C: u32, P: u32, gateCols: u32, headDim: u32, F: u32, attention: u32, qkNorm: u32, normEps: f32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<uniform> blk: Block;
@@ -62,7 +63,7 @@ fn turn(pos: u32, i: u32) -> vec2f { return ropeCosSin(pos, turns[i]); }
 // second launch. In order:
 //   1. with `attention` and `qkNorm`: the sums of squares of the row's q and k (attention's q_norm, k_norm);
 //   2. per fast head: fq, fk, fv = silu?(q_n * scale + offset), ..., fq and fk L2-normed per head; fv also
-//      into the pending row;
+//      into the pending row (with F > 0 from the branch's own q, k, v, which attention's q/k norm never touches);
 //   3. RoPE of fq, fk (fk also into the pending row) and, with `attention`, of the row's own q_n, k_n in
 //      place in qkv, after a barrier, since step 2 read the un-roped q, k across the row;
 //   4. the activated gates (softplus lr, sigmoid momentum, silu ttt scale), lr and beta into the pending row.
@@ -72,8 +73,11 @@ fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
   let row = wid.x;
   if (row >= blk.rows) { return; }
   let D = p.D;
-  // qkv's rows are q | k | v | raw gates (one projection); fqkv's are fq | fk | fv.
-  let qb = row * (3u * D + p.G);
+  // qkv's rows are q | k | v | the branch's own q | k | v (F > 0) | raw gates (one projection); fqkv's
+  // are fq | fk | fv.
+  let qb = row * (3u * D + p.F + p.G);
+  let fb = qb + p.F;
+  let normFast = p.qkNorm != 0u && p.F == 0u;
   let base = row * 3u * D;
   let pr = ((blk.pos0 % p.C) + row) * p.P;
   var inv = vec2f(1.0);
@@ -92,15 +96,15 @@ fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     var ss = vec2f(0.0);
     for (var j = lid; j < p.df; j += WG) {
       let i = h * p.df + j;
-      var q = qkv[qb + i];
-      var k = qkv[qb + D + i];
-      if (p.qkNorm != 0u) {
+      var q = qkv[fb + i];
+      var k = qkv[fb + D + i];
+      if (normFast) {
         q = q * inv.x * qkNormW[i];
         k = k * inv.y * qkNormW[D + i];
       }
       q = q * qkScale[2u * i] + qkOffset[2u * i];
       k = k * qkScale[2u * i + 1u] + qkOffset[2u * i + 1u];
-      var v = qkv[qb + 2u * D + i];
+      var v = qkv[fb + 2u * D + i];
       if (p.qkvSilu != 0u) { q = silu(q); k = silu(k); v = silu(v); }
       fqkv[base + i] = q;
       fqkv[base + D + i] = k;
@@ -151,7 +155,7 @@ fn inputs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
 
   let g = row * p.G;
   for (var col = lid; col < p.G; col += WG) {
-    let x = qkv[qb + 3u * D + col];
+    let x = qkv[qb + 3u * D + p.F + col];
     var y: f32;
     if (col < 3u * p.Hf) {
       y = softplus(x + p.lrShift);

@@ -44,7 +44,7 @@ def departures(args: dict) -> str:
                      'with attention (the official LaCT training sends all of it; train/README.md has the pilots)')
     if args.get('fw_own_qkv'):
         notes.append('`--fw-own-qkv`: the fast-weight branch reads q, k, v from a projection of its own (the '
-                     'official LaCT shares attention\'s); a PyTorch pilot the engine does not run')
+                     'official LaCT shares attention\'s), `attn.fw_qkv.weight`, config key `fw_own_qkv`')
     if args.get('fw_update') == 'off':
         notes.append('`--fw-update off`: the fast weights never learn (a static MLP branch)')
     if args.get('ttt_scale_init') == 'zero':

@@ -61,8 +61,14 @@ FIXTURES: Dict[str, dict] = {
         COMMON, use_fast_weights=False, window_size=16, intermediate_size=128, tie_word_embeddings=False),
     'tiny-full': dict(
         COMMON, use_fast_weights=False, window_size=None, intermediate_size=128, tie_word_embeddings=False),
+    # The fast-weight branch with a q|k|v projection of its own (attn.fw_qkv, no bias): attention's q/k
+    # norm and qkv bias must not reach the branch.
+    'tiny-own-qkv': dict(
+        COMMON, use_fast_weights=True, fw_own_qkv=True, use_momentum=True, use_muon=True, w0_w2_low_rank=-1,
+        learnable_ttt_scale=True, qkv_silu=True, attn_qk_norm=True, qkv_bias=True, inter_multi=1,
+        window_size=16, tie_word_embeddings=False, intermediate_size=96),
 }
-SEEDS = {'tiny-all-on': 1001, 'tiny-all-off': 1002, 'tiny-swa': 1003, 'tiny-full': 1004}
+SEEDS = {'tiny-all-on': 1001, 'tiny-all-off': 1002, 'tiny-swa': 1003, 'tiny-full': 1004, 'tiny-own-qkv': 1005}
 
 
 @torch.no_grad()
@@ -202,6 +208,9 @@ def check_fixture(name: str, model64: LaCTForCausalLM, tokens: List[int], logits
             ablations['learnable_ttt_scale=False'] = dict(learnable_ttt_scale=False)
         if c.attn_qk_norm:
             ablations['attn_qk_norm=False'] = dict(attn_qk_norm=False)
+        if c.fw_own_qkv:
+            # The branch reads attention's q, k, v instead (fw_qkv dropped).
+            ablations['fw_own_qkv=False'] = dict(fw_own_qkv=False)
         for label, ch in ablations.items():
             try:
                 alt, _ = forward64(with_config(model64, **ch), tokens)
@@ -290,6 +299,7 @@ All models: vocab 258 (bytes 0-255, BOS 256, EOS 257), D = 64, 2 layers, 2 atten
 | `tiny-all-off` | no momentum, no Muon, full W0/W2, no TTT scale, no qkv SiLU, no q/k norm, no qkv bias, inter_multi 1, window 16, tied embeddings (no `lm_head.weight`), intermediate_size 96 |
 | `tiny-swa` | `use_fast_weights: false` (no fast-weight tensors), window 16, intermediate_size 128 |
 | `tiny-full` | `use_fast_weights: false`, `window_size: null` (full causal attention), intermediate_size 128 |
+| `tiny-own-qkv` | `fw_own_qkv: true` (the fast-weight branch reads q, k, v from a projection of its own, `attn.fw_qkv.weight`, no bias, no q/k norm) beside attention's q/k RMSNorm and qkv bias, momentum, Muon, full W0/W2, learnable TTT scale, qkv SiLU, inter_multi 1, window 16, untied lm_head, intermediate_size 96 |
 
 The random weights are not the official init (std 0.006 would make attention and the fast weights
 nearly invisible): linear weights ~ N(0, 1/fan_in), embeddings std 0.7 (0.5 when tied), norm weights

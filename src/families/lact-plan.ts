@@ -5,7 +5,7 @@
  */
 import { planBuilder } from './plan-builder.ts';
 import { attentionPartialsBytes } from '../gpu/ops/attention.ts';
-import { fastWeightLayerFloats, fastWeightScratchBuffers, gateColumns } from '../gpu/ops/fast-weights.ts';
+import { fastWeightLayerFloats, fastWeightScratchBuffers, projectionRowWidth } from '../gpu/ops/fast-weights.ts';
 import { kvGeometry } from '../gpu/ops/kv-cache.ts';
 import { SampleOp } from '../gpu/ops/sample.ts';
 import { pendingChunkBytes } from '../gpu/ops/e2e-keep.ts';
@@ -21,7 +21,8 @@ import type { LactConfig } from '../model/config.ts';
  */
 export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOptions): PlannedBuffer[] {
   const D = c.hiddenSize, V = c.vocabSize, I = c.intermediateSize, R = layout.maxRows, f = c.useFastWeights;
-  const G = f ? gateColumns(c).total : 0;
+  // A projection row: q|k|v, the branch's own q|k|v (fw_own_qkv), the gates.
+  const S = projectionRowWidth(c);
   const { out, buf, matrix } = planBuilder(layout);
   // The checkpoint (lact-weights.ts).
   matrix('embeddings', V, D, 'vocab_size');
@@ -30,9 +31,9 @@ export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOption
   for (let l = 0; l < c.numLayers; l++) {
     const L = `layer ${l}`;
     buf(`${L} attn_norm`, 'weights', 4 * D, 'hidden_size');
-    // With fast weights the gates' rows follow q|k|v in one matrix (and one bias).
-    matrix(f ? `${L} qkv|gates` : `${L} qkv`, 3 * D + G, D, 'hidden_size');
-    if (c.qkvBias || f) buf(f ? `${L} qkv|gates bias` : `${L} qkv bias`, 'weights', 4 * (3 * D + G), 'hidden_size');
+    // With fast weights the branch's own q|k|v rows (if any) and the gates' follow q|k|v in one matrix (and one bias).
+    matrix(f ? `${L} qkv|gates` : `${L} qkv`, S, D, 'hidden_size');
+    if (c.qkvBias || f) buf(f ? `${L} qkv|gates bias` : `${L} qkv bias`, 'weights', 4 * S, 'hidden_size');
     if (c.attnQkNorm) buf(`${L} q/k norm`, 'weights', 8 * D, 'hidden_size');
     matrix(`${L} o_proj`, D, D, 'hidden_size');
     buf(`${L} mlp_norm`, 'weights', 4 * D, 'hidden_size');
@@ -41,7 +42,7 @@ export function lactPlan(c: LactConfig, layout: EngineLayout, opts: EngineOption
   }
   // Activations, the fast-weight scratch, then per layer its KV cache, fast-weight state, attention partials.
   buf('tokens', 'activations', 4 * R, 'maxRows');
-  for (const [label, floats] of [['x', R * D], [f ? 'qkv|gates' : 'qkv', R * (3 * D + G)], ['o', R * D]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
+  for (const [label, floats] of [['x', R * D], [f ? 'qkv|gates' : 'qkv', R * S], ['o', R * D]] as const) buf(label, 'activations', 4 * floats, 'maxRows');
   // No normed-input buffer: every pre-norm is fused into the projection after it (LinearSpec.norm).
   buf('gate|up', 'activations', 4 * R * 2 * I, 'intermediate_size');
   buf('swiglu', 'activations', 4 * R * I, 'intermediate_size');

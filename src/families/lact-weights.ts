@@ -1,7 +1,7 @@
 /**
  * A checkpoint's tensors on the GPU, laid out the way the kernels want them: projections that read the
- * same input share one matrix (q|k|v and, with fast weights, the lr/momentum/ttt-scale gates after them; the
- * MLP's gate and up), q/k norm weights sit
+ * same input share one matrix (q|k|v and, with fast weights, the branch's own q|k|v where it has one and
+ * the lr/momentum/ttt-scale gates after them; the MLP's gate and up), q/k norm weights sit
  * side by side. Buffers are allocated from the config first and each checkpoint tensor is written into
  * its place as it arrives, so a streamed model never has to be whole in JS memory. Only the initial
  * fast weights (small: 3·Hf·df·dh per layer) are kept on the CPU, because the fast-weight layers
@@ -9,18 +9,23 @@
  */
 import { expectedTensors, type LactConfig } from '../model/config.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
-import type { FastWeightInit } from '../gpu/ops/fast-weights.ts';
+import { ownQkvRows, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
 import { allocMatrix, type WeightParts } from '../gpu/weights.ts';
 import { CheckpointTargets, type PlacedTarget } from './checkpoint-targets.ts';
 
 export interface LayerWeights {
   attnNorm: GPUBuffer;
-  /** [3D + G, D]: q, k, v, then (G > 0: with fast weights) lr_proj, momentum_proj.0, ttt_scale_proj. */
+  /**
+   * [3D + F + G, D]: q, k, v, then (F = 3D: fw_own_qkv) the fast-weight branch's own q, k, v, then (G > 0:
+   * with fast weights) lr_proj, momentum_proj.0, ttt_scale_proj.
+   */
   qkv: WeightParts;
-  /** [3D + G]: qkv's bias (zeros where the config has none) then the gates'; null with neither. */
+  /** [3D + F + G]: qkv's bias (zeros where the config has none, and for the branch's own q|k|v) then the gates'; null with neither. */
   qkvBias: GPUBuffer | null;
   qkNorm: GPUBuffer | null; // [2D]: q_norm then k_norm
-  /** G: the gate rows after q|k|v (0 without fast weights). */
+  /** F: the rows of the fast-weight branch's own q|k|v after attention's (3D with fw_own_qkv, else 0). */
+  fwRows: number;
+  /** G: the gate rows after them (0 without fast weights). */
   gateRows: number;
   oProj: WeightParts;
   mlpNorm: GPUBuffer;
@@ -64,11 +69,13 @@ export class GpuWeights {
       const gateNames = f ? ['attn.lr_proj', ...(c.useMomentum ? ['attn.momentum_proj.0'] : []), ...(c.learnableTttScale ? ['attn.ttt_scale_proj'] : [])] : [];
       const gateRows = gateNames.map((n) => (n === 'attn.lr_proj' ? 3 * c.numFwHeads : c.numFwHeads));
       const G = gateRows.reduce((a, b) => a + b, 0);
+      const F = ownQkvRows(c);
       const lw: LayerWeights = {
         attnNorm: vec(`${L} attn_norm`, D),
-        qkv: mat(f ? `${L} qkv|gates` : `${L} qkv`, 3 * D + G, D),
-        qkvBias: c.qkvBias || f ? vec(f ? `${L} qkv|gates bias` : `${L} qkv bias`, 3 * D + G) : null,
+        qkv: mat(f ? `${L} qkv|gates` : `${L} qkv`, 3 * D + F + G, D),
+        qkvBias: c.qkvBias || f ? vec(f ? `${L} qkv|gates bias` : `${L} qkv bias`, 3 * D + F + G) : null,
         qkNorm: c.attnQkNorm ? vec(`${L} q/k norm`, 2 * D) : null,
+        fwRows: F,
         gateRows: G,
         oProj: mat(`${L} o_proj`, D, D),
         mlpNorm: vec(`${L} mlp_norm`, D),
@@ -83,7 +90,8 @@ export class GpuWeights {
         at(p + 'attn.q_norm.weight', { kind: 'vector', buffer: lw.qkNorm, offset: 0 });
         at(p + 'attn.k_norm.weight', { kind: 'vector', buffer: lw.qkNorm, offset: D });
       }
-      let row = 3 * D;
+      if (F > 0) at(p + 'attn.fw_qkv.weight', { kind: 'matrix', m: lw.qkv, row0: 3 * D });
+      let row = 3 * D + F;
       gateNames.forEach((n, i) => {
         at(p + n + '.weight', { kind: 'matrix', m: lw.qkv, row0: row });
         at(p + n + '.bias', { kind: 'vector', buffer: lw.qkvBias!, offset: row });

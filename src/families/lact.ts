@@ -15,7 +15,7 @@ import type { GpuContext } from '../gpu/context.ts';
 import type { MemorySection, RestoreWrite, SectionSource } from '../gpu/saved-state.ts';
 import { AttentionOp } from '../gpu/ops/attention.ts';
 import { EmbedOp } from '../gpu/ops/embed.ts';
-import { FastWeightLayer, FastWeightScratch, gateColumns, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
+import { FastWeightLayer, FastWeightScratch, gateColumns, ownQkvRows, projectionRowWidth, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
 import { KvCache } from '../gpu/ops/kv-cache.ts';
 import { LinearOp } from '../gpu/ops/linear.ts';
 import { CPU_TILES, ROW_TILES } from '../gpu/ops/matmul.ts';
@@ -85,10 +85,10 @@ class LactModel implements FamilyModel {
     // Activations, shared by every layer (a block runs the layers one after another).
     this.tokens = A.create('tokens', 'activations', maxRows * 4, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST);
     const x = act('x: residual stream [rows, D]', maxRows * D);
-    const G = c.useFastWeights ? gateColumns(c).total : 0;
-    // A row: q | k | v | the fast-weight gates (G = 0 without fast weights).
-    const S = 3 * D + G;
-    const qkv = act(G ? 'qkv|gates [rows, 3D + G]' : 'qkv [rows, 3D]', maxRows * S);
+    const G = c.useFastWeights ? gateColumns(c).total : 0, F = ownQkvRows(c);
+    // A row: q | k | v | the branch's own q | k | v (F = 3D with fw_own_qkv, else 0) | the fast-weight gates (G = 0 without fast weights).
+    const S = projectionRowWidth(c);
+    const qkv = act(G ? (F ? 'qkv|fw qkv|gates [rows, 6D + G]' : 'qkv|gates [rows, 3D + G]') : 'qkv [rows, 3D]', maxRows * S);
     const o = act('o: mixer output [rows, D]', maxRows * D);
     const gu = act('gate|up [rows, 2I]', maxRows * 2 * I);
     const s = act('swiglu [rows, I]', maxRows * I);
@@ -104,7 +104,7 @@ class LactModel implements FamilyModel {
       const attnSpec = { D, heads: c.numAttnHeads, window: c.windowSize, maxRows, capacity: capacity === Infinity ? 0 : capacity, maxBindingBytes: maxBinding };
       const kv = new KvCache(ctx, `${L} kv`, attnSpec);
       const attnNorm = { gain: lw.attnNorm, eps: c.normEps };
-      if (lw.gateRows !== G) throw new Error(`${L}: ${lw.gateRows} gate rows after q|k|v, expected ${G}`);
+      if (lw.gateRows !== G || lw.fwRows !== F) throw new Error(`${L}: ${lw.fwRows} + ${lw.gateRows} rows after q|k|v, expected ${F} + ${G}`);
       const fastLayer = init
         ? new FastWeightLayer(ctx, `${L} fast weights`, c, init, { qkv, out: o }, block, maxRows, { scratch: fwScratch!, tiles, attention: { qkNorm: lw.qkNorm, eps: INNER_NORM_EPS } })
         : null;

@@ -4,7 +4,9 @@
  * Keys are those that LaCT's official `LaCTSWIGLUConfig` writes, so an official checkpoint's config loads
  * unchanged. Two ttt-web extensions describe the baselines with the same layer:
  *   - `window_size: null`     → no window (full causal attention), as in the official layer;
- *   - `use_fast_weights: false` → the fast-weight branch is off (sliding-window only, or full attention).
+ *   - `use_fast_weights: false` → the fast-weight branch is off (sliding-window only, or full attention);
+ *   - `fw_own_qkv: true`      → the fast-weight branch reads q, k, v from a projection of its own
+ *                               (`attn.fw_qkv.weight` [3D, D], no bias, no q/k norm) instead of attention's.
  * And one names the tokenizer: `tokenizer: "byte"` (256 bytes + specials); otherwise `tokenizer.json`.
  */
 import { ConfigError } from './errors.ts';
@@ -34,6 +36,8 @@ export interface LactConfig {
   /** C: fast-weight chunk size. */
   readonly chunkSize: number;
   readonly useFastWeights: boolean;
+  /** The fast-weight branch's own q|k|v projection (train.py's --fw-own-qkv); false: it shares attention's. */
+  readonly fwOwnQkv: boolean;
   readonly qkvBias: boolean;
   readonly attnQkNorm: boolean;
   readonly qkvSilu: boolean;
@@ -188,6 +192,9 @@ export function parseConfig(raw: unknown, source?: string): LactConfig {
     throw new ConfigError('vocab_size', `a byte-level model needs at least 256 tokens, got ${vocabSize}`, source);
   }
 
+  const fwOwnQkv = boolKey(cfg, 'fw_own_qkv', false, source);
+  if (fwOwnQkv && !useFastWeights) throw new ConfigError('fw_own_qkv', 'needs the fast-weight branch (use_fast_weights: true)', source);
+
   const modelType = cfg.model_type ?? 'lact_swiglu';
   if (typeof modelType !== 'string') throw new ConfigError('model_type', 'must be a string', source);
 
@@ -206,6 +213,7 @@ export function parseConfig(raw: unknown, source?: string): LactConfig {
     windowSize,
     chunkSize,
     useFastWeights,
+    fwOwnQkv,
     qkvBias: boolKey(cfg, 'qkv_bias', false, source),
     attnQkNorm: boolKey(cfg, 'attn_qk_norm', false, source),
     qkvSilu: boolKey(cfg, 'qkv_silu', true, source),
@@ -247,6 +255,7 @@ export function expectedTensors(c: LactConfig): Map<string, number[]> {
     }
     if (c.useFastWeights) {
       const Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden, r = c.w0w2LowRank;
+      if (c.fwOwnQkv) m.set(p + 'attn.fw_qkv.weight', [3 * D, D]);
       m.set(p + 'attn.qk_scale', [D, 2]);
       m.set(p + 'attn.qk_offset', [D, 2]);
       for (const w of ['w0', 'w2']) {

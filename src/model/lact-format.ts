@@ -14,6 +14,7 @@ function layerOption(c: LactConfig, rest: string): string | null {
   if (/^attn\.w[02]\.w_(left|right)$/.test(rest)) return `use_fast_weights=${c.useFastWeights} and w0_w2_low_rank=${c.w0w2LowRank}`;
   if (rest === 'attn.w0' || rest === 'attn.w2') return `use_fast_weights=${c.useFastWeights} and w0_w2_low_rank=${c.w0w2LowRank} (full-rank initial fast weights)`;
   if (rest.startsWith('attn.ttt_scale_proj.')) return `use_fast_weights=${c.useFastWeights} and learnable_ttt_scale=${c.learnableTttScale}`;
+  if (rest === 'attn.fw_qkv.weight') return `use_fast_weights=${c.useFastWeights} and fw_own_qkv=${c.fwOwnQkv}`;
   if (rest.startsWith('attn.momentum_proj.')) return `use_fast_weights=${c.useFastWeights} and use_momentum=${c.useMomentum}`;
   if (/^attn\.(qk_scale|qk_offset|w1|lr_proj\.(weight|bias)|ttt_norm\.weight)$/.test(rest)) return `use_fast_weights=${c.useFastWeights}`;
   return null;

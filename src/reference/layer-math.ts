@@ -57,11 +57,24 @@ export function projectRows(c: LactConfig, lw: LayerWeights, a: Float64Array, po
   if (!f) return out;
 
   const Hf = c.numFwHeads, df = c.fwHeadDim;
-  const fq = new Float64Array(rows * D), fk = new Float64Array(rows * D), fv = Float64Array.from(v);
+  // The branch's inputs: attention's q, k (after its q/k norm, before RoPE) and v, or its own projection's.
+  let bq = q, bk = k, bv = v;
+  if (f.qkvW) {
+    const own = linear(a, rows, D, f.qkvW, 3 * D);
+    bq = new Float64Array(rows * D);
+    bk = new Float64Array(rows * D);
+    bv = new Float64Array(rows * D);
+    for (let t = 0; t < rows; t++) {
+      bq.set(own.subarray(t * 3 * D, t * 3 * D + D), t * D);
+      bk.set(own.subarray(t * 3 * D + D, t * 3 * D + 2 * D), t * D);
+      bv.set(own.subarray(t * 3 * D + 2 * D, t * 3 * D + 3 * D), t * D);
+    }
+  }
+  const fq = new Float64Array(rows * D), fk = new Float64Array(rows * D), fv = Float64Array.from(bv);
   for (let t = 0; t < rows; t++) {
     for (let i = 0; i < D; i++) {
-      fq[t * D + i] = q[t * D + i] * f.qkScale[2 * i] + f.qkOffset[2 * i];
-      fk[t * D + i] = k[t * D + i] * f.qkScale[2 * i + 1] + f.qkOffset[2 * i + 1];
+      fq[t * D + i] = bq[t * D + i] * f.qkScale[2 * i] + f.qkOffset[2 * i];
+      fk[t * D + i] = bk[t * D + i] * f.qkScale[2 * i + 1] + f.qkOffset[2 * i + 1];
     }
   }
   if (c.qkvSilu) {

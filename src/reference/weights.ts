@@ -6,6 +6,8 @@ import type { LactConfig, WeightMap } from '../model/config.ts';
 import { matmul, toF64 } from './linalg.ts';
 
 export interface FastBranchWeights {
+  /** fw_own_qkv: the branch's own q|k|v projection [3D, D] (no bias); null: it reads attention's q, k, v. */
+  qkvW: Float64Array | null;
   qkScale: Float64Array; // [D, 2]
   qkOffset: Float64Array; // [D, 2]
   /** Initial W0, W2 [Hf, dh, df] and W1 [Hf, df, dh]. */
@@ -91,6 +93,7 @@ function fastBranch(c: LactConfig, p: string, get: (n: string) => Float64Array):
     return out;
   };
   return {
+    qkvW: c.fwOwnQkv ? get(p + 'attn.fw_qkv.weight') : null,
     qkScale: get(p + 'attn.qk_scale'),
     qkOffset: get(p + 'attn.qk_offset'),
     w0: initial('w0'),

@@ -29,6 +29,7 @@ describe('memory plan', () => {
     ['sliding window, 5-row blocks', SWA_ONLY, { maxRows: 5 }],
     ['full attention, paged KV (small bindings), all logits', FULL_ATTN, { weights: 'f32', maxContext: 300, maxBindingBytes: 8192, allLogits: true }],
     ['every option on, weights split across bindings', ALL_ON, { weights: 'f32', maxBindingBytes: 16384 }],
+    ['the fast-weight branch with its own q|k|v, f16', { ...ALL_OFF, fw_own_qkv: true }, {}],
   ];
   for (const [what, raw, opts] of cases) {
     it(`${what}: the plan's bytes by category are what the allocator holds once the engine exists`, async () => {

@@ -162,6 +162,21 @@ describe('loadModel: every failure is a named error that says where', () => {
     const e2 = await rejection(loadFromDir(ALL_ON, u));
     expect(e2).toBeInstanceOf(UnexpectedTensorError);
     expect(e2.message).toContain('layer 2, but num_hidden_layers=2');
+
+    // The branch's own q|k|v projection in a model whose config shares attention's.
+    const w = tensors();
+    w.set('model.layers.1.attn.fw_qkv.weight', { dtype: 'F32', shape: [192, 64], data: new Float32Array(192 * 64) });
+    const e3 = await rejection(loadFromDir(ALL_ON, w));
+    expect(e3).toBeInstanceOf(UnexpectedTensorError);
+    expect(e3.message).toContain('"model.layers.1.attn.fw_qkv.weight"');
+    expect(e3.message).toContain('fw_own_qkv=false');
+  });
+
+  it('MissingTensorError: a config with fw_own_qkv needs the branch\'s own projection in every layer', async () => {
+    const e = await rejection(loadFromDir({ ...ALL_ON, fw_own_qkv: true }, tensors()));
+    expect(e).toBeInstanceOf(MissingTensorError);
+    expect(e.message).toContain('"model.layers.0.attn.fw_qkv.weight"');
+    expect(e.message).toContain('fw_own_qkv=true');
   });
 
   it('ShapeMismatchError names the tensor and both shapes', async () => {
@@ -216,6 +231,8 @@ describe('loadModel: every failure is a named error that says where', () => {
       [{ ...TINY_BASE, no_v_silu: true }, 'no_v_silu', /true is not supported/],
       [{ ...TINY_BASE, num_hidden_layers: '2' }, 'num_hidden_layers', /must be an integer, got "2"/],
       [{ ...TINY_BASE, use_momentum: 'yes' }, 'use_momentum', /must be true or false/],
+      [{ ...TINY_BASE, fw_own_qkv: 1 }, 'fw_own_qkv', /must be true or false/],
+      [{ ...TINY_BASE, use_fast_weights: false, fw_own_qkv: true }, 'fw_own_qkv', /needs the fast-weight branch/],
       [{ ...TINY_BASE, eos_token_id: 999 }, 'eos_token_id', /\[0, 258\)/],
       [[1, 2, 3] as unknown as Record<string, unknown>, '(root)', /must hold a JSON object/],
     ];

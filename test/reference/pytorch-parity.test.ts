@@ -9,7 +9,7 @@ import { ReferenceModel } from '../../src/reference/index.ts';
 import { expectClose, expectNotClose, type CloseTolerance } from '../helpers/close.ts';
 
 /** Golden outputs written by the PyTorch twin (`train/make_fixtures.py`), committed so CI needs no torch. */
-const FIXTURES = ['tiny-all-on', 'tiny-all-off', 'tiny-swa', 'tiny-full'] as const;
+const FIXTURES = ['tiny-all-on', 'tiny-all-off', 'tiny-swa', 'tiny-full', 'tiny-own-qkv'] as const;
 
 /**
  * Element-wise |ours - golden| <= ATOL + RTOL·|golden|.

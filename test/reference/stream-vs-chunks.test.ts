@@ -9,6 +9,7 @@ const CASES: Record<string, Record<string, unknown>> = {
   'sliding-window only': SWA_ONLY,
   'full attention': FULL_ATTN,
   'window smaller than chunk': { ...ALL_ON, window_size: 8 },
+  'the fast-weight branch with its own q|k|v': { ...ALL_ON, fw_own_qkv: true },
 };
 
 /**

@@ -70,8 +70,9 @@ class LactConfig:
     model_type: str = 'lact_swiglu'
     # ttt-web extensions
     use_fast_weights: bool = True
-    # A training pilot (PyTorch only; the engine refuses its extra tensors): the fast-weight branch reads
-    # q, k, v from a projection of its own instead of sharing attention's.
+    # A departure from the official layer (a pilot of issue 19, run by the engine too): the fast-weight
+    # branch reads q, k, v from a projection of its own (attn.fw_qkv, no bias, no q/k norm) instead of
+    # sharing attention's.
     fw_own_qkv: bool = False
     tokenizer: str = 'tokenizer.json'
     # keys we keep but do not interpret (fuse_norm, use_cache, ...), written back unchanged

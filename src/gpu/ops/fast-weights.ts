@@ -51,6 +51,19 @@ export function gateColumns(c: LactConfig): { lr: number; momentum: number | nul
   return { lr: 0, momentum, scale, total: 3 * Hf + (c.useMomentum ? Hf : 0) + (c.learnableTttScale ? Hf : 0) };
 }
 
+/**
+ * The columns of the branch's own q|k|v in a projection row (fw_own_qkv: 3D, after attention's q|k|v),
+ * 0 when it reads attention's. Its q, k, v then start at this column of the row.
+ */
+export function ownQkvRows(c: LactConfig): number {
+  return c.useFastWeights && c.fwOwnQkv ? 3 * c.hiddenSize : 0;
+}
+
+/** Floats per row of the q|k|v projection: attention's q|k|v, the branch's own q|k|v, the raw gates. */
+export function projectionRowWidth(c: LactConfig): number {
+  return 3 * c.hiddenSize + ownQkvRows(c) + (c.useFastWeights ? gateColumns(c).total : 0);
+}
+
 /** lr = softplus(x + inv_softplus(0.001)): the official "mamba" parameterisation's base learning rate. */
 const BASE_LR = 0.001;
 const LR_SHIFT = BASE_LR + Math.log(-Math.expm1(-BASE_LR));
@@ -210,7 +223,10 @@ export class FastWeightLayer {
     readonly label: string,
     readonly config: LactConfig,
     init: FastWeightInit,
-    /** qkv: [rows, 3D + G], per row q | k | v | the raw gates (one projection of the same input); out: [rows, D]. */
+    /**
+     * qkv: [rows, projectionRowWidth], per row q | k | v | the branch's own q | k | v (fw_own_qkv) | the raw
+     * gates (one projection of the same input); out: [rows, D].
+     */
     io: { qkv: GPUBuffer; out: GPUBuffer },
     block: BlockParams,
     readonly maxRows: number,
@@ -220,7 +236,7 @@ export class FastWeightLayer {
     if (!c.useFastWeights) throw new Error(`${label}: the config has no fast-weight branch`);
     const D = c.hiddenSize, Hf = c.numFwHeads, df = c.fwHeadDim, dh = c.fwHidden, C = c.chunkSize;
     const S = dh * df, Z = 3 * Hf, P = pendingWidth(c);
-    const gc = gateColumns(c), G = gc.total;
+    const gc = gateColumns(c), G = gc.total, F = ownQkvRows(c), W = projectionRowWidth(c);
     if (!Number.isInteger(maxRows) || maxRows < 1) throw new RangeError(`${label}: maxRows ${maxRows} must be a positive integer`);
     // A block never crosses a chunk boundary, so it never has more than C rows.
     const rowCap = Math.min(maxRows, C);
@@ -228,7 +244,7 @@ export class FastWeightLayer {
     if (init.qkScale.length !== 2 * D || init.qkOffset.length !== 2 * D || init.tttNorm.length !== df) {
       throw new RangeError(`${label}: qk_scale/qk_offset must hold ${2 * D} values and ttt_norm ${df}`);
     }
-    if (io.qkv.size < rowCap * (3 * D + G) * 4) throw new RangeError(`${label}: qkv holds ${io.qkv.size} bytes, less than ${rowCap} rows of q|k|v|gates (${3 * D + G} values each)`);
+    if (io.qkv.size < rowCap * W * 4) throw new RangeError(`${label}: qkv holds ${io.qkv.size} bytes, less than ${rowCap} rows of q|k|v|gates (${W} values each)`);
     const scratch = opts.scratch ?? new FastWeightScratch(ctx, c, rowCap);
     if (!scratch.fits(c, rowCap)) throw new RangeError(`${label}: the shared scratch was made for another shape`);
     this.scratch = scratch;
@@ -268,7 +284,7 @@ export class FastWeightLayer {
       fw('inputs', 'INPUTS', ['uniform', 'uniform', 'rw', 'read', 'read', 'read', 'rw', 'rw', 'rw', 'read']),
       [
         ['u32', D], ['u32', Hf], ['u32', df], ['u32', G], ['u32', gc.momentum ?? NONE], ['u32', gc.scale ?? NONE], ['u32', c.qkvSilu ? 1 : 0], ['f32', LR_SHIFT],
-        ['u32', C], ['u32', P], ['u32', gateCols], ['u32', c.attnHeadDim], ['u32', 0], ['u32', attn ? 1 : 0], ['u32', attn?.qkNorm ? 1 : 0], ['f32', attn?.eps ?? 0],
+        ['u32', C], ['u32', P], ['u32', gateCols], ['u32', c.attnHeadDim], ['u32', F], ['u32', attn ? 1 : 0], ['u32', attn?.qkNorm ? 1 : 0], ['f32', attn?.eps ?? 0],
       ],
       [block.buffer, io.qkv, qkScale, qkOffset, attn?.qkNorm ?? qkScale, fqkv, act, this.pending, ropeTurns],
       (rows) => [rows, 1],
