@@ -12,7 +12,7 @@ import { BlockParams } from '../src/gpu/block.ts';
 import { GpuContext, type WeightStorage } from '../src/gpu/context.ts';
 import { AttentionOp, CPU_ROW_BLOCK } from '../src/gpu/ops/attention.ts';
 import { KvCache } from '../src/gpu/ops/kv-cache.ts';
-import { FastWeightLayer, gateColumns } from '../src/gpu/ops/fast-weights.ts';
+import { FastWeightLayer, projectionRowWidth } from '../src/gpu/ops/fast-weights.ts';
 import { CPU_TILES, MatmulOp, type MatmulTiles } from '../src/gpu/ops/matmul.ts';
 import { E2EAttentionBackwardOp, E2EAttentionOp } from '../src/gpu/ops/e2e-attention.ts';
 import { CrossEntropyOp } from '../src/gpu/ops/e2e-cross-entropy.ts';
@@ -94,7 +94,7 @@ export async function measureKernels(ctx: GpuContext, opts: { n?: number; reps?:
   const D = cfg.hiddenSize, C = cfg.chunkSize;
   const act = (floats: number) => buf('act', floats * 4, S | GPUBufferUsage.COPY_SRC);
   // Rows of q | k | v | the raw gates, as the engine's one projection writes them.
-  const io = { qkv: act(C * (3 * D + gateColumns(cfg).total)), out: act(C * D) };
+  const io = { qkv: act(C * projectionRowWidth(cfg)), out: act(C * D) };
   const fw = new FastWeightLayer(ctx, 'bench fw', cfg, init, io, block, C);
   block.write(C, 0);
   const tiles = `${CPU_TILES.tm}×${CPU_TILES.tn}, ${CPU_TILES.wgx}×${CPU_TILES.wgy}`;

@@ -83,13 +83,24 @@ fn product(lid: u32, rows: u32, cols: u32, K: u32, l: u32, li: u32, lk: u32, r: 
 
 #if VEC4
 // The same products on whole vec4s (every offset and row stride a multiple of 4, so are rows and cols).
-// dotRows: out[i, j] = Σ_k L[l + i·li + k]·R[r + j·rj + k], both operands contiguous in k (X X^T; and A A,
-// A being symmetric); a 4×4 tile per invocation, 4 k at a time. Then the epilogue as in product.
-fn dotRows(lid: u32, rows: u32, cols: u32, K: u32, l: u32, li: u32, r: u32, rj: u32, o: u32, ca: f32, cb: f32, cd: f32, e: u32) {
-  let tc = cols / 4u;
-  for (var t = lid; t < (rows / 4u) * tc; t += WG) {
-    let i0 = (t / tc) * 4u;
-    let j0 = (t % tc) * 4u;
+// dotRows: out[i, j] = Σ_k L[l + i·li + k]·R[r + j·rj + k], both operands contiguous in k, for a SYMMETRIC
+// result (X X^T; and A A, A being symmetric) with an epilogue that keeps it symmetric (cb·A + cd·I): only
+// the tiles on and above the diagonal are computed, each stored twice (itself and, off the diagonal, its
+// transpose), which halves the two products' work. Both copies hold the same numbers, so the result is
+// exactly symmetric, as the next step's A A and B X (B = B^T) take it to be. A 4×4 tile per invocation,
+// 4 k at a time; then the epilogue as in product.
+fn dotRows(lid: u32, m: u32, K: u32, l: u32, li: u32, r: u32, rj: u32, o: u32, ca: f32, cb: f32, cd: f32, e: u32) {
+  let tc = m / 4u;
+  for (var t = lid; t < tc * (tc + 1u) / 2u; t += WG) {
+    // The t-th tile of the upper triangle, row by row: (ti, tj), ti <= tj.
+    var ti = 0u;
+    var rest = t;
+    while (rest >= tc - ti) {
+      rest -= tc - ti;
+      ti++;
+    }
+    let i0 = ti * 4u;
+    let j0 = (ti + rest) * 4u;
     var acc = array<vec4f, 4>(vec4f(0.0), vec4f(0.0), vec4f(0.0), vec4f(0.0));
     for (var k4 = 0u; k4 < K / 4u; k4++) {
       let r0 = work[(r + j0 * rj) / 4u + k4];
@@ -101,7 +112,13 @@ fn dotRows(lid: u32, rows: u32, cols: u32, K: u32, l: u32, li: u32, r: u32, rj: 
         acc[ii] += vec4f(dot(lv, r0), dot(lv, r1), dot(lv, r2), dot(lv, r3));
       }
     }
-    storeTile(i0, j0, cols, acc, o, ca, cb, cd, e);
+    storeTile(i0, j0, m, acc, o, ca, cb, cd, e);
+    if (j0 != i0) {
+      let tr = array<vec4f, 4>(
+        vec4f(acc[0].x, acc[1].x, acc[2].x, acc[3].x), vec4f(acc[0].y, acc[1].y, acc[2].y, acc[3].y),
+        vec4f(acc[0].z, acc[1].z, acc[2].z, acc[3].z), vec4f(acc[0].w, acc[1].w, acc[2].w, acc[3].w));
+      storeTile(j0, i0, m, tr, o, ca, cb, cd, e);
+    }
   }
 }
 
@@ -187,9 +204,9 @@ fn update(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li
     let x = select(xSlot, base, s % 2u == 1u);
     let xNext = select(base, xSlot, s % 2u == 1u);
 #if VEC4
-    dotRows(lid, m, m, n, x, n, x, n, aSlot, 1.0, 0.0, 0.0, 0u);                           // A = X X^T
+    dotRows(lid, m, n, x, n, x, n, aSlot, 1.0, 0.0, 0.0, 0u);                              // A = X X^T
     storageBarrier();
-    dotRows(lid, m, m, m, aSlot, m, aSlot, m, bSlot, c.z, c.y, c.x, aSlot);                // B = c A A + b A + a I (A = A^T)
+    dotRows(lid, m, m, aSlot, m, aSlot, m, bSlot, c.z, c.y, c.x, aSlot);                   // B = c A A + b A + a I (A = A^T)
     storageBarrier();
     axpyRows(lid, m, n, m, bSlot, m, x, n, xNext);                                          // X' = B X
 #else
