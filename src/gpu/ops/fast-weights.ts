@@ -438,7 +438,7 @@ export class FastWeightLayer {
    * 12·C·Hf·dh·df for the gradient, plus with Muon 5 steps × 3Hf × (4·m²·n + 2·m³), m = min(dh, df),
    * n = max(dh, df), all of which the update launch does. The elementwise and reduction work
    * (O(C·Hf·dh + Hf·dh·df)) is not counted. These are the products' nominal FLOPs: the vec4 path
-   * computes only the upper triangle of the two symmetric ones (X X^T, A A), 2·m²·n + m³ per step less.
+   * computes only the upper triangle of the two symmetric ones (X X^T, A A), m²·n + m³ of each step's 4·m²·n + 2·m³ less.
    */
   flops(kind: 'learn' | 'update' = 'learn'): number {
     const c = this.config, m = Math.min(c.fwHidden, c.fwHeadDim), n = Math.max(c.fwHidden, c.fwHeadDim);
