@@ -9,7 +9,7 @@
  */
 import { expectedTensors, type LactConfig } from '../model/config.ts';
 import type { GpuContext, WeightStorage } from '../gpu/context.ts';
-import { ownQkvRows, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
+import { ownQkvRows, projectionRowWidth, type FastWeightInit } from '../gpu/ops/fast-weights.ts';
 import { allocMatrix, type WeightParts } from '../gpu/weights.ts';
 import { CheckpointTargets, type PlacedTarget } from './checkpoint-targets.ts';
 
@@ -69,11 +69,11 @@ export class GpuWeights {
       const gateNames = f ? ['attn.lr_proj', ...(c.useMomentum ? ['attn.momentum_proj.0'] : []), ...(c.learnableTttScale ? ['attn.ttt_scale_proj'] : [])] : [];
       const gateRows = gateNames.map((n) => (n === 'attn.lr_proj' ? 3 * c.numFwHeads : c.numFwHeads));
       const G = gateRows.reduce((a, b) => a + b, 0);
-      const F = ownQkvRows(c);
+      const F = ownQkvRows(c), S = projectionRowWidth(c);
       const lw: LayerWeights = {
         attnNorm: vec(`${L} attn_norm`, D),
-        qkv: mat(f ? `${L} qkv|gates` : `${L} qkv`, 3 * D + F + G, D),
-        qkvBias: c.qkvBias || f ? vec(f ? `${L} qkv|gates bias` : `${L} qkv bias`, 3 * D + F + G) : null,
+        qkv: mat(f ? `${L} qkv|gates` : `${L} qkv`, S, D),
+        qkvBias: c.qkvBias || f ? vec(f ? `${L} qkv|gates bias` : `${L} qkv bias`, S) : null,
         qkNorm: c.attnQkNorm ? vec(`${L} q/k norm`, 2 * D) : null,
         fwRows: F,
         gateRows: G,

@@ -31,18 +31,17 @@ export interface ProjectedRows {
   tttScale: Float64Array | null;
 }
 
+/** Rows of q | k | v [rows, 3D] as three [rows, D] arrays. */
+function splitQkv(qkv: Float64Array, rows: number, D: number): [Float64Array, Float64Array, Float64Array] {
+  const out: [Float64Array, Float64Array, Float64Array] = [new Float64Array(rows * D), new Float64Array(rows * D), new Float64Array(rows * D)];
+  for (let t = 0; t < rows; t++) out.forEach((x, j) => x.set(qkv.subarray(t * 3 * D + j * D, t * 3 * D + (j + 1) * D), t * D));
+  return out;
+}
+
 /** a: the attn-normed input rows [rows, D] at absolute positions `positions`. */
 export function projectRows(c: LactConfig, lw: LayerWeights, a: Float64Array, positions: readonly number[]): ProjectedRows {
   const D = c.hiddenSize, rows = positions.length;
-  const qkv = linear(a, rows, D, lw.qkvW, 3 * D, lw.qkvB ?? undefined);
-  let q: Float64Array = new Float64Array(rows * D);
-  let k: Float64Array = new Float64Array(rows * D);
-  const v = new Float64Array(rows * D);
-  for (let t = 0; t < rows; t++) {
-    q.set(qkv.subarray(t * 3 * D, t * 3 * D + D), t * D);
-    k.set(qkv.subarray(t * 3 * D + D, t * 3 * D + 2 * D), t * D);
-    v.set(qkv.subarray(t * 3 * D + 2 * D, t * 3 * D + 3 * D), t * D);
-  }
+  let [q, k, v] = splitQkv(linear(a, rows, D, lw.qkvW, 3 * D, lw.qkvB ?? undefined), rows, D);
   if (lw.qNorm && lw.kNorm) {
     q = rmsNormRows(q, rows, D, lw.qNorm, INNER_NORM_EPS);
     k = rmsNormRows(k, rows, D, lw.kNorm, INNER_NORM_EPS);
@@ -58,18 +57,7 @@ export function projectRows(c: LactConfig, lw: LayerWeights, a: Float64Array, po
 
   const Hf = c.numFwHeads, df = c.fwHeadDim;
   // The branch's inputs: attention's q, k (after its q/k norm, before RoPE) and v, or its own projection's.
-  let bq = q, bk = k, bv = v;
-  if (f.qkvW) {
-    const own = linear(a, rows, D, f.qkvW, 3 * D);
-    bq = new Float64Array(rows * D);
-    bk = new Float64Array(rows * D);
-    bv = new Float64Array(rows * D);
-    for (let t = 0; t < rows; t++) {
-      bq.set(own.subarray(t * 3 * D, t * 3 * D + D), t * D);
-      bk.set(own.subarray(t * 3 * D + D, t * 3 * D + 2 * D), t * D);
-      bv.set(own.subarray(t * 3 * D + 2 * D, t * 3 * D + 3 * D), t * D);
-    }
-  }
+  const [bq, bk, bv] = f.qkvW ? splitQkv(linear(a, rows, D, f.qkvW, 3 * D), rows, D) : [q, k, v];
   const fq = new Float64Array(rows * D), fk = new Float64Array(rows * D), fv = Float64Array.from(bv);
   for (let t = 0; t < rows; t++) {
     for (let i = 0; i < D; i++) {
